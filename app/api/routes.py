@@ -1,0 +1,134 @@
+"""HTTP routes: classification, health and bundle information."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi.responses import JSONResponse
+
+from app.api.state import ServiceState, Status
+from app.errors import PayloadTooLarge
+from app.schemas import ClassifyResponse, ErrorResponse, LiveResponse, ReadyResponse
+from app.service import Classifier
+from app.settings import Settings
+
+router = APIRouter()
+
+
+def get_state(request: Request) -> ServiceState:
+    state: ServiceState = request.app.state.fusion
+    return state
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_classifier(state: Annotated[ServiceState, Depends(get_state)]) -> Classifier:
+    return state.ready_classifier()
+
+
+StateDep = Annotated[ServiceState, Depends(get_state)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+ClassifierDep = Annotated[Classifier, Depends(get_classifier)]
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    descriptions = {
+        413: "Image file or image pixel count over the configured limit.",
+        415: "The file is not an image in an allowed format.",
+        422: "Missing or invalid field, undecodable image or invalid text.",
+        500: "Inference failed.",
+        503: "The model is not loaded yet, failed to load, or the service is stopping.",
+    }
+    return {s: {"model": ErrorResponse, "description": descriptions[s]} for s in statuses}
+
+
+@router.post(
+    "/classify",
+    responses=_errors(413, 415, 422, 500, 503),
+    summary="Classify one image with its text description",
+)
+async def classify(
+    classifier: ClassifierDep,
+    settings: SettingsDep,
+    image: Annotated[UploadFile, File(description="The image (JPEG, PNG, WebP, BMP, GIF, TIFF).")],
+    text: Annotated[str, Form(description="A text description of the item.")],
+    top_k: Annotated[
+        int | None, Form(ge=1, description="Return only the k most probable classes.")
+    ] = None,
+) -> ClassifyResponse:
+    """Class probabilities for an image and its text description."""
+    if image.size is not None and image.size > settings.max_image_bytes:
+        raise PayloadTooLarge(f"image file is over {settings.max_image_bytes} bytes")
+    data = await image.read(settings.max_image_bytes + 1)
+    if len(data) > settings.max_image_bytes:
+        raise PayloadTooLarge(f"image file is over {settings.max_image_bytes} bytes")
+    return await classifier.classify(data, text, top_k)
+
+
+@router.get("/livez", responses=_errors(503), summary="Liveness")
+async def livez(state: StateDep) -> JSONResponse:
+    """200 while the process can serve or is still loading; 503 once loading has failed."""
+    if state.status is Status.FAILED:
+        return JSONResponse(LiveResponse(status="failed").model_dump(), status_code=503)
+    return JSONResponse(LiveResponse(status="alive").model_dump())
+
+
+@router.get(
+    "/readyz",
+    response_model=ReadyResponse,
+    responses={503: {"model": ReadyResponse, "description": "Not ready."}},
+    summary="Readiness",
+)
+async def readyz(state: StateDep, settings: SettingsDep) -> JSONResponse:
+    """200 once the sessions are loaded and warm-up passed, with the providers in use."""
+    if state.status is not Status.READY or state.classifier is None:
+        body = ReadyResponse(status=state.status.value, ready=False, detail=state.error)
+        return JSONResponse(body.model_dump(exclude_none=True), status_code=503)
+    engine = state.classifier.engine
+    device = "cuda" if engine.on_cuda else "cpu"
+    detail = None
+    if settings.device == "auto" and device == "cpu":
+        detail = "device=auto: CUDA is not available, running on CPU"
+    body = ReadyResponse(
+        status="ready", ready=True, providers=engine.providers, device=device, detail=detail
+    )
+    return JSONResponse(body.model_dump(exclude_none=True))
+
+
+@router.get("/info", responses=_errors(503), summary="Bundle metadata and serving settings")
+async def info(classifier: ClassifierDep, settings: SettingsDep) -> dict[str, Any]:
+    """Bundle name, version, labels, preprocessing, providers and the settings that matter."""
+    engine = classifier.engine
+    manifest = engine.bundle.manifest
+    return {
+        "bundle": {
+            "name": manifest.name,
+            "version": manifest.version,
+            "description": manifest.description,
+            "path": str(engine.bundle.root),
+        },
+        "labels": manifest.labels,
+        "image_preprocess": manifest.image_encoder.preprocess.model_dump(),
+        "text": {"max_length": manifest.text_encoder.max_length},
+        "providers": engine.providers,
+        "settings": settings.model_dump(
+            mode="json",
+            include={
+                "device",
+                "intra_op_threads",
+                "inter_op_threads",
+                "preprocess_threads",
+                "inference_threads",
+                "max_image_bytes",
+                "max_image_pixels",
+                "min_image_side",
+                "jpeg_draft",
+                "max_text_chars",
+                "default_top_k",
+            },
+        ),
+    }

@@ -1,0 +1,134 @@
+"""``fusionserve`` command line: serve, predict, build-default-bundle."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from app.errors import FusionServeError, RequestError
+from app.settings import Settings
+
+logger = logging.getLogger("fusionserve")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {
+        key: value
+        for key, value in {
+            "bundle_path": getattr(args, "bundle", None),
+            "device": getattr(args, "device", None),
+            "host": getattr(args, "host", None),
+            "port": getattr(args, "port", None),
+        }.items()
+        if value is not None
+    }
+    return Settings(**overrides)
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app.api.state import Status
+    from app.main import create_app
+
+    settings = _settings(args)
+    _configure_logging(settings.log_level)
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level=settings.log_level, lifespan="on"
+    )
+    uvicorn.Server(config).run()
+    return 1 if app.state.fusion.status is Status.FAILED else 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from app.engine import build_engine
+    from app.schemas import Timing
+    from app.service import build_response
+
+    settings = _settings(args)
+    _configure_logging("warning")
+    engine = build_engine(settings)
+    started = time.perf_counter()
+    try:
+        item = engine.pipeline.prepare(Path(args.image).read_bytes(), args.text)
+    except RequestError as exc:
+        print(f"error ({exc.code}): {exc.message}", file=sys.stderr)
+        return 2
+    prepared = time.perf_counter()
+    probabilities = engine.pipeline.run([item])[0]
+    done = time.perf_counter()
+    timing = Timing(
+        preprocess_ms=round((prepared - started) * 1000, 3),
+        inference_ms=round((done - prepared) * 1000, 3),
+        total_ms=round((done - started) * 1000, 3),
+    )
+    response = build_response(probabilities, engine, args.top_k, timing)
+    print(response.model_dump_json(indent=2))
+    return 0
+
+
+def _build_default_bundle(args: argparse.Namespace) -> int:
+    # Export needs torch; it runs in a child process so no CLI or server process imports it.
+    if importlib.util.find_spec("models.build_default_bundle") is None:
+        print("models/ is not importable: run from the repository checkout", file=sys.stderr)
+        return 2
+    command = [sys.executable, "-m", "models.build_default_bundle", "--out", str(args.out)]
+    if args.skip_existing:
+        command.append("--skip-existing")
+    return subprocess.call(command)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fusionserve", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="start the HTTP service (uvicorn)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--bundle", type=Path, help="bundle directory")
+    serve.add_argument("--device", choices=["auto", "cuda", "cpu"])
+    serve.set_defaults(handler=_serve)
+
+    predict = commands.add_parser("predict", help="classify one image in-process")
+    predict.add_argument("image", type=Path)
+    predict.add_argument("--text", required=True)
+    predict.add_argument("--top-k", type=int, default=None)
+    predict.add_argument("--bundle", type=Path)
+    predict.add_argument("--device", choices=["auto", "cuda", "cpu"])
+    predict.set_defaults(handler=_predict)
+
+    build = commands.add_parser(
+        "build-default-bundle", help="export the default encoders and write the bundle manifest"
+    )
+    build.add_argument("--out", type=Path, default=Path("models/default"))
+    build.add_argument("--skip-existing", action="store_true", help="reuse exported encoders")
+    build.set_defaults(handler=_build_default_bundle)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except FusionServeError as exc:
+        print(f"fusionserve: {exc}", file=sys.stderr)
+        return 1
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

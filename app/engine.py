@@ -1,0 +1,97 @@
+"""Build a ready-to-run pipeline from settings: bundle, sessions, checks, warm-up."""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from app.bundle import Bundle, load_bundle
+from app.bundle.signature import check_signatures
+from app.errors import StartupError
+from app.pipeline import Pipeline, PreparedItem
+from app.preprocess.image import ImageDecoder
+from app.preprocess.text import TextTokenizer
+from app.runtime import active_providers, create_session
+from app.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+WARMUP_TEXT = "warm-up request"
+
+
+@dataclass(frozen=True)
+class Engine:
+    """A loaded bundle and its pipeline, plus the providers each session really uses."""
+
+    bundle: Bundle
+    pipeline: Pipeline
+    providers: dict[str, list[str]]
+
+    @property
+    def on_cuda(self) -> bool:
+        return all("CUDAExecutionProvider" in p for p in self.providers.values())
+
+
+def build_engine(settings: Settings) -> Engine:
+    """Load and validate the bundle and create its sessions; raises ``StartupError``."""
+    started = time.perf_counter()
+    bundle = load_bundle(settings.bundle_path, verify_hashes=settings.verify_bundle_hashes)
+    manifest = bundle.manifest
+    image = create_session(bundle.path(manifest.image_encoder.file), settings)
+    text = create_session(bundle.path(manifest.text_encoder.file), settings)
+    head = create_session(bundle.path(manifest.fusion_head.file), settings)
+    check_signatures(manifest, image, text, head)
+    decoder = ImageDecoder(
+        manifest.image_encoder.preprocess,
+        max_pixels=settings.max_image_pixels,
+        min_side=settings.min_image_side,
+        jpeg_draft=settings.jpeg_draft,
+    )
+    tokenizer = TextTokenizer(
+        bundle.path(manifest.text_encoder.tokenizer.file), manifest.text_encoder.max_length
+    )
+    pipeline = Pipeline(manifest, image, text, head, decoder, tokenizer, settings.max_text_chars)
+    providers = {
+        "image_encoder": active_providers(image),
+        "text_encoder": active_providers(text),
+        "fusion_head": active_providers(head),
+    }
+    logger.info(
+        "loaded bundle %s %s from %s in %.2fs; providers %s",
+        manifest.name,
+        manifest.version,
+        bundle.root,
+        time.perf_counter() - started,
+        providers,
+    )
+    return Engine(bundle=bundle, pipeline=pipeline, providers=providers)
+
+
+def _warmup_image(size: int) -> bytes:
+    gradient = np.linspace(0, 255, size * size * 3, dtype=np.float32).reshape(size, size, 3)
+    buffer = io.BytesIO()
+    Image.fromarray(gradient.astype(np.uint8), "RGB").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def warm_up(engine: Engine) -> float:
+    """Run a real request through decode, tokenise and all three models; return seconds."""
+    started = time.perf_counter()
+    pipeline = engine.pipeline
+    # Built directly rather than via prepare(): request limits must not fail start-up.
+    item = PreparedItem(
+        pixels=pipeline.decoder(_warmup_image(pipeline.decoder.spec.resize_short_side)),
+        token_ids=pipeline.tokenizer.encode(WARMUP_TEXT),
+    )
+    probabilities = pipeline.run([item, item])
+    sums_to_one = np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-3)
+    if not np.all(np.isfinite(probabilities)) or not sums_to_one:
+        raise StartupError("warm-up produced invalid probabilities (NaN, inf or not summing to 1)")
+    elapsed = time.perf_counter() - started
+    logger.info("warm-up passed in %.1f ms", elapsed * 1000)
+    return elapsed

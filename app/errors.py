@@ -1,0 +1,70 @@
+"""Domain exceptions. HTTP-facing ones carry their status code and a stable error code."""
+
+from __future__ import annotations
+
+
+class FusionServeError(Exception):
+    """Base of every error FusionServe raises on purpose."""
+
+
+class StartupError(FusionServeError):
+    """The service cannot start: bad settings, bad bundle, missing execution provider."""
+
+
+class BundleError(StartupError):
+    """A bundle failed validation. ``field`` names the manifest field at fault."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"bundle field '{field}': {message}")
+        self.field = field
+
+
+class RequestError(FusionServeError):
+    """An error answered to a client: JSON envelope with ``code`` and ``message``."""
+
+    status_code: int = 400
+    code: str = "bad_request"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(RequestError):
+    status_code = 422
+    code = "invalid_input"
+
+
+class InvalidImage(RequestError):
+    status_code = 422
+    code = "invalid_image"
+
+
+class UnsupportedImageFormat(RequestError):
+    status_code = 415
+    code = "unsupported_image_format"
+
+
+class ImageTooLarge(RequestError):
+    status_code = 413
+    code = "image_too_large"
+
+
+class InvalidText(RequestError):
+    status_code = 422
+    code = "invalid_text"
+
+
+class PayloadTooLarge(RequestError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class NotReady(RequestError):
+    status_code = 503
+    code = "not_ready"
+
+
+class InferenceFailed(RequestError):
+    status_code = 500
+    code = "inference_failed"

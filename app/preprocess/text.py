@@ -1,0 +1,70 @@
+"""Text validation and tokenisation with the bundle's ``tokenizer.json`` (HF ``tokenizers``)."""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from app.errors import InvalidText
+
+_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cs", "Co", "Cn"})
+_ALLOWED_CONTROLS = frozenset("\t\n\r")
+
+
+@dataclass(frozen=True)
+class TokenBatch:
+    """Padded token arrays for one batch, int64 as BERT-style ONNX graphs expect."""
+
+    input_ids: np.ndarray
+    attention_mask: np.ndarray
+
+
+def clean_text(text: str, max_chars: int) -> str:
+    """NFC-normalise and validate one description. Never echoes the text in errors."""
+    normalized = unicodedata.normalize("NFC", text).strip()
+    if not normalized:
+        raise InvalidText("text must not be empty")
+    if len(normalized) > max_chars:
+        raise InvalidText(f"text is {len(normalized)} characters; the limit is {max_chars}")
+    for char in normalized:
+        if char not in _ALLOWED_CONTROLS and unicodedata.category(char) in _FORBIDDEN_CATEGORIES:
+            raise InvalidText(
+                f"text contains a control, surrogate or unassigned character (U+{ord(char):04X})"
+            )
+    return normalized
+
+
+class TextTokenizer:
+    """Tokenise single texts (before batching) and pad them together (when batching)."""
+
+    def __init__(self, tokenizer_path: Path, max_length: int) -> None:
+        self._tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        # Padding happens per batch in pad(); the file's own padding id is kept for it.
+        padding = self._tokenizer.padding
+        pad_token_id = self._tokenizer.token_to_id("[PAD]")
+        if padding:
+            self.pad_id = int(padding["pad_id"])
+        else:
+            self.pad_id = pad_token_id if pad_token_id is not None else 0
+        self._tokenizer.no_padding()
+        self._tokenizer.enable_truncation(max_length=max_length)
+        self.max_length = max_length
+
+    def encode(self, text: str) -> np.ndarray:
+        """Token ids of one (already cleaned) text, truncated to ``max_length``."""
+        return np.asarray(self._tokenizer.encode(text).ids, dtype=np.int64)
+
+    def pad(self, sequences: Sequence[np.ndarray]) -> TokenBatch:
+        """Right-pad token id sequences to the longest one."""
+        length = max(len(ids) for ids in sequences)
+        input_ids = np.full((len(sequences), length), self.pad_id, dtype=np.int64)
+        attention_mask = np.zeros((len(sequences), length), dtype=np.int64)
+        for row, ids in enumerate(sequences):
+            input_ids[row, : len(ids)] = ids
+            attention_mask[row, : len(ids)] = 1
+        return TokenBatch(input_ids=input_ids, attention_mask=attention_mask)

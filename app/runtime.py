@@ -1,0 +1,68 @@
+"""ONNX Runtime sessions: provider choice (CUDA -> CPU), thread settings, provider reporting."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import onnxruntime as ort
+
+from app.errors import StartupError
+from app.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+
+
+def requested_providers(settings: Settings) -> list[str | tuple[str, dict[str, Any]]]:
+    """Providers to ask for, in priority order, for ``settings.device``."""
+    available = ort.get_available_providers()
+    if settings.device == "cpu":
+        return [CPU]
+    if CUDA not in available:
+        if settings.device == "cuda":
+            raise StartupError(
+                f"device=cuda but ONNX Runtime has no {CUDA} (available: {available}); "
+                "install onnxruntime-gpu (fusionserve[gpu]) or set FUSIONSERVE_DEVICE=auto|cpu"
+            )
+        logger.warning("CUDA provider not available (have %s): running on CPU", available)
+        return [CPU]
+    return [(CUDA, {"device_id": settings.cuda_device_id}), CPU]
+
+
+def session_options(settings: Settings) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = settings.intra_op_threads
+    options.inter_op_num_threads = settings.inter_op_threads
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry(
+        "session.intra_op.allow_spinning", "1" if settings.allow_spinning else "0"
+    )
+    return options
+
+
+def create_session(path: Path, settings: Settings) -> ort.InferenceSession:
+    """Create one session and check which providers it really got (CUDA can fall back silently)."""
+    providers = requested_providers(settings)
+    try:
+        session = ort.InferenceSession(
+            str(path), sess_options=session_options(settings), providers=providers
+        )
+    except Exception as exc:  # ORT raises its own untyped errors (bad graph, CUDA init failure)
+        raise StartupError(f"ONNX Runtime could not load {path.name}: {exc}") from exc
+    active = session.get_providers()
+    if settings.device == "cuda" and CUDA not in active:
+        raise StartupError(
+            f"device=cuda but {path.name} runs on {active}: the CUDA provider failed to "
+            "initialise (check the driver, CUDA and cuDNN libraries)"
+        )
+    if settings.device == "auto" and CUDA in ort.get_available_providers() and CUDA not in active:
+        logger.warning("%s: CUDA provider failed to initialise, fell back to %s", path.name, active)
+    return session
+
+
+def active_providers(session: ort.InferenceSession) -> list[str]:
+    return list(session.get_providers())

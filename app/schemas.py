@@ -1,0 +1,65 @@
+"""Response bodies, shared by the HTTP API and the ``predict`` CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+
+class LabelProbability(BaseModel):
+    label: str
+    probability: float
+
+
+class BundleRef(BaseModel):
+    name: str
+    version: str
+
+
+class Timing(BaseModel):
+    preprocess_ms: float = Field(description="Image decode + tokenisation.")
+    inference_ms: float = Field(description="Encoders and fusion head.")
+    total_ms: float
+
+
+class ClassifyResponse(BaseModel):
+    label: str = Field(description="The most probable class.")
+    probability: float = Field(description="Its probability.")
+    predictions: list[LabelProbability] = Field(
+        description="Classes sorted by probability, highest first (all, or the top_k)."
+    )
+    bundle: BundleRef
+    timing: Timing
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class LiveResponse(BaseModel):
+    status: str
+
+
+class ReadyResponse(BaseModel):
+    status: str
+    ready: bool
+    providers: dict[str, list[str]] = Field(default_factory=dict)
+    device: str | None = None
+    detail: str | None = None
+
+
+def rank(
+    probabilities: np.ndarray, labels: Sequence[str], top_k: int | None
+) -> list[LabelProbability]:
+    """Labels sorted by probability (stable for ties), cut to ``top_k`` when given."""
+    order = np.argsort(-probabilities, kind="stable")
+    if top_k is not None:
+        order = order[:top_k]
+    return [LabelProbability(label=labels[i], probability=float(probabilities[i])) for i in order]

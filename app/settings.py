@@ -1,0 +1,51 @@
+"""The one settings class. Every value comes from ``FUSIONSERVE_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_BUNDLE_PATH = Path("models/default")
+
+
+class Settings(BaseSettings):
+    """Service configuration. Limits are named settings with conservative defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="FUSIONSERVE_", env_file=None, extra="ignore")
+
+    bundle_path: Path = Field(
+        default=DEFAULT_BUNDLE_PATH,
+        description="Bundle directory (relative paths resolve from the working directory).",
+    )
+    verify_bundle_hashes: bool = True
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+
+    device: Literal["auto", "cuda", "cpu"] = "auto"
+    cuda_device_id: int = Field(default=0, ge=0)
+    intra_op_threads: int = Field(default=0, ge=0, description="0 lets ONNX Runtime decide.")
+    inter_op_threads: int = Field(default=1, ge=0)
+    allow_spinning: bool = Field(
+        default=False,
+        description="ORT worker spin-waiting; off leaves CPU to decoding and the event loop.",
+    )
+
+    preprocess_threads: int = Field(default=2, ge=1, le=64)
+    inference_threads: int = Field(default=1, ge=1, le=16)
+    warmup: bool = True
+    exit_on_startup_failure: bool = Field(
+        default=True,
+        description="Stop the process when the bundle cannot be loaded, so it gets restarted.",
+    )
+
+    max_image_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
+    max_image_pixels: int = Field(default=50_000_000, ge=1)
+    min_image_side: int = Field(default=8, ge=1)
+    jpeg_draft: bool = Field(default=True, description="Decode large JPEGs at reduced scale.")
+    max_text_chars: int = Field(default=4096, ge=1)
+    default_top_k: int | None = Field(default=None, ge=1)
