@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import io
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from app.main import create_app
+from app.settings import Settings
+from tests.tiny_bundle import make_tiny_bundle
+
+
+def encode_image(image: Image.Image, fmt: str = "PNG", **params: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **params)
+    return buffer.getvalue()
+
+
+def photo(width: int = 64, height: int = 48, mode: str = "RGB", seed: int = 0) -> Image.Image:
+    """A smooth synthetic photo (gradients + noise) so resampling differences would show."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([x * 255 / width, y * 255 / height, (x + y) * 127 / (width + height)], -1)
+    pixels = np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
+    return Image.fromarray(pixels, "RGB").convert(mode)
+
+
+def wait_ready(client: TestClient, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        response = client.get("/readyz")
+        if response.status_code == 200:
+            return
+        assert response.json()["status"] == "loading", response.json()
+        time.sleep(0.01)
+    raise AssertionError(f"service not ready after {timeout_s}s: {client.get('/readyz').json()}")
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_bundle(tmp_path_factory.mktemp("tiny-bundle"))
+
+
+@pytest.fixture
+def tiny_bundle(tiny_bundle_dir: Path, tmp_path: Path) -> Path:
+    """A private copy that a test may break."""
+    return Path(shutil.copytree(tiny_bundle_dir, tmp_path / "bundle"))
+
+
+@pytest.fixture
+def settings(tiny_bundle_dir: Path) -> Settings:
+    return Settings(
+        bundle_path=tiny_bundle_dir,
+        device="cpu",
+        intra_op_threads=1,
+        exit_on_startup_failure=False,
+    )
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as test_client:
+        wait_ready(test_client)
+        yield test_client

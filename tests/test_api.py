@@ -1,0 +1,196 @@
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from app.engine import Engine, build_engine
+from app.main import create_app
+from app.settings import Settings
+from models.reference import reference_image_tensor
+from tests.conftest import encode_image, photo, wait_ready
+from tests.tiny_bundle import LABELS
+
+PNG = encode_image(photo(80, 60), "PNG")
+
+
+def _post(client: TestClient, image: bytes = PNG, text: str = "a small cat", **form: str):  # type: ignore[no-untyped-def]
+    return client.post(
+        "/classify", files={"image": ("item.png", image, "image/png")}, data={"text": text} | form
+    )
+
+
+def _assert_error(response, status: int, code: str) -> None:  # type: ignore[no-untyped-def]
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert set(body) == {"error"}
+    assert body["error"]["code"] == code
+    assert body["error"]["message"]
+
+
+def test_classify_returns_sorted_probabilities(client: TestClient) -> None:
+    response = _post(client)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    probabilities = [p["probability"] for p in body["predictions"]]
+    assert sorted(probabilities, reverse=True) == probabilities
+    assert {p["label"] for p in body["predictions"]} == set(LABELS)
+    assert sum(probabilities) == pytest.approx(1.0, abs=1e-5)
+    assert body["label"] == body["predictions"][0]["label"]
+    assert body["probability"] == probabilities[0]
+    assert body["bundle"] == {"name": "tiny-test-bundle", "version": "0.0.1"}
+    timing = body["timing"]
+    assert timing["total_ms"] >= timing["inference_ms"] > 0
+
+
+def test_classify_matches_direct_onnx_run(client: TestClient, settings: Settings) -> None:
+    engine = build_engine(settings)
+    spec = engine.bundle.manifest.image_encoder.preprocess
+    pixels = reference_image_tensor(PNG, spec)[None]
+    ids = engine.pipeline.tokenizer.encode("a small cat")
+    image_features = engine.pipeline.encode_images(pixels)
+    text_features = engine.pipeline.encode_texts([ids])
+    expected = engine.pipeline.fuse(image_features, text_features)[0]
+    body = _post(client).json()
+    got = {p["label"]: p["probability"] for p in body["predictions"]}
+    np.testing.assert_allclose([got[label] for label in LABELS], expected, atol=1e-6)
+
+
+def test_text_changes_the_prediction_input(client: TestClient) -> None:
+    first = _post(client, text="a small cat").json()["predictions"]
+    second = _post(client, text="the big blue dog").json()["predictions"]
+    assert first != second
+
+
+def test_top_k(client: TestClient) -> None:
+    body = _post(client, top_k="2").json()
+    assert len(body["predictions"]) == 2
+    full = _post(client).json()
+    assert body["predictions"] == full["predictions"][:2]
+    _assert_error(_post(client, top_k="0"), 422, "invalid_request")
+    _assert_error(_post(client, top_k="many"), 422, "invalid_request")
+
+
+def test_missing_fields(client: TestClient) -> None:
+    response = client.post("/classify", data={"text": "a cat"})
+    _assert_error(response, 422, "invalid_request")
+    assert "'image' is required" in response.json()["error"]["message"]
+    response = client.post("/classify", files={"image": ("a.png", PNG, "image/png")})
+    _assert_error(response, 422, "invalid_request")
+    assert "'text' is required" in response.json()["error"]["message"]
+    _assert_error(client.post("/classify"), 422, "invalid_request")
+
+
+def test_image_sent_as_plain_field(client: TestClient) -> None:
+    response = client.post("/classify", data={"image": "not a file", "text": "a cat"})
+    _assert_error(response, 422, "invalid_request")
+    assert "not a file" not in response.text
+
+
+def test_undecodable_images(client: TestClient) -> None:
+    _assert_error(_post(client, image=b"GIF89a but not really"), 415, "unsupported_image_format")
+    _assert_error(_post(client, image=b"hello world"), 415, "unsupported_image_format")
+    _assert_error(_post(client, image=b""), 422, "invalid_image")
+    _assert_error(_post(client, image=PNG[: len(PNG) // 2]), 422, "invalid_image")
+    _assert_error(_post(client, image=encode_image(photo(2, 2))), 422, "invalid_image")
+    # The service still answers correctly afterwards.
+    assert _post(client).status_code == 200
+
+
+def test_invalid_text_is_not_echoed(client: TestClient) -> None:
+    response = _post(client, text="secret\x00payload")
+    _assert_error(response, 422, "invalid_text")
+    assert "secret" not in response.text
+    _assert_error(_post(client, text="   "), 422, "invalid_text")
+
+
+def test_limits_are_settings(tiny_bundle_dir: Path) -> None:
+    settings = Settings(
+        bundle_path=tiny_bundle_dir,
+        device="cpu",
+        exit_on_startup_failure=False,
+        max_image_bytes=100,
+        max_text_chars=5,
+    )
+    with TestClient(create_app(settings)) as client:
+        wait_ready(client)
+        _assert_error(_post(client), 413, "payload_too_large")
+        _assert_error(_post(client, image=PNG[:50], text="far too long"), 422, "invalid_text")
+
+
+def test_unknown_route_and_method(client: TestClient) -> None:
+    _assert_error(client.get("/nope"), 404, "not_found")
+    _assert_error(client.get("/classify"), 405, "method_not_allowed")
+
+
+def test_health_and_info(client: TestClient) -> None:
+    assert client.get("/livez").json() == {"status": "alive"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    body = ready.json()
+    assert body["ready"] is True
+    assert body["device"] == "cpu"
+    assert body["providers"]["image_encoder"] == ["CPUExecutionProvider"]
+    info = client.get("/info").json()
+    assert info["bundle"]["name"] == "tiny-test-bundle"
+    assert info["labels"] == LABELS
+    assert info["image_preprocess"]["crop_size"] == 32
+    assert info["settings"]["device"] == "cpu"
+
+
+def test_auto_device_fallback_is_reported(tiny_bundle_dir: Path) -> None:
+    settings = Settings(bundle_path=tiny_bundle_dir, device="auto", exit_on_startup_failure=False)
+    with TestClient(create_app(settings)) as client:
+        wait_ready(client)
+        body = client.get("/readyz").json()
+    if body["device"] == "cpu":
+        assert "CUDA is not available" in body["detail"]
+
+
+def test_not_ready_until_loaded_and_warmed(settings: Settings) -> None:
+    release = threading.Event()
+    entered = threading.Event()
+
+    def slow_factory(s: Settings) -> Engine:
+        entered.set()
+        assert release.wait(10), "test never released the loader"
+        return build_engine(s)
+
+    with TestClient(create_app(settings, engine_factory=slow_factory)) as client:
+        assert entered.wait(10)
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["status"] == "loading"
+        assert client.get("/livez").status_code == 200
+        _assert_error(_post(client), 503, "not_ready")
+        _assert_error(client.get("/info"), 503, "not_ready")
+        release.set()
+        wait_ready(client)
+        assert _post(client).status_code == 200
+
+
+def test_failed_load_is_not_ready_and_not_live(tiny_bundle: Path) -> None:
+    (tiny_bundle / "head.onnx").write_bytes(b"corrupted")
+    settings = Settings(bundle_path=tiny_bundle, device="cpu", exit_on_startup_failure=False)
+    with TestClient(create_app(settings)) as client:
+        for _ in range(500):
+            if client.get("/readyz").json()["status"] == "failed":
+                break
+            threading.Event().wait(0.01)
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert "fusion_head.sha256" in ready.json()["detail"]
+        assert client.get("/livez").status_code == 503
+        _assert_error(_post(client), 503, "not_ready")
+
+
+def test_openapi_documents_errors(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    responses = schema["paths"]["/classify"]["post"]["responses"]
+    assert {"200", "413", "415", "422", "500", "503"} <= set(responses)
+    assert "ErrorResponse" in str(responses["415"])
+    assert client.get("/docs").status_code == 200

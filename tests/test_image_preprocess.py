@@ -1,0 +1,128 @@
+"""The service's decoder must give the exact tensor of the reference preprocessing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app.bundle.manifest import ImagePreprocess
+from app.errors import ImageTooLarge, InvalidImage, UnsupportedImageFormat
+from app.preprocess.image import ImageDecoder
+from models.reference import EFFICIENTNET_LITE_PREPROCESS, reference_image_tensor
+from tests.conftest import encode_image, photo
+
+SPEC = EFFICIENTNET_LITE_PREPROCESS
+
+
+def decoder(spec: ImagePreprocess = SPEC, **kwargs: object) -> ImageDecoder:
+    options: dict[str, object] = {"max_pixels": 50_000_000, "min_side": 1, "jpeg_draft": False}
+    options.update(kwargs)
+    return ImageDecoder(spec, **options)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("size", "mode", "fmt"),
+    [
+        ((640, 480), "RGB", "PNG"),
+        ((480, 640), "RGB", "JPEG"),
+        ((300, 300), "L", "PNG"),
+        ((28, 28), "L", "PNG"),
+        ((500, 260), "RGBA", "PNG"),
+        ((320, 240), "RGB", "WEBP"),
+        ((257, 1000), "P", "GIF"),
+    ],
+)
+def test_matches_reference_exactly(size: tuple[int, int], mode: str, fmt: str) -> None:
+    image = photo(*size, mode="RGBA" if mode == "RGBA" else "RGB")
+    if mode == "RGBA":
+        alpha = Image.linear_gradient("L").resize(size)
+        image.putalpha(alpha)
+    else:
+        image = image.convert(mode)
+    data = encode_image(image, fmt)
+    expected = reference_image_tensor(data, SPEC)
+    actual = decoder()(data)
+    assert actual.shape == (3, 224, 224)
+    assert actual.dtype == np.float32
+    np.testing.assert_array_equal(actual, expected)
+
+
+def test_exif_orientation_is_applied() -> None:
+    image = photo(320, 200)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    data = encode_image(image, "JPEG", exif=exif.tobytes(), quality=95)
+    upright = encode_image(image.transpose(Image.Transpose.ROTATE_270), "PNG")
+    wrong_way = encode_image(image.transpose(Image.Transpose.ROTATE_90), "PNG")
+    actual = decoder()(data)
+    np.testing.assert_array_equal(actual, reference_image_tensor(data, SPEC))
+    # The rotated JPEG decodes to the upright image's tensor, up to JPEG loss.
+    to_upright = np.abs(actual - reference_image_tensor(upright, SPEC)).mean()
+    to_wrong_way = np.abs(actual - reference_image_tensor(wrong_way, SPEC)).mean()
+    assert to_upright < to_wrong_way / 4
+
+
+def test_jpeg_draft_stays_close_to_reference() -> None:
+    data = encode_image(photo(1600, 1200), "JPEG", quality=90)
+    exact = reference_image_tensor(data, SPEC)
+    drafted = decoder(jpeg_draft=True)(data)
+    assert drafted.shape == exact.shape
+    assert not np.array_equal(drafted, exact)  # draft really changed the decode path
+    assert np.abs(drafted - exact).mean() < 0.02  # in units of (x-127)/128
+
+
+def test_small_jpeg_is_not_drafted() -> None:
+    data = encode_image(photo(400, 300), "JPEG", quality=90)
+    np.testing.assert_array_equal(
+        decoder(jpeg_draft=True)(data), reference_image_tensor(data, SPEC)
+    )
+
+
+def test_other_layouts_and_modes() -> None:
+    data = encode_image(photo(100, 80), "PNG")
+    nchw = decoder()(data)
+    nhwc_spec = SPEC.model_copy(update={"layout": "NHWC"})
+    np.testing.assert_array_equal(decoder(nhwc_spec)(data), nchw.transpose(1, 2, 0))
+    bgr_spec = SPEC.model_copy(update={"color_mode": "BGR"})
+    np.testing.assert_array_equal(decoder(bgr_spec)(data), nchw[::-1])
+    grey_spec = ImagePreprocess(
+        color_mode="L", resize_short_side=64, crop_size=48, mean=(0.0,), std=(255.0,)
+    )
+    grey = decoder(grey_spec)(data)
+    assert grey.shape == (1, 48, 48)
+    assert 0.0 <= grey.min() and grey.max() <= 1.0
+
+
+def test_empty_file() -> None:
+    with pytest.raises(InvalidImage, match="empty"):
+        decoder()(b"")
+
+
+def test_not_an_image() -> None:
+    with pytest.raises(UnsupportedImageFormat):
+        decoder()(b"this is plain text, not a picture")
+
+
+def test_format_outside_allow_list() -> None:
+    data = encode_image(photo(64, 64), "PPM")
+    with pytest.raises(UnsupportedImageFormat, match="allowed formats"):
+        decoder()(data)
+
+
+def test_truncated_image() -> None:
+    data = encode_image(photo(256, 256), "PNG")
+    with pytest.raises(InvalidImage, match="truncated or corrupt"):
+        decoder()(data[: len(data) // 2])
+
+
+def test_too_many_pixels_rejected_before_decoding() -> None:
+    data = encode_image(photo(200, 100), "PNG")
+    with pytest.raises(ImageTooLarge, match="200x100"):
+        decoder(max_pixels=19_999)(data)
+
+
+def test_too_small() -> None:
+    data = encode_image(photo(1, 1), "PNG")
+    with pytest.raises(InvalidImage, match="1x1"):
+        decoder(min_side=8)(data)

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.bundle import load_bundle
+from app.errors import BundleError
+from tests.tiny_bundle import write_manifest
+
+
+def _manifest(root: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((root / "manifest.json").read_text())
+    return data
+
+
+def test_valid_bundle_loads(tiny_bundle: Path) -> None:
+    bundle = load_bundle(tiny_bundle)
+    assert bundle.manifest.name == "tiny-test-bundle"
+    assert bundle.manifest.labels == ["cat", "dog", "bird"]
+    assert bundle.manifest.image_encoder.preprocess.crop_size == 32
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "field"),
+    [
+        (("schema_version",), 2, "schema_version"),
+        (("labels",), ["only-one"], "labels"),
+        (("labels",), ["a", "a", "b"], "labels"),
+        (("image_encoder", "sha256"), "abc", "image_encoder.sha256"),
+        (("image_encoder", "file"), "../outside.onnx", "image_encoder.file"),
+        (("image_encoder", "preprocess", "mean"), [1.0, 2.0], "image_encoder.preprocess"),
+        (("image_encoder", "preprocess", "crop_size"), 64, "image_encoder.preprocess"),
+        (("image_encoder", "preprocess", "layout"), "CHW", "image_encoder.preprocess.layout"),
+        (("text_encoder", "max_length"), 0, "text_encoder.max_length"),
+        (("fusion_head", "unknown_key"), 1, "fusion_head.unknown_key"),
+    ],
+)
+def test_schema_errors_name_the_field(
+    tiny_bundle: Path, path: tuple[str, ...], value: object, field: str
+) -> None:
+    manifest = _manifest(tiny_bundle)
+    target = manifest
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    write_manifest(tiny_bundle, manifest)
+    with pytest.raises(BundleError) as caught:
+        load_bundle(tiny_bundle)
+    assert caught.value.field == field
+    assert field in str(caught.value)
+
+
+def test_missing_manifest(tmp_path: Path) -> None:
+    with pytest.raises(BundleError, match="manifest.json not found"):
+        load_bundle(tmp_path)
+
+
+def test_not_a_directory(tmp_path: Path) -> None:
+    with pytest.raises(BundleError) as caught:
+        load_bundle(tmp_path / "nope")
+    assert caught.value.field == "bundle_path"
+
+
+def test_invalid_json(tiny_bundle: Path) -> None:
+    (tiny_bundle / "manifest.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(BundleError, match="not readable JSON"):
+        load_bundle(tiny_bundle)
+
+
+def test_missing_file_names_field(tiny_bundle: Path) -> None:
+    (tiny_bundle / "tokenizer.json").unlink()
+    with pytest.raises(BundleError) as caught:
+        load_bundle(tiny_bundle)
+    assert caught.value.field == "text_encoder.tokenizer.file"
+
+
+def test_hash_mismatch_names_field(tiny_bundle: Path) -> None:
+    with (tiny_bundle / "head.onnx").open("ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(BundleError) as caught:
+        load_bundle(tiny_bundle)
+    assert caught.value.field == "fusion_head.sha256"
+    # Hash verification is a setting; without it the (still valid) file loads.
+    assert load_bundle(tiny_bundle, verify_hashes=False).manifest.name == "tiny-test-bundle"
+
+
+def test_missing_model_card(tiny_bundle: Path) -> None:
+    manifest = _manifest(tiny_bundle)
+    manifest["model_card"] = "CARD.md"
+    write_manifest(tiny_bundle, manifest)
+    with pytest.raises(BundleError) as caught:
+        load_bundle(tiny_bundle)
+    assert caught.value.field == "model_card"

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.errors import InvalidText
+from app.preprocess.text import TextTokenizer, clean_text
+
+
+def test_clean_text_normalises_to_nfc_and_strips() -> None:
+    decomposed = "  Cafe\u0301 chair \n"
+    assert clean_text(decomposed, 100) == "Caf\u00e9 chair"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "empty"),
+        ("   \n\t ", "empty"),
+        ("x" * 11, "limit is 10"),
+        ("bad\x00byte", "U+0000"),
+        ("lone \ud800 surrogate", "U+D800"),
+        ("bell \x07", "U+0007"),
+    ],
+)
+def test_clean_text_rejects(text: str, message: str) -> None:
+    with pytest.raises(InvalidText, match=re.escape(message)) as caught:
+        clean_text(text, 10 if message == "limit is 10" else 100)
+    assert text.strip() == "" or text not in caught.value.message
+
+
+def test_tabs_and_newlines_are_fine() -> None:
+    assert clean_text("a\tred\ncat", 100) == "a\tred\ncat"
+
+
+def test_tokenize_truncates_and_pads(tiny_bundle_dir: Path) -> None:
+    tokenizer = TextTokenizer(tiny_bundle_dir / "tokenizer.json", max_length=4)
+    short = tokenizer.encode("a cat")
+    long = tokenizer.encode("the small red cat photo of a big blue dog")
+    unknown = tokenizer.encode("zebra")
+    assert short.tolist() == [2, 6]
+    assert len(long) == 4
+    assert unknown.tolist() == [1]
+    batch = tokenizer.pad([short, long])
+    assert batch.input_ids.dtype == np.int64
+    assert batch.input_ids.tolist() == [[2, 6, 0, 0], long.tolist()]
+    assert batch.attention_mask.tolist() == [[1, 1, 0, 0], [1, 1, 1, 1]]

@@ -1,0 +1,164 @@
+"""Build tiny but real ONNX bundles (onnx.helper) for fast unit and API tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+from tokenizers import Tokenizer, models, pre_tokenizers
+
+from app.bundle.loader import sha256_file
+
+LABELS = ["cat", "dog", "bird"]
+WORDS = ["a", "the", "small", "big", "cat", "dog", "bird", "red", "blue", "photo", "of"]
+CROP = 32
+RESIZE = 36
+IMAGE_DIM = 8
+TEXT_DIM = 4
+OPSET = 17
+
+
+def _save(graph: onnx.GraphProto, path: Path) -> None:
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+def image_encoder(path: Path, rng: np.random.Generator, crop: int = CROP) -> None:
+    weight = rng.normal(size=(3, IMAGE_DIM)).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("GlobalAveragePool", ["pixel_values"], ["pooled"]),
+            helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
+            helper.make_node("MatMul", ["flat", "w"], ["features"]),
+        ],
+        "tiny_image_encoder",
+        [
+            helper.make_tensor_value_info(
+                "pixel_values", TensorProto.FLOAT, ["batch", 3, crop, crop]
+            )
+        ],
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", IMAGE_DIM])],
+        [numpy_helper.from_array(weight, "w")],
+    )
+    _save(graph, path)
+
+
+def text_encoder(path: Path, rng: np.random.Generator, vocab_size: int) -> None:
+    table = rng.normal(size=(vocab_size, TEXT_DIM)).astype(np.float32)
+    axes = numpy_helper.from_array(np.array([1], dtype=np.int64), "axis1")
+    axes2 = numpy_helper.from_array(np.array([2], dtype=np.int64), "axis2")
+    nodes = [
+        helper.make_node("Gather", ["table", "input_ids"], ["tokens"]),
+        helper.make_node("Cast", ["attention_mask"], ["maskf"], to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", ["maskf", "axis2"], ["mask3"]),
+        helper.make_node("Mul", ["tokens", "mask3"], ["masked"]),
+        helper.make_node("ReduceSum", ["masked", "axis1"], ["summed"], keepdims=0),
+        helper.make_node("ReduceSum", ["maskf", "axis1"], ["count"], keepdims=1),
+        helper.make_node("Div", ["summed", "count"], ["sentence_embedding"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny_text_encoder",
+        [
+            helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
+            helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"]),
+        ],
+        [
+            helper.make_tensor_value_info(
+                "sentence_embedding", TensorProto.FLOAT, ["batch", TEXT_DIM]
+            )
+        ],
+        [numpy_helper.from_array(table, "table"), axes, axes2],
+    )
+    _save(graph, path)
+
+
+def fusion_head(path: Path, rng: np.random.Generator, classes: int) -> None:
+    weight = rng.normal(size=(IMAGE_DIM + TEXT_DIM, classes)).astype(np.float32)
+    bias = rng.normal(size=(classes,)).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Concat", ["image_features", "text_features"], ["both"], axis=1),
+            helper.make_node("MatMul", ["both", "w"], ["raw"]),
+            helper.make_node("Add", ["raw", "b"], ["logits"]),
+        ],
+        "tiny_fusion_head",
+        [
+            helper.make_tensor_value_info(
+                "image_features", TensorProto.FLOAT, ["batch", IMAGE_DIM]
+            ),
+            helper.make_tensor_value_info("text_features", TensorProto.FLOAT, ["batch", TEXT_DIM]),
+        ],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes])],
+        [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(bias, "b")],
+    )
+    _save(graph, path)
+
+
+def tokenizer(path: Path) -> int:
+    vocab = {"[PAD]": 0, "[UNK]": 1} | {w: i + 2 for i, w in enumerate(WORDS)}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.save(str(path))
+    return len(vocab)
+
+
+def manifest_dict(root: Path) -> dict[str, Any]:
+    def ref(name: str) -> dict[str, str]:
+        return {"file": name, "sha256": sha256_file(root / name)}
+
+    return {
+        "schema_version": 1,
+        "name": "tiny-test-bundle",
+        "version": "0.0.1",
+        "description": "random weights, for tests",
+        "labels": list(LABELS),
+        "image_encoder": ref("image.onnx")
+        | {
+            "input": "pixel_values",
+            "output": "features",
+            "embedding_dim": IMAGE_DIM,
+            "preprocess": {
+                "color_mode": "RGB",
+                "resize_short_side": RESIZE,
+                "crop_size": CROP,
+                "interpolation": "bilinear",
+                "mean": [127.5, 127.5, 127.5],
+                "std": [64.0, 64.0, 64.0],
+                "layout": "NCHW",
+            },
+        },
+        "text_encoder": ref("text.onnx")
+        | {
+            "tokenizer": ref("tokenizer.json"),
+            "max_length": 8,
+            "input_ids": "input_ids",
+            "attention_mask": "attention_mask",
+            "output": "sentence_embedding",
+            "embedding_dim": TEXT_DIM,
+        },
+        "fusion_head": ref("head.onnx")
+        | {"image_input": "image_features", "text_input": "text_features", "output": "logits"},
+    }
+
+
+def write_manifest(root: Path, manifest: dict[str, Any]) -> None:
+    (root / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+
+
+def make_tiny_bundle(root: Path, seed: int = 0) -> Path:
+    """Write a complete valid bundle to ``root`` and return it."""
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    vocab_size = tokenizer(root / "tokenizer.json")
+    image_encoder(root / "image.onnx", rng)
+    text_encoder(root / "text.onnx", rng, vocab_size)
+    fusion_head(root / "head.onnx", rng, len(LABELS))
+    write_manifest(root, manifest_dict(root))
+    return root
