@@ -8,7 +8,9 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_BUNDLE_PATH = Path("models/default")
+# The default bundle of a source checkout (``fusionserve build-default-bundle`` writes it).
+# Installed elsewhere (a container), set FUSIONSERVE_BUNDLE_PATH.
+DEFAULT_BUNDLE_PATH = Path(__file__).resolve().parents[1] / "models" / "default"
 
 
 class Settings(BaseSettings):
@@ -18,7 +20,7 @@ class Settings(BaseSettings):
 
     bundle_path: Path = Field(
         default=DEFAULT_BUNDLE_PATH,
-        description="Bundle directory (relative paths resolve from the working directory).",
+        description="Bundle directory; relative paths resolve from the working directory.",
     )
     verify_bundle_hashes: bool = True
 
