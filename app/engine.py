@@ -16,7 +16,7 @@ from app.errors import StartupError
 from app.pipeline import Pipeline, PreparedItem
 from app.preprocess.image import ImageDecoder
 from app.preprocess.text import TextTokenizer
-from app.runtime import active_providers, create_session
+from app.runtime import active_providers, create_session, requested_providers
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -42,9 +42,10 @@ def build_engine(settings: Settings) -> Engine:
     started = time.perf_counter()
     bundle = load_bundle(settings.bundle_path, verify_hashes=settings.verify_bundle_hashes)
     manifest = bundle.manifest
-    image = create_session(bundle.path(manifest.image_encoder.file), settings)
-    text = create_session(bundle.path(manifest.text_encoder.file), settings)
-    head = create_session(bundle.path(manifest.fusion_head.file), settings)
+    providers = requested_providers(settings)
+    image = create_session(bundle.path(manifest.image_encoder.file), settings, providers)
+    text = create_session(bundle.path(manifest.text_encoder.file), settings, providers)
+    head = create_session(bundle.path(manifest.fusion_head.file), settings, providers)
     check_signatures(manifest, image, text, head)
     decoder = ImageDecoder(
         manifest.image_encoder.preprocess,
@@ -56,7 +57,7 @@ def build_engine(settings: Settings) -> Engine:
         bundle.path(manifest.text_encoder.tokenizer.file), manifest.text_encoder.max_length
     )
     pipeline = Pipeline(manifest, image, text, head, decoder, tokenizer, settings.max_text_chars)
-    providers = {
+    active = {
         "image_encoder": active_providers(image),
         "text_encoder": active_providers(text),
         "fusion_head": active_providers(head),
@@ -67,9 +68,9 @@ def build_engine(settings: Settings) -> Engine:
         manifest.version,
         bundle.root,
         time.perf_counter() - started,
-        providers,
+        active,
     )
-    return Engine(bundle=bundle, pipeline=pipeline, providers=providers)
+    return Engine(bundle=bundle, pipeline=pipeline, providers=active)
 
 
 def _warmup_image(size: int) -> bytes:

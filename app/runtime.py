@@ -17,7 +17,10 @@ CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 
 
-def requested_providers(settings: Settings) -> list[str | tuple[str, dict[str, Any]]]:
+Providers = list[str | tuple[str, dict[str, Any]]]
+
+
+def requested_providers(settings: Settings) -> Providers:
     """Providers to ask for, in priority order, for ``settings.device``."""
     available = ort.get_available_providers()
     if settings.device == "cpu":
@@ -44,9 +47,16 @@ def session_options(settings: Settings) -> ort.SessionOptions:
     return options
 
 
-def create_session(path: Path, settings: Settings) -> ort.InferenceSession:
-    """Create one session and check which providers it really got (CUDA can fall back silently)."""
-    providers = requested_providers(settings)
+def create_session(
+    path: Path, settings: Settings, providers: Providers | None = None
+) -> ort.InferenceSession:
+    """Create one session and check which providers it really got (CUDA can fall back silently).
+
+    ``providers`` defaults to ``requested_providers(settings)``; pass it to decide once for
+    several sessions.
+    """
+    if providers is None:
+        providers = requested_providers(settings)
     try:
         session = ort.InferenceSession(
             str(path), sess_options=session_options(settings), providers=providers
