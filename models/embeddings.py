@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import numpy as np
 
@@ -75,13 +75,13 @@ class ImageEmbedder:
     def embed(self, split: str, images: np.ndarray, indices: np.ndarray) -> np.ndarray:
         """Features of ``images[indices]``; only rows not yet cached are computed."""
         path = self.cache_dir / f"image-{split}-{self.key}.npz"
-        cached = _load_rows(path)
+        cached = _load_cache(path)
         missing = np.setdiff1d(indices, np.fromiter(cached, dtype=np.int64, count=len(cached)))
         if len(missing):
             _log(f"- embedding {len(missing)} {split} images ({len(cached)} cached)")
             rows = self._encode(images[missing], split)
             cached.update(zip(missing.tolist(), rows, strict=True))
-            _save_rows(path, cached)
+            _save_cache(path, cached)
         return np.stack([cached[int(i)] for i in indices])
 
 
@@ -107,39 +107,28 @@ class TextEmbedder:
         return out
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        cached = _load_texts(self.cache_path)
+        cached = _load_cache(self.cache_path)
         missing = sorted(set(texts) - cached.keys())
         if missing:
             _log(f"- embedding {len(missing)} distinct texts ({len(cached)} cached)")
             started = time.perf_counter()
             cached.update(zip(missing, self._encode(missing), strict=True))
-            _save_texts(self.cache_path, cached)
+            _save_cache(self.cache_path, cached)
             _log(f"  {(time.perf_counter() - started) / len(missing) * 1000:.2f} ms/text")
         return np.stack([cached[text] for text in texts])
 
 
-def _load_rows(path: Path) -> dict[int, np.ndarray]:
+def _load_cache(path: Path) -> dict[Any, np.ndarray]:
+    """Rows keyed by dataset index (images) or by text, as saved by ``_save_cache``."""
     if not path.is_file():
         return {}
     with np.load(path) as data:
-        return dict(zip(data["indices"].tolist(), data["rows"], strict=True))
+        return dict(zip(data["keys"].tolist(), data["rows"], strict=True))
 
 
-def _save_rows(path: Path, rows: dict[int, np.ndarray]) -> None:
+def _save_cache(path: Path, rows: dict[_Key, np.ndarray]) -> None:
     keys = sorted(rows)
-    _atomic_save(path, lambda f: np.savez(f, indices=np.asarray(keys), rows=_stack(rows, keys)))
-
-
-def _load_texts(path: Path) -> dict[str, np.ndarray]:
-    if not path.is_file():
-        return {}
-    with np.load(path) as data:
-        return dict(zip(data["texts"].tolist(), data["rows"], strict=True))
-
-
-def _save_texts(path: Path, rows: dict[str, np.ndarray]) -> None:
-    keys = sorted(rows)
-    _atomic_save(path, lambda f: np.savez(f, texts=np.asarray(keys), rows=_stack(rows, keys)))
+    _atomic_save(path, lambda f: np.savez(f, keys=np.asarray(keys), rows=_stack(rows, keys)))
 
 
 def _stack(rows: dict[_Key, np.ndarray], keys: list[_Key]) -> np.ndarray:
