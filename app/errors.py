@@ -25,14 +25,10 @@ class RequestError(FusionServeError):
     status_code: int = 400
     code: str = "bad_request"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
-
-
-class InvalidInput(RequestError):
-    status_code = 422
-    code = "invalid_input"
+        self.headers = headers or {}
 
 
 class InvalidImage(RequestError):
@@ -68,3 +64,20 @@ class NotReady(RequestError):
 class InferenceFailed(RequestError):
     status_code = 500
     code = "inference_failed"
+
+
+class Overloaded(RequestError):
+    """The queue is full: retry later (``Retry-After`` says when)."""
+
+    status_code = 503
+    code = "overloaded"
+
+
+class ShuttingDown(RequestError):
+    status_code = 503
+    code = "shutting_down"
+
+
+class DeadlineExceeded(RequestError):
+    status_code = 504
+    code = "deadline_exceeded"

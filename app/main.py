@@ -46,7 +46,9 @@ async def _load(
             on_startup_failure()
         return
     if state.status is Status.LOADING:
-        state.classifier = Classifier(engine, settings)
+        classifier = Classifier(engine, settings)
+        classifier.start()
+        state.classifier = classifier
         state.status = Status.READY
 
 
@@ -75,7 +77,7 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await loader
             if state.classifier is not None:
-                state.classifier.close()
+                await state.classifier.stop()
 
     app = FastAPI(
         title="FusionServe",

@@ -20,7 +20,9 @@ class BundleRef(BaseModel):
 
 class Timing(BaseModel):
     preprocess_ms: float = Field(description="Image decode + tokenisation.")
-    inference_ms: float = Field(description="Encoders and fusion head.")
+    inference_ms: float = Field(
+        description="Waiting for a batch slot plus running the encoders and fusion head."
+    )
     total_ms: float
 
 

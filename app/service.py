@@ -8,7 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from app.batching import Batcher
 from app.engine import Engine
+from app.errors import ShuttingDown
+from app.pipeline import PreparedItem
 from app.schemas import BundleRef, ClassifyResponse, Timing, rank
 from app.settings import Settings
 
@@ -32,35 +35,77 @@ def _ms(seconds: float) -> float:
 
 
 class Classifier:
-    """Runs requests through an engine. Decode/tokenise and inference use separate pools so
-    a slow upload decode never sits in front of model execution."""
+    """Runs requests through an engine: decode/tokenise in a thread pool, then the dynamic
+    batcher, which runs batches on a separate inference pool so that decoding never queues
+    in front of model execution."""
 
     def __init__(self, engine: Engine, settings: Settings) -> None:
         self.engine = engine
         self.default_top_k = settings.default_top_k
+        self.request_timeout_s = settings.request_timeout_s
         self._preprocess_pool = ThreadPoolExecutor(
             settings.preprocess_threads, thread_name_prefix="fusionserve-preprocess"
         )
         self._inference_pool = ThreadPoolExecutor(
             settings.inference_threads, thread_name_prefix="fusionserve-inference"
         )
+        self.batcher: Batcher[PreparedItem, np.ndarray] = Batcher(
+            self._run_batch,
+            executor=self._inference_pool,
+            max_batch_size=settings.max_batch_size,
+            max_wait_s=settings.max_batch_wait_ms / 1000.0,
+            queue_capacity=settings.queue_capacity,
+            retry_after_s=settings.retry_after_s,
+        )
+        self._stopping = False
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def in_flight(self) -> int:
+        """Requests accepted and not yet answered."""
+        return self._in_flight
+
+    def _run_batch(self, items: list[PreparedItem]) -> list[np.ndarray]:
+        return list(self.engine.pipeline.run(items))  # one probability row per item
+
+    def start(self) -> None:
+        """Start the batcher; call on the event loop that will serve requests."""
+        self.batcher.start()
 
     async def classify(self, image: bytes, text: str, top_k: int | None) -> ClassifyResponse:
+        if self._stopping:
+            raise ShuttingDown("the service is shutting down")
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            return await self._classify(image, text, top_k)
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+
+    async def _classify(self, image: bytes, text: str, top_k: int | None) -> ClassifyResponse:
         loop = asyncio.get_running_loop()
         pipeline = self.engine.pipeline
         started = time.perf_counter()
         item = await loop.run_in_executor(self._preprocess_pool, pipeline.prepare, image, text)
         prepared = time.perf_counter()
-        probabilities = await loop.run_in_executor(self._inference_pool, pipeline.run, [item])
+        probabilities = await self.batcher.submit(item, self.request_timeout_s)
         finished = time.perf_counter()
         timing = Timing(
             preprocess_ms=_ms(prepared - started),
             inference_ms=_ms(finished - prepared),
             total_ms=_ms(finished - started),
         )
-        return build_response(probabilities[0], self.engine, top_k or self.default_top_k, timing)
+        return build_response(probabilities, self.engine, top_k or self.default_top_k, timing)
 
-    def close(self) -> None:
-        """Let running work finish, then release the threads."""
+    async def stop(self) -> None:
+        """Refuse new requests, answer every accepted one (each has its own deadline, so this
+        wait is bounded), then stop the batcher and release the threads."""
+        self._stopping = True
+        await self._idle.wait()
+        await self.batcher.stop()
         self._preprocess_pool.shutdown(wait=True)
         self._inference_pool.shutdown(wait=True)

@@ -39,6 +39,19 @@ class Settings(BaseSettings):
 
     preprocess_threads: int = Field(default=2, ge=1, le=64)
     inference_threads: int = Field(default=1, ge=1, le=16)
+
+    max_batch_size: int = Field(
+        default=16, ge=1, le=1024, description="1 turns dynamic batching off."
+    )
+    max_batch_wait_ms: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1000.0,
+        description="Extra wait to fill a batch; 0 dispatches at once when the model is idle.",
+    )
+    queue_capacity: int = Field(default=128, ge=1, description="Queued items before 503.")
+    request_timeout_s: float = Field(default=10.0, gt=0.0, description="Per-request deadline.")
+    retry_after_s: int = Field(default=1, ge=1, description="Retry-After on overload (503).")
     warmup: bool = True
     exit_on_startup_failure: bool = Field(
         default=True,

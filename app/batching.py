@@ -1,0 +1,201 @@
+"""Dynamic batching: gather concurrent requests into one model call, without idle delay.
+
+Design (after Ray Serve's and infinity's batchers, avoiding their known failure modes):
+
+- One batcher for the whole pipeline (both encoders and the head in one executor call). On a
+  CPU the three models share the same cores, so running stages concurrently buys nothing,
+  while one call per batch keeps every request's path and failure handling in one place.
+- A lone request is dispatched at once. While a batch runs, new requests queue up; the next
+  batch takes everything queued (up to ``max_batch_size``). So batches grow only when the
+  model is busy. ``max_wait_s`` (default 0) may hold a non-full batch open a little longer.
+- The queue is bounded: a full queue answers ``Overloaded`` (503 + Retry-After) at once.
+- Each request carries a deadline. One that expires while queued is answered
+  ``DeadlineExceeded`` (504) and never computed; a submitter never waits past its deadline.
+- Futures are created and resolved on the event loop thread only, and only if not yet done
+  (the submitter may have timed out or been cancelled), so each is resolved exactly once.
+- If a batch fails, its items are retried one by one so that only the bad item fails.
+- The worker loop survives every error; ``stop()`` answers everything still queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from app.errors import DeadlineExceeded, InferenceFailed, Overloaded, RequestError, ShuttingDown
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+Clock = Callable[[], float]
+
+
+@dataclass
+class BatchStats:
+    """Counters for observability and tests."""
+
+    batches: int = 0
+    items: int = 0
+    expired: int = 0
+    skipped: int = 0
+    rejected: int = 0
+    failed_batches: int = 0
+    sizes: collections.Counter[int] = field(default_factory=collections.Counter)
+
+
+@dataclass
+class _Pending(Generic[T, R]):
+    item: T
+    future: asyncio.Future[R]
+    deadline: float
+
+
+class Batcher(Generic[T, R]):
+    """Runs ``run_batch`` (a blocking function: list of items -> one result per item, in
+    order) in ``executor`` on batches of submitted items."""
+
+    def __init__(
+        self,
+        run_batch: Callable[[list[T]], Sequence[R]],
+        *,
+        executor: Executor | None,
+        max_batch_size: int,
+        max_wait_s: float = 0.0,
+        queue_capacity: int = 256,
+        retry_after_s: int = 1,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        if max_batch_size < 1 or queue_capacity < 1 or max_wait_s < 0:
+            raise ValueError("max_batch_size and queue_capacity must be >= 1, max_wait_s >= 0")
+        self._run_batch = run_batch
+        self._executor = executor
+        self.max_batch_size = max_batch_size
+        self.max_wait_s = max_wait_s
+        self.queue_capacity = queue_capacity
+        self.retry_after_s = retry_after_s
+        self._clock = clock
+        self._queue: collections.deque[_Pending[T, R]] = collections.deque()
+        self._wakeup = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
+        self._closing = False
+        self.busy = False
+        self.stats = BatchStats()
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
+    def start(self) -> None:
+        if self._worker is None:
+            self._worker = asyncio.get_running_loop().create_task(self._loop())
+
+    async def submit(self, item: T, timeout_s: float) -> R:
+        """Queue one prepared item and wait for its result, at most ``timeout_s`` seconds."""
+        if self._closing or self._worker is None:
+            raise ShuttingDown("the service is shutting down")
+        if len(self._queue) >= self.queue_capacity:
+            self.stats.rejected += 1
+            raise Overloaded(
+                f"the inference queue is full ({self.queue_capacity} requests); retry later",
+                headers={"Retry-After": str(self.retry_after_s)},
+            )
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(item, future, self._clock() + timeout_s))
+        self._wakeup.set()
+        try:
+            return await asyncio.wait_for(future, timeout=max(timeout_s, 0.0))
+        except TimeoutError:
+            raise DeadlineExceeded(f"no result within {timeout_s:g} s") from None
+
+    async def stop(self) -> None:
+        """Stop taking work, finish what is queued, then end the worker."""
+        self._closing = True
+        self._wakeup.set()
+        if self._worker is not None:
+            await self._worker
+
+    async def _loop(self) -> None:
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            batch = await self._collect()
+            if batch:
+                try:
+                    await self._dispatch(batch)
+                except Exception:  # the loop must outlive any error; futures are failed below
+                    logger.exception("batch dispatch failed")
+                    for pending in batch:
+                        _fail(pending, InferenceFailed("inference failed"))
+
+    async def _collect(self) -> list[_Pending[T, R]]:
+        """Take live items from the queue, waiting up to ``max_wait_s`` to fill the batch."""
+        batch = self._take([])
+        if self.max_wait_s > 0 and len(batch) < self.max_batch_size and not self._closing:
+            loop = asyncio.get_running_loop()
+            until = loop.time() + self.max_wait_s
+            while len(batch) < self.max_batch_size and (left := until - loop.time()) > 0:
+                self._wakeup.clear()
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), timeout=left)
+                except TimeoutError:
+                    break
+                batch = self._take(batch)
+        return batch
+
+    def _take(self, batch: list[_Pending[T, R]]) -> list[_Pending[T, R]]:
+        now = self._clock()
+        while self._queue and len(batch) < self.max_batch_size:
+            pending = self._queue.popleft()
+            if pending.future.done():  # the submitter gave up (timeout, disconnect)
+                self.stats.skipped += 1
+            elif pending.deadline <= now:
+                self.stats.expired += 1
+                _fail(pending, DeadlineExceeded("the request expired while queued"))
+            else:
+                batch.append(pending)
+        return batch
+
+    async def _dispatch(self, batch: list[_Pending[T, R]]) -> None:
+        loop = asyncio.get_running_loop()
+        self.busy = True
+        try:
+            results = await loop.run_in_executor(
+                self._executor, self._run_batch, [p.item for p in batch]
+            )
+            if len(results) != len(batch):
+                raise RuntimeError(f"{len(results)} results for a batch of {len(batch)}")
+        except Exception:
+            self.stats.failed_batches += 1
+            if len(batch) == 1:
+                logger.exception("inference failed for one item")
+                _fail(batch[0], InferenceFailed("inference failed for this request"))
+                return
+            logger.warning("batch of %d failed; retrying its items one by one", len(batch))
+            for pending in batch:
+                await self._dispatch([pending])
+            return
+        finally:
+            self.busy = False
+        self.stats.batches += 1
+        self.stats.items += len(batch)
+        self.stats.sizes[len(batch)] += 1
+        for pending, result in zip(batch, results, strict=True):
+            if not pending.future.done():
+                pending.future.set_result(result)
+
+
+def _fail(pending: _Pending[T, R], error: RequestError) -> None:
+    if not pending.future.done():
+        pending.future.set_exception(error)

@@ -1,0 +1,185 @@
+"""The HTTP path through the dynamic batcher: real ASGI app, tiny bundle, a gated model."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from fastapi import FastAPI
+
+from app.api.state import ServiceState
+from app.engine import Engine, build_engine
+from app.main import create_app
+from app.pipeline import PreparedItem
+from app.settings import Settings
+from tests.conftest import encode_image, photo
+
+pytestmark = pytest.mark.anyio
+
+TEXTS = ["a cat", "the big blue dog photo", "bird", "a small red bird of the dog", "cat cat"]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@dataclass
+class Gate:
+    open: threading.Event
+    entered: threading.Event
+
+    async def wait_entered(self) -> None:
+        assert await asyncio.to_thread(self.entered.wait, 10)
+
+
+def gated_factory(gate: Gate) -> object:
+    def factory(settings: Settings) -> Engine:
+        engine = build_engine(settings)
+        real_run = engine.pipeline.run
+
+        def run(items: Sequence[PreparedItem]) -> np.ndarray:
+            gate.entered.set()
+            assert gate.open.wait(10), "test never opened the gate"
+            return real_run(items)
+
+        engine.pipeline.run = run  # type: ignore[method-assign]
+        return engine
+
+    return factory
+
+
+@pytest.fixture
+def gate() -> Gate:
+    g = Gate(threading.Event(), threading.Event())
+    g.open.set()
+    return g
+
+
+async def _client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            for _ in range(500):
+                if (await client.get("/readyz")).status_code == 200:
+                    break
+                await asyncio.sleep(0.01)
+            yield client
+
+
+def _settings(bundle: Path, **overrides: object) -> Settings:
+    base: dict[str, object] = {
+        "bundle_path": bundle,
+        "device": "cpu",
+        "intra_op_threads": 1,
+        "exit_on_startup_failure": False,
+    }
+    return Settings(**(base | overrides))
+
+
+def _form(i: int) -> tuple[dict[str, tuple[str, bytes, str]], dict[str, str]]:
+    image = encode_image(photo(60 + 7 * i, 50 + 3 * i, seed=i))
+    return {"image": ("i.png", image, "image/png")}, {"text": TEXTS[i % len(TEXTS)]}
+
+
+def _state(app: FastAPI) -> ServiceState:
+    state: ServiceState = app.state.fusion
+    return state
+
+
+async def test_batched_results_equal_solo_results(tiny_bundle_dir: Path, gate: Gate) -> None:
+    app = create_app(_settings(tiny_bundle_dir), engine_factory=gated_factory(gate))  # type: ignore[arg-type]
+    async for client in _client(app):
+        solo = []
+        for i in range(5):
+            files, data = _form(i)
+            solo.append((await client.post("/classify", files=files, data=data)).json())
+        gate.open.clear()
+        gate.entered.clear()
+        files, data = _form(0)
+        first = asyncio.create_task(client.post("/classify", files=files, data=data))
+        await gate.wait_entered()
+        rest = []
+        for i in range(1, 5):
+            files, data = _form(i)
+            rest.append(asyncio.create_task(client.post("/classify", files=files, data=data)))
+        batcher = _state(app).ready_classifier().batcher
+        while batcher.queue_depth < 4:
+            await asyncio.sleep(0.005)
+        gate.open.set()
+        batched = [r.json() for r in await asyncio.gather(first, *rest)]
+        assert batcher.stats.sizes[4] == 1  # the four queued requests ran as one batch
+        for alone, together in zip(solo, batched, strict=True):
+            assert alone["label"] == together["label"]
+            a = {p["label"]: p["probability"] for p in alone["predictions"]}
+            b = {p["label"]: p["probability"] for p in together["predictions"]}
+            for label, probability in a.items():
+                assert b[label] == pytest.approx(probability, abs=1e-5)
+
+
+async def test_overload_is_a_fast_503_with_retry_after(tiny_bundle_dir: Path, gate: Gate) -> None:
+    settings = _settings(tiny_bundle_dir, queue_capacity=1, max_batch_size=1, retry_after_s=3)
+    app = create_app(settings, engine_factory=gated_factory(gate))  # type: ignore[arg-type]
+    async for client in _client(app):
+        gate.open.clear()
+        gate.entered.clear()
+        files, data = _form(0)
+        running = asyncio.create_task(client.post("/classify", files=files, data=data))
+        await gate.wait_entered()
+        queued = asyncio.create_task(client.post("/classify", files=files, data=data))
+        batcher = _state(app).ready_classifier().batcher
+        while batcher.queue_depth < 1:
+            await asyncio.sleep(0.005)
+        refused = await client.post("/classify", files=files, data=data)
+        assert refused.status_code == 503
+        assert refused.headers["retry-after"] == "3"
+        assert refused.json()["error"]["code"] == "overloaded"
+        # Health stays answerable while the model is saturated.
+        assert (await client.get("/livez")).status_code == 200
+        assert (await client.get("/readyz")).status_code == 200
+        gate.open.set()
+        assert (await running).status_code == 200
+        assert (await queued).status_code == 200
+
+
+async def test_request_deadline_gives_504(tiny_bundle_dir: Path, gate: Gate) -> None:
+    settings = _settings(tiny_bundle_dir, request_timeout_s=0.2)
+    app = create_app(settings, engine_factory=gated_factory(gate))  # type: ignore[arg-type]
+    async for client in _client(app):
+        gate.open.clear()
+        files, data = _form(1)
+        response = await client.post("/classify", files=files, data=data)
+        assert response.status_code == 504
+        assert response.json()["error"]["code"] == "deadline_exceeded"
+        gate.open.set()
+        assert (await client.post("/classify", files=files, data=data)).status_code == 200
+
+
+async def test_shutdown_answers_queued_requests(tiny_bundle_dir: Path, gate: Gate) -> None:
+    app = create_app(_settings(tiny_bundle_dir), engine_factory=gated_factory(gate))  # type: ignore[arg-type]
+    files, data = _form(2)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            while (await client.get("/readyz")).status_code != 200:
+                await asyncio.sleep(0.01)
+            gate.open.clear()
+            gate.entered.clear()
+            requests = [
+                asyncio.create_task(client.post("/classify", files=files, data=data))
+                for _ in range(3)
+            ]
+            await gate.wait_entered()
+            classifier = _state(app).ready_classifier()
+            while classifier.in_flight < 3:  # all three accepted
+                await asyncio.sleep(0.005)
+            threading.Timer(0.1, gate.open.set).start()
+    # The lifespan exit (shutdown) waited for every accepted request.
+    responses = await asyncio.gather(*requests)
+    assert [r.status_code for r in responses] == [200, 200, 200]

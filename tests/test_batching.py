@@ -1,0 +1,244 @@
+"""Batcher unit tests: a fake model (blocking, controllable) and a fake clock."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from app.batching import Batcher
+from app.errors import DeadlineExceeded, InferenceFailed, Overloaded, ShuttingDown
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeModel:
+    """Doubles its inputs. Can be held busy, and fails on poisoned items."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[int]] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+
+    def __call__(self, items: list[int]) -> Sequence[int]:
+        self.calls.append(list(items))
+        self.entered.set()
+        assert self.gate.wait(10), "test never released the model"
+        if any(i < 0 for i in items):
+            raise ValueError("poisoned item")
+        return [i * 2 for i in items]
+
+    def hold(self) -> None:
+        self.gate.clear()
+        self.entered.clear()
+
+    async def wait_entered(self) -> None:
+        assert await asyncio.to_thread(self.entered.wait, 10)
+
+
+@pytest.fixture
+def model() -> FakeModel:
+    return FakeModel()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def batcher(model: FakeModel, clock: FakeClock) -> AsyncIterator[Batcher[int, int]]:
+    with ThreadPoolExecutor(1) as executor:
+        b: Batcher[int, int] = Batcher(
+            model, executor=executor, max_batch_size=4, queue_capacity=6, clock=clock
+        )
+        b.start()
+        yield b
+        model.gate.set()
+        await b.stop()
+
+
+async def _queued(batcher: Batcher[int, int], depth: int) -> None:
+    for _ in range(1000):
+        if batcher.queue_depth == depth:
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"queue depth {batcher.queue_depth}, expected {depth}")
+
+
+async def test_lone_request_runs_at_once(batcher: Batcher[int, int], model: FakeModel) -> None:
+    assert await asyncio.wait_for(batcher.submit(21, timeout_s=60), timeout=5) == 42
+    assert model.calls == [[21]]
+
+
+async def test_batches_grow_while_busy_and_keep_order(
+    batcher: Batcher[int, int], model: FakeModel
+) -> None:
+    model.hold()
+    first = asyncio.create_task(batcher.submit(1, timeout_s=60))
+    await model.wait_entered()
+    rest = [asyncio.create_task(batcher.submit(i, timeout_s=60)) for i in range(2, 8)]
+    await _queued(batcher, 6)
+    model.gate.set()
+    results = await asyncio.gather(first, *rest)
+    assert results == [2, 4, 6, 8, 10, 12, 14]
+    # One lone call, then the queued six split by max_batch_size=4, in arrival order.
+    assert model.calls == [[1], [2, 3, 4, 5], [6, 7]]
+    assert batcher.stats.sizes == {1: 1, 4: 1, 2: 1}
+
+
+async def test_full_queue_is_rejected_at_once(batcher: Batcher[int, int], model: FakeModel) -> None:
+    model.hold()
+    running = asyncio.create_task(batcher.submit(0, timeout_s=60))
+    await model.wait_entered()
+    queued = [asyncio.create_task(batcher.submit(i, timeout_s=60)) for i in range(1, 7)]
+    await _queued(batcher, 6)
+    with pytest.raises(Overloaded) as caught:
+        await batcher.submit(99, timeout_s=60)
+    assert caught.value.status_code == 503
+    assert caught.value.headers == {"Retry-After": "1"}
+    assert batcher.stats.rejected == 1
+    model.gate.set()
+    assert await asyncio.gather(running, *queued) == [0, 2, 4, 6, 8, 10, 12]
+
+
+async def test_expired_requests_are_dropped_before_inference(
+    batcher: Batcher[int, int], model: FakeModel, clock: FakeClock
+) -> None:
+    model.hold()
+    running = asyncio.create_task(batcher.submit(1, timeout_s=60))
+    await model.wait_entered()
+    short = asyncio.create_task(batcher.submit(2, timeout_s=5))
+    long = asyncio.create_task(batcher.submit(3, timeout_s=60))
+    await _queued(batcher, 2)
+    clock.now += 10  # the short request's deadline passes while it waits
+    model.gate.set()
+    assert await running == 2
+    with pytest.raises(DeadlineExceeded) as caught:
+        await short
+    assert caught.value.status_code == 504
+    assert await long == 6
+    assert [2] not in model.calls
+    assert all(2 not in call for call in model.calls)
+    assert batcher.stats.expired == 1
+
+
+async def test_waiting_never_exceeds_the_timeout(
+    batcher: Batcher[int, int], model: FakeModel
+) -> None:
+    model.hold()
+    running = asyncio.create_task(batcher.submit(1, timeout_s=60))
+    await model.wait_entered()
+    with pytest.raises(DeadlineExceeded):
+        await batcher.submit(2, timeout_s=0.05)  # real time: the model is stuck
+    model.gate.set()
+    assert await running == 2
+    # The abandoned item was skipped, not computed, and the batcher still works.
+    assert await batcher.submit(4, timeout_s=60) == 8
+    assert all(2 not in call for call in model.calls)
+    assert batcher.stats.skipped == 1
+
+
+async def test_cancelled_submitters_are_skipped(
+    batcher: Batcher[int, int], model: FakeModel
+) -> None:
+    model.hold()
+    running = asyncio.create_task(batcher.submit(1, timeout_s=60))
+    await model.wait_entered()
+    gone = asyncio.create_task(batcher.submit(2, timeout_s=60))
+    stays = asyncio.create_task(batcher.submit(3, timeout_s=60))
+    await _queued(batcher, 2)
+    gone.cancel()  # e.g. the client disconnected
+    await asyncio.sleep(0)
+    model.gate.set()
+    assert await running == 2
+    assert await stays == 6
+    assert gone.cancelled()
+    assert model.calls == [[1], [3]]
+
+
+async def test_one_bad_item_fails_alone(batcher: Batcher[int, int], model: FakeModel) -> None:
+    model.hold()
+    running = asyncio.create_task(batcher.submit(1, timeout_s=60))
+    await model.wait_entered()
+    items = [asyncio.create_task(batcher.submit(i, timeout_s=60)) for i in (2, -1, 3)]
+    await _queued(batcher, 3)
+    model.gate.set()
+    assert await running == 2
+    results = await asyncio.gather(*items, return_exceptions=True)
+    assert results[0] == 4
+    assert isinstance(results[1], InferenceFailed)
+    assert results[1].status_code == 500
+    assert results[2] == 6
+    assert model.calls == [[1], [2, -1, 3], [2], [-1], [3]]
+    assert await batcher.submit(5, timeout_s=60) == 10
+
+
+async def test_wrong_result_count_fails_the_batch_not_the_loop(clock: FakeClock) -> None:
+    def broken(items: list[int]) -> Sequence[int]:
+        return [0] * (len(items) + 1)
+
+    with ThreadPoolExecutor(1) as executor:
+        batcher: Batcher[int, int] = Batcher(
+            broken, executor=executor, max_batch_size=4, clock=clock
+        )
+        batcher.start()
+        with pytest.raises(InferenceFailed):
+            await batcher.submit(1, timeout_s=5)
+        with pytest.raises(InferenceFailed):
+            await batcher.submit(2, timeout_s=5)
+        await batcher.stop()
+
+
+async def test_max_wait_holds_a_batch_open(model: FakeModel, clock: FakeClock) -> None:
+    with ThreadPoolExecutor(1) as executor:
+        batcher: Batcher[int, int] = Batcher(
+            model, executor=executor, max_batch_size=3, max_wait_s=5.0, clock=clock
+        )
+        batcher.start()
+        tasks = [asyncio.create_task(batcher.submit(i, timeout_s=60)) for i in (1, 2)]
+        await asyncio.sleep(0.05)
+        assert model.calls == []  # still waiting for a third item
+        tasks.append(asyncio.create_task(batcher.submit(3, timeout_s=60)))
+        assert await asyncio.gather(*tasks) == [2, 4, 6]
+        assert model.calls == [[1, 2, 3]]  # dispatched as soon as the batch was full
+        await batcher.stop()
+
+
+async def test_stop_finishes_queued_work_then_refuses(
+    batcher: Batcher[int, int], model: FakeModel
+) -> None:
+    model.hold()
+    running = asyncio.create_task(batcher.submit(1, timeout_s=60))
+    await model.wait_entered()
+    queued = [asyncio.create_task(batcher.submit(i, timeout_s=60)) for i in (2, 3)]
+    await _queued(batcher, 2)
+    stopping = asyncio.create_task(batcher.stop())
+    await asyncio.sleep(0)
+    with pytest.raises(ShuttingDown):
+        await batcher.submit(9, timeout_s=60)
+    model.gate.set()
+    await stopping
+    assert await asyncio.gather(running, *queued) == [2, 4, 6]
+
+
+def test_invalid_configuration() -> None:
+    with pytest.raises(ValueError, match="max_batch_size"):
+        Batcher(lambda items: items, executor=None, max_batch_size=0)
