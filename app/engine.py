@@ -18,6 +18,7 @@ from app.preprocess.image import ImageDecoder
 from app.preprocess.text import TextTokenizer
 from app.runtime import active_providers, create_session, requested_providers
 from app.settings import Settings
+from app.text_cache import TextEmbeddingCache
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +55,20 @@ def build_engine(settings: Settings) -> Engine:
         jpeg_draft=settings.jpeg_draft,
     )
     tokenizer = TextTokenizer(
-        bundle.path(manifest.text_encoder.tokenizer.file), manifest.text_encoder.max_length
+        bundle.path(manifest.text_encoder.tokenizer.file),
+        manifest.text_encoder.max_length,
+        settings.text_length_buckets,
     )
-    pipeline = Pipeline(manifest, image, text, head, decoder, tokenizer, settings.max_text_chars)
+    pipeline = Pipeline(
+        manifest,
+        image,
+        text,
+        head,
+        decoder,
+        tokenizer,
+        settings.max_text_chars,
+        TextEmbeddingCache(settings.text_cache_size),
+    )
     active = {
         "image_encoder": active_providers(image),
         "text_encoder": active_providers(text),
@@ -87,6 +99,7 @@ def warm_up(engine: Engine) -> float:
     # Built directly rather than via prepare(): request limits must not fail start-up.
     item = PreparedItem(
         pixels=pipeline.decoder(_warmup_image(pipeline.decoder.spec.resize_short_side)),
+        text=WARMUP_TEXT,
         token_ids=pipeline.tokenizer.encode(WARMUP_TEXT),
     )
     probabilities = pipeline.run([item, item])

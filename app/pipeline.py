@@ -16,6 +16,7 @@ import numpy as np
 from app.bundle.manifest import Manifest
 from app.preprocess.image import ImageDecoder
 from app.preprocess.text import TextTokenizer, clean_text
+from app.text_cache import TextEmbeddingCache
 
 
 class Session(Protocol):
@@ -31,6 +32,7 @@ class PreparedItem:
     """One request, validated and turned into arrays: ready to join a batch."""
 
     pixels: np.ndarray
+    text: str
     token_ids: np.ndarray
 
 
@@ -52,6 +54,7 @@ class Pipeline:
         decoder: ImageDecoder,
         tokenizer: TextTokenizer,
         max_text_chars: int,
+        text_cache: TextEmbeddingCache | None = None,
     ) -> None:
         self.manifest = manifest
         self._image = image_session
@@ -60,11 +63,14 @@ class Pipeline:
         self.decoder = decoder
         self.tokenizer = tokenizer
         self.max_text_chars = max_text_chars
+        self.text_cache = text_cache if text_cache is not None else TextEmbeddingCache(0)
 
     def prepare(self, image: bytes, text: str) -> PreparedItem:
         """Validate and preprocess one request; raises ``RequestError`` subclasses."""
-        token_ids = self.tokenizer.encode(clean_text(text, self.max_text_chars))
-        return PreparedItem(pixels=self.decoder(image), token_ids=token_ids)
+        cleaned = clean_text(text, self.max_text_chars)
+        return PreparedItem(
+            pixels=self.decoder(image), text=cleaned, token_ids=self.tokenizer.encode(cleaned)
+        )
 
     def encode_images(self, pixels: np.ndarray) -> np.ndarray:
         spec = self.manifest.image_encoder
@@ -81,6 +87,25 @@ class Pipeline:
             feed[spec.token_type_ids] = np.zeros_like(batch.input_ids)
         (embeddings,) = self._text.run([spec.output], feed)
         return embeddings
+
+    def text_features(self, items: Sequence[PreparedItem]) -> np.ndarray:
+        """Text embeddings for a batch: cached ones reused, each distinct miss encoded once."""
+        found: dict[str, np.ndarray] = {}
+        missing: dict[str, np.ndarray] = {}
+        for item in items:
+            if item.text in found or item.text in missing:
+                continue
+            cached = self.text_cache.get(item.text)
+            if cached is None:
+                missing[item.text] = item.token_ids
+            else:
+                found[item.text] = cached
+        if missing:
+            encoded = self.encode_texts(list(missing.values()))
+            for text, embedding in zip(missing, encoded, strict=True):
+                self.text_cache.put(text, embedding)
+                found[text] = embedding
+        return np.stack([found[item.text] for item in items])
 
     def fuse(self, image_features: np.ndarray, text_features: np.ndarray) -> np.ndarray:
         """Class probabilities [N, classes] from the two embeddings."""
@@ -100,7 +125,7 @@ class Pipeline:
         """Class probabilities for a batch of prepared items, one row per item, in order."""
         pixels = np.stack([item.pixels for item in items])
         image_features = self.encode_images(pixels)
-        text_features = self.encode_texts([item.token_ids for item in items])
+        text_features = self.text_features(items)
         probabilities = self.fuse(image_features, text_features)
         if probabilities.shape != (len(items), len(self.manifest.labels)):
             raise RuntimeError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 
@@ -66,6 +67,28 @@ class Classifier:
     def in_flight(self) -> int:
         """Requests accepted and not yet answered."""
         return self._in_flight
+
+    def stats(self) -> dict[str, Any]:
+        """Batcher and text-cache counters (Prometheus metrics come with observability)."""
+        batch = self.batcher.stats
+        cache = self.engine.pipeline.text_cache
+        return {
+            "queue_depth": self.batcher.queue_depth,
+            "in_flight": self._in_flight,
+            "batches": batch.batches,
+            "items": batch.items,
+            "batch_sizes": dict(sorted(batch.sizes.items())),
+            "expired": batch.expired,
+            "skipped": batch.skipped,
+            "rejected": batch.rejected,
+            "failed_batches": batch.failed_batches,
+            "text_cache": {
+                "size": len(cache),
+                "capacity": cache.capacity,
+                "hits": cache.hits,
+                "misses": cache.misses,
+            },
+        }
 
     def _run_batch(self, items: list[PreparedItem]) -> list[np.ndarray]:
         return list(self.engine.pipeline.run(items))  # one probability row per item

@@ -63,4 +63,11 @@ class Settings(BaseSettings):
     min_image_side: int = Field(default=8, ge=1)
     jpeg_draft: bool = Field(default=True, description="Decode large JPEGs at reduced scale.")
     max_text_chars: int = Field(default=4096, ge=1)
+    text_cache_size: int = Field(
+        default=10_000, ge=0, description="Text embeddings kept in the LRU cache; 0 disables."
+    )
+    text_length_buckets: tuple[int, ...] = Field(
+        default=(16, 32, 64, 128),
+        description="Token lengths texts are padded to (plus the bundle's max_length).",
+    )
     default_top_k: int | None = Field(default=None, ge=1)

@@ -194,3 +194,14 @@ def test_openapi_documents_errors(client: TestClient) -> None:
     assert {"200", "413", "415", "422", "500", "503"} <= set(responses)
     assert "ErrorResponse" in str(responses["415"])
     assert client.get("/docs").status_code == 200
+
+
+def test_info_reports_batches_and_text_cache(client: TestClient) -> None:
+    before = client.get("/info").json()["stats"]
+    assert _post(client, text="a blue bird").status_code == 200
+    assert _post(client, text="  a blue bird ").status_code == 200  # same after normalising
+    after = client.get("/info").json()["stats"]
+    assert after["items"] == before["items"] + 2
+    assert after["text_cache"]["hits"] == before["text_cache"]["hits"] + 1
+    assert after["text_cache"]["misses"] == before["text_cache"]["misses"] + 1
+    assert after["queue_depth"] == 0

@@ -115,6 +115,7 @@ async def info(classifier: ClassifierDep, settings: SettingsDep) -> dict[str, An
         "image_preprocess": manifest.image_encoder.preprocess.model_dump(),
         "text": {"max_length": manifest.text_encoder.max_length},
         "providers": engine.providers,
+        "stats": classifier.stats(),
         "settings": settings.model_dump(
             mode="json",
             include={
@@ -129,6 +130,12 @@ async def info(classifier: ClassifierDep, settings: SettingsDep) -> dict[str, An
                 "jpeg_draft",
                 "max_text_chars",
                 "default_top_k",
+                "max_batch_size",
+                "max_batch_wait_ms",
+                "queue_capacity",
+                "request_timeout_s",
+                "text_cache_size",
+                "text_length_buckets",
             },
         ),
     }
