@@ -31,6 +31,11 @@ class RequestError(FusionServeError):
         self.headers = headers or {}
 
 
+class InvalidRequest(RequestError):
+    status_code = 422
+    code = "invalid_request"
+
+
 class InvalidImage(RequestError):
     status_code = 422
     code = "invalid_image"
@@ -81,3 +86,15 @@ class ShuttingDown(RequestError):
 class DeadlineExceeded(RequestError):
     status_code = 504
     code = "deadline_exceeded"
+
+
+class ClientDisconnected(RequestError):
+    """The client left before its answer was ready (nginx's 499); nobody reads this reply."""
+
+    status_code = 499
+    code = "client_closed_request"
+
+
+class TooManyItems(RequestError):
+    status_code = 413
+    code = "too_many_items"

@@ -41,6 +41,18 @@ class ErrorDetail(BaseModel):
     message: str
 
 
+class BatchItemResult(BaseModel):
+    index: int = Field(description="Position of the item in the request.")
+    result: ClassifyResponse | None = None
+    error: ErrorDetail | None = Field(
+        default=None, description="Why this item failed; the other items are unaffected."
+    )
+
+
+class BatchClassifyResponse(BaseModel):
+    results: list[BatchItemResult]
+
+
 class ErrorResponse(BaseModel):
     error: ErrorDetail
 

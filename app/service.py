@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -11,7 +13,7 @@ import numpy as np
 
 from app.batching import Batcher
 from app.engine import Engine
-from app.errors import ShuttingDown
+from app.errors import Overloaded, RequestError, ShuttingDown
 from app.pipeline import PreparedItem
 from app.schemas import BundleRef, ClassifyResponse, Timing, rank
 from app.settings import Settings
@@ -44,6 +46,7 @@ class Classifier:
         self.engine = engine
         self.default_top_k = settings.default_top_k
         self.request_timeout_s = settings.request_timeout_s
+        self.retry_after_s = settings.retry_after_s
         self._preprocess_pool = ThreadPoolExecutor(
             settings.preprocess_threads, thread_name_prefix="fusionserve-preprocess"
         )
@@ -97,17 +100,43 @@ class Classifier:
         """Start the batcher; call on the event loop that will serve requests."""
         self.batcher.start()
 
-    async def classify(self, image: bytes, text: str, top_k: int | None) -> ClassifyResponse:
+    @contextlib.contextmanager
+    def _accepted(self) -> Iterator[None]:
+        """Count a request as in flight, so that ``stop()`` waits for its answer."""
         if self._stopping:
             raise ShuttingDown("the service is shutting down")
         self._in_flight += 1
         self._idle.clear()
         try:
-            return await self._classify(image, text, top_k)
+            yield
         finally:
             self._in_flight -= 1
             if self._in_flight == 0:
                 self._idle.set()
+
+    async def classify(self, image: bytes, text: str, top_k: int | None) -> ClassifyResponse:
+        with self._accepted():
+            return await self._classify(image, text, top_k)
+
+    async def classify_many(
+        self, items: Sequence[tuple[bytes, str]], top_k: int | None
+    ) -> list[ClassifyResponse | RequestError]:
+        """Classify several items through the same batcher; each fails or succeeds alone."""
+        with self._accepted():
+            free = self.batcher.queue_capacity - self.batcher.queue_depth
+            if len(items) > free:
+                raise Overloaded(
+                    f"the inference queue has room for {free} items, not {len(items)}",
+                    headers={"Retry-After": str(self.retry_after_s)},
+                )
+
+            async def one(image: bytes, text: str) -> ClassifyResponse | RequestError:
+                try:
+                    return await self._classify(image, text, top_k)
+                except RequestError as error:
+                    return error
+
+            return list(await asyncio.gather(*(one(image, text) for image, text in items)))
 
     async def _classify(self, image: bytes, text: str, top_k: int | None) -> ClassifyResponse:
         loop = asyncio.get_running_loop()

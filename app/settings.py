@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     min_image_side: int = Field(default=8, ge=1)
     jpeg_draft: bool = Field(default=True, description="Decode large JPEGs at reduced scale.")
     max_text_chars: int = Field(default=4096, ge=1)
+    max_items_per_request: int = Field(
+        default=32, ge=1, description="Items in one POST /classify/batch."
+    )
     text_cache_size: int = Field(
         default=10_000, ge=0, description="Text embeddings kept in the LRU cache; 0 disables."
     )

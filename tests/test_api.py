@@ -205,3 +205,57 @@ def test_info_reports_batches_and_text_cache(client: TestClient) -> None:
     assert after["text_cache"]["hits"] == before["text_cache"]["hits"] + 1
     assert after["text_cache"]["misses"] == before["text_cache"]["misses"] + 1
     assert after["queue_depth"] == 0
+
+
+def _batch_files(images: list[bytes]) -> list[tuple[str, tuple[str, bytes, str]]]:
+    return [("images", (f"{i}.png", image, "image/png")) for i, image in enumerate(images)]
+
+
+def test_classify_batch_matches_single_requests(client: TestClient) -> None:
+    images = [encode_image(photo(70 + i, 60, seed=i)) for i in range(3)]
+    texts = ["a cat", "the big dog", "a red bird"]
+    response = client.post(
+        "/classify/batch", files=_batch_files(images), data={"texts": texts, "top_k": "2"}
+    )
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["index"] for r in results] == [0, 1, 2]
+    for image, text, item in zip(images, texts, results, strict=True):
+        single = _post(client, image=image, text=text, top_k="2").json()
+        assert item["error"] is None
+        assert item["result"]["label"] == single["label"]
+        assert len(item["result"]["predictions"]) == 2
+        for a, b in zip(item["result"]["predictions"], single["predictions"], strict=True):
+            assert a["probability"] == pytest.approx(b["probability"], abs=1e-5)
+
+
+def test_classify_batch_isolates_bad_items(client: TestClient) -> None:
+    images = [PNG, b"not an image", PNG]
+    texts = ["a cat", "a dog", "bad\x00text"]
+    response = client.post("/classify/batch", files=_batch_files(images), data={"texts": texts})
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert results[0]["result"]["label"] in LABELS
+    assert results[1]["result"] is None
+    assert results[1]["error"]["code"] == "unsupported_image_format"
+    assert results[2]["error"]["code"] == "invalid_text"
+
+
+def test_classify_batch_request_errors(tiny_bundle_dir: Path) -> None:
+    settings = Settings(
+        bundle_path=tiny_bundle_dir,
+        device="cpu",
+        exit_on_startup_failure=False,
+        max_items_per_request=2,
+    )
+    with TestClient(create_app(settings)) as client:
+        wait_ready(client)
+        mismatched = client.post(
+            "/classify/batch", files=_batch_files([PNG, PNG]), data={"texts": ["only one"]}
+        )
+        _assert_error(mismatched, 422, "invalid_request")
+        too_many = client.post(
+            "/classify/batch", files=_batch_files([PNG] * 3), data={"texts": ["a", "b", "c"]}
+        )
+        _assert_error(too_many, 413, "too_many_items")
+        _assert_error(client.post("/classify/batch", data={"texts": ["a"]}), 422, "invalid_request")

@@ -183,3 +183,65 @@ async def test_shutdown_answers_queued_requests(tiny_bundle_dir: Path, gate: Gat
     # The lifespan exit (shutdown) waited for every accepted request.
     responses = await asyncio.gather(*requests)
     assert [r.status_code for r in responses] == [200, 200, 200]
+
+
+async def _request_then_leave(
+    app: FastAPI, files: object, data: dict[str, str], left: asyncio.Event
+) -> None:
+    """Send one request straight to the ASGI app; its client disconnects once ``left`` is set."""
+    built = httpx.Request("POST", "http://test/classify", files=files, data=data)  # type: ignore[arg-type]
+    body = built.read()
+    delivered = False
+
+    async def receive() -> dict[str, object]:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await left.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, object]) -> None:
+        pass
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/classify",
+        "raw_path": b"/classify",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in built.headers.items()],
+        "client": ("127.0.0.1", 1234),
+        "server": ("test", 80),
+        "state": {},
+    }
+    await app(scope, receive, send)  # type: ignore[arg-type]
+
+
+async def test_disconnected_client_is_not_computed(tiny_bundle_dir: Path, gate: Gate) -> None:
+    app = create_app(_settings(tiny_bundle_dir), engine_factory=gated_factory(gate))  # type: ignore[arg-type]
+    async for client in _client(app):
+        batcher = _state(app).ready_classifier().batcher
+        gate.open.clear()
+        gate.entered.clear()
+        files, data = _form(0)
+        running = asyncio.create_task(client.post("/classify", files=files, data=data))
+        await gate.wait_entered()
+
+        # A raw ASGI request whose client goes away while its item is queued.
+        files, data = _form(3)
+        left = asyncio.Event()
+        gone = asyncio.create_task(_request_then_leave(app, files, data, left))
+        while batcher.queue_depth < 1:
+            await asyncio.sleep(0.005)
+        left.set()
+        await asyncio.wait_for(gone, 5)  # the handler returns once the client has left
+        gate.open.set()
+        assert (await running).status_code == 200
+        assert (await client.post("/classify", files=files, data=data)).status_code == 200
+        assert batcher.stats.skipped == 1  # the queued item of the departed client
+        assert batcher.stats.items == 2  # the first request and the last one only

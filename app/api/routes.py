@@ -7,9 +7,18 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse
 
+from app.api.disconnect import cancel_on_disconnect
 from app.api.state import ServiceState, Status
-from app.errors import PayloadTooLarge
-from app.schemas import ClassifyResponse, ErrorResponse, LiveResponse, ReadyResponse
+from app.errors import InvalidRequest, PayloadTooLarge, TooManyItems
+from app.schemas import (
+    BatchClassifyResponse,
+    BatchItemResult,
+    ClassifyResponse,
+    ErrorDetail,
+    ErrorResponse,
+    LiveResponse,
+    ReadyResponse,
+)
 from app.service import Classifier
 from app.settings import Settings
 
@@ -52,6 +61,7 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     summary="Classify one image with its text description",
 )
 async def classify(
+    request: Request,
     classifier: ClassifierDep,
     settings: SettingsDep,
     image: Annotated[UploadFile, File(description="The image (JPEG, PNG, WebP, BMP, GIF, TIFF).")],
@@ -61,12 +71,55 @@ async def classify(
     ] = None,
 ) -> ClassifyResponse:
     """Class probabilities for an image and its text description."""
-    if image.size is not None and image.size > settings.max_image_bytes:
-        raise PayloadTooLarge(f"image file is over {settings.max_image_bytes} bytes")
-    data = await image.read(settings.max_image_bytes + 1)
-    if len(data) > settings.max_image_bytes:
-        raise PayloadTooLarge(f"image file is over {settings.max_image_bytes} bytes")
-    return await classifier.classify(data, text, top_k)
+    data = await _read_image(image, settings.max_image_bytes)
+    return await cancel_on_disconnect(request, classifier.classify(data, text, top_k))
+
+
+@router.post(
+    "/classify/batch",
+    responses=_errors(413, 422, 500, 503),
+    summary="Classify several image+text items in one request",
+)
+async def classify_batch(
+    request: Request,
+    classifier: ClassifierDep,
+    settings: SettingsDep,
+    images: Annotated[list[UploadFile], File(description="One file per item, in order.")],
+    texts: Annotated[list[str], Form(description="One description per item, in order.")],
+    top_k: Annotated[
+        int | None, Form(ge=1, description="Return only the k most probable classes.")
+    ] = None,
+) -> BatchClassifyResponse:
+    """Items go through the same batcher as single requests. A bad item gets its own error
+    in ``results``; the others are classified as usual."""
+    if len(images) != len(texts):
+        raise InvalidRequest(f"got {len(images)} images and {len(texts)} texts; they must pair")
+    if len(images) > settings.max_items_per_request:
+        raise TooManyItems(f"at most {settings.max_items_per_request} items per request")
+    items = [
+        (await _read_image(image, settings.max_image_bytes), text)
+        for image, text in zip(images, texts, strict=True)
+    ]
+    outcomes = await cancel_on_disconnect(request, classifier.classify_many(items, top_k))
+    return BatchClassifyResponse(
+        results=[
+            BatchItemResult(index=i, result=outcome)
+            if isinstance(outcome, ClassifyResponse)
+            else BatchItemResult(
+                index=i, error=ErrorDetail(code=outcome.code, message=outcome.message)
+            )
+            for i, outcome in enumerate(outcomes)
+        ]
+    )
+
+
+async def _read_image(image: UploadFile, limit: int) -> bytes:
+    if image.size is not None and image.size > limit:
+        raise PayloadTooLarge(f"image file is over {limit} bytes")
+    data = await image.read(limit + 1)
+    if len(data) > limit:
+        raise PayloadTooLarge(f"image file is over {limit} bytes")
+    return data
 
 
 @router.get("/livez", responses=_errors(503), summary="Liveness")
