@@ -38,7 +38,7 @@ async def _load(
     try:
         engine = await asyncio.to_thread(factory, settings)
         if settings.warmup:
-            await asyncio.to_thread(warm_up, engine)
+            await asyncio.to_thread(warm_up, engine, settings.max_batch_size)
     except Exception as exc:  # any failure to load leaves the service failed, never half-ready
         state.status, state.error = Status.FAILED, str(exc)
         logger.critical("start-up failed: %s", exc)
