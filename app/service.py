@@ -47,6 +47,8 @@ class Classifier:
         self.default_top_k = settings.default_top_k
         self.request_timeout_s = settings.request_timeout_s
         self.retry_after_s = settings.retry_after_s
+        self.max_in_flight = settings.max_in_flight
+        self.rejected = 0
         self._preprocess_pool = ThreadPoolExecutor(
             settings.preprocess_threads, thread_name_prefix="fusionserve-preprocess"
         )
@@ -83,7 +85,7 @@ class Classifier:
             "batch_sizes": dict(sorted(batch.sizes.items())),
             "expired": batch.expired,
             "skipped": batch.skipped,
-            "rejected": batch.rejected,
+            "rejected": self.rejected + batch.rejected,
             "failed_batches": batch.failed_batches,
             "text_cache": {
                 "size": len(cache),
@@ -101,34 +103,37 @@ class Classifier:
         self.batcher.start()
 
     @contextlib.contextmanager
-    def _accepted(self) -> Iterator[None]:
-        """Count a request as in flight, so that ``stop()`` waits for its answer."""
+    def _accepted(self, items: int) -> Iterator[None]:
+        """Admit ``items`` or refuse at once; admitted items count as in flight until
+        answered, so that ``stop()`` waits for them. Admission happens before decoding, so
+        nothing queues without bound in front of the decode pool either."""
         if self._stopping:
             raise ShuttingDown("the service is shutting down")
-        self._in_flight += 1
+        if self._in_flight + items > self.max_in_flight:
+            self.rejected += items
+            raise Overloaded(
+                f"{self._in_flight} items in flight, the limit is {self.max_in_flight}; "
+                "retry later",
+                headers={"Retry-After": str(self.retry_after_s)},
+            )
+        self._in_flight += items
         self._idle.clear()
         try:
             yield
         finally:
-            self._in_flight -= 1
+            self._in_flight -= items
             if self._in_flight == 0:
                 self._idle.set()
 
     async def classify(self, image: bytes, text: str, top_k: int | None) -> ClassifyResponse:
-        with self._accepted():
+        with self._accepted(1):
             return await self._classify(image, text, top_k)
 
     async def classify_many(
         self, items: Sequence[tuple[bytes, str]], top_k: int | None
     ) -> list[ClassifyResponse | RequestError]:
         """Classify several items through the same batcher; each fails or succeeds alone."""
-        with self._accepted():
-            free = self.batcher.queue_capacity - self.batcher.queue_depth
-            if len(items) > free:
-                raise Overloaded(
-                    f"the inference queue has room for {free} items, not {len(items)}",
-                    headers={"Retry-After": str(self.retry_after_s)},
-                )
+        with self._accepted(len(items)):
 
             async def one(image: bytes, text: str) -> ClassifyResponse | RequestError:
                 try:

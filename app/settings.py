@@ -49,6 +49,14 @@ class Settings(BaseSettings):
         le=1000.0,
         description="Extra wait to fill a batch; 0 dispatches at once when the model is idle.",
     )
+    max_in_flight: int = Field(
+        default=32,
+        ge=1,
+        description=(
+            "Items accepted at once (decoding, queued or running); more get a fast 503 with "
+            "Retry-After. Bounds the queueing delay: about max_in_flight / throughput."
+        ),
+    )
     queue_capacity: int = Field(default=128, ge=1, description="Queued items before 503.")
     request_timeout_s: float = Field(default=10.0, gt=0.0, description="Per-request deadline.")
     retry_after_s: int = Field(default=1, ge=1, description="Retry-After on overload (503).")

@@ -245,3 +245,32 @@ async def test_disconnected_client_is_not_computed(tiny_bundle_dir: Path, gate: 
         assert (await client.post("/classify", files=files, data=data)).status_code == 200
         assert batcher.stats.skipped == 1  # the queued item of the departed client
         assert batcher.stats.items == 2  # the first request and the last one only
+
+
+async def test_admission_limit_refuses_before_decoding(tiny_bundle_dir: Path, gate: Gate) -> None:
+    settings = _settings(tiny_bundle_dir, max_in_flight=2, retry_after_s=2)
+    app = create_app(settings, engine_factory=gated_factory(gate))  # type: ignore[arg-type]
+    async for client in _client(app):
+        gate.open.clear()
+        gate.entered.clear()
+        files, data = _form(0)
+        admitted = [
+            asyncio.create_task(client.post("/classify", files=files, data=data)) for _ in range(2)
+        ]
+        classifier = _state(app).ready_classifier()
+        while classifier.in_flight < 2:
+            await asyncio.sleep(0.005)
+        refused = await client.post("/classify", files=files, data=data)
+        assert refused.status_code == 503
+        assert refused.headers["retry-after"] == "2"
+        assert "limit is 2" in refused.json()["error"]["message"]
+        batch = await client.post(
+            "/classify/batch",
+            files=[("images", ("a.png", files["image"][1], "image/png"))],
+            data={"texts": ["a cat"]},
+        )
+        assert batch.status_code == 503
+        gate.open.set()
+        assert [r.status_code for r in await asyncio.gather(*admitted)] == [200, 200]
+        assert classifier.stats()["rejected"] == 2
+        assert (await client.post("/classify", files=files, data=data)).status_code == 200
