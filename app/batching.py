@@ -2,9 +2,13 @@
 
 Design (after Ray Serve's and infinity's batchers, avoiding their known failure modes):
 
-- One batcher for the whole pipeline (both encoders and the head in one executor call). On a
-  CPU the three models share the same cores, so running stages concurrently buys nothing,
-  while one call per batch keeps every request's path and failure handling in one place.
+- One batcher for the whole pipeline (both encoders and the head in one executor call), not
+  one per stage. Measured on the default bundle (2 cores, ORT 2 threads, quiet machine): the
+  image encoder costs 6.0 ms/item at batch 1 and 4.7-4.9 at batch 4-16, the text encoder
+  3.4 ms/item at batch 1 and 2.0 at batch 16, the head 0.03 ms. Both encoders gain from the
+  same batch, and on a CPU they share the same cores, so per-stage batchers running
+  concurrently would only contend; one call per batch keeps each request's path and failure
+  handling in one place. (Repeated texts skip the text encoder through its cache.)
 - A lone request is dispatched at once. While a batch runs, new requests queue up; the next
   batch takes everything queued (up to ``max_batch_size``). So batches grow only when the
   model is busy. ``max_wait_s`` (default 0) may hold a non-full batch open a little longer.
