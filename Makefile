@@ -14,8 +14,8 @@ test: bundle lint
 	$(BIN)/python -m pytest
 
 lint: $(INSTALLED)
-	$(BIN)/ruff check app models tests
-	$(BIN)/ruff format --check app models tests
+	$(BIN)/ruff check app models tests bench
+	$(BIN)/ruff format --check app models tests bench
 	$(BIN)/mypy
 
 install: $(INSTALLED)

@@ -1,0 +1,1 @@
+"""Benchmark harness: FusionServe against the in-process limit and peer serving frameworks."""
