@@ -90,7 +90,6 @@ class Batcher(Generic[T, R]):
         self._wakeup = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._closing = False
-        self.busy = False
         self.stats = BatchStats()
 
     @property
@@ -173,7 +172,6 @@ class Batcher(Generic[T, R]):
 
     async def _dispatch(self, batch: list[_Pending[T, R]]) -> None:
         loop = asyncio.get_running_loop()
-        self.busy = True
         try:
             results = await loop.run_in_executor(
                 self._executor, self._run_batch, [p.item for p in batch]
@@ -190,8 +188,6 @@ class Batcher(Generic[T, R]):
             for pending in batch:
                 await self._dispatch([pending])
             return
-        finally:
-            self.busy = False
         self.stats.batches += 1
         self.stats.items += len(batch)
         self.stats.sizes[len(batch)] += 1

@@ -80,11 +80,7 @@ def _predict(args: argparse.Namespace) -> int:
     prepared = time.perf_counter()
     probabilities = engine.pipeline.run([item])[0]
     done = time.perf_counter()
-    timing = Timing(
-        preprocess_ms=round((prepared - started) * 1000, 3),
-        inference_ms=round((done - prepared) * 1000, 3),
-        total_ms=round((done - started) * 1000, 3),
-    )
+    timing = Timing.between(started, prepared, done)
     response = build_response(probabilities, engine, args.top_k, timing)
     print(response.model_dump_json(indent=2))
     return 0

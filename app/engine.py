@@ -16,7 +16,7 @@ from app.errors import StartupError
 from app.pipeline import Pipeline
 from app.preprocess.image import ImageDecoder
 from app.preprocess.text import TextTokenizer
-from app.runtime import active_providers, create_session, requested_providers
+from app.runtime import CUDA, active_providers, create_session, requested_providers
 from app.settings import Settings
 from app.text_cache import TextEmbeddingCache
 
@@ -35,7 +35,7 @@ class Engine:
 
     @property
     def on_cuda(self) -> bool:
-        return all("CUDAExecutionProvider" in p for p in self.providers.values())
+        return all(CUDA in p for p in self.providers.values())
 
 
 def build_engine(settings: Settings) -> Engine:

@@ -33,10 +33,6 @@ def build_response(
     )
 
 
-def _ms(seconds: float) -> float:
-    return round(seconds * 1000.0, 3)
-
-
 class Classifier:
     """Runs requests through an engine: decode/tokenise in a thread pool, then the dynamic
     batcher, which runs batches on a separate inference pool so that decoding never queues
@@ -151,11 +147,7 @@ class Classifier:
         prepared = time.perf_counter()
         probabilities = await self.batcher.submit(item, self.request_timeout_s)
         finished = time.perf_counter()
-        timing = Timing(
-            preprocess_ms=_ms(prepared - started),
-            inference_ms=_ms(finished - prepared),
-            total_ms=_ms(finished - started),
-        )
+        timing = Timing.between(started, prepared, finished)
         return build_response(probabilities, self.engine, top_k or self.default_top_k, timing)
 
     async def stop(self) -> None:

@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.errors import RequestError
+from app.errors import InvalidRequest, RequestError
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,9 @@ async def _request_error(_: Request, exc: Exception) -> JSONResponse:
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     message = "; ".join(_describe(dict(e)) for e in exc.errors())
-    return error_response(422, "invalid_request", message or "invalid request")
+    return error_response(
+        InvalidRequest.status_code, InvalidRequest.code, message or "invalid request"
+    )
 
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:

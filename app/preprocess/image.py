@@ -48,11 +48,6 @@ class ImageDecoder:
         self._mean = np.asarray(spec.mean, dtype=np.float32)
         self._std = np.asarray(spec.std, dtype=np.float32)
 
-    @property
-    def output_shape(self) -> tuple[int, int, int]:
-        crop, channels = self.spec.crop_size, self.spec.channels
-        return (channels, crop, crop) if self.spec.layout == "NCHW" else (crop, crop, channels)
-
     def __call__(self, data: bytes) -> np.ndarray:
         if not data:
             raise InvalidImage("the image file is empty")
