@@ -53,14 +53,20 @@ def tiny_bundle(tiny_bundle_dir: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(tiny_bundle_dir, tmp_path / "bundle"))
 
 
+def make_settings(bundle: Path, **overrides: object) -> Settings:
+    """Test settings: CPU, one ORT thread, and a failed load leaves the process running."""
+    base: dict[str, object] = {
+        "bundle_path": bundle,
+        "device": "cpu",
+        "intra_op_threads": 1,
+        "exit_on_startup_failure": False,
+    }
+    return Settings(**(base | overrides))
+
+
 @pytest.fixture
 def settings(tiny_bundle_dir: Path) -> Settings:
-    return Settings(
-        bundle_path=tiny_bundle_dir,
-        device="cpu",
-        intra_op_threads=1,
-        exit_on_startup_failure=False,
-    )
+    return make_settings(tiny_bundle_dir)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from app.engine import Engine, build_engine
 from app.main import create_app
 from app.settings import Settings
 from models.reference import reference_image_tensor
-from tests.conftest import encode_image, photo, wait_ready
+from tests.conftest import encode_image, make_settings, photo, wait_ready
 from tests.tiny_bundle import LABELS
 
 PNG = encode_image(photo(80, 60), "PNG")
@@ -109,13 +109,7 @@ def test_invalid_text_is_not_echoed(client: TestClient) -> None:
 
 
 def test_limits_are_settings(tiny_bundle_dir: Path) -> None:
-    settings = Settings(
-        bundle_path=tiny_bundle_dir,
-        device="cpu",
-        exit_on_startup_failure=False,
-        max_image_bytes=100,
-        max_text_chars=5,
-    )
+    settings = make_settings(tiny_bundle_dir, max_image_bytes=100, max_text_chars=5)
     with TestClient(create_app(settings)) as client:
         wait_ready(client)
         _assert_error(_post(client), 413, "payload_too_large")
@@ -143,7 +137,7 @@ def test_health_and_info(client: TestClient) -> None:
 
 
 def test_auto_device_fallback_is_reported(tiny_bundle_dir: Path) -> None:
-    settings = Settings(bundle_path=tiny_bundle_dir, device="auto", exit_on_startup_failure=False)
+    settings = make_settings(tiny_bundle_dir, device="auto")
     with TestClient(create_app(settings)) as client:
         wait_ready(client)
         body = client.get("/readyz").json()
@@ -175,7 +169,7 @@ def test_not_ready_until_loaded_and_warmed(settings: Settings) -> None:
 
 def test_failed_load_is_not_ready_and_not_live(tiny_bundle: Path) -> None:
     (tiny_bundle / "head.onnx").write_bytes(b"corrupted")
-    settings = Settings(bundle_path=tiny_bundle, device="cpu", exit_on_startup_failure=False)
+    settings = make_settings(tiny_bundle)
     with TestClient(create_app(settings)) as client:
         for _ in range(500):
             if client.get("/readyz").json()["status"] == "failed":
@@ -242,12 +236,7 @@ def test_classify_batch_isolates_bad_items(client: TestClient) -> None:
 
 
 def test_classify_batch_request_errors(tiny_bundle_dir: Path) -> None:
-    settings = Settings(
-        bundle_path=tiny_bundle_dir,
-        device="cpu",
-        exit_on_startup_failure=False,
-        max_items_per_request=2,
-    )
+    settings = make_settings(tiny_bundle_dir, max_items_per_request=2)
     with TestClient(create_app(settings)) as client:
         wait_ready(client)
         mismatched = client.post(

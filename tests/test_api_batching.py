@@ -18,7 +18,7 @@ from app.engine import Engine, build_engine
 from app.main import create_app
 from app.pipeline import PreparedItem
 from app.settings import Settings
-from tests.conftest import encode_image, photo
+from tests.conftest import encode_image, make_settings, photo
 
 pytestmark = pytest.mark.anyio
 
@@ -73,16 +73,6 @@ async def _client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
             yield client
 
 
-def _settings(bundle: Path, **overrides: object) -> Settings:
-    base: dict[str, object] = {
-        "bundle_path": bundle,
-        "device": "cpu",
-        "intra_op_threads": 1,
-        "exit_on_startup_failure": False,
-    }
-    return Settings(**(base | overrides))
-
-
 def _form(i: int) -> tuple[dict[str, tuple[str, bytes, str]], dict[str, str]]:
     image = encode_image(photo(60 + 7 * i, 50 + 3 * i, seed=i))
     return {"image": ("i.png", image, "image/png")}, {"text": TEXTS[i % len(TEXTS)]}
@@ -94,7 +84,7 @@ def _state(app: FastAPI) -> ServiceState:
 
 
 async def test_batched_results_equal_solo_results(tiny_bundle_dir: Path, gate: Gate) -> None:
-    app = create_app(_settings(tiny_bundle_dir), engine_factory=gated_factory(gate))  # type: ignore[arg-type]
+    app = create_app(make_settings(tiny_bundle_dir), engine_factory=gated_factory(gate))  # type: ignore[arg-type]
     async for client in _client(app):
         solo = []
         for i in range(5):
@@ -124,7 +114,7 @@ async def test_batched_results_equal_solo_results(tiny_bundle_dir: Path, gate: G
 
 
 async def test_overload_is_a_fast_503_with_retry_after(tiny_bundle_dir: Path, gate: Gate) -> None:
-    settings = _settings(tiny_bundle_dir, queue_capacity=1, max_batch_size=1, retry_after_s=3)
+    settings = make_settings(tiny_bundle_dir, queue_capacity=1, max_batch_size=1, retry_after_s=3)
     app = create_app(settings, engine_factory=gated_factory(gate))  # type: ignore[arg-type]
     async for client in _client(app):
         gate.open.clear()
@@ -149,7 +139,7 @@ async def test_overload_is_a_fast_503_with_retry_after(tiny_bundle_dir: Path, ga
 
 
 async def test_request_deadline_gives_504(tiny_bundle_dir: Path, gate: Gate) -> None:
-    settings = _settings(tiny_bundle_dir, request_timeout_s=0.2)
+    settings = make_settings(tiny_bundle_dir, request_timeout_s=0.2)
     app = create_app(settings, engine_factory=gated_factory(gate))  # type: ignore[arg-type]
     async for client in _client(app):
         gate.open.clear()
@@ -162,7 +152,7 @@ async def test_request_deadline_gives_504(tiny_bundle_dir: Path, gate: Gate) -> 
 
 
 async def test_shutdown_answers_queued_requests(tiny_bundle_dir: Path, gate: Gate) -> None:
-    app = create_app(_settings(tiny_bundle_dir), engine_factory=gated_factory(gate))  # type: ignore[arg-type]
+    app = create_app(make_settings(tiny_bundle_dir), engine_factory=gated_factory(gate))  # type: ignore[arg-type]
     files, data = _form(2)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -223,7 +213,7 @@ async def _request_then_leave(
 
 
 async def test_disconnected_client_is_not_computed(tiny_bundle_dir: Path, gate: Gate) -> None:
-    app = create_app(_settings(tiny_bundle_dir), engine_factory=gated_factory(gate))  # type: ignore[arg-type]
+    app = create_app(make_settings(tiny_bundle_dir), engine_factory=gated_factory(gate))  # type: ignore[arg-type]
     async for client in _client(app):
         batcher = _state(app).ready_classifier().batcher
         gate.open.clear()
@@ -248,7 +238,7 @@ async def test_disconnected_client_is_not_computed(tiny_bundle_dir: Path, gate: 
 
 
 async def test_admission_limit_refuses_before_decoding(tiny_bundle_dir: Path, gate: Gate) -> None:
-    settings = _settings(tiny_bundle_dir, max_in_flight=2, retry_after_s=2)
+    settings = make_settings(tiny_bundle_dir, max_in_flight=2, retry_after_s=2)
     app = create_app(settings, engine_factory=gated_factory(gate))  # type: ignore[arg-type]
     async for client in _client(app):
         gate.open.clear()
