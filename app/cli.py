@@ -56,7 +56,12 @@ def _serve(args: argparse.Namespace) -> int:
 
     app = create_app(settings, on_startup_failure=stop)
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_level=settings.log_level, lifespan="on"
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=settings.access_log,
+        lifespan="on",
     )
     server = uvicorn.Server(config)
     server.run()

@@ -13,7 +13,8 @@ from fastapi import FastAPI
 
 from app import __version__
 from app.api.errors import install_error_handlers
-from app.api.routes import router
+from app.api.gate import RequestGate
+from app.api.routes import CLASSIFY_PATHS, router
 from app.api.state import ServiceState, Status
 from app.engine import Engine, build_engine, warm_up
 from app.service import Classifier
@@ -89,4 +90,10 @@ def create_app(
     app.state.fusion = state
     install_error_handlers(app)
     app.include_router(router)
+    app.add_middleware(
+        RequestGate,
+        paths=CLASSIFY_PATHS,
+        refusal=state.refusal,
+        max_body_bytes=settings.max_body_bytes,
+    )
     return app

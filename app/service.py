@@ -98,20 +98,28 @@ class Classifier:
         """Start the batcher; call on the event loop that will serve requests."""
         self.batcher.start()
 
+    def refusal(self, items: int = 1) -> RequestError | None:
+        """Why ``items`` more items would be refused now, or None if they would be admitted.
+        Counts the refusal: callers answer it."""
+        if self._stopping:
+            return ShuttingDown("the service is shutting down")
+        if self._in_flight + items > self.max_in_flight:
+            self.rejected += items
+            return Overloaded(
+                f"{self._in_flight} items in flight, the limit is {self.max_in_flight}; "
+                "retry later",
+                headers={"Retry-After": str(self.retry_after_s)},
+            )
+        return None
+
     @contextlib.contextmanager
     def _accepted(self, items: int) -> Iterator[None]:
         """Admit ``items`` or refuse at once; admitted items count as in flight until
         answered, so that ``stop()`` waits for them. Admission happens before decoding, so
         nothing queues without bound in front of the decode pool either."""
-        if self._stopping:
-            raise ShuttingDown("the service is shutting down")
-        if self._in_flight + items > self.max_in_flight:
-            self.rejected += items
-            raise Overloaded(
-                f"{self._in_flight} items in flight, the limit is {self.max_in_flight}; "
-                "retry later",
-                headers={"Retry-After": str(self.retry_after_s)},
-            )
+        refusal = self.refusal(items)
+        if refusal is not None:
+            raise refusal
         self._in_flight += items
         self._idle.clear()
         try:

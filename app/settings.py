@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535, description="0 picks a free port.")
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    access_log: bool = Field(
+        default=False,
+        description="One log line per HTTP request (uvicorn's access log); off by default.",
+    )
 
     device: Literal["auto", "cuda", "cpu"] = "auto"
     cuda_device_id: int = Field(default=0, ge=0)
@@ -41,7 +45,13 @@ class Settings(BaseSettings):
     inference_threads: int = Field(default=1, ge=1, le=16)
 
     max_batch_size: int = Field(
-        default=16, ge=1, le=1024, description="1 turns dynamic batching off."
+        default=8,
+        ge=1,
+        le=1024,
+        description=(
+            "1 turns dynamic batching off. On CPU the default bundle gains nothing past 4-8 "
+            "items (docs/benchmarks.md); on a GPU raise it (32-64)."
+        ),
     )
     max_batch_wait_ms: float = Field(
         default=0.0,
@@ -50,11 +60,12 @@ class Settings(BaseSettings):
         description="Extra wait to fill a batch; 0 dispatches at once when the model is idle.",
     )
     max_in_flight: int = Field(
-        default=32,
+        default=24,
         ge=1,
         description=(
             "Items accepted at once (decoding, queued or running); more get a fast 503 with "
-            "Retry-After. Bounds the queueing delay: about max_in_flight / throughput."
+            "Retry-After. Bounds the queueing delay: about max_in_flight / throughput "
+            "(24 at ~55 items/s on 2 CPU cores is ~0.45 s)."
         ),
     )
     queue_capacity: int = Field(default=128, ge=1, description="Queued items before 503.")
@@ -66,6 +77,11 @@ class Settings(BaseSettings):
         description="Stop the process when the bundle cannot be loaded, so it gets restarted.",
     )
 
+    max_body_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        ge=1,
+        description="Whole request body; larger bodies get 413 before they are parsed.",
+    )
     max_image_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
     max_image_pixels: int = Field(default=50_000_000, ge=1)
     min_image_side: int = Field(default=8, ge=1)

@@ -264,3 +264,69 @@ async def test_admission_limit_refuses_before_decoding(tiny_bundle_dir: Path, ga
         assert [r.status_code for r in await asyncio.gather(*admitted)] == [200, 200]
         assert classifier.stats()["rejected"] == 2
         assert (await client.post("/classify", files=files, data=data)).status_code == 200
+
+
+async def test_refusal_comes_before_the_body_is_parsed(tiny_bundle_dir: Path, gate: Gate) -> None:
+    settings = make_settings(tiny_bundle_dir, max_in_flight=1, max_body_bytes=65536)
+    app = create_app(settings, engine_factory=gated_factory(gate))  # type: ignore[arg-type]
+    async for client in _client(app):
+        gate.open.clear()
+        gate.entered.clear()
+        files, data = _form(0)
+        admitted = asyncio.create_task(client.post("/classify", files=files, data=data))
+        await gate.wait_entered()
+        # A body that is not multipart at all: parsing it would give 400/422, so a 503
+        # proves the gate answered without parsing.
+        junk = {"Content-Type": "multipart/form-data; boundary=x"}
+        refused = await client.post("/classify", content=b"not multipart", headers=junk)
+        assert refused.status_code == 503
+        assert refused.json()["error"]["code"] == "overloaded"
+        assert refused.headers["retry-after"] == "1"
+        # Discarding is bounded: a body over max_body_bytes is a 413 and the connection closes.
+        huge = await client.post("/classify", content=b"x" * 70000, headers=junk)
+        assert huge.status_code == 413
+        assert huge.json()["error"]["code"] == "payload_too_large"
+        assert huge.headers["connection"] == "close"
+        # Other routes are not gated.
+        assert (await client.get("/info")).status_code == 200
+        gate.open.set()
+        assert (await admitted).status_code == 200
+        # Below the limit again: the same junk body now reaches the parser.
+        assert (await client.post("/classify", content=b"junk", headers=junk)).status_code == 400
+
+
+async def test_not_ready_refuses_without_parsing(tiny_bundle_dir: Path) -> None:
+    settings = make_settings(tiny_bundle_dir)
+    app = create_app(settings)
+    transport = httpx.ASGITransport(app=app)  # no lifespan: the bundle never loads
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        junk = {"Content-Type": "multipart/form-data; boundary=x"}
+        response = await client.post("/classify", content=b"junk", headers=junk)
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "not_ready"
+
+
+async def test_body_over_the_limit_is_413_in_the_envelope(tiny_bundle_dir: Path) -> None:
+    settings = make_settings(tiny_bundle_dir, max_body_bytes=2048)
+    app = create_app(settings)
+    async for client in _client(app):
+        files, data = _form(3)
+        assert len(files["image"][1]) > 2048
+        response = await client.post("/classify", files=files, data=data)
+        assert response.status_code == 413
+        assert response.json()["error"]["code"] == "payload_too_large"
+        assert response.headers["connection"] == "close"
+
+        async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted as it streams
+            yield (
+                b'--x\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n'
+                b"Content-Type: image/png\r\n\r\n"
+            )
+            for _ in range(8):
+                yield b"y" * 1024
+
+        junk = {"Content-Type": "multipart/form-data; boundary=x"}
+        streamed = await client.post("/classify", content=chunks(), headers=junk)
+        assert streamed.status_code == 413
+        small = {"image": ("s.png", encode_image(photo(16, 16)), "image/png")}
+        assert (await client.post("/classify", files=small, data=data)).status_code == 200

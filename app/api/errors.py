@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.errors import InvalidRequest, RequestError
+from app.errors import InvalidRequest, PayloadTooLarge, RequestError
 
 logger = logging.getLogger(__name__)
 
@@ -47,10 +47,14 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+# Codes shared with our own exceptions, whatever the framework raised.
+_CODES = {PayloadTooLarge.status_code: PayloadTooLarge.code}
+
+
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     phrase = HTTPStatus(exc.status_code).phrase
-    code = phrase.lower().replace(" ", "_").replace("-", "_")
+    code = _CODES.get(exc.status_code) or phrase.lower().replace(" ", "_").replace("-", "_")
     message = exc.detail if isinstance(exc.detail, str) else phrase
     return error_response(exc.status_code, code, message)
 

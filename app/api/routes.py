@@ -24,18 +24,26 @@ from app.settings import Settings
 
 router = APIRouter()
 
+CLASSIFY = "/classify"
+CLASSIFY_BATCH = "/classify/batch"
+# Routes whose requests are refused before parsing when the service cannot take them.
+CLASSIFY_PATHS = (CLASSIFY, CLASSIFY_BATCH)
 
-def get_state(request: Request) -> ServiceState:
+
+# Dependencies are ``async def`` on purpose: FastAPI runs plain ``def`` dependencies in a
+# worker thread, which would add a thread hand-off (and a wait for a free worker under load)
+# to every request, health checks included.
+async def get_state(request: Request) -> ServiceState:
     state: ServiceState = request.app.state.fusion
     return state
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_classifier(state: Annotated[ServiceState, Depends(get_state)]) -> Classifier:
+async def get_classifier(state: Annotated[ServiceState, Depends(get_state)]) -> Classifier:
     return state.ready_classifier()
 
 
@@ -56,7 +64,7 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 @router.post(
-    "/classify",
+    CLASSIFY,
     responses=_errors(413, 415, 422, 500, 503),
     summary="Classify one image with its text description",
 )
@@ -76,7 +84,7 @@ async def classify(
 
 
 @router.post(
-    "/classify/batch",
+    CLASSIFY_BATCH,
     responses=_errors(413, 422, 500, 503),
     summary="Classify several image+text items in one request",
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from app.errors import NotReady
+from app.errors import NotReady, RequestError
 from app.service import Classifier
 
 
@@ -27,3 +27,9 @@ class ServiceState:
         if self.status is not Status.READY or self.classifier is None:
             raise NotReady(f"the model is not ready (status: {self.status.value})")
         return self.classifier
+
+    def refusal(self) -> RequestError | None:
+        """Why a classification request would be refused right now, or None."""
+        if self.status is not Status.READY or self.classifier is None:
+            return NotReady(f"the model is not ready (status: {self.status.value})")
+        return self.classifier.refusal()

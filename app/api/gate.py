@@ -1,0 +1,123 @@
+"""Refuse classification requests before their bodies are parsed.
+
+Parsing a multipart body (and spooling a large upload to disk) costs CPU that an overloaded,
+starting or stopping service does not have. When the service would refuse a request anyway,
+this ASGI middleware answers at once with the same JSON error it would have given later. The
+body is read and discarded unparsed first, so that the client, which is usually still
+sending, gets the answer instead of a connection reset, and the connection stays usable.
+Discarding is bounded by ``max_body_bytes``.
+
+It also enforces that limit for every request with a body: a declared Content-Length over it
+is answered 413 before a byte is read (and the connection closed), and a streamed body is
+counted as it arrives, so no handler ever buffers more than the limit.
+
+The check here is a fast path only: admission proper happens in ``Classifier`` once the
+request is parsed, so a request that passes the gate can still be refused there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.api.errors import error_response
+from app.errors import PayloadTooLarge, RequestError
+
+Refusal = Callable[[], RequestError | None]
+
+
+class BodyTooLarge(HTTPException):
+    """Raised from ``receive`` when a streamed body passes the limit; FastAPI passes
+    HTTPExceptions from body parsing through to the error handlers unchanged."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is over {limit} bytes")
+
+
+class RequestGate:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        paths: Collection[str],
+        refusal: Refusal,
+        max_body_bytes: int,
+    ) -> None:
+        self.app = app
+        self.paths = frozenset(paths)
+        self.refusal = refusal
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in _WITH_BODY:
+            await self.app(scope, receive, send)
+            return
+        if _declared_length(scope) > self.max_body_bytes:
+            await _too_large(self.max_body_bytes, scope, receive, send)
+            return
+        if scope["path"] in self.paths and (refusal := self.refusal()) is not None:
+            if await _discard_body(receive, self.max_body_bytes):
+                await _answer(refusal, scope, receive, send)
+            else:
+                await _too_large(self.max_body_bytes, scope, receive, send)
+            return
+        await self.app(scope, _counting(receive, self.max_body_bytes), send)
+
+
+_WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
+
+
+def _declared_length(scope: Scope) -> int:
+    length = Headers(scope=scope).get("content-length", "")
+    return int(length) if length.isdigit() else 0
+
+
+def _counting(receive: Receive, limit: int) -> Receive:
+    received = 0
+
+    async def counted() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise BodyTooLarge(limit)
+        return message
+
+    return counted
+
+
+async def _answer(
+    error: RequestError,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    headers: dict[str, str] | None = None,
+) -> None:
+    response = error_response(
+        error.status_code, error.code, error.message, headers or error.headers
+    )
+    await response(scope, receive, send)
+
+
+async def _too_large(limit: int, scope: Scope, receive: Receive, send: Send) -> None:
+    # The rest of the body is left unread, so the connection cannot be reused.
+    error = PayloadTooLarge(f"the request body is over {limit} bytes")
+    await _answer(error, scope, receive, send, {"Connection": "close"})
+
+
+async def _discard_body(receive: Receive, limit: int) -> bool:
+    """Read the request body to its end without keeping it; False if it is over ``limit``."""
+    received = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return True  # the client left; nothing more to read
+        received += len(message.get("body", b""))
+        if received > limit:
+            return False
+        if not message.get("more_body", False):
+            return True
