@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import time
 from collections import Counter
@@ -50,6 +51,7 @@ class Sample:
     status: str
     retry_after: bool
     server_ms: float | None = None  # FusionServe's own timing.total_ms, when asked for
+    backoff_s: float | None = None  # the Retry-After value in seconds, when one was sent
 
     @property
     def latency_s(self) -> float:
@@ -126,6 +128,7 @@ async def _send(
     body = requests.body(requests.next_index())  # a fresh text for every request
     started = time.perf_counter()
     retry_after = False
+    backoff_s = None
     server_ms = None
     try:
         async with session.post(
@@ -134,13 +137,16 @@ async def _send(
             content = await response.read()
             status = str(response.status)
             retry_after = "Retry-After" in response.headers
+            with contextlib.suppress(ValueError):
+                backoff_s = float(response.headers.get("Retry-After", ""))
         if server_timing and status == OK:
             server_ms = json.loads(content).get("timing", {}).get("total_ms")
     except TimeoutError:
         status = TIMEOUT
     except (aiohttp.ClientError, OSError):
         status = CONN_ERROR
-    return Sample(scheduled, started, time.perf_counter(), status, retry_after, server_ms)
+    finished = time.perf_counter()
+    return Sample(scheduled, started, finished, status, retry_after, server_ms, backoff_s)
 
 
 def classify_url(base_url: str) -> str:
@@ -191,7 +197,12 @@ async def closed_loop(
     mode: str = "closed",
     server_timing: bool = False,
 ) -> RunResult:
-    """``concurrency`` clients back to back for ``duration_s``; counts answers in the window."""
+    """``concurrency`` clients back to back for ``duration_s``; counts answers in the window.
+
+    A client told to come back later (an answer with ``Retry-After``) waits that long before
+    its next request, as a well-behaved client does; without the wait, clients beyond a
+    server's admission limit would spin on instant refusals and the run would measure how
+    fast the server can say no rather than its throughput."""
     url = classify_url(base_url)
     samples: list[Sample] = []
     async with _session(concurrency, timeout_s) as session:
@@ -200,9 +211,10 @@ async def closed_loop(
 
         async def client() -> None:
             while time.perf_counter() < end:
-                samples.append(
-                    await _send(session, url, requests, time.perf_counter(), server_timing)
-                )
+                sample = await _send(session, url, requests, time.perf_counter(), server_timing)
+                samples.append(sample)
+                if sample.backoff_s:
+                    await asyncio.sleep(min(sample.backoff_s, max(0.0, end - time.perf_counter())))
 
         await asyncio.gather(*(client() for _ in range(concurrency)))
     result = RunResult(mode, duration_s, concurrency=concurrency, window_s=duration_s)
