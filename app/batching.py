@@ -19,12 +19,15 @@ Design (after Ray Serve's and infinity's batchers, avoiding their known failure 
   (the submitter may have timed out or been cancelled), so each is resolved exactly once.
 - If a batch fails, its items are retried one by one so that only the bad item fails.
 - The worker loop survives every error; ``stop()`` answers everything still queued.
+- An optional observer hears each batch's queue waits, size and run time (for metrics). An
+  item's own log lines are emitted in its submitter's context, so they carry its request id.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -33,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from app.errors import DeadlineExceeded, InferenceFailed, Overloaded, RequestError, ShuttingDown
+from app.observer import BatchObserver, NullObserver
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +64,8 @@ class _Pending(Generic[T, R]):
     item: T
     future: asyncio.Future[R]
     deadline: float
+    submitted: float
+    context: contextvars.Context
 
 
 class Batcher(Generic[T, R]):
@@ -76,6 +82,7 @@ class Batcher(Generic[T, R]):
         queue_capacity: int = 256,
         retry_after_s: int = 1,
         clock: Clock = time.monotonic,
+        observer: BatchObserver | None = None,
     ) -> None:
         if max_batch_size < 1 or queue_capacity < 1 or max_wait_s < 0:
             raise ValueError("max_batch_size and queue_capacity must be >= 1, max_wait_s >= 0")
@@ -86,6 +93,7 @@ class Batcher(Generic[T, R]):
         self.queue_capacity = queue_capacity
         self.retry_after_s = retry_after_s
         self._clock = clock
+        self._observer = observer or NullObserver()
         self._queue: collections.deque[_Pending[T, R]] = collections.deque()
         self._wakeup = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
@@ -111,7 +119,8 @@ class Batcher(Generic[T, R]):
                 headers={"Retry-After": str(self.retry_after_s)},
             )
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(item, future, self._clock() + timeout_s))
+        now = self._clock()
+        self._queue.append(_Pending(item, future, now + timeout_s, now, contextvars.copy_context()))
         self._wakeup.set()
         try:
             return await asyncio.wait_for(future, timeout=max(timeout_s, 0.0))
@@ -136,6 +145,8 @@ class Batcher(Generic[T, R]):
             batch = await self._collect()
             if batch:
                 try:
+                    now = self._clock()
+                    self._observer.batch_started([now - p.submitted for p in batch])
                     await self._dispatch(batch)
                 except Exception:  # the loop must outlive any error; futures are failed below
                     logger.exception("batch dispatch failed")
@@ -172,6 +183,7 @@ class Batcher(Generic[T, R]):
 
     async def _dispatch(self, batch: list[_Pending[T, R]]) -> None:
         loop = asyncio.get_running_loop()
+        started = self._clock()
         try:
             results = await loop.run_in_executor(
                 self._executor, self._run_batch, [p.item for p in batch]
@@ -181,19 +193,21 @@ class Batcher(Generic[T, R]):
         except Exception:
             self.stats.failed_batches += 1
             if len(batch) == 1:
-                logger.exception("inference failed for one item")
+                batch[0].context.run(logger.exception, "inference failed for one item")
                 _fail(batch[0], InferenceFailed("inference failed for this request"))
                 return
             logger.warning("batch of %d failed; retrying its items one by one", len(batch))
             for pending in batch:
                 await self._dispatch([pending])
             return
+        run_s = self._clock() - started
         self.stats.batches += 1
         self.stats.items += len(batch)
         self.stats.sizes[len(batch)] += 1
         for pending, result in zip(batch, results, strict=True):
             if not pending.future.done():
                 pending.future.set_result(result)
+        self._observer.batch_finished(len(batch), run_s)
 
 
 def _fail(pending: _Pending[T, R], error: RequestError) -> None:

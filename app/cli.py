@@ -34,20 +34,15 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings(**overrides)
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-
-
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from app.api.state import Status
+    from app.logging_setup import setup_logging
     from app.main import create_app
 
     settings = _settings(args)
-    _configure_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format, access_log=settings.access_log)
     server: uvicorn.Server | None = None
 
     def stop() -> None:
@@ -59,6 +54,7 @@ def _serve(args: argparse.Namespace) -> int:
         app,
         host=settings.host,
         port=settings.port,
+        log_config=None,  # setup_logging above configured uvicorn's loggers too
         log_level=settings.log_level,
         access_log=settings.access_log,
         lifespan="on",
@@ -74,7 +70,8 @@ def _predict(args: argparse.Namespace) -> int:
     from app.service import build_response
 
     settings = _settings(args)
-    _configure_logging("warning")
+    # A one-shot command for people: warnings as plain text on stderr, the result on stdout.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     engine = build_engine(settings)
     started = time.perf_counter()
     try:

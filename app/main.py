@@ -12,11 +12,17 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app import __version__
-from app.api.errors import install_error_handlers
+from app.api import metrics_route
+from app.api.errors import ErrorListener, install_error_handlers
 from app.api.gate import RequestGate
+from app.api.http_metrics import HttpMetricsMiddleware
+from app.api.request_id import RequestIdMiddleware
 from app.api.routes import CLASSIFY_PATHS, router
 from app.api.state import ServiceState, Status
 from app.engine import Engine, build_engine, warm_up
+from app.logging_setup import setup_logging
+from app.metrics import Metrics
+from app.observer import ServiceObserver
 from app.service import Classifier
 from app.settings import Settings
 
@@ -35,6 +41,7 @@ async def _load(
     settings: Settings,
     factory: EngineFactory,
     on_startup_failure: Callable[[], None],
+    observer: ServiceObserver | None,
 ) -> None:
     try:
         engine = await asyncio.to_thread(factory, settings)
@@ -47,7 +54,7 @@ async def _load(
             on_startup_failure()
         return
     if state.status is Status.LOADING:
-        classifier = Classifier(engine, settings)
+        classifier = Classifier(engine, settings, observer)
         classifier.start()
         state.classifier = classifier
         state.status = Status.READY
@@ -63,13 +70,20 @@ def create_app(
 
     If loading fails and ``exit_on_startup_failure`` is set, ``on_startup_failure`` stops the
     server so that an orchestrator restarts it rather than routing to a dead replica.
+
+    Logging is left alone unless ``settings.configure_logging`` is set (see app.logging_setup).
     """
     settings = settings or Settings()
+    if settings.configure_logging:
+        setup_logging(settings.log_level, settings.log_format, access_log=settings.access_log)
     state = ServiceState()
+    metrics = Metrics(state) if settings.metrics_enabled else None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        loader = asyncio.create_task(_load(state, settings, engine_factory, on_startup_failure))
+        loader = asyncio.create_task(
+            _load(state, settings, engine_factory, on_startup_failure, metrics)
+        )
         try:
             yield
         finally:
@@ -86,14 +100,27 @@ def create_app(
         summary="Image + text classification on ONNX Runtime",
         lifespan=lifespan,
     )
+    on_error: ErrorListener | None = metrics.count_error if metrics is not None else None
     app.state.settings = settings
     app.state.fusion = state
+    app.state.metrics = metrics
+    app.state.error_listener = on_error
     install_error_handlers(app)
     app.include_router(router)
+    if metrics is not None:
+        app.include_router(metrics_route.router)
+    # Added innermost first: the request id is outermost, so that every answer carries it.
     app.add_middleware(
         RequestGate,
         paths=CLASSIFY_PATHS,
         refusal=state.refusal,
         max_body_bytes=settings.max_body_bytes,
+        on_error=on_error,
     )
+    if metrics is not None:
+        # Paths of the routes a request may be refused on before routing (app.routes does
+        # not list included routes one by one).
+        paths = [getattr(r, "path", "") for r in (*router.routes, *metrics_route.router.routes)]
+        app.add_middleware(HttpMetricsMiddleware, observer=metrics, paths=paths)
+    app.add_middleware(RequestIdMiddleware, max_length=settings.request_id_max_length)
     return app

@@ -50,8 +50,12 @@ class ClassifyResponse(BaseModel):
 
 
 class ErrorDetail(BaseModel):
-    code: str
+    code: str = Field(description="Stable, machine-readable error code.")
     message: str
+    request_id: str | None = Field(
+        default=None,
+        description="The request's id, as in the X-Request-ID response header: quote it.",
+    )
 
 
 class BatchItemResult(BaseModel):

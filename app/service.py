@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import functools
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +16,7 @@ import numpy as np
 from app.batching import Batcher
 from app.engine import Engine
 from app.errors import Overloaded, RequestError, ShuttingDown
+from app.observer import NullObserver, ServiceObserver
 from app.pipeline import PreparedItem
 from app.schemas import BundleRef, ClassifyResponse, Timing, rank
 from app.settings import Settings
@@ -36,10 +39,13 @@ def build_response(
 class Classifier:
     """Runs requests through an engine: decode/tokenise in a thread pool, then the dynamic
     batcher, which runs batches on a separate inference pool so that decoding never queues
-    in front of model execution."""
+    in front of model execution. ``observer`` hears about each item and batch (metrics)."""
 
-    def __init__(self, engine: Engine, settings: Settings) -> None:
+    def __init__(
+        self, engine: Engine, settings: Settings, observer: ServiceObserver | None = None
+    ) -> None:
         self.engine = engine
+        self._observer = observer or NullObserver()
         self.default_top_k = settings.default_top_k
         self.request_timeout_s = settings.request_timeout_s
         self.retry_after_s = settings.retry_after_s
@@ -58,6 +64,7 @@ class Classifier:
             max_wait_s=settings.max_batch_wait_ms / 1000.0,
             queue_capacity=settings.queue_capacity,
             retry_after_s=settings.retry_after_s,
+            observer=self._observer,
         )
         self._stopping = False
         self._in_flight = 0
@@ -70,7 +77,7 @@ class Classifier:
         return self._in_flight
 
     def stats(self) -> dict[str, Any]:
-        """Batcher and text-cache counters (Prometheus metrics come with observability)."""
+        """Batcher and text-cache counters, for /info (Prometheus metrics: app.metrics)."""
         batch = self.batcher.stats
         cache = self.engine.pipeline.text_cache
         return {
@@ -150,13 +157,19 @@ class Classifier:
     async def _classify(self, image: bytes, text: str, top_k: int | None) -> ClassifyResponse:
         loop = asyncio.get_running_loop()
         pipeline = self.engine.pipeline
+        # run_in_executor does not carry the context over: copy it, so that log lines from
+        # decoding (Pillow logs at debug level) carry the request id.
+        prepare = functools.partial(contextvars.copy_context().run, pipeline.prepare, image, text)
         started = time.perf_counter()
-        item = await loop.run_in_executor(self._preprocess_pool, pipeline.prepare, image, text)
+        item = await loop.run_in_executor(self._preprocess_pool, prepare)
         prepared = time.perf_counter()
+        self._observer.preprocessed(prepared - started)
         probabilities = await self.batcher.submit(item, self.request_timeout_s)
         finished = time.perf_counter()
         timing = Timing.between(started, prepared, finished)
-        return build_response(probabilities, self.engine, top_k or self.default_top_k, timing)
+        response = build_response(probabilities, self.engine, top_k or self.default_top_k, timing)
+        self._observer.predicted(response.label, response.probability)
+        return response
 
     async def stop(self) -> None:
         """Refuse new requests, answer every accepted one (each has its own deadline, so this

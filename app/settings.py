@@ -31,6 +31,28 @@ class Settings(BaseSettings):
         default=False,
         description="One log line per HTTP request (uvicorn's access log); off by default.",
     )
+    # Observability
+    log_format: Literal["json", "text"] = Field(
+        default="json",
+        description="One JSON object per log line (with request_id when known), or plain text.",
+    )
+    configure_logging: bool = Field(
+        default=False,
+        description=(
+            "create_app() sets up logging itself (log_format, log_level, access_log); for "
+            "`uvicorn --factory app.main:create_app`. `fusionserve serve` always does."
+        ),
+    )
+    request_id_max_length: int = Field(
+        default=128,
+        ge=1,
+        le=1024,
+        description=(
+            "Longest X-Request-ID accepted from a client (printable ASCII); a longer or "
+            "invalid one is replaced by a generated id."
+        ),
+    )
+    metrics_enabled: bool = Field(default=True, description="Serve Prometheus metrics at /metrics.")
 
     device: Literal["auto", "cuda", "cpu"] = "auto"
     cuda_device_id: int = Field(default=0, ge=0)

@@ -1,8 +1,9 @@
-"""One JSON error envelope for every error: ``{"error": {"code": ..., "message": ...}}``."""
+"""One JSON error envelope for every error: ``{"error": {"code", "message", "request_id"}}``."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from http import HTTPStatus
 
 from fastapi import FastAPI, Request
@@ -10,16 +11,35 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.api.request_id import REQUEST_ID_HEADER, current_request_id, scope_request_id
 from app.errors import InvalidRequest, PayloadTooLarge, RequestError
 
 logger = logging.getLogger(__name__)
 
+# Told about every RequestError answered to a client (metrics count the refusals).
+ErrorListener = Callable[[RequestError], None]
+
 
 def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+    request_id: str | None = None,
 ) -> JSONResponse:
-    body = {"error": {"code": code, "message": message}}
+    """The envelope; ``request_id`` defaults to the id of the request being handled."""
+    request_id = request_id or current_request_id()
+    body = {"error": {"code": code, "message": message, "request_id": request_id}}
+    if request_id is not None:
+        headers = (headers or {}) | {REQUEST_ID_HEADER: request_id}
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def report_error(request: Request, error: RequestError) -> None:
+    """Tell the app's error listener, if it has one, that ``error`` is being answered."""
+    listener: ErrorListener | None = getattr(request.app.state, "error_listener", None)
+    if listener is not None:
+        listener(error)
 
 
 def _describe(error: dict[str, object]) -> str:
@@ -34,8 +54,9 @@ def _describe(error: dict[str, object]) -> str:
     return f"field '{field}': {error.get('msg', 'invalid value')}"
 
 
-async def _request_error(_: Request, exc: Exception) -> JSONResponse:
+async def _request_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestError)
+    report_error(request, exc)
     return error_response(exc.status_code, exc.code, exc.message, exc.headers)
 
 
@@ -60,8 +81,17 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return error_response(500, "internal_error", "internal server error")
+    # Starlette answers unhandled errors outside every middleware, so the request id comes
+    # from the scope, not from the context (which the request-id middleware has left).
+    request_id = scope_request_id(request.scope)
+    logger.exception(
+        "unhandled error on %s %s",
+        request.method,
+        request.url.path,
+        exc_info=exc,
+        extra={"request_id": request_id} if request_id else None,
+    )
+    return error_response(500, "internal_error", "internal server error", request_id=request_id)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -23,7 +23,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api.errors import error_response
+from app.api.errors import ErrorListener, error_response
 from app.errors import PayloadTooLarge, RequestError
 
 Refusal = Callable[[], RequestError | None]
@@ -45,26 +45,35 @@ class RequestGate:
         paths: Collection[str],
         refusal: Refusal,
         max_body_bytes: int,
+        on_error: ErrorListener | None = None,
     ) -> None:
         self.app = app
         self.paths = frozenset(paths)
         self.refusal = refusal
         self.max_body_bytes = max_body_bytes
+        self.on_error = on_error
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in _WITH_BODY:
             await self.app(scope, receive, send)
             return
         if _declared_length(scope) > self.max_body_bytes:
-            await _too_large(self.max_body_bytes, scope, receive, send)
+            await self._answer(_too_large(self.max_body_bytes), scope, receive, send)
             return
         if scope["path"] in self.paths and (refusal := self.refusal()) is not None:
-            if await _discard_body(receive, self.max_body_bytes):
-                await _answer(refusal, scope, receive, send)
-            else:
-                await _too_large(self.max_body_bytes, scope, receive, send)
+            if not await _discard_body(receive, self.max_body_bytes):
+                refusal = _too_large(self.max_body_bytes)
+            await self._answer(refusal, scope, receive, send)
             return
         await self.app(scope, _counting(receive, self.max_body_bytes), send)
+
+    async def _answer(
+        self, error: RequestError, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        if self.on_error is not None:
+            self.on_error(error)
+        response = error_response(error.status_code, error.code, error.message, error.headers)
+        await response(scope, receive, send)
 
 
 _WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
@@ -90,23 +99,11 @@ def _counting(receive: Receive, limit: int) -> Receive:
     return counted
 
 
-async def _answer(
-    error: RequestError,
-    scope: Scope,
-    receive: Receive,
-    send: Send,
-    headers: dict[str, str] | None = None,
-) -> None:
-    response = error_response(
-        error.status_code, error.code, error.message, headers or error.headers
-    )
-    await response(scope, receive, send)
-
-
-async def _too_large(limit: int, scope: Scope, receive: Receive, send: Send) -> None:
+def _too_large(limit: int) -> PayloadTooLarge:
     # The rest of the body is left unread, so the connection cannot be reused.
-    error = PayloadTooLarge(f"the request body is over {limit} bytes")
-    await _answer(error, scope, receive, send, {"Connection": "close"})
+    return PayloadTooLarge(
+        f"the request body is over {limit} bytes", headers={"Connection": "close"}
+    )
 
 
 async def _discard_body(receive: Receive, limit: int) -> bool:

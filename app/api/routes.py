@@ -8,8 +8,10 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse
 
 from app.api.disconnect import cancel_on_disconnect
+from app.api.errors import report_error
+from app.api.request_id import current_request_id
 from app.api.state import ServiceState, Status
-from app.errors import InvalidRequest, PayloadTooLarge, TooManyItems
+from app.errors import InvalidRequest, PayloadTooLarge, RequestError, TooManyItems
 from app.schemas import (
     BatchClassifyResponse,
     BatchItemResult,
@@ -110,15 +112,20 @@ async def classify_batch(
     ]
     outcomes = await cancel_on_disconnect(request, classifier.classify_many(items, top_k))
     return BatchClassifyResponse(
-        results=[
-            BatchItemResult(index=i, result=outcome)
-            if isinstance(outcome, ClassifyResponse)
-            else BatchItemResult(
-                index=i, error=ErrorDetail(code=outcome.code, message=outcome.message)
-            )
-            for i, outcome in enumerate(outcomes)
-        ]
+        results=[_item_result(request, i, outcome) for i, outcome in enumerate(outcomes)]
     )
+
+
+def _item_result(
+    request: Request, index: int, outcome: ClassifyResponse | RequestError
+) -> BatchItemResult:
+    if isinstance(outcome, ClassifyResponse):
+        return BatchItemResult(index=index, result=outcome)
+    report_error(request, outcome)
+    detail = ErrorDetail(
+        code=outcome.code, message=outcome.message, request_id=current_request_id()
+    )
+    return BatchItemResult(index=index, error=detail)
 
 
 async def _read_image(image: UploadFile, limit: int) -> bytes:

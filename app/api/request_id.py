@@ -1,0 +1,66 @@
+"""X-Request-ID: take the client's id or make one, return it on every response, log with it.
+
+The id lives in a context variable while the request is handled, so every log line emitted
+on its behalf carries it (``app.logging_setup.RequestIdFilter`` reads it). It is also kept in
+the ASGI scope: an unhandled exception is answered by Starlette's outermost middleware after
+this one has returned, and that answer still needs the id.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from contextvars import ContextVar
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+REQUEST_ID_HEADER = "X-Request-ID"
+SCOPE_KEY = "fusionserve.request_id"
+
+_PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]+")
+_current: ContextVar[str | None] = ContextVar("fusionserve_request_id", default=None)
+
+
+def current_request_id() -> str | None:
+    """The id of the request being handled in this context, if any."""
+    return _current.get()
+
+
+def scope_request_id(scope: Scope) -> str | None:
+    """The id the middleware gave this request, if it ran."""
+    value = scope.get(SCOPE_KEY)
+    return value if isinstance(value, str) else None
+
+
+def accept_request_id(value: str | None, max_length: int) -> str:
+    """``value`` if it is 1..max_length printable ASCII characters, else a new uuid4 hex."""
+    if value and len(value) <= max_length and _PRINTABLE_ASCII.fullmatch(value):
+        return value
+    return uuid.uuid4().hex
+
+
+class RequestIdMiddleware:
+    """Outermost middleware: every response passing through it gets ``X-Request-ID``."""
+
+    def __init__(self, app: ASGIApp, *, max_length: int) -> None:
+        self.app = app
+        self.max_length = max_length
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = accept_request_id(Headers(scope=scope).get(REQUEST_ID_HEADER), self.max_length)
+        scope[SCOPE_KEY] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+            await send(message)
+
+        token = _current.set(request_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            _current.reset(token)
