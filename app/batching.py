@@ -172,14 +172,20 @@ class Batcher(Generic[T, R]):
         now = self._clock()
         while self._queue and len(batch) < self.max_batch_size:
             pending = self._queue.popleft()
-            if pending.future.done():  # the submitter gave up (timeout, disconnect)
-                self.stats.skipped += 1
-            elif pending.deadline <= now:
-                self.stats.expired += 1
-                _fail(pending, DeadlineExceeded("the request expired while queued"))
-            else:
+            if self._live(pending, now):
                 batch.append(pending)
         return batch
+
+    def _live(self, pending: _Pending[T, R], now: float) -> bool:
+        """False, after settling it, for an item not worth computing any more."""
+        if pending.future.done():  # the submitter gave up (timeout, disconnect)
+            self.stats.skipped += 1
+            return False
+        if pending.deadline <= now:
+            self.stats.expired += 1
+            _fail(pending, DeadlineExceeded("the request expired while queued"))
+            return False
+        return True
 
     async def _dispatch(self, batch: list[_Pending[T, R]]) -> None:
         loop = asyncio.get_running_loop()
@@ -198,7 +204,9 @@ class Batcher(Generic[T, R]):
                 return
             logger.warning("batch of %d failed; retrying its items one by one", len(batch))
             for pending in batch:
-                await self._dispatch([pending])
+                # Checked again: a submitter may have left while the failed batch ran.
+                if self._live(pending, self._clock()):
+                    await self._dispatch([pending])
             return
         run_s = self._clock() - started
         self.stats.batches += 1

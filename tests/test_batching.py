@@ -191,6 +191,48 @@ async def test_one_bad_item_fails_alone(batcher: Batcher[int, int], model: FakeM
     assert await batcher.submit(5, timeout_s=60) == 10
 
 
+async def test_retries_after_a_failed_batch_skip_departed_and_expired_items(
+    clock: FakeClock,
+) -> None:
+    first, second = FakeModel(), FakeModel()  # two gates: one per model call
+    first.hold()
+    second.hold()
+
+    def model(items: list[int]) -> Sequence[int]:
+        return (first if not first.calls else second)(items)
+
+    with ThreadPoolExecutor(1) as executor:
+        batcher: Batcher[int, int] = Batcher(
+            model, executor=executor, max_batch_size=4, clock=clock
+        )
+        batcher.start()
+        running = asyncio.create_task(batcher.submit(1, timeout_s=60))
+        await first.wait_entered()
+        gone = asyncio.create_task(batcher.submit(2, timeout_s=60))
+        late = asyncio.create_task(batcher.submit(4, timeout_s=5))
+        bad = asyncio.create_task(batcher.submit(-1, timeout_s=60))
+        stays = asyncio.create_task(batcher.submit(3, timeout_s=60))
+        await _queued(batcher, 4)
+        first.gate.set()
+        assert await running == 2
+        await second.wait_entered()  # the batch [2, 4, -1, 3] is running and will fail
+        gone.cancel()
+        await asyncio.sleep(0)
+        clock.now += 10  # past the deadline of 4 while the failed batch ran
+        second.gate.set()
+        with pytest.raises(DeadlineExceeded):
+            await late
+        with pytest.raises(InferenceFailed):
+            await bad
+        assert await stays == 6
+        assert gone.cancelled()
+        assert first.calls == [[1]]
+        assert second.calls == [[2, 4, -1, 3], [-1], [3]]
+        assert batcher.stats.skipped == 1
+        assert batcher.stats.expired == 1
+        await batcher.stop()
+
+
 async def test_wrong_result_count_fails_the_batch_not_the_loop(clock: FakeClock) -> None:
     def broken(items: list[int]) -> Sequence[int]:
         return [0] * (len(items) + 1)
