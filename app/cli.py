@@ -43,8 +43,9 @@ def _configure_logging(level: str) -> None:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from app.api.state import Status
+    from app.api.state import ServiceState, Status
     from app.main import create_app
+    from app.server import DrainingServer
 
     settings = _settings(args)
     _configure_logging(settings.log_level)
@@ -55,6 +56,7 @@ def _serve(args: argparse.Namespace) -> int:
             server.should_exit = True
 
     app = create_app(settings, on_startup_failure=stop)
+    state: ServiceState = app.state.fusion
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -62,10 +64,14 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=settings.log_level,
         access_log=settings.access_log,
         lifespan="on",
+        timeout_graceful_shutdown=settings.shutdown_grace_s,
     )
-    server = uvicorn.Server(config)
+    server = DrainingServer(
+        config, stop_accepting=state.stop_accepting, drain_delay_s=settings.shutdown_delay_s
+    )
     server.run()
-    return 1 if app.state.fusion.status is Status.FAILED else 0
+    # A stop by SIGTERM/SIGINT after draining is a normal exit.
+    return 1 if state.status is Status.FAILED else 0
 
 
 def _predict(args: argparse.Namespace) -> int:

@@ -79,8 +79,14 @@ class Overloaded(RequestError):
 
 
 class ShuttingDown(RequestError):
+    """The service is stopping. ``Connection: close`` sends the client's next request on a
+    new connection, which a load balancer routes to another replica."""
+
     status_code = 503
     code = "shutting_down"
+
+    def __init__(self, message: str = "the service is shutting down") -> None:
+        super().__init__(message, headers={"Connection": "close"})
 
 
 class DeadlineExceeded(RequestError):

@@ -73,8 +73,7 @@ def create_app(
         try:
             yield
         finally:
-            if state.status is not Status.FAILED:
-                state.status = Status.STOPPING
+            state.stop_accepting()
             with contextlib.suppress(asyncio.CancelledError):
                 await loader
             if state.classifier is not None:

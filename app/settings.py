@@ -71,6 +71,29 @@ class Settings(BaseSettings):
     queue_capacity: int = Field(default=128, ge=1, description="Queued items before 503.")
     request_timeout_s: float = Field(default=10.0, gt=0.0, description="Per-request deadline.")
     retry_after_s: int = Field(default=1, ge=1, description="Retry-After on overload (503).")
+
+    # Access control and shutdown
+    shutdown_delay_s: float = Field(
+        default=0.0,
+        ge=0.0,
+        description=(
+            "After SIGTERM, keep listening this long with /readyz at 503 and new requests "
+            "refused (503 shutting_down), so that load balancers see the replica leave before "
+            "its port closes; behind one, set it to about a readiness-probe period."
+        ),
+    )
+    shutdown_grace_s: int = Field(
+        default=25,
+        ge=1,
+        description=(
+            "Then, with the port closed, how long accepted requests may take to be answered "
+            "before they are cancelled (uvicorn's timeout_graceful_shutdown). Keep it above "
+            "request_timeout_s, and shutdown_delay_s + shutdown_grace_s a few seconds under "
+            "the orchestrator's kill deadline (Kubernetes terminationGracePeriodSeconds, "
+            "30 s by default)."
+        ),
+    )
+
     warmup: bool = True
     exit_on_startup_failure: bool = Field(
         default=True,
