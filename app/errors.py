@@ -89,6 +89,16 @@ class ShuttingDown(RequestError):
         super().__init__(message, headers={"Connection": "close"})
 
 
+class Unauthorized(RequestError):
+    """No valid API key. One message whatever was wrong, so a caller learns nothing."""
+
+    status_code = 401
+    code = "unauthorized"
+
+    def __init__(self) -> None:
+        super().__init__("missing or invalid API key", headers={"WWW-Authenticate": "Bearer"})
+
+
 class DeadlineExceeded(RequestError):
     status_code = 504
     code = "deadline_exceeded"

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app import __version__
+from app.api.auth import install_auth
 from app.api.errors import install_error_handlers
 from app.api.gate import RequestGate
 from app.api.routes import CLASSIFY_PATHS, router
@@ -63,6 +64,7 @@ def create_app(
 
     If loading fails and ``exit_on_startup_failure`` is set, ``on_startup_failure`` stops the
     server so that an orchestrator restarts it rather than routing to a dead replica.
+    Raises ``StartupError`` if the API key file cannot be read.
     """
     settings = settings or Settings()
     state = ServiceState()
@@ -95,4 +97,5 @@ def create_app(
         refusal=state.refusal,
         max_body_bytes=settings.max_body_bytes,
     )
+    install_auth(app, settings)  # last: its middleware runs first
     return app

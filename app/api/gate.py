@@ -59,7 +59,7 @@ class RequestGate:
             await _too_large(self.max_body_bytes, scope, receive, send)
             return
         if scope["path"] in self.paths and (refusal := self.refusal()) is not None:
-            if await _discard_body(receive, self.max_body_bytes):
+            if await discard_body(receive, self.max_body_bytes):
                 await _answer(refusal, scope, receive, send)
             else:
                 await _too_large(self.max_body_bytes, scope, receive, send)
@@ -109,7 +109,7 @@ async def _too_large(limit: int, scope: Scope, receive: Receive, send: Send) -> 
     await _answer(error, scope, receive, send, {"Connection": "close"})
 
 
-async def _discard_body(receive: Receive, limit: int) -> bool:
+async def discard_body(receive: Receive, limit: int) -> bool:
     """Read the request body to its end without keeping it; False if it is over ``limit``."""
     received = 0
     while True:

@@ -28,6 +28,10 @@ CLASSIFY = "/classify"
 CLASSIFY_BATCH = "/classify/batch"
 # Routes whose requests are refused before parsing when the service cannot take them.
 CLASSIFY_PATHS = (CLASSIFY, CLASSIFY_BATCH)
+LIVEZ = "/livez"
+READYZ = "/readyz"
+# Open to probes whatever else is protected.
+HEALTH_PATHS = (LIVEZ, READYZ)
 
 
 # Dependencies are ``async def`` on purpose: FastAPI runs plain ``def`` dependencies in a
@@ -130,7 +134,7 @@ async def _read_image(image: UploadFile, limit: int) -> bytes:
     return data
 
 
-@router.get("/livez", responses=_errors(503), summary="Liveness")
+@router.get(LIVEZ, responses=_errors(503), summary="Liveness")
 async def livez(state: StateDep) -> JSONResponse:
     """200 while the process can serve or is still loading; 503 once loading has failed."""
     if state.status is Status.FAILED:
@@ -139,7 +143,7 @@ async def livez(state: StateDep) -> JSONResponse:
 
 
 @router.get(
-    "/readyz",
+    READYZ,
     response_model=ReadyResponse,
     responses={503: {"model": ReadyResponse, "description": "Not ready."}},
     summary="Readiness",
