@@ -37,9 +37,10 @@ def _settings(args: argparse.Namespace) -> Settings:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from app.api.state import Status
+    from app.api.state import ServiceState, Status
     from app.logging_setup import setup_logging
     from app.main import create_app
+    from app.server import DrainingServer
 
     settings = _settings(args)
     setup_logging(settings.log_level, settings.log_format, access_log=settings.access_log)
@@ -50,6 +51,7 @@ def _serve(args: argparse.Namespace) -> int:
             server.should_exit = True
 
     app = create_app(settings, on_startup_failure=stop)
+    state: ServiceState = app.state.fusion
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -58,10 +60,14 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=settings.log_level,
         access_log=settings.access_log,
         lifespan="on",
+        timeout_graceful_shutdown=settings.shutdown_grace_s,
     )
-    server = uvicorn.Server(config)
+    server = DrainingServer(
+        config, stop_accepting=state.stop_accepting, drain_delay_s=settings.shutdown_delay_s
+    )
     server.run()
-    return 1 if app.state.fusion.status is Status.FAILED else 0
+    # A stop by SIGTERM/SIGINT after draining is a normal exit.
+    return 1 if state.status is Status.FAILED else 0
 
 
 def _predict(args: argparse.Namespace) -> int:

@@ -79,8 +79,24 @@ class Overloaded(RequestError):
 
 
 class ShuttingDown(RequestError):
+    """The service is stopping. ``Connection: close`` sends the client's next request on a
+    new connection, which a load balancer routes to another replica."""
+
     status_code = 503
     code = "shutting_down"
+
+    def __init__(self, message: str = "the service is shutting down") -> None:
+        super().__init__(message, headers={"Connection": "close"})
+
+
+class Unauthorized(RequestError):
+    """No valid API key. One message whatever was wrong, so a caller learns nothing."""
+
+    status_code = 401
+    code = "unauthorized"
+
+    def __init__(self) -> None:
+        super().__init__("missing or invalid API key", headers={"WWW-Authenticate": "Bearer"})
 
 
 class DeadlineExceeded(RequestError):

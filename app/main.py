@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from app import __version__
 from app.api import metrics_route
+from app.api.auth import install_auth
 from app.api.errors import ErrorListener, install_error_handlers
 from app.api.gate import RequestGate
 from app.api.http_metrics import HttpMetricsMiddleware
@@ -70,6 +71,7 @@ def create_app(
 
     If loading fails and ``exit_on_startup_failure`` is set, ``on_startup_failure`` stops the
     server so that an orchestrator restarts it rather than routing to a dead replica.
+    Raises ``StartupError`` if the API key file cannot be read.
 
     Logging is left alone unless ``settings.configure_logging`` is set (see app.logging_setup).
     """
@@ -87,8 +89,7 @@ def create_app(
         try:
             yield
         finally:
-            if state.status is not Status.FAILED:
-                state.status = Status.STOPPING
+            state.stop_accepting()
             with contextlib.suppress(asyncio.CancelledError):
                 await loader
             if state.classifier is not None:
@@ -117,6 +118,7 @@ def create_app(
         max_body_bytes=settings.max_body_bytes,
         on_error=on_error,
     )
+    install_auth(app, settings)  # outside the gate: no key, no 503 and no parsing
     if metrics is not None:
         # Paths of the routes a request may be refused on before routing (app.routes does
         # not list included routes one by one).

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # The default bundle of a source checkout (``fusionserve build-default-bundle`` writes it).
 # Installed elsewhere (a container), set FUSIONSERVE_BUNDLE_PATH.
@@ -93,6 +94,63 @@ class Settings(BaseSettings):
     queue_capacity: int = Field(default=128, ge=1, description="Queued items before 503.")
     request_timeout_s: float = Field(default=10.0, gt=0.0, description="Per-request deadline.")
     retry_after_s: int = Field(default=1, ge=1, description="Retry-After on overload (503).")
+
+    # Access control and shutdown
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "Keys accepted as `Authorization: Bearer <key>`: a JSON list or comma-separated. "
+            "With none here and no api_keys_file, authentication is off."
+        ),
+    )
+    api_keys_file: Path | None = Field(
+        default=None,
+        description=(
+            "More keys, one per line (blank lines and # comments ignored), read once at "
+            "start-up; start-up fails if it cannot be read or holds no key."
+        ),
+    )
+    auth_protect_docs: bool = Field(
+        default=True,
+        description="With authentication on, /docs, /redoc and /openapi.json need a key too.",
+    )
+    auth_protect_metrics: bool = Field(
+        default=True, description="With authentication on, /metrics needs a key too."
+    )
+    shutdown_delay_s: float = Field(
+        default=0.0,
+        ge=0.0,
+        description=(
+            "After SIGTERM, keep listening this long with /readyz at 503 and new requests "
+            "refused (503 shutting_down), so that load balancers see the replica leave before "
+            "its port closes; behind one, set it to about a readiness-probe period."
+        ),
+    )
+    shutdown_grace_s: int = Field(
+        default=25,
+        ge=1,
+        description=(
+            "Then, with the port closed, how long accepted requests may take to be answered "
+            "before they are cancelled (uvicorn's timeout_graceful_shutdown). Keep it above "
+            "request_timeout_s, and shutdown_delay_s + shutdown_grace_s a few seconds under "
+            "the orchestrator's kill deadline (Kubernetes terminationGracePeriodSeconds, "
+            "30 s by default)."
+        ),
+    )
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_api_keys(cls, value: object) -> object:
+        # The environment gives one string: a JSON list, or keys separated by commas.
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else text.split(",")
+        if isinstance(value, list | tuple):
+            # Blank entries ("a,,b", a trailing comma) are dropped, never an empty key.
+            stripped = [k.strip() if isinstance(k, str) else k for k in value]
+            return [k for k in stripped if k != ""]
+        return value
+
     warmup: bool = True
     exit_on_startup_failure: bool = Field(
         default=True,

@@ -61,7 +61,7 @@ class RequestGate:
             await self._answer(_too_large(self.max_body_bytes), scope, receive, send)
             return
         if scope["path"] in self.paths and (refusal := self.refusal()) is not None:
-            if not await _discard_body(receive, self.max_body_bytes):
+            if not await discard_body(receive, self.max_body_bytes):
                 refusal = _too_large(self.max_body_bytes)
             await self._answer(refusal, scope, receive, send)
             return
@@ -106,7 +106,7 @@ def _too_large(limit: int) -> PayloadTooLarge:
     )
 
 
-async def _discard_body(receive: Receive, limit: int) -> bool:
+async def discard_body(receive: Receive, limit: int) -> bool:
     """Read the request body to its end without keeping it; False if it is over ``limit``."""
     received = 0
     while True:

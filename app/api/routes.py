@@ -30,6 +30,10 @@ CLASSIFY = "/classify"
 CLASSIFY_BATCH = "/classify/batch"
 # Routes whose requests are refused before parsing when the service cannot take them.
 CLASSIFY_PATHS = (CLASSIFY, CLASSIFY_BATCH)
+LIVEZ = "/livez"
+READYZ = "/readyz"
+# Open to probes whatever else is protected.
+HEALTH_PATHS = (LIVEZ, READYZ)
 
 
 # Dependencies are ``async def`` on purpose: FastAPI runs plain ``def`` dependencies in a
@@ -56,18 +60,23 @@ ClassifierDep = Annotated[Classifier, Depends(get_classifier)]
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     descriptions = {
-        413: "Image file or image pixel count over the configured limit.",
+        400: "The body is not valid multipart form data.",
+        413: "Request body, image file, image pixel count or item count over its limit.",
         415: "The file is not an image in an allowed format.",
         422: "Missing or invalid field, undecodable image or invalid text.",
         500: "Inference failed.",
-        503: "The model is not loaded yet, failed to load, or the service is stopping.",
+        503: (
+            "The model is not loaded yet or failed to load, the service is overloaded "
+            "(with Retry-After) or it is shutting down."
+        ),
+        504: "The request's deadline passed before it was computed.",
     }
     return {s: {"model": ErrorResponse, "description": descriptions[s]} for s in statuses}
 
 
 @router.post(
     CLASSIFY,
-    responses=_errors(413, 415, 422, 500, 503),
+    responses=_errors(400, 413, 415, 422, 500, 503, 504),
     summary="Classify one image with its text description",
 )
 async def classify(
@@ -87,7 +96,7 @@ async def classify(
 
 @router.post(
     CLASSIFY_BATCH,
-    responses=_errors(413, 422, 500, 503),
+    responses=_errors(400, 413, 422, 500, 503, 504),
     summary="Classify several image+text items in one request",
 )
 async def classify_batch(
@@ -137,7 +146,12 @@ async def _read_image(image: UploadFile, limit: int) -> bytes:
     return data
 
 
-@router.get("/livez", responses=_errors(503), summary="Liveness")
+@router.get(
+    LIVEZ,
+    response_model=LiveResponse,
+    responses={503: {"model": LiveResponse, "description": "Loading failed."}},
+    summary="Liveness",
+)
 async def livez(state: StateDep) -> JSONResponse:
     """200 while the process can serve or is still loading; 503 once loading has failed."""
     if state.status is Status.FAILED:
@@ -146,7 +160,7 @@ async def livez(state: StateDep) -> JSONResponse:
 
 
 @router.get(
-    "/readyz",
+    READYZ,
     response_model=ReadyResponse,
     responses={503: {"model": ReadyResponse, "description": "Not ready."}},
     summary="Readiness",

@@ -1,0 +1,66 @@
+"""uvicorn's server, with a graceful stop that readiness probes and load balancers can see.
+
+On SIGTERM or SIGINT uvicorn closes its port, closes idle keep-alive connections, lets
+requests in progress finish (for up to ``timeout_graceful_shutdown``), then runs the
+lifespan shutdown. This adds, at the signal itself, a switch of the service to "stopping"
+(/readyz 503, new requests a 503 ``shutting_down``), an optional delay before the port closes
+(``shutdown_delay_s``: a load balancer still sending here meanwhile gets clean 503s rather
+than refused connections), and a normal exit (status 0) once drained: uvicorn would re-raise
+the signal and die of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections.abc import Callable
+from types import FrameType
+
+import uvicorn
+
+logger = logging.getLogger(__name__)
+
+
+class DrainingServer(uvicorn.Server):
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        *,
+        stop_accepting: Callable[[], None],
+        drain_delay_s: float = 0.0,
+    ) -> None:
+        super().__init__(config)
+        self._stop_accepting = stop_accepting
+        self._drain_delay_s = drain_delay_s
+        self._signal: signal.Signals | None = None
+        self._signalled_at = 0.0
+        self._announced = False
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # Not super().handle_exit: it records the signal so that uvicorn re-raises it after
+        # shutting down. Otherwise the same: a second Ctrl+C stops waiting for connections.
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True
+            return
+        if self._signal is None:
+            self._signal = signal.Signals(sig)
+            self._signalled_at = time.monotonic()
+            self._stop_accepting()  # before anything else: readiness is 503 from here on
+        self.should_exit = True
+
+    async def on_tick(self, counter: int) -> bool:
+        should_exit = await super().on_tick(counter)
+        if not should_exit or self._signal is None:
+            return should_exit
+        if not self._announced:
+            self._announced = True
+            logger.info(
+                "%s: readiness is 503 and new requests are refused; the port closes in %.1f s, "
+                "then accepted requests have %s s to be answered",
+                self._signal.name,
+                self._drain_delay_s,
+                self.config.timeout_graceful_shutdown,
+            )
+        elapsed = time.monotonic() - self._signalled_at
+        return self.force_exit or elapsed >= self._drain_delay_s

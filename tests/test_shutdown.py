@@ -1,0 +1,121 @@
+"""Stopping: the state switch the signal handler makes, and the server's drain delay.
+(The whole thing on a real process, SIGTERM included: tests/e2e/test_graceful_shutdown.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from app.api.state import ServiceState, Status
+from app.main import create_app
+from app.server import DrainingServer
+from tests.conftest import make_settings
+from tests.test_api_batching import Gate, _client, _form, _state, gated_factory
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def gate() -> Gate:
+    opened = Gate(threading.Event(), threading.Event())
+    opened.open.set()
+    return opened
+
+
+async def test_stop_accepting_fails_readiness_and_refuses_new_work(
+    tiny_bundle_dir: Path, gate: Gate
+) -> None:
+    app = create_app(make_settings(tiny_bundle_dir), engine_factory=gated_factory(gate))  # type: ignore[arg-type]
+    async for client in _client(app):
+        gate.open.clear()
+        gate.entered.clear()
+        files, data = _form(0)
+        accepted = asyncio.create_task(client.post("/classify", files=files, data=data))
+        await gate.wait_entered()
+
+        _state(app).stop_accepting()  # what SIGTERM does first
+
+        ready = await client.get("/readyz")
+        assert (ready.status_code, ready.json()["status"]) == (503, "stopping")
+        assert (await client.get("/livez")).status_code == 200
+        for refused in (
+            await client.post("/classify", files=files, data=data),
+            await client.post(
+                "/classify/batch", files={"images": files["image"]}, data={"texts": "x"}
+            ),
+            await client.get("/info"),
+        ):
+            assert refused.status_code == 503
+            assert refused.json()["error"]["code"] == "shutting_down"
+            assert refused.headers["connection"] == "close"
+        gate.open.set()
+        answered = await accepted  # accepted before the switch: answered as usual
+        assert answered.status_code == 200
+        assert answered.json()["label"]
+
+
+def test_a_failed_service_stays_failed() -> None:
+    state = ServiceState(status=Status.FAILED, error="bad bundle")
+    state.stop_accepting()
+    assert state.status is Status.FAILED
+
+
+def _server(delay_s: float, stopped: list[str]) -> DrainingServer:
+    config = uvicorn.Config(app=lambda *_: None, timeout_graceful_shutdown=5)
+    return DrainingServer(
+        config, stop_accepting=lambda: stopped.append("stop"), drain_delay_s=delay_s
+    )
+
+
+async def test_signal_stops_accepting_before_anything_else() -> None:
+    stopped: list[str] = []
+    server = _server(0.0, stopped)
+    assert not await server.on_tick(1)
+    server.handle_exit(signal.SIGTERM, None)
+    assert stopped == ["stop"]
+    assert server.should_exit
+    server.handle_exit(signal.SIGTERM, None)  # a repeated signal does not switch again
+    assert stopped == ["stop"]
+    assert await server.on_tick(2)  # no delay: uvicorn closes the port now
+
+
+async def test_drain_delay_keeps_the_port_open_until_a_second_ctrl_c() -> None:
+    stopped: list[str] = []
+    server = _server(3600.0, stopped)
+    server.handle_exit(signal.SIGINT, None)
+    assert stopped == ["stop"]
+    assert not await server.on_tick(1)  # still listening: the delay has not passed
+    assert not server.force_exit
+    server.handle_exit(signal.SIGINT, None)  # a second Ctrl+C: stop now
+    assert server.force_exit
+    assert await server.on_tick(2)
+
+
+async def test_stop_without_a_signal_is_plain_uvicorn() -> None:
+    # The start-up-failure hook sets should_exit directly: no delay, no state switch.
+    stopped: list[str] = []
+    server = _server(3600.0, stopped)
+    server.should_exit = True
+    assert await server.on_tick(1)
+    assert stopped == []
+
+
+async def test_client_sees_clean_refusal_through_asgi(tiny_bundle_dir: Path) -> None:
+    # The gate refuses a stopping service before parsing: junk is not parsed, still a 503.
+    app = create_app(make_settings(tiny_bundle_dir))
+    async for client in _client(app):
+        _state(app).stop_accepting()
+        junk = {"Content-Type": "multipart/form-data; boundary=x"}
+        refused = await client.post("/classify", content=b"not multipart", headers=junk)
+        assert refused.status_code == 503
+        assert refused.json()["error"]["code"] == "shutting_down"
