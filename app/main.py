@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from app import __version__
 from app.api.errors import install_error_handlers
+from app.api.forms import form_limits
 from app.api.gate import RequestGate
 from app.api.routes import CLASSIFY_PATHS, router
 from app.api.state import ServiceState, Status
@@ -89,10 +90,11 @@ def create_app(
     app.state.settings = settings
     app.state.fusion = state
     install_error_handlers(app)
-    app.include_router(router)
+    app.include_router(router, form_limits=form_limits(settings))
     app.add_middleware(
         RequestGate,
         paths=CLASSIFY_PATHS,
+        media_type="multipart/form-data",
         refusal=state.refusal,
         max_body_bytes=settings.max_body_bytes,
     )

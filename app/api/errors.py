@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.api.forms import form_error
 from app.errors import InvalidRequest, PayloadTooLarge, RequestError
 
 logger = logging.getLogger(__name__)
@@ -34,9 +35,13 @@ def _describe(error: dict[str, object]) -> str:
     return f"field '{field}': {error.get('msg', 'invalid value')}"
 
 
+def _render(error: RequestError) -> JSONResponse:
+    return error_response(error.status_code, error.code, error.message, error.headers)
+
+
 async def _request_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestError)
-    return error_response(exc.status_code, exc.code, exc.message, exc.headers)
+    return _render(exc)
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
@@ -51,8 +56,10 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
 _CODES = {PayloadTooLarge.status_code: PayloadTooLarge.code}
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if (error := form_error(exc, request.app.state.settings)) is not None:
+        return _render(error)
     phrase = HTTPStatus(exc.status_code).phrase
     code = _CODES.get(exc.status_code) or phrase.lower().replace(" ", "_").replace("-", "_")
     message = exc.detail if isinstance(exc.detail, str) else phrase
