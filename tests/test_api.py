@@ -95,7 +95,7 @@ def test_image_sent_as_plain_field(client: TestClient) -> None:
 
 
 def test_undecodable_images(client: TestClient) -> None:
-    _assert_error(_post(client, image=b"GIF89a but not really"), 415, "unsupported_image_format")
+    _assert_error(_post(client, image=b"GIF89a but not really"), 422, "invalid_image")
     _assert_error(_post(client, image=b"hello world"), 415, "unsupported_image_format")
     _assert_error(_post(client, image=b""), 422, "invalid_image")
     _assert_error(_post(client, image=PNG[: len(PNG) // 2]), 422, "invalid_image")
