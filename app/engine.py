@@ -52,6 +52,7 @@ def build_engine(settings: Settings) -> Engine:
         manifest.image_encoder.preprocess,
         max_pixels=settings.max_image_pixels,
         min_side=settings.min_image_side,
+        max_aspect_ratio=settings.max_image_aspect_ratio,
         jpeg_draft=settings.jpeg_draft,
     )
     tokenizer = TextTokenizer(

@@ -36,6 +36,20 @@ class InvalidRequest(RequestError):
     code = "invalid_request"
 
 
+class MalformedForm(RequestError):
+    """The multipart body cannot be parsed (no boundary, broken part headers...)."""
+
+    status_code = 400
+    code = "invalid_multipart"
+
+
+class UnsupportedMediaType(RequestError):
+    """The request body is not of the media type the endpoint takes."""
+
+    status_code = 415
+    code = "unsupported_media_type"
+
+
 class InvalidImage(RequestError):
     status_code = 422
     code = "invalid_image"
@@ -59,6 +73,13 @@ class InvalidText(RequestError):
 class PayloadTooLarge(RequestError):
     status_code = 413
     code = "payload_too_large"
+
+
+class FieldTooLarge(RequestError):
+    """A text field of the form is over its size limit; refused while the form is parsed."""
+
+    status_code = 413
+    code = "field_too_large"
 
 
 class NotReady(RequestError):

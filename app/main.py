@@ -15,6 +15,7 @@ from app import __version__
 from app.api import metrics_route
 from app.api.auth import install_auth
 from app.api.errors import ErrorListener, install_error_handlers
+from app.api.forms import form_limits
 from app.api.gate import RequestGate
 from app.api.http_metrics import HttpMetricsMiddleware
 from app.api.request_id import RequestIdMiddleware
@@ -107,13 +108,14 @@ def create_app(
     app.state.metrics = metrics
     app.state.error_listener = on_error
     install_error_handlers(app)
-    app.include_router(router)
+    app.include_router(router, form_limits=form_limits(settings))
     if metrics is not None:
         app.include_router(metrics_route.router)
     # Added innermost first: the request id is outermost, so that every answer carries it.
     app.add_middleware(
         RequestGate,
         paths=CLASSIFY_PATHS,
+        media_type="multipart/form-data",
         refusal=state.refusal,
         max_body_bytes=settings.max_body_bytes,
         on_error=on_error,

@@ -167,6 +167,24 @@ class Settings(BaseSettings):
     min_image_side: int = Field(default=8, ge=1)
     jpeg_draft: bool = Field(default=True, description="Decode large JPEGs at reduced scale.")
     max_text_chars: int = Field(default=4096, ge=1)
+    # Input limits
+    max_text_field_bytes: int = Field(
+        default=64 * 1024,
+        ge=1,
+        description=(
+            "One text field of a form, in bytes as sent; a larger field gets 413 while the "
+            "form is parsed. The number of files and fields is bounded by "
+            "max_items_per_request."
+        ),
+    )
+    max_image_aspect_ratio: float = Field(
+        default=20.0,
+        ge=1.0,
+        description=(
+            "Longer side over shorter side; more elongated images get 422 (resizing one "
+            "to the model's short side would allocate in proportion to this ratio)."
+        ),
+    )
     max_items_per_request: int = Field(
         default=32, ge=1, description="Items in one POST /classify/batch."
     )

@@ -76,23 +76,26 @@ def test_top_k(client: TestClient) -> None:
 
 
 def test_missing_fields(client: TestClient) -> None:
-    response = client.post("/classify", data={"text": "a cat"})
+    response = client.post("/classify", files={"text": (None, "a cat")})
     _assert_error(response, 422, "invalid_request")
     assert "'image' is required" in response.json()["error"]["message"]
     response = client.post("/classify", files={"image": ("a.png", PNG, "image/png")})
     _assert_error(response, 422, "invalid_request")
     assert "'text' is required" in response.json()["error"]["message"]
-    _assert_error(client.post("/classify"), 422, "invalid_request")
+    # No body at all is not multipart/form-data.
+    _assert_error(client.post("/classify"), 415, "unsupported_media_type")
 
 
 def test_image_sent_as_plain_field(client: TestClient) -> None:
-    response = client.post("/classify", data={"image": "not a file", "text": "a cat"})
+    response = client.post(
+        "/classify", files={"image": (None, "not a file"), "text": (None, "a cat")}
+    )
     _assert_error(response, 422, "invalid_request")
     assert "not a file" not in response.text
 
 
 def test_undecodable_images(client: TestClient) -> None:
-    _assert_error(_post(client, image=b"GIF89a but not really"), 415, "unsupported_image_format")
+    _assert_error(_post(client, image=b"GIF89a but not really"), 422, "invalid_image")
     _assert_error(_post(client, image=b"hello world"), 415, "unsupported_image_format")
     _assert_error(_post(client, image=b""), 422, "invalid_image")
     _assert_error(_post(client, image=PNG[: len(PNG) // 2]), 422, "invalid_image")
@@ -184,9 +187,12 @@ def test_failed_load_is_not_ready_and_not_live(tiny_bundle: Path) -> None:
 
 def test_openapi_documents_errors(client: TestClient) -> None:
     schema = client.get("/openapi.json").json()
-    responses = schema["paths"]["/classify"]["post"]["responses"]
-    assert {"200", "413", "415", "422", "500", "503"} <= set(responses)
-    assert "ErrorResponse" in str(responses["415"])
+    for path in ("/classify", "/classify/batch"):
+        responses = schema["paths"][path]["post"]["responses"]
+        assert set(responses) == {"200", "400", "413", "415", "422", "500", "503", "504"}
+        assert "ErrorResponse" in str(responses["415"])
+    form = schema["paths"]["/classify"]["post"]["requestBody"]["content"]
+    assert set(form) == {"multipart/form-data"}
     assert client.get("/docs").status_code == 200
 
 
@@ -247,4 +253,5 @@ def test_classify_batch_request_errors(tiny_bundle_dir: Path) -> None:
             "/classify/batch", files=_batch_files([PNG] * 3), data={"texts": ["a", "b", "c"]}
         )
         _assert_error(too_many, 413, "too_many_items")
-        _assert_error(client.post("/classify/batch", data={"texts": ["a"]}), 422, "invalid_request")
+        no_images = client.post("/classify/batch", files={"texts": (None, "a")})
+        _assert_error(no_images, 422, "invalid_request")

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import io
+from unittest.mock import patch
+
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile
 
 from app.bundle.manifest import ImagePreprocess
 from app.errors import ImageTooLarge, InvalidImage, UnsupportedImageFormat
 from app.preprocess.image import ImageDecoder
 from models.reference import EFFICIENTNET_LITE_PREPROCESS, reference_image_tensor
 from tests.conftest import encode_image, photo
+from tests.corpus import (
+    blank_png,
+    corrupt_png_header,
+    grey_alpha,
+    palette_with_transparency,
+    png_header_only,
+    rgba,
+)
+from tests.corpus import grey16 as corpus_grey16
 
 SPEC = EFFICIENTNET_LITE_PREPROCESS
 
@@ -127,3 +139,71 @@ def test_too_small() -> None:
     data = encode_image(photo(1, 1), "PNG")
     with pytest.raises(InvalidImage, match="1x1"):
         decoder(min_side=8)(data)
+
+
+def test_corrupt_header_of_an_allowed_format_is_invalid_not_unsupported() -> None:
+    with pytest.raises(InvalidImage, match="header is corrupt"):
+        decoder()(corrupt_png_header())
+    with pytest.raises(InvalidImage, match="header is corrupt"):
+        decoder()(b"GIF89a but not really")
+
+
+def test_bomb_is_refused_from_the_header_without_decoding() -> None:
+    for data in (png_header_only(6000, 6000), blank_png(3000, 3000)):
+        with (
+            patch.object(ImageFile.ImageFile, "load", side_effect=AssertionError("decoded")),
+            pytest.raises(ImageTooLarge, match="over 4000000 pixels"),
+        ):
+            decoder(max_pixels=4_000_000)(data)
+
+
+def test_pillow_bomb_limit_is_mapped_to_our_error() -> None:
+    # 100000^2 is over Pillow's own hard limit, which refuses it inside Image.open.
+    with pytest.raises(ImageTooLarge):
+        decoder()(png_header_only(100_000, 100_000))
+
+
+def test_aspect_ratio_limit() -> None:
+    assert decoder(max_aspect_ratio=4.0)(encode_image(photo(40, 10))).shape == (3, 224, 224)
+    with pytest.raises(InvalidImage, match="40x9; the longer side may be at most 4 times"):
+        decoder(max_aspect_ratio=4.0)(encode_image(photo(40, 9)))
+
+
+def test_sixteen_bit_grey_is_scaled_not_clipped() -> None:
+    grey8, grey16 = corpus_grey16()
+    assert Image.open(io.BytesIO(grey16)).mode == "I;16"
+    expected = decoder()(encode_image(Image.fromarray(grey8)))
+    np.testing.assert_array_equal(decoder()(grey16), expected)
+
+
+def test_integer_and_float_pixels_are_refused() -> None:
+    values = np.arange(64 * 64).reshape(64, 64)
+    for array in (values.astype(np.int32), values.astype(np.float32)):
+        with pytest.raises(InvalidImage, match="unsupported pixel format"):
+            decoder()(encode_image(Image.fromarray(array), "TIFF"))
+
+
+def test_cmyk_is_converted_to_rgb() -> None:
+    source = photo(120, 90)
+    cmyk = encode_image(source.convert("CMYK"), "JPEG", quality=95)
+    assert Image.open(io.BytesIO(cmyk)).mode == "CMYK"
+    rgb = decoder()(encode_image(source))
+    assert np.abs(decoder()(cmyk) - rgb).mean() < 0.03  # JPEG loss only
+
+
+@pytest.mark.parametrize("data", [palette_with_transparency(), grey_alpha(), rgba()])
+def test_transparency_matches_reference(data: bytes) -> None:
+    np.testing.assert_array_equal(decoder()(data), reference_image_tensor(data, SPEC))
+
+
+def test_transparent_pixels_become_white() -> None:
+    palette = Image.new("P", (32, 32), 0)
+    palette.putpalette([255, 0, 0] * 256)  # every entry red; entry 0 transparent
+    clear_red = [
+        encode_image(Image.new("RGBA", (32, 32), (255, 0, 0, 0))),
+        encode_image(Image.new("LA", (32, 32), (90, 0))),
+        encode_image(palette, "PNG", transparency=0),
+    ]
+    white = (255 - np.asarray(SPEC.mean, dtype=np.float32)) / np.asarray(SPEC.std)
+    for data in clear_red:
+        np.testing.assert_allclose(decoder()(data)[:, 0, 0], white, rtol=1e-6)

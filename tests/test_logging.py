@@ -210,7 +210,8 @@ def test_nothing_is_logged_per_request_at_info(
         before = log_stream.getvalue()
         assert "warm-up passed" in before  # the buffer does receive the service's logs
         assert _classify(client, "quiet-1") == 200
-        assert client.post("/classify", data={"text": "no image"}).status_code == 422
+        no_image = {"text": (None, "no image")}  # multipart without the image field
+        assert client.post("/classify", files=no_image).status_code == 422
         assert client.get("/no/such/route").status_code == 404
         for path in ("/livez", "/readyz", "/info", "/metrics"):
             assert client.get(path).status_code == 200

@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.api.forms import form_error
 from app.api.request_id import REQUEST_ID_HEADER, current_request_id, scope_request_id
 from app.errors import InvalidRequest, PayloadTooLarge, RequestError
 
@@ -72,8 +73,10 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
 _CODES = {PayloadTooLarge.status_code: PayloadTooLarge.code}
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if (error := form_error(exc, request.app.state.settings)) is not None:
+        return await _request_error(request, error)
     phrase = HTTPStatus(exc.status_code).phrase
     code = _CODES.get(exc.status_code) or phrase.lower().replace(" ", "_").replace("-", "_")
     message = exc.detail if isinstance(exc.detail, str) else phrase

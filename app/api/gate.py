@@ -11,8 +11,11 @@ It also enforces that limit for every request with a body: a declared Content-Le
 is answered 413 before a byte is read (and the connection closed), and a streamed body is
 counted as it arrives, so no handler ever buffers more than the limit.
 
-The check here is a fast path only: admission proper happens in ``Classifier`` once the
-request is parsed, so a request that passes the gate can still be refused there.
+Requests to those paths must also be of the one media type their endpoints parse
+(``multipart/form-data``); any other (JSON, urlencoded, none) is answered 415 the same way.
+
+The admission check here is a fast path only: admission proper happens in ``Classifier`` once
+the request is parsed, so a request that passes the gate can still be refused there.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.errors import ErrorListener, error_response
-from app.errors import PayloadTooLarge, RequestError
+from app.errors import PayloadTooLarge, RequestError, UnsupportedMediaType
 
 Refusal = Callable[[], RequestError | None]
 
@@ -43,12 +46,14 @@ class RequestGate:
         app: ASGIApp,
         *,
         paths: Collection[str],
+        media_type: str,
         refusal: Refusal,
         max_body_bytes: int,
         on_error: ErrorListener | None = None,
     ) -> None:
         self.app = app
         self.paths = frozenset(paths)
+        self.media_type = media_type
         self.refusal = refusal
         self.max_body_bytes = max_body_bytes
         self.on_error = on_error
@@ -60,12 +65,19 @@ class RequestGate:
         if _declared_length(scope) > self.max_body_bytes:
             await self._answer(_too_large(self.max_body_bytes), scope, receive, send)
             return
-        if scope["path"] in self.paths and (refusal := self.refusal()) is not None:
+        gated = scope["method"] == "POST" and scope["path"] in self.paths
+        if gated and (refusal := self._refusal(scope)) is not None:
             if not await discard_body(receive, self.max_body_bytes):
                 refusal = _too_large(self.max_body_bytes)
             await self._answer(refusal, scope, receive, send)
             return
         await self.app(scope, _counting(receive, self.max_body_bytes), send)
+
+    def _refusal(self, scope: Scope) -> RequestError | None:
+        if _media_type(scope) != self.media_type:
+            # The header is not quoted back: it is the client's input.
+            return UnsupportedMediaType(f"the request body must be {self.media_type}")
+        return self.refusal()
 
     async def _answer(
         self, error: RequestError, scope: Scope, receive: Receive, send: Send
@@ -82,6 +94,11 @@ _WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 def _declared_length(scope: Scope) -> int:
     length = Headers(scope=scope).get("content-length", "")
     return int(length) if length.isdigit() else 0
+
+
+def _media_type(scope: Scope) -> str:
+    content_type = Headers(scope=scope).get("content-type", "")
+    return content_type.partition(";")[0].strip().lower()
 
 
 def _counting(receive: Receive, limit: int) -> Receive:

@@ -9,9 +9,10 @@ from fastapi.responses import JSONResponse
 
 from app.api.disconnect import cancel_on_disconnect
 from app.api.errors import report_error
+from app.api.forms import expect_fields
 from app.api.request_id import current_request_id
 from app.api.state import ServiceState, Status
-from app.errors import InvalidRequest, PayloadTooLarge, RequestError, TooManyItems
+from app.errors import InvalidRequest, PayloadTooLarge, RequestError
 from app.schemas import (
     BatchClassifyResponse,
     BatchItemResult,
@@ -60,23 +61,34 @@ ClassifierDep = Annotated[Classifier, Depends(get_classifier)]
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     descriptions = {
-        400: "The body is not valid multipart form data.",
-        413: "Request body, image file, image pixel count or item count over its limit.",
-        415: "The file is not an image in an allowed format.",
-        422: "Missing or invalid field, undecodable image or invalid text.",
+        400: "The multipart body is malformed.",
+        413: (
+            "Over a configured limit: the request body, a text field, the image file, the "
+            "image's pixel count, or the number of items."
+        ),
+        415: (
+            "The body is not multipart/form-data, or the file is not an image in an allowed format."
+        ),
+        422: "Missing, unexpected or repeated field, undecodable image or invalid text.",
         500: "Inference failed.",
         503: (
             "The model is not loaded yet or failed to load, the service is overloaded "
-            "(with Retry-After) or it is shutting down."
+            "(Retry-After says when to retry) or stopping."
         ),
-        504: "The request's deadline passed before it was computed.",
+        504: "The request's deadline passed before it was answered.",
     }
     return {s: {"model": ErrorResponse, "description": descriptions[s]} for s in statuses}
 
 
+# Every status the classification routes answer. A client that leaves gets nothing: the 499
+# of ``ClientDisconnected`` is for logs only, so it is not documented.
+CLASSIFY_ERRORS = _errors(400, 413, 415, 422, 500, 503, 504)
+
+
 @router.post(
     CLASSIFY,
-    responses=_errors(400, 413, 415, 422, 500, 503, 504),
+    responses=CLASSIFY_ERRORS,
+    dependencies=[Depends(expect_fields(once=("image", "text", "top_k")))],
     summary="Classify one image with its text description",
 )
 async def classify(
@@ -96,7 +108,8 @@ async def classify(
 
 @router.post(
     CLASSIFY_BATCH,
-    responses=_errors(400, 413, 422, 500, 503, 504),
+    responses=CLASSIFY_ERRORS,
+    dependencies=[Depends(expect_fields(once=("top_k",), repeated=("images", "texts")))],
     summary="Classify several image+text items in one request",
 )
 async def classify_batch(
@@ -111,10 +124,9 @@ async def classify_batch(
 ) -> BatchClassifyResponse:
     """Items go through the same batcher as single requests. A bad item gets its own error
     in ``results``; the others are classified as usual."""
+    # More than max_items_per_request files are refused while parsing (app.api.forms).
     if len(images) != len(texts):
         raise InvalidRequest(f"got {len(images)} images and {len(texts)} texts; they must pair")
-    if len(images) > settings.max_items_per_request:
-        raise TooManyItems(f"at most {settings.max_items_per_request} items per request")
     items = [
         (await _read_image(image, settings.max_image_bytes), text)
         for image, text in zip(images, texts, strict=True)
@@ -211,6 +223,8 @@ async def info(classifier: ClassifierDep, settings: SettingsDep) -> dict[str, An
                 "min_image_side",
                 "jpeg_draft",
                 "max_text_chars",
+                "max_text_field_bytes",
+                "max_image_aspect_ratio",
                 "default_top_k",
                 "max_batch_size",
                 "max_batch_wait_ms",

@@ -3,11 +3,19 @@
 Produces the same tensor as ``models.reference.reference_image_tensor`` (tested), with one
 optional speed-up: large JPEGs are decoded at 1/2, 1/4 or 1/8 scale by libjpeg's DCT scaling
 (``Image.draft``) while staying at least as large as the resize target.
+
+Hostile input is refused from the header, before any pixel is decoded: formats outside the
+allow-list, more pixels than ``max_pixels``, a side under ``min_side``, an aspect ratio over
+``max_aspect_ratio`` (resizing an 8x6,000,000 image to a short side of 256 would allocate
+gigabytes) and pixel formats with no sound 8-bit conversion. Animated images give their
+first frame. 16-bit greyscale is scaled to 8 bits; the reference (and Pillow's ``convert``)
+clip it instead, which turns most such images white.
 """
 
 from __future__ import annotations
 
 import io
+import logging
 import math
 
 import numpy as np
@@ -15,6 +23,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from app.bundle.manifest import ImagePreprocess
 from app.errors import ImageTooLarge, InvalidImage, UnsupportedImageFormat
+
+logger = logging.getLogger(__name__)
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
 
@@ -25,9 +35,24 @@ _RESAMPLE = {
     "lanczos": Image.Resampling.LANCZOS,
 }
 _ALPHA_MODES = ("RGBA", "LA", "PA", "P")
-# Pillow's own errors for corrupt or truncated data: OSError (truncated), SyntaxError (bad
-# header fields), ValueError/EOFError/struct errors from individual plugins.
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError)
+_SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
+# Modes that convert to RGB/L correctly. 32-bit integer ("I") and float ("F") pixels have no
+# known range, so they are refused rather than clipped.
+_SUPPORTED_MODES = (
+    frozenset({"1", "L", "P", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV", "LA", "PA"})
+    | _SIXTEEN_BIT_MODES
+)
+# How files of the allowed formats begin. A file that begins like one but that Pillow cannot
+# open is a broken image (422), not one of an unsupported format (415).
+_SIGNATURES = (
+    b"\x89PNG\r\n\x1a\n",
+    b"\xff\xd8\xff",
+    b"GIF87a",
+    b"GIF89a",
+    b"BM",
+    b"II*\x00",
+    b"MM\x00*",
+)
 
 
 class ImageDecoder:
@@ -39,11 +64,13 @@ class ImageDecoder:
         *,
         max_pixels: int,
         min_side: int = 1,
+        max_aspect_ratio: float = 20.0,
         jpeg_draft: bool = True,
     ) -> None:
         self.spec = spec
         self.max_pixels = max_pixels
         self.min_side = min_side
+        self.max_aspect_ratio = max_aspect_ratio
         self.jpeg_draft = jpeg_draft
         self._mean = np.asarray(spec.mean, dtype=np.float32)
         self._std = np.asarray(spec.std, dtype=np.float32)
@@ -57,8 +84,8 @@ class ImageDecoder:
             image.load()
             # resize/crop always return new images, so closing the opened one is safe.
             prepared = self._resize_crop(self._convert(ImageOps.exif_transpose(image)))
-        except _DECODE_ERRORS:
-            raise InvalidImage("the image data is truncated or corrupt") from None
+        except Exception:  # see _undecodable
+            raise _undecodable("the image data is truncated or corrupt") from None
         finally:
             image.close()
         return self._to_array(prepared)
@@ -67,21 +94,35 @@ class ImageDecoder:
         try:
             image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
         except UnidentifiedImageError:
+            if _claims_allowed_format(data):
+                raise InvalidImage("the image header is corrupt") from None
             raise UnsupportedImageFormat(
                 f"not a recognised image; allowed formats: {', '.join(ALLOWED_FORMATS)}"
             ) from None
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise ImageTooLarge(f"image exceeds {self.max_pixels} pixels") from None
-        except _DECODE_ERRORS:
-            raise InvalidImage("the image header is corrupt") from None
+        except Exception:
+            raise _undecodable("the image header is corrupt") from None
+        try:
+            self._check_header(image)
+        except (ImageTooLarge, InvalidImage):
+            image.close()
+            raise
+        return image
+
+    def _check_header(self, image: Image.Image) -> None:
         width, height = image.size
         if width * height > self.max_pixels:
-            image.close()
             raise ImageTooLarge(f"image is {width}x{height}, over {self.max_pixels} pixels")
         if min(width, height) < self.min_side:
-            image.close()
             raise InvalidImage(f"image is {width}x{height}; each side must be >= {self.min_side}")
-        return image
+        if max(width, height) > self.max_aspect_ratio * min(width, height):
+            raise InvalidImage(
+                f"image is {width}x{height}; the longer side may be at most "
+                f"{self.max_aspect_ratio:g} times the shorter"
+            )
+        if image.mode not in _SUPPORTED_MODES:
+            raise InvalidImage(f"unsupported pixel format ({image.mode})")
 
     def _maybe_draft(self, image: Image.Image) -> None:
         if not self.jpeg_draft or image.format != "JPEG":
@@ -94,6 +135,8 @@ class ImageDecoder:
 
     def _convert(self, image: Image.Image) -> Image.Image:
         target = "L" if self.spec.color_mode == "L" else "RGB"
+        if image.mode in _SIXTEEN_BIT_MODES:
+            image = _to_eight_bit(image)
         if image.mode == target:
             return image
         if image.mode in _ALPHA_MODES:
@@ -125,3 +168,22 @@ class ImageDecoder:
         if self.spec.layout == "NCHW":
             pixels = pixels.transpose(2, 0, 1)
         return np.ascontiguousarray(pixels, dtype=np.float32)
+
+
+def _to_eight_bit(image: Image.Image) -> Image.Image:
+    """16-bit greyscale to 8-bit "L", scaled (65535 -> 255) with rounding."""
+    wide = np.asarray(image).astype(np.uint32)
+    return Image.fromarray(((wide + 128) // 257).astype(np.uint8))  # 2-D uint8: mode "L"
+
+
+def _undecodable(message: str) -> InvalidImage:
+    """The error for any exception Pillow raised on the file's data. Its plugins raise many
+    kinds on damaged files: OSError when truncated, SyntaxError, ValueError, EOFError, and
+    from damaged header fields struct.error, TypeError, IndexError, KeyError... (fuzzing
+    finds new ones), so everything but our own errors counts as a bad file."""
+    logger.debug("undecodable image", exc_info=True)
+    return InvalidImage(message)
+
+
+def _claims_allowed_format(data: bytes) -> bool:
+    return data.startswith(_SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")

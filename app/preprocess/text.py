@@ -25,9 +25,16 @@ class TokenBatch:
 
 
 def clean_text(text: str, max_chars: int) -> str:
-    """NFC-normalise and validate one description. Never echoes the text in errors."""
+    """NFC-normalise and validate one description. Never echoes the text in errors.
+
+    Refused: text with nothing visible (only whitespace and format characters), text over
+    ``max_chars`` code points after normalising, and control characters other than tab and
+    newlines, surrogates, private-use and unassigned code points. Format characters (ZWJ in
+    emoji sequences, bidirectional marks in mixed-script text) are kept: they are legitimate
+    in descriptions, the tokenizer decides what they mean, and text is never shown back.
+    """
     normalized = unicodedata.normalize("NFC", text).strip()
-    if not normalized:
+    if all(unicodedata.category(char) == "Cf" or char.isspace() for char in normalized):
         raise InvalidText("text must not be empty")
     if len(normalized) > max_chars:
         raise InvalidText(f"text is {len(normalized)} characters; the limit is {max_chars}")
@@ -64,7 +71,11 @@ class TextTokenizer:
 
     def encode(self, text: str) -> np.ndarray:
         """Token ids of one (already cleaned) text, truncated to ``max_length``."""
-        return np.asarray(self._tokenizer.encode(text).ids, dtype=np.int64)
+        ids = np.asarray(self._tokenizer.encode(text).ids, dtype=np.int64)
+        if ids.size == 0:
+            # An empty sequence would be all padding: pooled over nothing, NaN downstream.
+            raise InvalidText("text has no tokens the model can read")
+        return ids
 
     def pad(self, sequences: Sequence[np.ndarray]) -> TokenBatch:
         """Right-pad token id sequences to the smallest length bucket that fits them all."""
