@@ -8,6 +8,7 @@ import logging
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,10 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     setup_logging(settings.log_level, settings.log_format, access_log=settings.access_log)
+    # Pillow warns about damaged files it still decodes (e.g. corrupt EXIF); those files are
+    # answered or refused per request, and the warnings registry would otherwise keep every
+    # distinct message a hostile client makes it print.
+    warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
     server: uvicorn.Server | None = None
 
     def stop() -> None:

@@ -15,7 +15,7 @@ import numpy as np
 
 from app.batching import Batcher
 from app.engine import Engine
-from app.errors import Overloaded, RequestError, ShuttingDown
+from app.errors import DeadlineExceeded, Overloaded, RequestError, ShuttingDown
 from app.observer import NullObserver, ServiceObserver
 from app.pipeline import PreparedItem
 from app.schemas import BundleRef, ClassifyResponse, Timing, rank
@@ -161,10 +161,20 @@ class Classifier:
         # decoding (Pillow logs at debug level) carry the request id.
         prepare = functools.partial(contextvars.copy_context().run, pipeline.prepare, image, text)
         started = time.perf_counter()
-        item = await loop.run_in_executor(self._preprocess_pool, prepare)
+        # One deadline for the whole request: decoding (and waiting for a decode thread)
+        # spends it first, and the batcher gets what is left.
+        try:
+            item = await asyncio.wait_for(
+                loop.run_in_executor(self._preprocess_pool, prepare), self.request_timeout_s
+            )
+        except TimeoutError:
+            # A decode not yet started is cancelled with the wait; a running one finishes
+            # in its thread and its result is dropped.
+            raise DeadlineExceeded("the request expired while its image was decoded") from None
         prepared = time.perf_counter()
         self._observer.preprocessed(prepared - started)
-        probabilities = await self.batcher.submit(item, self.request_timeout_s)
+        remaining = self.request_timeout_s - (prepared - started)
+        probabilities = await self.batcher.submit(item, remaining)
         finished = time.perf_counter()
         timing = Timing.between(started, prepared, finished)
         response = build_response(probabilities, self.engine, top_k or self.default_top_k, timing)

@@ -151,6 +151,32 @@ async def test_request_deadline_gives_504(tiny_bundle_dir: Path, gate: Gate) -> 
         assert (await client.post("/classify", files=files, data=data)).status_code == 200
 
 
+async def test_request_deadline_covers_decoding(tiny_bundle_dir: Path) -> None:
+    release = threading.Event()
+
+    def slow_decoding(settings: Settings) -> Engine:
+        engine = build_engine(settings)
+        real_prepare = engine.pipeline.prepare
+
+        def prepare(image: bytes, text: str) -> PreparedItem:
+            assert release.wait(10), "test never released decoding"
+            return real_prepare(image, text)
+
+        engine.pipeline.prepare = prepare  # type: ignore[method-assign]
+        return engine
+
+    settings = make_settings(tiny_bundle_dir, request_timeout_s=0.2, warmup=False)
+    app = create_app(settings, engine_factory=slow_decoding)
+    async for client in _client(app):
+        files, data = _form(1)
+        response = await client.post("/classify", files=files, data=data)
+        assert response.status_code == 504
+        assert response.json()["error"]["code"] == "deadline_exceeded"
+        assert _state(app).ready_classifier().in_flight == 0
+        release.set()
+        assert (await client.post("/classify", files=files, data=data)).status_code == 200
+
+
 async def test_shutdown_answers_queued_requests(tiny_bundle_dir: Path, gate: Gate) -> None:
     app = create_app(make_settings(tiny_bundle_dir), engine_factory=gated_factory(gate))  # type: ignore[arg-type]
     files, data = _form(2)
