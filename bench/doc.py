@@ -99,7 +99,8 @@ same bundle (`models/default`), and each runs FusionServe's own torch-free code 
 tokenising and the three ONNX models (`app.engine.build_engine` ->
 `Pipeline.prepare` / `Pipeline.run`), so only the serving layer differs:
 
-- (a) FusionServe, default settings (dynamic batching, max 16, no extra wait).
+- (a) FusionServe, default settings (dynamic batching up to 8 items, no extra wait, at most
+  24 items in flight; refused clients are told `Retry-After` and wait, see the load generator).
 - (b) FusionServe with `FUSIONSERVE_MAX_BATCH_SIZE=1` (batching off).
 - (c) In-process limit (`bench/inprocess.py`): decode in a 2-thread pool overlapping
   `Pipeline.run` at fixed batch sizes 1, 4, 8, 16, 32 for {plan["inprocess_s"]:g} s each, no
