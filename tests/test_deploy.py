@@ -503,7 +503,9 @@ def test_compose_service_matches_the_app(
     assert app_client.get(url.group(2)).status_code == 200
     assert int(service["stop_grace_period"].removesuffix("s")) > settings.shutdown_grace_s
     target = service["build"]["target"]
-    assert re.search(rf"^FROM\s+\S+\s+AS\s+{target}\s*$", (ROOT / "Dockerfile").read_text(), re.M)
+    assert re.search(
+        rf"^FROM\s+\S+\s+AS\s+{target}\s*$", (ROOT / "Dockerfile").read_text(), re.M | re.I
+    )
 
 
 def test_compose_prometheus_scrapes_the_service(compose: Manifest) -> None:
