@@ -5,8 +5,9 @@ Debian bookworm base made with debootstrap and cached); build the CPU image (chr
 Docker format so HEALTHCHECK is kept); check its config (non-root numeric user, exec-form CMD,
 HEALTHCHECK on /livez, FUSIONSERVE_* env) and its contents (onnxruntime, no torch, no
 compilers); start its CMD from the mounted image root as PID 1 of a new PID namespace under
-chroot, as the image's user with the image's env; probe /readyz, /livez, the HEALTHCHECK command
-and a real /classify on a sample image over loopback; send SIGTERM and require exit status 0.
+chroot, as the image's user with the image's env, on a read-only root with a tmpfs /tmp; probe
+/readyz, /livez, the HEALTHCHECK command and a real /classify on a sample image over loopback;
+send SIGTERM and require exit status 0.
 Then the same for the GPU target on the same base as a stand-in for the CUDA one: it must
 refuse to start with FUSIONSERVE_DEVICE=cuda on a machine without CUDA, and serve with cpu.
 
@@ -47,6 +48,7 @@ BASE_PACKAGES = "python3,python3-venv,ca-certificates"
 HOST_EXTRA_CAS = Path("/usr/local/share/ca-certificates")
 DEFAULT_WHEELS = Path("/opt/wheels")
 PYPI = "https://pypi.org/simple"
+WHEELS_PORT = 38517
 CPU_TAG = "localhost/fusionserve:verify"
 GPU_TAG = "localhost/fusionserve:verify-gpu"
 COMPILERS = ("gcc", "cc", "g++", "c++", "clang", "x86_64-linux-gnu-gcc-12")
@@ -174,7 +176,11 @@ def wheel_server(directory: Path) -> Iterator[str]:
     """Serve a wheels directory on loopback for pip's --find-links (chroot builds share the
     host's network)."""
     handler = functools.partial(_QuietHandler, directory=str(directory))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    try:
+        # A fixed port: the URL is a build argument, and a new one would miss the layer cache.
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", WHEELS_PORT), handler)
+    except OSError:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -267,10 +273,14 @@ def mounted(tag: str) -> Iterator[Path]:
 
 # --- running the image ------------------------------------------------------------------------
 
-# Runs on the host inside new mount and PID namespaces: the server execs as PID 1 there.
+# Runs on the host inside new mount and PID namespaces: the server execs as PID 1 there, on a
+# read-only root with a tmpfs /tmp, as under Kubernetes' readOnlyRootFilesystem + an emptyDir.
 LAUNCH = r"""
 set -e
 root=$1; user=$2; workdir=$3; shift 3
+mount --bind "$root" "$root"
+mount -o remount,bind,ro "$root"
+mount -t tmpfs -o mode=1777,size=64m tmpfs "$root/tmp"
 mount --rbind /dev "$root/dev"
 mount --rbind /sys "$root/sys"
 mount -t proc proc "$root/proc"
@@ -433,6 +443,7 @@ def serve_and_stop(server: Server, device: str) -> dict[str, Any]:
         "ready": ready,
         "classify": classified,
         "healthcheck": "passed",
+        "root_filesystem": "read-only, tmpfs /tmp",
         "sigterm_exit": code,
         "stop_seconds": round(time.monotonic() - started, 2),
     }
