@@ -8,10 +8,10 @@
 # (defaults: PyPI, and torch from the PyTorch CPU index) and on one with local mirrors:
 # PIP_INDEX_URL, PIP_EXTRA_INDEX_URL, PIP_FIND_LINKS, PIP_TRUSTED_HOST and PIP_CERT are
 # declared without defaults, so pip sees them only when they are given.
-ARG BASE_IMAGE=python:3.11-slim-bookworm
+ARG BASE_IMAGE=docker.io/library/python:3.11-slim-bookworm
 # onnxruntime-gpu wheels on PyPI are built for one CUDA major and cuDNN 9 (1.31.x: CUDA 13).
 # Change both together: the base's CUDA major must match the wheel's.
-ARG CUDA_BASE_IMAGE=nvidia/cuda:13.1.1-cudnn-runtime-ubuntu24.04
+ARG CUDA_BASE_IMAGE=docker.io/nvidia/cuda:13.1.1-cudnn-runtime-ubuntu24.04
 
 # ---------------------------------------------------------------------------------------------
 FROM ${BASE_IMAGE} AS bundle
