@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -74,3 +75,24 @@ def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings)) as test_client:
         wait_ready(test_client)
         yield test_client
+
+
+# Slow tests (e.g. building the container images, minutes) run only when asked for.
+RUN_SLOW_ENV = "FUSIONSERVE_RUN_SLOW"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--run-slow",
+        action="store_true",
+        help=f"also run tests marked slow (or set {RUN_SLOW_ENV}=1)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--run-slow") or os.environ.get(RUN_SLOW_ENV, "") not in ("", "0"):
+        return
+    skip = pytest.mark.skip(reason=f"slow: run with --run-slow or {RUN_SLOW_ENV}=1")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
