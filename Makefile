@@ -14,8 +14,8 @@ test: bundle lint
 	$(BIN)/python -m pytest
 
 lint: $(INSTALLED)
-	$(BIN)/ruff check app models tests bench
-	$(BIN)/ruff format --check app models tests bench
+	$(BIN)/ruff check app models tests bench deploy
+	$(BIN)/ruff format --check app models tests bench deploy
 	$(BIN)/mypy
 
 install: $(INSTALLED)
