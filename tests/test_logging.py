@@ -232,8 +232,9 @@ def test_create_app_configures_logging_only_when_asked(
     assert not logging.getLogger("uvicorn.access").propagate  # access_log is off by default
 
 
-def test_serve_writes_json_lines(tmp_path: Path) -> None:
-    # A real process whose bundle is missing: every line it logs, uvicorn's included, is JSON.
+def test_serve_fails_start_up_with_json_lines(tmp_path: Path) -> None:
+    # A real process whose bundle is missing: start-up failure must stop it with status 1 (so
+    # that it gets restarted), and every line it logs, uvicorn's included, is JSON.
     result = subprocess.run(
         [sys.executable, "-m", "app", "serve", "--bundle", str(tmp_path), "--port", "0"],
         capture_output=True,

@@ -10,10 +10,8 @@ and with ``shutdown_delay_s``, where readiness and refusals can be seen over HTT
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,8 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import ROOT, SAMPLES
-from tests.e2e.test_server_process import _free_port
+from tests.e2e.conftest import SAMPLES
+from tests.e2e.process import ServerProcess, start_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
@@ -39,13 +37,19 @@ def anyio_backend() -> str:
 
 @dataclass
 class Server:
-    process: subprocess.Popen[bytes]
-    base: str
-    log: Path
+    running: ServerProcess
     delay_s: float
 
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        return self.running.process
+
+    @property
+    def base(self) -> str:
+        return self.running.base
+
     def log_text(self) -> str:
-        return self.log.read_text()
+        return self.running.log_text()
 
     async def wait_for_log(self, line: str, timeout_s: float = 15.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -54,46 +58,18 @@ class Server:
             await asyncio.sleep(0.02)
 
 
-def _start(bundle: Path, log: Path, delay_s: float) -> Server:
-    port = _free_port()
-    env = os.environ | {
-        "FUSIONSERVE_PORT": str(port),
-        "FUSIONSERVE_DEVICE": "cpu",
-        "FUSIONSERVE_MAX_IN_FLIGHT": str(2 * BURST),  # the whole burst is admitted
-        "FUSIONSERVE_SHUTDOWN_DELAY_S": str(delay_s),
-        "FUSIONSERVE_SHUTDOWN_GRACE_S": str(GRACE_S),
-    }
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "app", "serve", "--bundle", str(bundle)],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    return Server(process, f"http://127.0.0.1:{port}", log, delay_s)
-
-
-def _wait_ready(server: Server) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert server.process.poll() is None, server.log_text()
-        try:
-            if httpx.get(f"{server.base}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"server not ready in 120 s:\n{server.log_text()}")
-
-
 @pytest.fixture(params=[0.0, 1.5], ids=["no-delay", "delay"])
 def server(
     request: pytest.FixtureRequest, default_bundle: Path, tmp_path: Path
 ) -> Iterator[Server]:
-    started = _start(default_bundle, tmp_path / "server.log", request.param)
+    env = {
+        "FUSIONSERVE_MAX_IN_FLIGHT": str(2 * BURST),  # the whole burst is admitted
+        "FUSIONSERVE_SHUTDOWN_DELAY_S": str(request.param),
+        "FUSIONSERVE_SHUTDOWN_GRACE_S": str(GRACE_S),
+    }
+    started = Server(start_server(default_bundle, tmp_path / "server.log", env), request.param)
     try:
-        _wait_ready(started)
+        started.running.wait_ready()
         yield started
     finally:
         if started.process.poll() is None:

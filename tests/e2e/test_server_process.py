@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,49 +13,22 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import ROOT, SAMPLES
+from tests.e2e.process import start_server
 
 pytestmark = pytest.mark.e2e
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def server(default_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
-    env = os.environ | {"FUSIONSERVE_PORT": str(port), "FUSIONSERVE_DEVICE": "cpu"}
-    log_path = tmp_path_factory.mktemp("server") / "server.log"
-    base = f"http://127.0.0.1:{port}"
-    with log_path.open("w") as log:
-        # A file, not a pipe: an unread pipe would block the server once it fills.
-        process = subprocess.Popen(
-            [sys.executable, "-m", "app", "serve", "--bundle", str(default_bundle)],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    started = start_server(default_bundle, tmp_path_factory.mktemp("server") / "server.log")
+    process, log_path = started.process, started.log
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert process.poll() is None, log_path.read_text()
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        else:
-            pytest.fail(f"server not ready in 120 s:\n{log_path.read_text()}")
-        yield base
+        started.wait_ready()
+        yield started.base
     finally:
         process.terminate()
-        # uvicorn shuts down gracefully, then re-raises the SIGTERM it caught.
-        assert process.wait(timeout=30) in (0, -signal.SIGTERM), log_path.read_text()
+        # A graceful stop on SIGTERM is a normal exit.
+        assert process.wait(timeout=30) == 0, log_path.read_text()
         assert "Application shutdown complete" in log_path.read_text()
 
 
