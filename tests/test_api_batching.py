@@ -35,6 +35,11 @@ class Gate:
     open: threading.Event
     entered: threading.Event
 
+    def hold(self) -> None:
+        """Make the next model call block until ``open`` is set; ``entered`` marks it."""
+        self.open.clear()
+        self.entered.clear()
+
     async def wait_entered(self) -> None:
         assert await asyncio.to_thread(self.entered.wait, 10)
 
@@ -90,8 +95,7 @@ async def test_batched_results_equal_solo_results(tiny_bundle_dir: Path, gate: G
         for i in range(5):
             files, data = _form(i)
             solo.append((await client.post("/classify", files=files, data=data)).json())
-        gate.open.clear()
-        gate.entered.clear()
+        gate.hold()
         files, data = _form(0)
         first = asyncio.create_task(client.post("/classify", files=files, data=data))
         await gate.wait_entered()
@@ -117,8 +121,7 @@ async def test_overload_is_a_fast_503_with_retry_after(tiny_bundle_dir: Path, ga
     settings = make_settings(tiny_bundle_dir, queue_capacity=1, max_batch_size=1, retry_after_s=3)
     app = create_app(settings, engine_factory=gated_factory(gate))  # type: ignore[arg-type]
     async for client in _client(app):
-        gate.open.clear()
-        gate.entered.clear()
+        gate.hold()
         files, data = _form(0)
         running = asyncio.create_task(client.post("/classify", files=files, data=data))
         await gate.wait_entered()
@@ -185,8 +188,7 @@ async def test_shutdown_answers_queued_requests(tiny_bundle_dir: Path, gate: Gat
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             while (await client.get("/readyz")).status_code != 200:
                 await asyncio.sleep(0.01)
-            gate.open.clear()
-            gate.entered.clear()
+            gate.hold()
             requests = [
                 asyncio.create_task(client.post("/classify", files=files, data=data))
                 for _ in range(3)
@@ -242,8 +244,7 @@ async def test_disconnected_client_is_not_computed(tiny_bundle_dir: Path, gate: 
     app = create_app(make_settings(tiny_bundle_dir), engine_factory=gated_factory(gate))  # type: ignore[arg-type]
     async for client in _client(app):
         batcher = _state(app).ready_classifier().batcher
-        gate.open.clear()
-        gate.entered.clear()
+        gate.hold()
         files, data = _form(0)
         running = asyncio.create_task(client.post("/classify", files=files, data=data))
         await gate.wait_entered()
@@ -267,8 +268,7 @@ async def test_admission_limit_refuses_before_decoding(tiny_bundle_dir: Path, ga
     settings = make_settings(tiny_bundle_dir, max_in_flight=2, retry_after_s=2)
     app = create_app(settings, engine_factory=gated_factory(gate))  # type: ignore[arg-type]
     async for client in _client(app):
-        gate.open.clear()
-        gate.entered.clear()
+        gate.hold()
         files, data = _form(0)
         admitted = [
             asyncio.create_task(client.post("/classify", files=files, data=data)) for _ in range(2)
@@ -296,8 +296,7 @@ async def test_refusal_comes_before_the_body_is_parsed(tiny_bundle_dir: Path, ga
     settings = make_settings(tiny_bundle_dir, max_in_flight=1, max_body_bytes=65536)
     app = create_app(settings, engine_factory=gated_factory(gate))  # type: ignore[arg-type]
     async for client in _client(app):
-        gate.open.clear()
-        gate.entered.clear()
+        gate.hold()
         files, data = _form(0)
         admitted = asyncio.create_task(client.post("/classify", files=files, data=data))
         await gate.wait_entered()

@@ -234,8 +234,7 @@ async def test_401_comes_before_overload_and_not_ready(tiny_bundle_dir: Path) ->
     files, data = _form(0)
     async for client in _client(app):
         client.headers.update(_bearer(KEYS[0]))
-        gate.open.clear()
-        gate.entered.clear()
+        gate.hold()
         admitted = asyncio.create_task(client.post("/classify", files=files, data=data))
         await gate.wait_entered()
         overloaded = await client.post("/classify", files=files, data=data)

@@ -145,8 +145,7 @@ async def test_metrics_after_real_traffic(tiny_bundle_dir: Path) -> None:
             assert missing_text.status_code == 422
             assert (await client.get("/no/such/route")).status_code == 404
 
-            gate.open.clear()
-            gate.entered.clear()
+            gate.hold()
             running = asyncio.create_task(_post(client, "dog"))
             await gate.wait_entered()
             queued = asyncio.create_task(_post(client, "small dog"))

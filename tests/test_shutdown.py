@@ -37,8 +37,7 @@ async def test_stop_accepting_fails_readiness_and_refuses_new_work(
 ) -> None:
     app = create_app(make_settings(tiny_bundle_dir), engine_factory=gated_factory(gate))  # type: ignore[arg-type]
     async for client in _client(app):
-        gate.open.clear()
-        gate.entered.clear()
+        gate.hold()
         files, data = _form(0)
         accepted = asyncio.create_task(client.post("/classify", files=files, data=data))
         await gate.wait_entered()
