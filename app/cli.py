@@ -86,7 +86,8 @@ def _predict(args: argparse.Namespace) -> int:
     engine = build_engine(settings)
     started = time.perf_counter()
     try:
-        item = engine.pipeline.prepare(Path(args.image).read_bytes(), args.text)
+        image = None if args.image is None else Path(args.image).read_bytes()
+        item = engine.pipeline.prepare(image, args.text)
     except RequestError as exc:
         print(f"error ({exc.code}): {exc.message}", file=sys.stderr)
         return 2
@@ -94,7 +95,7 @@ def _predict(args: argparse.Namespace) -> int:
     probabilities = engine.pipeline.run([item])[0]
     done = time.perf_counter()
     timing = Timing.between(started, prepared, done)
-    response = build_response(probabilities, engine, args.top_k, timing)
+    response = build_response(probabilities, engine, args.top_k, timing, item.missing)
     print(response.model_dump_json(indent=2))
     return 0
 
@@ -122,8 +123,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.set_defaults(handler=_serve)
 
     predict = commands.add_parser("predict", help="classify one image in-process")
-    predict.add_argument("image", type=Path)
-    predict.add_argument("--text", required=True)
+    predict.add_argument("image", type=Path, nargs="?", help="left out: classify the text alone")
+    predict.add_argument("--text", help="left out: classify the image alone")
     predict.add_argument("--top-k", type=int, default=None)
     predict.add_argument("--bundle", type=Path)
     predict.add_argument("--device", choices=["auto", "cuda", "cpu"])

@@ -36,6 +36,13 @@ class InvalidRequest(RequestError):
     code = "invalid_request"
 
 
+class ModalityRequired(RequestError):
+    """A modality is missing and the bundle's fusion head cannot do without it."""
+
+    status_code = 422
+    code = "modality_required"
+
+
 class MalformedForm(RequestError):
     """The multipart body cannot be parsed (no boundary, broken part headers...)."""
 

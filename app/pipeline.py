@@ -7,13 +7,14 @@ gathers more) through image encoder, text encoder and fusion head.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
-from app.bundle.manifest import Manifest
+from app.bundle.manifest import Manifest, Modality
+from app.errors import InvalidRequest, ModalityRequired
 from app.preprocess.image import ImageDecoder
 from app.preprocess.text import TextTokenizer, clean_text
 from app.text_cache import TextEmbeddingCache
@@ -29,15 +30,29 @@ class Session(Protocol):
 
 @dataclass(frozen=True)
 class PreparedItem:
-    """One request, validated and turned into arrays: ready to join a batch."""
+    """One request, validated and turned into arrays: ready to join a batch.
 
-    pixels: np.ndarray
-    text: str
-    token_ids: np.ndarray
+    A request may lack one modality (when the bundle's head accepts that): its fields are then
+    ``None``."""
+
+    pixels: np.ndarray | None
+    text: str | None
+    token_ids: np.ndarray | None
+
+    @property
+    def missing(self) -> Modality | None:
+        """The modality this item lacks, if any."""
+        if self.pixels is None:
+            return "image"
+        if self.token_ids is None:
+            return "text"
+        return None
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Softmax over the last axis of ``logits / temperature``."""
+    scaled = logits / temperature if temperature != 1.0 else logits
+    shifted = scaled - scaled.max(axis=-1, keepdims=True)
     exp = np.exp(shifted)
     return np.asarray(exp / exp.sum(axis=-1, keepdims=True), dtype=np.float32)
 
@@ -65,12 +80,29 @@ class Pipeline:
         self.max_text_chars = max_text_chars
         self.text_cache = text_cache if text_cache is not None else TextEmbeddingCache(0)
 
-    def prepare(self, image: bytes, text: str) -> PreparedItem:
-        """Validate and preprocess one request; raises ``RequestError`` subclasses."""
-        cleaned = clean_text(text, self.max_text_chars)
-        return PreparedItem(
-            pixels=self.decoder(image), text=cleaned, token_ids=self.tokenizer.encode(cleaned)
-        )
+    def accepts_missing(self, modality: Modality) -> bool:
+        """Whether requests without ``modality`` can be answered by this bundle's head."""
+        return self.manifest.fusion_head.accepts_missing(modality)
+
+    def prepare(self, image: bytes | None, text: str | None) -> PreparedItem:
+        """Validate and preprocess one request; raises ``RequestError`` subclasses.
+
+        Either modality may be ``None`` if the head accepts its absence (``accepts_missing``).
+        """
+        if image is None and text is None:
+            raise InvalidRequest("send an image, a text, or both")
+        given: tuple[tuple[Modality, bytes | str | None], ...] = (("image", image), ("text", text))
+        for modality, value in given:
+            if value is None and not self.accepts_missing(modality):
+                raise ModalityRequired(
+                    f"this bundle needs the {modality}: its fusion head was not trained to "
+                    f"answer without one"
+                )
+        # The text first: checking it is cheap, decoding the image is not.
+        cleaned = None if text is None else clean_text(text, self.max_text_chars)
+        pixels = None if image is None else self.decoder(image)
+        token_ids = None if cleaned is None else self.tokenizer.encode(cleaned)
+        return PreparedItem(pixels=pixels, text=cleaned, token_ids=token_ids)
 
     def encode_images(self, pixels: np.ndarray) -> np.ndarray:
         spec = self.manifest.image_encoder
@@ -89,10 +121,13 @@ class Pipeline:
         return embeddings
 
     def text_features(self, items: Sequence[PreparedItem]) -> np.ndarray:
-        """Text embeddings for a batch: cached ones reused, each distinct miss encoded once."""
+        """Text embeddings for items that all have a text: cached ones reused, each distinct
+        miss encoded once."""
         found: dict[str, np.ndarray] = {}
         missing: dict[str, np.ndarray] = {}
         for item in items:
+            if item.text is None or item.token_ids is None:
+                raise ValueError("text_features needs items with a text")
             if item.text in found or item.text in missing:
                 continue
             cached = self.text_cache.get(item.text)
@@ -105,31 +140,83 @@ class Pipeline:
             for text, embedding in zip(missing, encoded, strict=True):
                 self.text_cache.put(text, embedding)
                 found[text] = embedding
-        return np.stack([found[item.text] for item in items])
+        return np.stack([found[item.text] for item in items if item.text is not None])
 
-    def fuse(self, image_features: np.ndarray, text_features: np.ndarray) -> np.ndarray:
-        """Class probabilities [N, classes] from the two embeddings."""
+    def head_scores(
+        self,
+        image_features: np.ndarray,
+        text_features: np.ndarray,
+        image_present: np.ndarray | None = None,
+        text_present: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """The fusion head's raw output [N, classes] (logits or probabilities, per manifest).
+
+        ``image_present``/``text_present`` are boolean [N] (default: all present); a missing
+        row's features are ignored by the head, which uses what it learned for absence.
+        """
         spec = self.manifest.fusion_head
-        (scores,) = self._head.run(
-            [spec.output],
-            {
-                spec.image_input: image_features.astype(np.float32, copy=False),
-                spec.text_input: text_features.astype(np.float32, copy=False),
-            },
-        )
-        if spec.output_type == "logits":
-            return softmax(scores)
+        feed = {
+            spec.image_input: image_features.astype(np.float32, copy=False),
+            spec.text_input: text_features.astype(np.float32, copy=False),
+        }
+        rows = len(image_features)
+        for name, present, modality in (
+            (spec.image_present, image_present, "image"),
+            (spec.text_present, text_present, "text"),
+        ):
+            if name is not None:
+                mask = np.ones(rows, dtype=bool) if present is None else present
+                feed[name] = mask.astype(np.float32).reshape(rows, 1)
+            elif present is not None and not present.all():
+                raise ModalityRequired(f"this bundle's fusion head needs the {modality}")
+        (scores,) = self._head.run([spec.output], feed)
         return np.asarray(scores, dtype=np.float32)
 
+    def probabilities(self, scores: np.ndarray) -> np.ndarray:
+        """Calibrated class probabilities from the head's output (``head_scores``)."""
+        spec = self.manifest.fusion_head
+        if spec.output_type == "logits":
+            return softmax(scores, spec.temperature)
+        return np.asarray(scores, dtype=np.float32)
+
+    def fuse(self, image_features: np.ndarray, text_features: np.ndarray) -> np.ndarray:
+        """Class probabilities [N, classes] from the two embeddings (both present)."""
+        return self.probabilities(self.head_scores(image_features, text_features))
+
     def run(self, items: Sequence[PreparedItem]) -> np.ndarray:
-        """Class probabilities for a batch of prepared items, one row per item, in order."""
-        pixels = np.stack([item.pixels for item in items])
-        image_features = self.encode_images(pixels)
-        text_features = self.text_features(items)
-        probabilities = self.fuse(image_features, text_features)
+        """Class probabilities for a batch of prepared items, one row per item, in order.
+
+        Items without an image or a text get zero features and a 0 presence flag for it; each
+        encoder runs only on the items that have its modality."""
+        image_present = np.asarray([item.pixels is not None for item in items], dtype=bool)
+        text_present = np.asarray([item.token_ids is not None for item in items], dtype=bool)
+        image_features = self._rows(
+            image_present,
+            self.manifest.image_encoder.embedding_dim,
+            lambda: self.encode_images(
+                np.stack([item.pixels for item in items if item.pixels is not None])
+            ),
+        )
+        text_features = self._rows(
+            text_present,
+            self.manifest.text_encoder.embedding_dim,
+            lambda: self.text_features([item for item in items if item.token_ids is not None]),
+        )
+        scores = self.head_scores(image_features, text_features, image_present, text_present)
+        probabilities = self.probabilities(scores)
         if probabilities.shape != (len(items), len(self.manifest.labels)):
             raise RuntimeError(
                 f"fusion head returned shape {probabilities.shape} for {len(items)} items and "
                 f"{len(self.manifest.labels)} labels"
             )
         return probabilities
+
+    @staticmethod
+    def _rows(present: np.ndarray, width: int, encode: Callable[[], np.ndarray]) -> np.ndarray:
+        """Features for the present rows (from ``encode``), zeros for the others."""
+        if present.all():
+            return encode()
+        features = np.zeros((len(present), width), dtype=np.float32)
+        if present.any():
+            features[present] = encode()
+        return features

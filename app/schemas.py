@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -44,6 +45,13 @@ class ClassifyResponse(BaseModel):
     probability: float = Field(description="Its probability.")
     predictions: list[LabelProbability] = Field(
         description="Classes sorted by probability, highest first (all, or the top_k)."
+    )
+    missing_modality: Literal["image", "text"] | None = Field(
+        default=None,
+        description=(
+            "The modality the request did not send (the head answered without it), or null "
+            "when both were sent."
+        ),
     )
     bundle: BundleRef
     timing: Timing

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from app.batching import Batcher
+from app.bundle.manifest import Modality
 from app.engine import Engine
 from app.errors import DeadlineExceeded, Overloaded, RequestError, ShuttingDown
 from app.observer import NullObserver, ServiceObserver
@@ -23,7 +24,11 @@ from app.settings import Settings
 
 
 def build_response(
-    probabilities: np.ndarray, engine: Engine, top_k: int | None, timing: Timing
+    probabilities: np.ndarray,
+    engine: Engine,
+    top_k: int | None,
+    timing: Timing,
+    missing: Modality | None = None,
 ) -> ClassifyResponse:
     manifest = engine.bundle.manifest
     predictions = rank(probabilities, manifest.labels, top_k)
@@ -31,6 +36,7 @@ def build_response(
         label=predictions[0].label,
         probability=predictions[0].probability,
         predictions=predictions,
+        missing_modality=missing,
         bundle=BundleRef(name=manifest.name, version=manifest.version),
         timing=timing,
     )
@@ -136,17 +142,19 @@ class Classifier:
             if self._in_flight == 0:
                 self._idle.set()
 
-    async def classify(self, image: bytes, text: str, top_k: int | None) -> ClassifyResponse:
+    async def classify(
+        self, image: bytes | None, text: str | None, top_k: int | None
+    ) -> ClassifyResponse:
         with self._accepted(1):
             return await self._classify(image, text, top_k)
 
     async def classify_many(
-        self, items: Sequence[tuple[bytes, str]], top_k: int | None
+        self, items: Sequence[tuple[bytes | None, str | None]], top_k: int | None
     ) -> list[ClassifyResponse | RequestError]:
         """Classify several items through the same batcher; each fails or succeeds alone."""
         with self._accepted(len(items)):
 
-            async def one(image: bytes, text: str) -> ClassifyResponse | RequestError:
+            async def one(image: bytes | None, text: str | None) -> ClassifyResponse | RequestError:
                 try:
                     return await self._classify(image, text, top_k)
                 except RequestError as error:
@@ -154,7 +162,9 @@ class Classifier:
 
             return list(await asyncio.gather(*(one(image, text) for image, text in items)))
 
-    async def _classify(self, image: bytes, text: str, top_k: int | None) -> ClassifyResponse:
+    async def _classify(
+        self, image: bytes | None, text: str | None, top_k: int | None
+    ) -> ClassifyResponse:
         loop = asyncio.get_running_loop()
         pipeline = self.engine.pipeline
         # run_in_executor does not carry the context over: copy it, so that log lines from
@@ -177,7 +187,9 @@ class Classifier:
         probabilities = await self.batcher.submit(item, remaining)
         finished = time.perf_counter()
         timing = Timing.between(started, prepared, finished)
-        response = build_response(probabilities, self.engine, top_k or self.default_top_k, timing)
+        response = build_response(
+            probabilities, self.engine, top_k or self.default_top_k, timing, item.missing
+        )
         self._observer.predicted(response.label, response.probability)
         return response
 

@@ -76,12 +76,16 @@ def test_top_k(client: TestClient) -> None:
 
 
 def test_missing_fields(client: TestClient) -> None:
+    # The tiny bundle's head has no presence inputs: it cannot answer without a modality.
     response = client.post("/classify", files={"text": (None, "a cat")})
-    _assert_error(response, 422, "invalid_request")
-    assert "'image' is required" in response.json()["error"]["message"]
+    _assert_error(response, 422, "modality_required")
+    assert "needs the image" in response.json()["error"]["message"]
     response = client.post("/classify", files={"image": ("a.png", PNG, "image/png")})
+    _assert_error(response, 422, "modality_required")
+    assert "needs the text" in response.json()["error"]["message"]
+    response = client.post("/classify", files={"top_k": (None, "2")})
     _assert_error(response, 422, "invalid_request")
-    assert "'text' is required" in response.json()["error"]["message"]
+    assert "an image, a text, or both" in response.json()["error"]["message"]
     # No body at all is not multipart/form-data.
     _assert_error(client.post("/classify"), 415, "unsupported_media_type")
 

@@ -142,7 +142,7 @@ CASES: dict[str, Case] = {
     "body-over-max-body-bytes": Case(413, "payload_too_large", _form(bytes(1100 * 1024))),
     "text-field-over-max-bytes": Case(413, "field_too_large", _form(text="y" * 3000)),
     # Text.
-    "text-empty": _text_case("", 422, "invalid_request"),
+    "text-empty": _text_case("", 422, "invalid_text"),
     "text-whitespace": _text_case(" \n\t\u3000 "),
     "text-invisible-only": _text_case("\u200d\u200b\u2060"),
     "text-over-max-chars": _text_case("word " * 60),

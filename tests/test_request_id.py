@@ -86,7 +86,10 @@ def test_accept_request_id_bounds() -> None:
 
 def test_validation_errors_carry_the_id(client: TestClient) -> None:
     response = client.post(
-        "/classify", files={"image": ("i.png", PNG, "image/png")}, headers={"X-Request-ID": "v1"}
+        "/classify",
+        files={"image": ("i.png", PNG, "image/png")},
+        data={"text": "a cat", "top_k": "many"},
+        headers={"X-Request-ID": "v1"},
     )
     _assert_envelope(response, 422, "invalid_request", "v1")
     bad_image = client.post(

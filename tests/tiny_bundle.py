@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -79,26 +80,89 @@ def text_encoder(path: Path, rng: np.random.Generator, vocab_size: int) -> None:
     _save(graph, path)
 
 
-def fusion_head(path: Path, rng: np.random.Generator, classes: int) -> None:
-    weight = rng.normal(size=(IMAGE_DIM + TEXT_DIM, classes)).astype(np.float32)
-    bias = rng.normal(size=(classes,)).astype(np.float32)
+@dataclass(frozen=True)
+class TinyHead:
+    """The tiny head's parameters, for computing expected outputs in tests."""
+
+    weight: np.ndarray  # [IMAGE_DIM + TEXT_DIM, classes]
+    bias: np.ndarray
+    null_image: np.ndarray  # [IMAGE_DIM]: used where image_present is 0
+    null_text: np.ndarray  # [TEXT_DIM]
+
+    def logits(
+        self,
+        image: np.ndarray,
+        text: np.ndarray,
+        image_present: np.ndarray | None = None,
+        text_present: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """What head.onnx computes, in numpy (presence: boolean [N], default all present)."""
+        if image_present is not None:
+            image = np.where(image_present[:, None], image, self.null_image)
+        if text_present is not None:
+            text = np.where(text_present[:, None], text, self.null_text)
+        return np.concatenate([image, text], axis=1) @ self.weight + self.bias
+
+
+def fusion_head(
+    path: Path, rng: np.random.Generator, classes: int, *, presence: bool = False
+) -> TinyHead:
+    """Concat + linear. With ``presence``, inputs ``image_present``/``text_present`` [batch, 1]
+    swap a missing modality's features for a fixed null embedding, as trained heads do."""
+    params = TinyHead(
+        weight=rng.normal(size=(IMAGE_DIM + TEXT_DIM, classes)).astype(np.float32),
+        bias=rng.normal(size=(classes,)).astype(np.float32),
+        null_image=rng.normal(size=(IMAGE_DIM,)).astype(np.float32),
+        null_text=rng.normal(size=(TEXT_DIM,)).astype(np.float32),
+    )
+    inputs = [
+        helper.make_tensor_value_info("image_features", TensorProto.FLOAT, ["batch", IMAGE_DIM]),
+        helper.make_tensor_value_info("text_features", TensorProto.FLOAT, ["batch", TEXT_DIM]),
+    ]
+    initializers = [
+        numpy_helper.from_array(params.weight, "w"),
+        numpy_helper.from_array(params.bias, "b"),
+    ]
+    nodes = []
+    image, text = "image_features", "text_features"
+    if presence:
+        initializers += [
+            numpy_helper.from_array(params.null_image[None, :], "null_image"),
+            numpy_helper.from_array(params.null_text[None, :], "null_text"),
+            numpy_helper.from_array(np.ones((1, 1), dtype=np.float32), "one"),
+        ]
+        for modality in ("image", "text"):
+            inputs.append(
+                helper.make_tensor_value_info(
+                    f"{modality}_present", TensorProto.FLOAT, ["batch", 1]
+                )
+            )
+            p = f"{modality}_present"
+            nodes += [
+                helper.make_node("Mul", [f"{modality}_features", p], [f"{modality}_kept"]),
+                helper.make_node("Sub", ["one", p], [f"{modality}_absent"]),
+                helper.make_node(
+                    "Mul", [f"null_{modality}", f"{modality}_absent"], [f"{modality}_null"]
+                ),
+                helper.make_node(
+                    "Add", [f"{modality}_kept", f"{modality}_null"], [f"{modality}_in"]
+                ),
+            ]
+        image, text = "image_in", "text_in"
+    nodes += [
+        helper.make_node("Concat", [image, text], ["both"], axis=1),
+        helper.make_node("MatMul", ["both", "w"], ["raw"]),
+        helper.make_node("Add", ["raw", "b"], ["logits"]),
+    ]
     graph = helper.make_graph(
-        [
-            helper.make_node("Concat", ["image_features", "text_features"], ["both"], axis=1),
-            helper.make_node("MatMul", ["both", "w"], ["raw"]),
-            helper.make_node("Add", ["raw", "b"], ["logits"]),
-        ],
+        nodes,
         "tiny_fusion_head",
-        [
-            helper.make_tensor_value_info(
-                "image_features", TensorProto.FLOAT, ["batch", IMAGE_DIM]
-            ),
-            helper.make_tensor_value_info("text_features", TensorProto.FLOAT, ["batch", TEXT_DIM]),
-        ],
+        inputs,
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes])],
-        [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(bias, "b")],
+        initializers,
     )
     _save(graph, path)
+    return params
 
 
 def tokenizer(path: Path) -> int:
@@ -154,11 +218,28 @@ def write_manifest(root: Path, manifest: dict[str, Any]) -> None:
 
 def make_tiny_bundle(root: Path, seed: int = 0) -> Path:
     """Write a complete valid bundle to ``root`` and return it."""
+    make_tiny_bundle_with_head(root, seed)
+    return root
+
+
+def make_tiny_bundle_with_head(
+    root: Path, seed: int = 0, *, presence: bool = False, temperature: float = 1.0
+) -> TinyHead:
+    """Write a bundle (with presence inputs and a temperature if asked) and return its head's
+    parameters. The encoders are the same as ``make_tiny_bundle``'s for the same seed."""
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     vocab_size = tokenizer(root / "tokenizer.json")
     image_encoder(root / "image.onnx", rng)
     text_encoder(root / "text.onnx", rng, vocab_size)
-    fusion_head(root / "head.onnx", rng, len(LABELS))
-    write_manifest(root, manifest_dict(root))
-    return root
+    head = fusion_head(root / "head.onnx", rng, len(LABELS), presence=presence)
+    manifest = manifest_dict(root)
+    if presence:
+        manifest["fusion_head"] |= {
+            "image_present": "image_present",
+            "text_present": "text_present",
+        }
+    if temperature != 1.0:
+        manifest["fusion_head"]["temperature"] = temperature
+    write_manifest(root, manifest)
+    return head

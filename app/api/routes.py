@@ -12,7 +12,7 @@ from app.api.errors import report_error
 from app.api.forms import expect_fields
 from app.api.request_id import current_request_id
 from app.api.state import ServiceState, Status
-from app.errors import InvalidRequest, PayloadTooLarge, RequestError
+from app.errors import InvalidRequest, InvalidText, PayloadTooLarge, RequestError
 from app.schemas import (
     BatchClassifyResponse,
     BatchItemResult,
@@ -69,7 +69,10 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
         415: (
             "The body is not multipart/form-data, or the file is not an image in an allowed format."
         ),
-        422: "Missing, unexpected or repeated field, undecodable image or invalid text.",
+        422: (
+            "Missing, unexpected or repeated field, a modality the bundle's head needs "
+            "(modality_required), undecodable image or invalid text."
+        ),
         500: "Inference failed.",
         503: (
             "The model is not loaded yet or failed to load, the service is overloaded "
@@ -95,14 +98,35 @@ async def classify(
     request: Request,
     classifier: ClassifierDep,
     settings: SettingsDep,
-    image: Annotated[UploadFile, File(description="The image (JPEG, PNG, WebP, BMP, GIF, TIFF).")],
-    text: Annotated[str, Form(description="A text description of the item.")],
+    image: Annotated[
+        UploadFile | None,
+        File(
+            description=(
+                "The image (JPEG, PNG, WebP, BMP, GIF, TIFF). May be left out if the bundle's "
+                "head accepts text alone (422 modality_required otherwise)."
+            )
+        ),
+    ] = None,
+    text: Annotated[
+        str | None,
+        Form(
+            description=(
+                "A text description of the item. May be left out if the bundle's head accepts "
+                "an image alone (422 modality_required otherwise)."
+            )
+        ),
+    ] = None,
     top_k: Annotated[
         int | None, Form(ge=1, description="Return only the k most probable classes.")
     ] = None,
 ) -> ClassifyResponse:
-    """Class probabilities for an image and its text description."""
-    data = await _read_image(image, settings.max_image_bytes)
+    """Class probabilities for an image and its text description, or for one of the two when
+    the bundle's head was trained to answer without the other (``missing_modality`` in the
+    response then says which was left out)."""
+    if text is None and "text" in await request.form():
+        # FastAPI turns an empty optional form field into None; sent empty is not left out.
+        raise InvalidText("text must not be empty; leave the field out to send no text")
+    data = None if image is None else await _read_image(image, settings.max_image_bytes)
     return await cancel_on_disconnect(request, classifier.classify(data, text, top_k))
 
 
@@ -208,6 +232,12 @@ async def info(classifier: ClassifierDep, settings: SettingsDep) -> dict[str, An
         "labels": manifest.labels,
         "image_preprocess": manifest.image_encoder.preprocess.model_dump(),
         "text": {"max_length": manifest.text_encoder.max_length},
+        "fusion_head": {
+            "output_type": manifest.fusion_head.output_type,
+            "temperature": manifest.fusion_head.temperature,
+            "accepts_image_only": manifest.fusion_head.accepts_missing("text"),
+            "accepts_text_only": manifest.fusion_head.accepts_missing("image"),
+        },
         "providers": engine.providers,
         "stats": classifier.stats(),
         "settings": settings.model_dump(

@@ -32,6 +32,7 @@ def _check_relative(value: str) -> str:
 Sha256 = Annotated[str, AfterValidator(_check_sha256)]
 RelPath = Annotated[str, AfterValidator(_check_relative)]
 TensorName = Annotated[str, Field(min_length=1)]
+Modality = Literal["image", "text"]
 
 
 class _Strict(BaseModel):
@@ -95,10 +96,37 @@ class TextEncoder(FileRef):
 
 
 class FusionHead(FileRef):
+    """The classifier over the two embeddings.
+
+    A head trained to cope with a missing modality names a presence input for it
+    (``image_present`` / ``text_present``: float32 ``[batch, 1]``, 1 when the modality is there,
+    0 when not); the service then accepts requests without that modality, feeding zeros as its
+    features and 0 as its presence. ``temperature`` divides the logits before the softmax
+    (temperature scaling fitted on validation data); it applies to ``logits`` heads only.
+    """
+
     image_input: TensorName
     text_input: TensorName
     output: TensorName
     output_type: Literal["logits", "probabilities"] = "logits"
+    image_present: TensorName | None = None
+    text_present: TensorName | None = None
+    temperature: float = Field(default=1.0, gt=0.0, le=100.0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _check(self) -> FusionHead:
+        if self.temperature != 1.0 and self.output_type != "logits":
+            raise ValueError("temperature applies to output_type 'logits' only")
+        names = [self.image_input, self.text_input, self.image_present, self.text_present]
+        given = [name for name in names if name is not None]
+        if len(set(given)) != len(given):
+            raise ValueError("image_input, text_input and the presence inputs must differ")
+        return self
+
+    def accepts_missing(self, modality: Modality) -> bool:
+        """Whether the head was built to answer without ``modality``."""
+        present = self.image_present if modality == "image" else self.text_present
+        return present is not None
 
 
 class Manifest(_Strict):

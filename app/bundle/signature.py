@@ -109,7 +109,15 @@ def check_signatures(
         [None, tspec.embedding_dim],
         "input",
     )
-    _check_inputs_covered("fusion_head", head, {hspec.image_input, hspec.text_input})
+    presence = {
+        "fusion_head.image_present": hspec.image_present,
+        "fusion_head.text_present": hspec.text_present,
+    }
+    for field, name in presence.items():
+        if name is not None:
+            _check_tensor(field, name, head_inputs, [None, 1], "input")
+    head_named = {hspec.image_input, hspec.text_input} | {n for n in presence.values() if n}
+    _check_inputs_covered("fusion_head", head, head_named)
     head_outputs = _shapes(head.get_outputs())
     _check_tensor("fusion_head.output", hspec.output, head_outputs, [None, None], "output")
     width = head_outputs[hspec.output][1]
