@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from app.bundle.manifest import Modality
 from app.errors import FusionServeError
 from app.pipeline import Pipeline
 from models import metrics
@@ -33,7 +34,7 @@ from models.features import DEFAULT_CACHE_DIR, FeatureError, FeatureExtractor, F
 
 HEAD_CHUNK = 4096
 # (key, title, image present, text present, modality the head must do without)
-ABLATION = (
+ABLATION: tuple[tuple[str, str, bool, bool, Modality | None], ...] = (
     ("fused", "Fused (image + text)", True, True, None),
     ("image_only", "Image only", True, False, "text"),
     ("text_only", "Text only", False, True, "image"),
@@ -226,7 +227,10 @@ def evaluate(
             "head_sha256": head.sha256,
             "output_type": head.output_type,
             "temperature": head.temperature,
-            "accepts_missing": {m: pipeline.accepts_missing(m) for m in ("image", "text")},
+            "accepts_missing": {
+                "image": pipeline.accepts_missing("image"),
+                "text": pipeline.accepts_missing("text"),
+            },
         },
         "dataset": {
             "path": str(dataset_path),
