@@ -48,7 +48,7 @@ def ablation_table(report: dict[str, Any]) -> str:
                 (row["title"], _num(row["accuracy"]), _num(row["macro_f1"]), _num(row["ece"]))
             )
         else:
-            rows.append((row["title"], row["note"], row["note"], row["note"]))
+            rows.append((row["title"], row["note"], "—", "—"))
     return table(("Input", "Accuracy", "Macro F1", "ECE"), rows, "lrrr")
 
 
@@ -61,6 +61,11 @@ def calibration_table(report: dict[str, Any]) -> str:
             [("as served", _num(served["ece"]), _num(served["nll"]))],
             "lrr",
         )
+    note = (
+        "The bundle's temperature is 1: the served probabilities are the unscaled softmax.\n\n"
+        if calibration["temperature"] == 1.0
+        else ""
+    )
     rows = [
         (title, f"{entry['temperature']:g}", _num(entry["ece"]), _num(entry["nll"]))
         for title, entry in (
@@ -68,7 +73,7 @@ def calibration_table(report: dict[str, Any]) -> str:
             ("After scaling (as served)", calibration["after"]),
         )
     ]
-    return table(("Probabilities", "Temperature", "ECE", "NLL"), rows, "lrrr")
+    return note + table(("Probabilities", "Temperature", "ECE", "NLL"), rows, "lrrr")
 
 
 def per_class_table(report: dict[str, Any]) -> str:
