@@ -1,4 +1,4 @@
-"""``fusionserve`` command line: serve, predict, build-default-bundle."""
+"""``fusionserve`` command line: serve, predict, build-default-bundle, evaluate."""
 
 from __future__ import annotations
 
@@ -111,6 +111,22 @@ def _build_default_bundle(args: argparse.Namespace) -> int:
     return subprocess.call(command)
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    # models/ (scikit-learn, matplotlib) stays out of CLI and server processes: the evaluation
+    # runs in a child process, like build-default-bundle.
+    if importlib.util.find_spec("models.evaluate") is None:
+        print("models/ is not importable: run from the repository checkout", file=sys.stderr)
+        return 2
+    command = [sys.executable, "-m", "models.evaluate"]
+    for option in ("bundle", "dataset", "out", "image_root", "split", "bins", "cache_dir"):
+        value = getattr(args, option)
+        if value is not None:
+            command += [f"--{option.replace('_', '-')}", str(value)]
+    if args.no_progress:
+        command.append("--no-progress")
+    return subprocess.call(command)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fusionserve", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -136,6 +152,24 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--out", type=Path, default=Path("models/default"))
     build.add_argument("--skip-existing", action="store_true", help="reuse exported encoders")
     build.set_defaults(handler=_build_default_bundle)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="score a bundle on a labelled dataset (runs: python -m models.evaluate)",
+    )
+    evaluate.add_argument("--bundle", type=Path, required=True, help="bundle directory")
+    evaluate.add_argument("--dataset", type=Path, required=True, help="CSV or JSONL dataset")
+    evaluate.add_argument("--out", type=Path, required=True, help="folder for the report")
+    evaluate.add_argument("--image-root", type=Path, help="default: the dataset file's folder")
+    evaluate.add_argument(
+        "--split",
+        choices=["train", "val", "test", "all"],
+        help="default: test if the dataset has test rows, else all",
+    )
+    evaluate.add_argument("--bins", type=int, help="calibration bins (default 15)")
+    evaluate.add_argument("--cache-dir", type=Path, help="default: models/.cache/features")
+    evaluate.add_argument("--no-progress", action="store_true", help="no progress bars")
+    evaluate.set_defaults(handler=_evaluate)
     return parser
 
 
