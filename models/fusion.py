@@ -93,8 +93,10 @@ class FusionHead(nn.Module):
 
     def fuse(self, image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         if self.strategy == "concat":
-            return self.joint(torch.cat([image, text], dim=1))
-        z_image, z_text = self.image_projection(image), self.text_projection(text)
+            joint: torch.Tensor = self.joint(torch.cat([image, text], dim=1))
+            return joint
+        z_image: torch.Tensor = self.image_projection(image)
+        z_text: torch.Tensor = self.text_projection(text)
         if self.strategy == "mean":
             return (z_image + z_text) * 0.5
         if self.strategy == "max":
@@ -102,7 +104,7 @@ class FusionHead(nn.Module):
         if self.strategy == "weighted":
             weights = torch.softmax(self.modality_logits, dim=0)
             return weights[0] * z_image + weights[1] * z_text
-        gate = torch.sigmoid(self.gate(torch.cat([z_image, z_text], dim=1)))
+        gate: torch.Tensor = torch.sigmoid(self.gate(torch.cat([z_image, z_text], dim=1)))
         return gate * z_image + (1.0 - gate) * z_text
 
     def forward(
@@ -113,7 +115,8 @@ class FusionHead(nn.Module):
         text_present: torch.Tensor,
     ) -> torch.Tensor:
         image, text = self.embeddings(image_features, text_features, image_present, text_present)
-        return self.classifier(self.fuse(image, text)).to(torch.float32)
+        logits: torch.Tensor = self.classifier(self.fuse(image, text))
+        return logits.to(torch.float32)
 
     def modality_weights(self) -> list[float] | None:
         """The learned (image, text) weights of a ``weighted`` head, else None."""

@@ -152,7 +152,8 @@ def head_logits(
             flags(image_present),
             flags(text_present),
         )
-    return logits.numpy()
+    result: np.ndarray = logits.numpy()
+    return result
 
 
 def fused_loss(head: FusionHead, data: FeatureSet) -> float:

@@ -77,12 +77,16 @@ def staged_bundle(out: Path, base_bundle: Path, force: bool) -> Iterator[Path]:
 
 
 def link_or_copy(source: Path, target: Path) -> None:
-    """Hard-link ``source`` to ``target`` (same file system), else copy it."""
+    """Hard-link ``source`` (symlinks resolved) to ``target`` (same file system), else copy it.
+
+    Resolving first matters: ``link`` on a symlink links the symlink itself, and a relative
+    one would then point elsewhere from the new bundle."""
     target.parent.mkdir(parents=True, exist_ok=True)
+    real = source.resolve(strict=True)
     try:
-        os.link(source, target)
+        os.link(real, target)
     except OSError:
-        shutil.copy2(source, target)
+        shutil.copy2(real, target)
 
 
 def copy_encoders(base: Manifest, base_dir: Path, target: Path) -> list[str]:

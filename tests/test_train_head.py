@@ -19,6 +19,7 @@ from app.main import create_app
 from models import train_head
 from models.dataset import load_dataset
 from models.features import FeatureExtractor, load_engine
+from models.head_bundle import link_or_copy
 from models.head_data import TrainingDataError
 from models.metrics import fit_temperature, softmax
 from tests.conftest import make_settings, wait_ready
@@ -241,3 +242,15 @@ def test_cli_reports_a_dataset_error_without_traceback(
     assert "line 3: field 'label': 'bird' is not in the labels" in err
     assert "Traceback" not in err
     assert not out.exists()
+
+
+def test_encoders_are_linked_as_files_even_through_relative_symlinks(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "model.onnx").write_bytes(b"weights")
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "model.onnx").symlink_to("../real/model.onnx")
+    target = tmp_path / "new" / "model.onnx"
+    link_or_copy(tmp_path / "base" / "model.onnx", target)
+    assert not target.is_symlink()
+    assert target.read_bytes() == b"weights"
+    assert target.stat().st_ino == (tmp_path / "real" / "model.onnx").stat().st_ino
