@@ -244,6 +244,12 @@ def test_cli_reports_a_dataset_error_without_traceback(
     assert not out.exists()
 
 
+def test_other_commands_still_reject_unknown_options() -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["predict", "--bogus"])
+    assert exc.value.code == 2
+
+
 def test_encoders_are_linked_as_files_even_through_relative_symlinks(tmp_path: Path) -> None:
     (tmp_path / "real").mkdir()
     (tmp_path / "real" / "model.onnx").write_bytes(b"weights")
