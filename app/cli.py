@@ -1,4 +1,4 @@
-"""``fusionserve`` command line: serve, predict, build-default-bundle, evaluate."""
+"""``fusionserve`` command line: serve, predict, build-default-bundle, train-head, evaluate."""
 
 from __future__ import annotations
 
@@ -100,31 +100,30 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _build_default_bundle(args: argparse.Namespace) -> int:
-    # Export needs torch; it runs in a child process so no CLI or server process imports it.
-    if importlib.util.find_spec("models.build_default_bundle") is None:
+def _run_models_module(module: str, arguments: list[str]) -> int:
+    # Export and training need torch; they run in a child process so that no CLI or server
+    # process imports it.
+    if importlib.util.find_spec(module) is None:
         print("models/ is not importable: run from the repository checkout", file=sys.stderr)
         return 2
-    command = [sys.executable, "-m", "models.build_default_bundle", "--out", str(args.out)]
+    return subprocess.call([sys.executable, "-m", module, *arguments])
+
+
+def _build_default_bundle(args: argparse.Namespace) -> int:
+    arguments = ["--out", str(args.out)]
     if args.skip_existing:
-        command.append("--skip-existing")
-    return subprocess.call(command)
+        arguments.append("--skip-existing")
+    return _run_models_module("models.build_default_bundle", arguments)
+
+
+def _train_head(args: argparse.Namespace) -> int:
+    # Every option (and --help) belongs to models.train_head, which parses them.
+    return _run_models_module("models.train_head", args.passthrough)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    # models/ (scikit-learn, matplotlib) stays out of CLI and server processes: the evaluation
-    # runs in a child process, like build-default-bundle.
-    if importlib.util.find_spec("models.evaluate") is None:
-        print("models/ is not importable: run from the repository checkout", file=sys.stderr)
-        return 2
-    command = [sys.executable, "-m", "models.evaluate"]
-    for option in ("bundle", "dataset", "out", "image_root", "split", "bins", "cache_dir"):
-        value = getattr(args, option)
-        if value is not None:
-            command += [f"--{option.replace('_', '-')}", str(value)]
-    if args.no_progress:
-        command.append("--no-progress")
-    return subprocess.call(command)
+    # models/ (scikit-learn, matplotlib) stays out of CLI and server processes too.
+    return _run_models_module("models.evaluate", args.passthrough)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -153,28 +152,31 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--skip-existing", action="store_true", help="reuse exported encoders")
     build.set_defaults(handler=_build_default_bundle)
 
+    train = commands.add_parser(
+        "train-head",
+        help="train a fusion head on a labelled dataset and write a new bundle "
+        "(options: fusionserve train-head --help)",
+        add_help=False,
+    )
+    train.set_defaults(handler=_train_head, passes_through=True)
+
     evaluate = commands.add_parser(
         "evaluate",
-        help="score a bundle on a labelled dataset (runs: python -m models.evaluate)",
+        help="score a bundle on a labelled dataset and write a report "
+        "(options: fusionserve evaluate --help)",
+        add_help=False,
     )
-    evaluate.add_argument("--bundle", type=Path, required=True, help="bundle directory")
-    evaluate.add_argument("--dataset", type=Path, required=True, help="CSV or JSONL dataset")
-    evaluate.add_argument("--out", type=Path, required=True, help="folder for the report")
-    evaluate.add_argument("--image-root", type=Path, help="default: the dataset file's folder")
-    evaluate.add_argument(
-        "--split",
-        choices=["train", "val", "test", "all"],
-        help="default: test if the dataset has test rows, else all",
-    )
-    evaluate.add_argument("--bins", type=int, help="calibration bins (default 15)")
-    evaluate.add_argument("--cache-dir", type=Path, help="default: models/.cache/features")
-    evaluate.add_argument("--no-progress", action="store_true", help="no progress bars")
-    evaluate.set_defaults(handler=_evaluate)
+    evaluate.set_defaults(handler=_evaluate, passes_through=True)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, unknown = parser.parse_known_args(argv)
+    if getattr(args, "passes_through", False):
+        args.passthrough = unknown
+    elif unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         code: int = args.handler(args)
     except FusionServeError as exc:

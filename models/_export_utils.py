@@ -81,6 +81,8 @@ def legacy_exporter_warnings_silenced() -> Iterator[None]:
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
         warnings.filterwarnings("ignore", message=".*Constant folding - Only steps=1.*")
         warnings.filterwarnings("ignore", category=_tracer_warning())
+        # The exporter calls its own deprecated logging helper (torch 2.13).
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx\.")
         yield
 
 
