@@ -134,8 +134,8 @@ def text_suffix(text: str) -> bytes:
 
 
 def _texts(count: int, rng: np.random.Generator) -> list[str]:
-    """``count`` distinct descriptions (the generator's space is ~25k texts, so it repeats
-    often; duplicates are skipped so that no text reaches a server twice)."""
+    """``count`` distinct descriptions (the generator repeats texts now and then;
+    duplicates are skipped so that no text reaches a server twice)."""
     from models.fashion_texts import describe
 
     texts: dict[str, None] = {}

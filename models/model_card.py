@@ -94,12 +94,26 @@ def _recipe(recipe: dict[str, Any]) -> str:
 def _distractors() -> str:
     occasions = ", ".join(f'"{o}"' for o in fashion_texts.OCCASIONS)
     text = (
-        f"3. Colour ({', '.join(fashion_texts.COLOURS)}), material "
+        f"4. Colour ({', '.join(fashion_texts.COLOURS)}), material "
         f"({', '.join(fashion_texts.MATERIALS)}), style ({', '.join(fashion_texts.STYLES)}) and "
         f"occasion ({occasions}) are drawn uniformly, independently of the class: they are "
         "distractors."
     )
     return textwrap.fill(text, width=_WIDTH, break_on_hyphens=False, subsequent_indent="   ")
+
+
+def _hints() -> str:
+    p, wrong = fashion_texts.HINT_PROBABILITY, fashion_texts.WRONG_HINT_PROBABILITY
+    text = (
+        f"3. Each of {fashion_texts.HINT_SLOTS} hint slots carries, with probability {p:.0%}, "
+        "one attribute hint (repeats shown once). The hint comes from the true class's list, "
+        f"or with probability {wrong:.0%} from another class's (of the same group; any class "
+        "for one-class groups), drawn uniformly:"
+    )
+    lines = [textwrap.fill(text, width=_WIDTH, break_on_hyphens=False, subsequent_indent="   ")]
+    for label, hints in zip(LABELS, fashion_texts.HINTS, strict=True):
+        lines.append(f"   - {label}: {', '.join(hints)}")
+    return "\n".join(lines)
 
 
 def render(report: dict[str, Any]) -> str:
@@ -119,6 +133,8 @@ def render(report: dict[str, Any]) -> str:
         seed=report["seed"],
         noise_pct=f"{noise:.0%}",
         groups=_group_list(),
+        hints=_hints(),
+        no_hint=f"{(1 - fashion_texts.HINT_PROBABILITY) ** fashion_texts.HINT_SLOTS:.0%}",
         distractors=_distractors(),
         templates="\n".join(f"   - `{t}`" for t in fashion_texts.TEMPLATES),
         bayes=f"{fashion_texts.bayes_text_accuracy():.2f}",
@@ -172,21 +188,24 @@ Fashion-MNIST has no text, so every image gets a synthetic description from
 `models/fashion_texts.py`. The texts are **deliberately only partly informative**, like noisy
 marketplace titles:
 
-1. Each class belongs to a coarse group; the text names only the group, through one of four
+1. Each class belongs to a coarse group; the text names the group through one of four
    synonyms drawn uniformly and independently of the fine class:
 {groups}
 2. With probability {noise_pct} the stated group is replaced by one of the other four groups,
    drawn uniformly (a wrong, "noisy seller" title).
+{hints}
 {distractors}
-4. One of these templates is drawn uniformly and filled in:
+5. One of these templates is drawn uniformly and filled in (the hints, if any, stand before
+   the noun):
 {templates}
 
-The text therefore depends on the class only through its group. With balanced classes no
-classifier can exceed **{bayes}** accuracy from the text alone (the group is right 90% of the
-time; it cannot separate the 4 top classes or the 3 footwear classes). The text-only head
-reaches **{text_acc}** on the test split, so the texts are as informative as designed and no
-more. Fine distinctions (shirt vs T-shirt vs pullover vs coat, sandal vs sneaker vs ankle
-boot) must come from the image.
+No text names a class or an obvious synonym ("shirt", "coat", "sneaker", "boot", ...). The
+text depends on the class only through the stated group and the hints. With balanced classes
+no classifier can exceed **{bayes}** accuracy from the text alone (computed exactly from the
+scheme's probabilities). The text-only head reaches **{text_acc}** on the test split. About
+{no_hint} of the titles carry no hint, hints are shared between classes and sometimes wrong, so fine
+distinctions (shirt vs T-shirt vs pullover vs coat, sandal vs sneaker vs ankle boot) still
+rest mostly on the image.
 
 ## Training
 

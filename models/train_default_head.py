@@ -39,8 +39,9 @@ from models._export_utils import (
     staged_output,
 )
 from models.embeddings import ImageEmbedder, TextEmbedder
+from models.fashion_dataset import source_texts, split_indices
 from models.fashion_mnist import DEFAULT_DATA_DIR, LABELS, load_split
-from models.fashion_texts import GROUP_OF_LABEL, describe_all, group_named_in
+from models.fashion_texts import GROUP_OF_LABEL, group_named_in
 from models.heads import Head, Recipe, TrainResult, predict_proba, train_head
 from models.samples import write_samples
 
@@ -52,8 +53,6 @@ MODALITIES: dict[str, set[str]] = {
     "text_only": {"text"},
     "fused": {"image", "text"},
 }
-# Independent random streams derived from --seed, so changing one use never shifts another.
-_STREAM_SPLIT, _STREAM_TRAIN_TEXTS, _STREAM_TEST_TEXTS = 0, 1, 2
 
 
 @dataclass
@@ -76,28 +75,14 @@ def _log(message: str) -> None:
     print(message, flush=True)
 
 
-def _rng(seed: int, stream: int) -> np.random.Generator:
-    return np.random.default_rng([seed, stream])
-
-
-def split_indices(total: int, val_size: int, train_limit: int, seed: int) -> dict[str, np.ndarray]:
-    order = _rng(seed, _STREAM_SPLIT).permutation(total)
-    if val_size + train_limit > total:
-        raise SystemExit(f"--val-size + --train-limit must be at most {total}")
-    return {
-        "train": np.sort(order[val_size : val_size + train_limit]),
-        "val": np.sort(order[:val_size]),
-    }
-
-
 def load_splits(args: argparse.Namespace) -> dict[str, Split]:
     """Images, labels, texts and embeddings of the train, val and test splits."""
     bundle_dir: Path = args.bundle_dir
     train_images, train_labels = load_split("train", args.data_dir)
     test_images, test_labels = load_split("t10k", args.data_dir)
     # Texts are drawn for the whole source file, so an image's text never depends on the subset.
-    train_texts = describe_all(train_labels, _rng(args.seed, _STREAM_TRAIN_TEXTS))
-    test_texts = describe_all(test_labels, _rng(args.seed, _STREAM_TEST_TEXTS))
+    train_texts = source_texts("train", train_labels, args.seed)
+    test_texts = source_texts("t10k", test_labels, args.seed)
     chosen = split_indices(len(train_labels), args.val_size, args.train_limit, args.seed)
     chosen["test"] = np.arange(len(test_labels))
     sources = {

@@ -1,0 +1,197 @@
+"""Measure how informative the generated texts are, with plain logistic-regression probes.
+
+Usage: ``python -m models.probe_texts [--old-rev REV] [--seed 0] [--out FILE]``
+
+Same data as ``models.train_default_head``: ``split_indices`` (val 5000, train 20000 from the
+training file) and the whole t10k file as test; texts drawn for the whole source files with
+the same seeded streams (``models.fashion_dataset.source_texts``). Features: the bundle's
+image encoder output, L2-normalised, and the text encoder's (unit) sentence embedding, both
+through the embedding cache. Three scikit-learn ``LogisticRegression`` probes, C picked on
+val from a small grid: image only, text only, and the concatenation [image | text]. With
+``--old-rev`` the texts of ``models/fashion_texts.py`` as of that git revision are probed too,
+side by side. Prints a table and writes a JSON file (default
+``models/.cache/probe_texts.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import time
+import types
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score
+
+from models import build_default_bundle as bundle
+from models import fashion_texts
+from models.embeddings import CACHE_DIR, ImageEmbedder, TextEmbedder
+from models.fashion_dataset import (
+    STREAM_TEST_TEXTS,
+    STREAM_TRAIN_TEXTS,
+    split_indices,
+    stream,
+)
+from models.fashion_mnist import DEFAULT_DATA_DIR, load_split
+
+C_GRID: dict[str, tuple[float, ...]] = {
+    "image_only": (3.0, 10.0, 30.0),
+    "text_only": (0.3, 1.0, 3.0, 10.0),
+    "fused": (3.0, 10.0, 30.0),
+}
+SPLITS = ("train", "val", "test")
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _log(message: str) -> None:
+    print(message, flush=True)
+
+
+@dataclass
+class Split:
+    source: str  # Fashion-MNIST file: "train" or "t10k"
+    indices: np.ndarray
+    labels: np.ndarray
+    image: np.ndarray  # L2-normalised image features
+
+
+@dataclass
+class Data:
+    labels: dict[str, np.ndarray]  # all labels of each source file
+    splits: dict[str, Split]
+
+
+def load_data(args: argparse.Namespace) -> Data:
+    files = {source: load_split(source, args.data_dir) for source in ("train", "t10k")}
+    chosen = split_indices(len(files["train"][1]), args.val_size, args.train_limit, args.seed)
+    chosen["test"] = np.arange(len(files["t10k"][1]))
+    embedder = ImageEmbedder(args.bundle_dir / bundle.IMAGE_ENCODER_FILE, args.image_cache)
+    splits = {}
+    for name in SPLITS:
+        source = "t10k" if name == "test" else "train"
+        images, labels = files[source]
+        features = embedder.embed(source, images, chosen[name])
+        features /= np.linalg.norm(features, axis=1, keepdims=True)
+        splits[name] = Split(source, chosen[name], labels[chosen[name]], features)
+    return Data({source: labels for source, (_, labels) in files.items()}, splits)
+
+
+def scheme_at(rev: str) -> types.ModuleType:
+    """``models/fashion_texts.py`` as of git revision ``rev``, loaded as a module."""
+    source = subprocess.run(
+        ["git", "show", f"{rev}:models/fashion_texts.py"],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    module = types.ModuleType(f"fashion_texts_at_{rev}")
+    exec(compile(source, f"{rev}:models/fashion_texts.py", "exec"), module.__dict__)
+    return module
+
+
+def fit_probe(
+    features: dict[str, np.ndarray], labels: dict[str, np.ndarray], grid: tuple[float, ...]
+) -> dict[str, float]:
+    """One probe per C on train; the best on val, with its val and test accuracy."""
+    best: dict[str, float] = {}
+    for c in grid:
+        started = time.perf_counter()
+        probe = LogisticRegression(C=c, max_iter=3000).fit(features["train"], labels["train"])
+        val = float(accuracy_score(labels["val"], probe.predict(features["val"])))
+        _log(f"    C={c:g}: val {val:.4f} ({time.perf_counter() - started:.0f} s)")
+        if not best or val > best["val"]:
+            test = float(accuracy_score(labels["test"], probe.predict(features["test"])))
+            best = {"C": c, "val": val, "test": test}
+    return best
+
+
+def probe_scheme(
+    scheme: types.ModuleType, data: Data, embedder: TextEmbedder, seed: int
+) -> dict[str, Any]:
+    """Text-only and fused probes on the texts of one ``fashion_texts`` scheme."""
+    streams = {"train": STREAM_TRAIN_TEXTS, "t10k": STREAM_TEST_TEXTS}
+    texts = {
+        source: scheme.describe_all(labels, stream(seed, streams[source]))
+        for source, labels in data.labels.items()
+    }
+    labels = {name: split.labels for name, split in data.splits.items()}
+    text = {
+        name: embedder.embed([texts[split.source][i] for i in split.indices])
+        for name, split in data.splits.items()
+    }
+    fused = {name: np.hstack([split.image, text[name]]) for name, split in data.splits.items()}
+    results: dict[str, Any] = {"bayes_text_accuracy": float(scheme.bayes_text_accuracy())}
+    for probe, features in (("text_only", text), ("fused", fused)):
+        _log(f"  {probe}")
+        results[probe] = fit_probe(features, labels, C_GRID[probe])
+    results["example_test_texts"] = texts["t10k"][:8]
+    return results
+
+
+def table(results: dict[str, Any]) -> str:
+    image = results["image_only"]["test"]
+    rows = [
+        "| Texts | Image only | Text only | Fused | Fused - image | Bayes text |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, scheme in results["schemes"].items():
+        text, fused = scheme["text_only"]["test"], scheme["fused"]["test"]
+        rows.append(
+            f"| {name} | {image:.4f} | {text:.4f} | {fused:.4f} | "
+            f"{(fused - image) * 100:+.2f} pts | {scheme['bayes_text_accuracy']:.4f} |"
+        )
+    return "\n".join(rows)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Probe the generated texts' informativeness.")
+    parser.add_argument("--old-rev", help="also probe fashion_texts.py as of this git revision")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--train-limit", type=int, default=20000)
+    parser.add_argument("--val-size", type=int, default=5000)
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--bundle-dir", type=Path, default=bundle.DEFAULT_DIR)
+    parser.add_argument("--image-cache", type=Path, default=CACHE_DIR)
+    parser.add_argument("--text-cache", type=Path, default=CACHE_DIR)
+    parser.add_argument("--out", type=Path, default=CACHE_DIR / "probe_texts.json")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    data = load_data(args)
+    embedder = TextEmbedder(
+        args.bundle_dir / bundle.TEXT_ENCODER_FILE,
+        args.bundle_dir / bundle.TOKENIZER_FILE,
+        args.text_cache,
+    )
+    labels = {name: split.labels for name, split in data.splits.items()}
+    _log("image_only")
+    image = {name: split.image for name, split in data.splits.items()}
+    results: dict[str, Any] = {
+        "seed": args.seed,
+        "sizes": {name: len(split.indices) for name, split in data.splits.items()},
+        "image_only": fit_probe(image, labels, C_GRID["image_only"]),
+        "schemes": {},
+    }
+    schemes = {"current": fashion_texts}
+    if args.old_rev:
+        schemes = {f"at {args.old_rev}": scheme_at(args.old_rev), **schemes}
+    for name, scheme in schemes.items():
+        _log(f"texts: {name}")
+        results["schemes"][name] = probe_scheme(scheme, data, embedder, args.seed)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    _log(table(results))
+    _log(f"- wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
