@@ -38,19 +38,25 @@ TEXT_ENCODER_FILE = "text_encoder.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 FUSION_HEAD_FILE = "fusion_head.onnx"
 MODEL_CARD_FILE = "model_card.md"
-COMMITTED_FILES = (FUSION_HEAD_FILE, MODEL_CARD_FILE)
-
-HEAD_IMAGE_INPUT = "image_features"
-HEAD_TEXT_INPUT = "text_features"
-HEAD_OUTPUT = "logits"
+REPORT_FILE = "training_report.json"
+EVALUATION_FILE = "evaluation.json"
+EVALUATION_FIGURES = ("confusion_matrix.png", "reliability_diagram.png")
+COMMITTED_FILES = (
+    FUSION_HEAD_FILE,
+    MODEL_CARD_FILE,
+    REPORT_FILE,
+    EVALUATION_FILE,
+    *EVALUATION_FIGURES,
+)
 
 NAME = "fashion-mnist-effnet-minilm"
-VERSION = "1.0.0"
+VERSION = "2.0.0"
 DESCRIPTION = (
     "Fashion-MNIST 10-class classifier fusing EfficientNet-Lite0 image features (ImageNet "
     "weights) with all-MiniLM-L6-v2 sentence embeddings of a product description, via a "
-    "linear fusion head. Demo bundle: the descriptions it was trained on are synthetic and "
-    "only name a coarse product group; see model_card.md."
+    "fusion head trained with `fusionserve train-head` (temperature-scaled; it also answers "
+    "image-only and text-only requests). Demo bundle: the descriptions it was trained on are "
+    "synthetic; see model_card.md."
 )
 
 
@@ -93,18 +99,35 @@ def copy_committed_files(out_dir: Path) -> None:
         _log(f"- copied {name} from {DEFAULT_DIR}")
 
 
+def trained_manifest() -> dict[str, Any]:
+    """The manifest ``train-head`` wrote for the committed head (in ``training_report.json``).
+
+    Its labels and ``fusion_head`` section (tensor names, presence inputs, temperature) are
+    taken as they are; the encoder sections are rebuilt here from the export constants."""
+    path = DEFAULT_DIR / REPORT_FILE
+    if not path.is_file():
+        raise ExportError(f"{path} is missing: it is committed with the head")
+    manifest: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))["manifest"]
+    if manifest["labels"] != list(LABELS):
+        raise ExportError(f"{path}: the head's labels are not Fashion-MNIST's, in order")
+    if manifest["fusion_head"]["file"] != FUSION_HEAD_FILE:
+        raise ExportError(f"{path}: the head file is not {FUSION_HEAD_FILE}")
+    return manifest
+
+
 def manifest_dict(out_dir: Path) -> dict[str, Any]:
     """The manifest for the files now in ``out_dir``, hashes included."""
 
     def digest(name: str) -> str:
         return sha256_file(out_dir / name)
 
+    trained = trained_manifest()
     return {
         "schema_version": 1,
         "name": NAME,
         "version": VERSION,
         "description": DESCRIPTION,
-        "labels": list(LABELS),
+        "labels": trained["labels"],
         "image_encoder": {
             "file": IMAGE_ENCODER_FILE,
             "sha256": digest(IMAGE_ENCODER_FILE),
@@ -124,14 +147,8 @@ def manifest_dict(out_dir: Path) -> dict[str, Any]:
             "output": text_export.OUTPUT_NAME,
             "embedding_dim": text_export.EMBEDDING_DIM,
         },
-        "fusion_head": {
-            "file": FUSION_HEAD_FILE,
-            "sha256": digest(FUSION_HEAD_FILE),
-            "image_input": HEAD_IMAGE_INPUT,
-            "text_input": HEAD_TEXT_INPUT,
-            "output": HEAD_OUTPUT,
-            "output_type": "logits",
-        },
+        # What train-head decided (presence inputs, temperature), with this file's hash.
+        "fusion_head": trained["fusion_head"] | {"sha256": digest(FUSION_HEAD_FILE)},
         "model_card": MODEL_CARD_FILE,
     }
 
