@@ -143,11 +143,33 @@ class FeatureExtractor:
 
     def extract(self, examples: Sequence[Example]) -> Features:
         """Features of ``examples``, in order; only rows not in the cache are computed."""
-        pipeline = self.engine.pipeline
         image_keys = [_file_digest(example.image) for example in examples]
         texts = [self._clean(example) for example in examples]
         todo = _first_missing(zip(image_keys, examples, strict=True), self._images)
         self._embed_images(todo)
+        return Features(
+            image=np.stack([self._row(self._images, key) for key in image_keys]),
+            text=self._embed_texts(texts),
+        )
+
+    def texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Text features of ``texts`` alone, in order, exactly as ``extract`` computes them."""
+        return self._embed_texts(
+            [self._clean_text(text, f"text {i}") for i, text in enumerate(texts)]
+        )
+
+    def _clean(self, example: Example) -> str:
+        return self._clean_text(example.text, f"{_where(example)}: field 'text'")
+
+    def _clean_text(self, text: str, where: str) -> str:
+        try:
+            return clean_text(text, self.engine.pipeline.max_text_chars)
+        except RequestError as exc:
+            raise FeatureError(f"{where}: {exc.message}") from None
+
+    def _embed_texts(self, texts: list[str]) -> np.ndarray:
+        """Rows of cleaned ``texts``; each one not cached is encoded alone (a batch of one)."""
+        pipeline = self.engine.pipeline
         for_text = _first_missing(((t, t) for t in texts), self._texts)
         with self._bar(len(for_text), "texts") as bar:
             for text, _ in for_text:
@@ -155,16 +177,7 @@ class FeatureExtractor:
                 self._texts.put(text, pipeline.encode_texts([token_ids])[0])
                 bar.update(1)
         self._texts.flush()
-        return Features(
-            image=np.stack([self._row(self._images, key) for key in image_keys]),
-            text=np.stack([self._row(self._texts, text) for text in texts]),
-        )
-
-    def _clean(self, example: Example) -> str:
-        try:
-            return clean_text(example.text, self.engine.pipeline.max_text_chars)
-        except RequestError as exc:
-            raise FeatureError(f"{_where(example)}: field 'text': {exc.message}") from None
+        return np.stack([self._row(self._texts, text) for text in texts])
 
     def _decode(self, example: Example) -> np.ndarray:
         try:
@@ -200,7 +213,10 @@ class FeatureExtractor:
 
     def _bar(self, total: int, unit: str) -> tqdm[None]:
         return tqdm(
-            total=total, unit=unit[:-1], desc=f"embedding {unit}", disable=not self.progress
+            total=total,
+            unit=unit[:-1],
+            desc=f"embedding {unit}",
+            disable=not self.progress or total == 0,
         )
 
     @staticmethod

@@ -1,15 +1,17 @@
 """Measure how informative the generated texts are, with plain logistic-regression probes.
 
-Usage: ``python -m models.probe_texts [--old-rev REV] [--seed 0] [--out FILE]``
+Usage: ``python -m models.probe_texts [--old-rev REV] [--seed 0] [--out FILE]
+[--train-limit 20000] [--val-size 5000] [--test-limit N] [--dataset-dir DIR] [--cache-dir DIR]``
 
-Same data as ``models.train_default_head``: ``split_indices`` (val 5000, train 20000 from the
-training file) and the whole t10k file as test; texts drawn for the whole source files with
-the same seeded streams (``models.fashion_dataset.source_texts``). Features: the bundle's
-image encoder output, L2-normalised, and the text encoder's (unit) sentence embedding, both
-through the embedding cache. Three scikit-learn ``LogisticRegression`` probes, C picked on
-val from a small grid: image only, text only, and the concatenation [image | text]. With
-``--old-rev`` the texts of ``models/fashion_texts.py`` as of that git revision are probed too,
-side by side. Prints a table and writes a JSON file (default
+The data is the labelled dataset of ``models.fashion_dataset`` (same split and seeded texts),
+written to ``--dataset-dir`` (PNGs already there are kept) and read back with
+``models.dataset.load_dataset``. Features come from ``models.features`` (the bundle loaded as
+the service loads it, the service's preprocessing, the shared feature cache): image features,
+L2-normalised, and the text encoder's (unit) sentence embedding of each scheme's texts.
+Three scikit-learn ``LogisticRegression`` probes, C picked on val from a small grid: image
+only, text only, and the concatenation [image | text]. With ``--old-rev`` the texts of
+``models/fashion_texts.py`` as of that git revision (drawn from the same seeded streams) are
+probed too, side by side. Prints a table and writes a JSON file (default
 ``models/.cache/probe_texts.json``).
 """
 
@@ -30,22 +32,27 @@ from sklearn.metrics import accuracy_score
 
 from models import build_default_bundle as bundle
 from models import fashion_texts
-from models.embeddings import CACHE_DIR, ImageEmbedder, TextEmbedder
+from models.dataset import SPLITS, load_dataset
 from models.fashion_dataset import (
+    DATASET_FILE,
     STREAM_TEST_TEXTS,
     STREAM_TRAIN_TEXTS,
-    split_indices,
+    Row,
+    build_rows,
+    chosen_indices,
     stream,
+    write_dataset,
 )
-from models.fashion_mnist import DEFAULT_DATA_DIR, load_split
+from models.fashion_mnist import DEFAULT_DATA_DIR, LABELS, load_split
+from models.features import DEFAULT_CACHE_DIR, FeatureExtractor, load_engine
 
 C_GRID: dict[str, tuple[float, ...]] = {
     "image_only": (3.0, 10.0, 30.0),
     "text_only": (0.3, 1.0, 3.0, 10.0),
     "fused": (3.0, 10.0, 30.0),
 }
-SPLITS = ("train", "val", "test")
 REPO = Path(__file__).resolve().parent.parent
+CACHE_DIR = REPO / "models" / ".cache"
 
 
 def _log(message: str) -> None:
@@ -54,8 +61,7 @@ def _log(message: str) -> None:
 
 @dataclass
 class Split:
-    source: str  # Fashion-MNIST file: "train" or "t10k"
-    indices: np.ndarray
+    rows: list[Row]  # source file and index of each example, in dataset order
     labels: np.ndarray
     image: np.ndarray  # L2-normalised image features
 
@@ -66,19 +72,35 @@ class Data:
     splits: dict[str, Split]
 
 
-def load_data(args: argparse.Namespace) -> Data:
+def load_data(args: argparse.Namespace, extractor: FeatureExtractor) -> Data:
+    """Write the probe's dataset (``models.fashion_dataset``), read it back and embed its images."""
     files = {source: load_split(source, args.data_dir) for source in ("train", "t10k")}
-    chosen = split_indices(len(files["train"][1]), args.val_size, args.train_limit, args.seed)
-    chosen["test"] = np.arange(len(files["t10k"][1]))
-    embedder = ImageEmbedder(args.bundle_dir / bundle.IMAGE_ENCODER_FILE, args.image_cache)
+    labels = {source: source_labels for source, (_, source_labels) in files.items()}
+    chosen = chosen_indices(
+        len(labels["train"]),
+        len(labels["t10k"]),
+        args.val_size,
+        args.train_limit,
+        args.test_limit,
+        args.seed,
+    )
+    rows = build_rows(labels, chosen, args.seed)
+    args.dataset_dir.mkdir(parents=True, exist_ok=True)
+    write_dataset(args.dataset_dir, rows, {source: images for source, (images, _) in files.items()})
+    dataset = load_dataset(args.dataset_dir / DATASET_FILE, labels=LABELS)
+    features = extractor.extract(dataset.examples)
+    image = features.image / np.linalg.norm(features.image, axis=1, keepdims=True)
+    # The file's rows are ``rows``, in order.
+    split_of = np.asarray([e.split for _, e in zip(rows, dataset.examples, strict=True)])
     splits = {}
     for name in SPLITS:
-        source = "t10k" if name == "test" else "train"
-        images, labels = files[source]
-        features = embedder.embed(source, images, chosen[name])
-        features /= np.linalg.norm(features, axis=1, keepdims=True)
-        splits[name] = Split(source, chosen[name], labels[chosen[name]], features)
-    return Data({source: labels for source, (_, labels) in files.items()}, splits)
+        where = np.flatnonzero(split_of == name)
+        splits[name] = Split(
+            [rows[i] for i in where],
+            dataset.label_indices([dataset.examples[i] for i in where]),
+            image[where],
+        )
+    return Data(labels, splits)
 
 
 def scheme_at(rev: str) -> types.ModuleType:
@@ -112,7 +134,7 @@ def fit_probe(
 
 
 def probe_scheme(
-    scheme: types.ModuleType, data: Data, embedder: TextEmbedder, seed: int
+    scheme: types.ModuleType, data: Data, extractor: FeatureExtractor, seed: int
 ) -> dict[str, Any]:
     """Text-only and fused probes on the texts of one ``fashion_texts`` scheme."""
     streams = {"train": STREAM_TRAIN_TEXTS, "t10k": STREAM_TEST_TEXTS}
@@ -122,7 +144,7 @@ def probe_scheme(
     }
     labels = {name: split.labels for name, split in data.splits.items()}
     text = {
-        name: embedder.embed([texts[split.source][i] for i in split.indices])
+        name: extractor.texts([texts[row.source][row.index] for row in split.rows])
         for name, split in data.splits.items()
     }
     fused = {name: np.hstack([split.image, text[name]]) for name, split in data.splits.items()}
@@ -155,28 +177,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train-limit", type=int, default=20000)
     parser.add_argument("--val-size", type=int, default=5000)
+    parser.add_argument("--test-limit", type=int, help="first N t10k images (default: all)")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--bundle-dir", type=Path, default=bundle.DEFAULT_DIR)
-    parser.add_argument("--image-cache", type=Path, default=CACHE_DIR)
-    parser.add_argument("--text-cache", type=Path, default=CACHE_DIR)
+    parser.add_argument(
+        "--dataset-dir",
+        type=Path,
+        default=CACHE_DIR / "probe_texts_dataset",
+        help="where the models.fashion_dataset dataset is written",
+    )
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="feature cache")
     parser.add_argument("--out", type=Path, default=CACHE_DIR / "probe_texts.json")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    data = load_data(args)
-    embedder = TextEmbedder(
-        args.bundle_dir / bundle.TEXT_ENCODER_FILE,
-        args.bundle_dir / bundle.TOKENIZER_FILE,
-        args.text_cache,
-    )
+    extractor = FeatureExtractor(load_engine(args.bundle_dir), args.cache_dir)
+    data = load_data(args, extractor)
     labels = {name: split.labels for name, split in data.splits.items()}
     _log("image_only")
     image = {name: split.image for name, split in data.splits.items()}
     results: dict[str, Any] = {
         "seed": args.seed,
-        "sizes": {name: len(split.indices) for name, split in data.splits.items()},
+        "sizes": {name: len(split.rows) for name, split in data.splits.items()},
         "image_only": fit_probe(image, labels, C_GRID["image_only"]),
         "schemes": {},
     }
@@ -185,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         schemes = {f"at {args.old_rev}": scheme_at(args.old_rev), **schemes}
     for name, scheme in schemes.items():
         _log(f"texts: {name}")
-        results["schemes"][name] = probe_scheme(scheme, data, embedder, args.seed)
+        results["schemes"][name] = probe_scheme(scheme, data, extractor, args.seed)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     _log(table(results))

@@ -91,3 +91,33 @@ def test_bad_example_names_its_line(engine: Engine, tmp_path: Path) -> None:
     extractor = FeatureExtractor(engine, None, progress=False)
     with pytest.raises(FeatureError, match=r"line 5: image .*bad\.png"):
         extractor.extract(dataset.examples)
+
+
+def test_texts_alone_are_the_rows_extract_computes(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dataset = load_dataset(_dataset(tmp_path / "data"))
+    cache = tmp_path / "cache"
+    extracted = FeatureExtractor(engine, cache, progress=False).extract(dataset.examples)
+    # Same rows from a fresh cache (so computed here, not read back), in the given order.
+    fresh = FeatureExtractor(engine, tmp_path / "fresh", progress=False)
+    np.testing.assert_array_equal(fresh.texts(TEXTS), extracted.text)
+    pipeline = engine.pipeline
+    new = ["  a small cat  ", "a green frog"]  # cleaned as extract cleans: stripped
+    alone = fresh.texts(new)
+    np.testing.assert_array_equal(alone[0], extracted.text[0])
+    expected = pipeline.encode_texts([pipeline.tokenizer.encode("a green frog")])[0]
+    np.testing.assert_array_equal(alone[1], expected)
+
+    def refuse(*_: object) -> np.ndarray:
+        raise AssertionError("a cached row was computed again")
+
+    monkeypatch.setattr(pipeline, "encode_texts", refuse)
+    again = FeatureExtractor(engine, cache, progress=False).texts(TEXTS[::-1])
+    np.testing.assert_array_equal(again, extracted.text[::-1])
+
+
+def test_bad_text_names_its_position(engine: Engine) -> None:
+    extractor = FeatureExtractor(engine, None, progress=False)
+    with pytest.raises(FeatureError, match=r"^text 1: text must not be empty"):
+        extractor.texts(["a cat", " \t "])
