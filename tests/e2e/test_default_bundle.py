@@ -173,4 +173,5 @@ def test_model_card_is_the_evaluation_of_the_shipped_head(default_bundle: Path) 
     assert f"{evaluation['calibration']['after']['ece']:.4f}" in card
     for figure in ("confusion_matrix.png", "reliability_diagram.png"):
         assert f"]({figure})" in card
-        assert Image.open(default_bundle / figure).size[0] > 300
+        with Image.open(default_bundle / figure) as image:
+            assert image.size[0] > 300
