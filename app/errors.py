@@ -43,6 +43,14 @@ class ModalityRequired(RequestError):
     code = "modality_required"
 
 
+class ExplainUnsupported(RequestError):
+    """``explain`` was asked where it cannot be computed: a request without both modalities,
+    or a bundle whose head cannot leave one out."""
+
+    status_code = 422
+    code = "explain_unsupported"
+
+
 class MalformedForm(RequestError):
     """The multipart body cannot be parsed (no boundary, broken part headers...)."""
 

@@ -14,7 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from app.bundle.manifest import Manifest, Modality
-from app.errors import InvalidRequest, ModalityRequired
+from app.errors import ExplainUnsupported, InvalidRequest, ModalityRequired
 from app.preprocess.image import ImageDecoder
 from app.preprocess.text import TextTokenizer, clean_text
 from app.text_cache import TextEmbeddingCache
@@ -38,6 +38,7 @@ class PreparedItem:
     pixels: np.ndarray | None
     text: str | None
     token_ids: np.ndarray | None
+    explain: bool = False  # also answer without the image and without the text (run_items)
 
     @property
     def missing(self) -> Modality | None:
@@ -47,6 +48,17 @@ class PreparedItem:
         if self.token_ids is None:
             return "text"
         return None
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    """One item's answer from ``Pipeline.run_items``: its class probabilities and, for an item
+    that asked to be explained, the probabilities the head gives with the image, then the
+    text, replaced by its learned null embedding (the same features otherwise)."""
+
+    probabilities: np.ndarray
+    without_image: np.ndarray | None = None
+    without_text: np.ndarray | None = None
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -84,10 +96,11 @@ class Pipeline:
         """Whether requests without ``modality`` can be answered by this bundle's head."""
         return self.manifest.fusion_head.accepts_missing(modality)
 
-    def prepare(self, image: bytes | None, text: str | None) -> PreparedItem:
+    def prepare(self, image: bytes | None, text: str | None, explain: bool = False) -> PreparedItem:
         """Validate and preprocess one request; raises ``RequestError`` subclasses.
 
         Either modality may be ``None`` if the head accepts its absence (``accepts_missing``).
+        ``explain`` needs both modalities and a head that accepts either missing.
         """
         if image is None and text is None:
             raise InvalidRequest("send an image, a text, or both")
@@ -98,11 +111,19 @@ class Pipeline:
                     f"this bundle needs the {modality}: its fusion head was not trained to "
                     f"answer without one"
                 )
+        if explain:
+            if not (self.accepts_missing("image") and self.accepts_missing("text")):
+                raise ExplainUnsupported(
+                    "explain is not available for this bundle: its fusion head cannot leave "
+                    "the image or the text out"
+                )
+            if image is None or text is None:
+                raise ExplainUnsupported("explain needs both the image and the text")
         # The text first: checking it is cheap, decoding the image is not.
         cleaned = None if text is None else clean_text(text, self.max_text_chars)
         pixels = None if image is None else self.decoder(image)
         token_ids = None if cleaned is None else self.tokenizer.encode(cleaned)
-        return PreparedItem(pixels=pixels, text=cleaned, token_ids=token_ids)
+        return PreparedItem(pixels=pixels, text=cleaned, token_ids=token_ids, explain=explain)
 
     def encode_images(self, pixels: np.ndarray) -> np.ndarray:
         spec = self.manifest.image_encoder
@@ -184,10 +205,33 @@ class Pipeline:
         return self.probabilities(self.head_scores(image_features, text_features))
 
     def run(self, items: Sequence[PreparedItem]) -> np.ndarray:
-        """Class probabilities for a batch of prepared items, one row per item, in order.
+        """Class probabilities for a batch of prepared items, one row per item, in order
+        (explanations are left out: ``run_items`` computes them).
 
         Items without an image or a text get zero features and a 0 presence flag for it; each
         encoder runs only on the items that have its modality."""
+        return self._classify(items, self._features(items))
+
+    def run_items(self, items: Sequence[PreparedItem]) -> list[ItemResult]:
+        """``run``, one ``ItemResult`` per item; the items with ``explain`` also get their
+        probabilities without the image and without the text. Those come from one more call
+        of the fusion head for the whole batch, on the features already computed: no encoder
+        runs again."""
+        features = self._features(items)
+        probabilities = self._classify(items, features)
+        asked = [i for i, item in enumerate(items) if item.explain]
+        if not asked:
+            return [ItemResult(row) for row in probabilities]
+        without_image, without_text = self._ablate(features[0][asked], features[1][asked])
+        results = [ItemResult(row) for row in probabilities]
+        for row, i in enumerate(asked):
+            results[i] = ItemResult(probabilities[i], without_image[row], without_text[row])
+        return results
+
+    def _features(
+        self, items: Sequence[PreparedItem]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Image features, text features, image present, text present; one row per item."""
         image_present = np.asarray([item.pixels is not None for item in items], dtype=bool)
         text_present = np.asarray([item.token_ids is not None for item in items], dtype=bool)
         image_features = self._rows(
@@ -202,14 +246,33 @@ class Pipeline:
             self.manifest.text_encoder.embedding_dim,
             lambda: self.text_features([item for item in items if item.token_ids is not None]),
         )
-        scores = self.head_scores(image_features, text_features, image_present, text_present)
-        probabilities = self.probabilities(scores)
+        return image_features, text_features, image_present, text_present
+
+    def _classify(
+        self,
+        items: Sequence[PreparedItem],
+        features: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    ) -> np.ndarray:
+        probabilities = self.probabilities(self.head_scores(*features))
         if probabilities.shape != (len(items), len(self.manifest.labels)):
             raise RuntimeError(
                 f"fusion head returned shape {probabilities.shape} for {len(items)} items and "
                 f"{len(self.manifest.labels)} labels"
             )
         return probabilities
+
+    def _ablate(
+        self, image_features: np.ndarray, text_features: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities without the image and without the text for k items that have both:
+        one head call on 2k rows, [all without the image ; all without the text]. The left-out
+        rows get zero features, exactly as a request that did not send that modality."""
+        k = len(image_features)
+        present = np.arange(2 * k) >= k  # image: absent in the first k rows
+        images = np.concatenate([np.zeros_like(image_features), image_features])
+        texts = np.concatenate([text_features, np.zeros_like(text_features)])
+        probabilities = self.probabilities(self.head_scores(images, texts, present, ~present))
+        return probabilities[:k], probabilities[k:]
 
     @staticmethod
     def _rows(present: np.ndarray, width: int, encode: Callable[[], np.ndarray]) -> np.ndarray:

@@ -40,6 +40,38 @@ class Timing(BaseModel):
         )
 
 
+class ClassContribution(BaseModel):
+    label: str
+    probability: float = Field(description="Its probability with both the image and the text.")
+    without_image: float = Field(
+        description="Its probability with the image replaced by the head's null embedding."
+    )
+    without_text: float = Field(
+        description="Its probability with the text replaced by the head's null embedding."
+    )
+    image_contribution: float = Field(
+        description="probability - without_image: how much the image raised (or, negative, "
+        "lowered) this class."
+    )
+    text_contribution: float = Field(
+        description="probability - without_text: how much the text raised or lowered it."
+    )
+
+
+class Explanation(BaseModel):
+    method: Literal["null_embedding_ablation"] = Field(
+        description=(
+            "How the contributions were computed: the fusion head re-run on the same features "
+            "with one modality replaced by the null embedding it learned for a missing one "
+            "(the answer a request without that modality gets); the encoders do not run again."
+        )
+    )
+    predicted: ClassContribution = Field(description="The predicted class (``label``).")
+    top: list[ClassContribution] = Field(
+        description="The most probable classes, highest first: top_k of them, or 3."
+    )
+
+
 class ClassifyResponse(BaseModel):
     label: str = Field(description="The most probable class.")
     probability: float = Field(description="Its probability.")
@@ -52,6 +84,11 @@ class ClassifyResponse(BaseModel):
             "The modality the request did not send (the head answered without it), or null "
             "when both were sent."
         ),
+    )
+    explanation: Explanation | None = Field(
+        default=None,
+        description="How much the image and the text each moved the prediction; null unless "
+        "the request asked for it (explain=true).",
     )
     bundle: BundleRef
     timing: Timing

@@ -17,9 +17,10 @@ from app.batching import Batcher
 from app.bundle.manifest import Modality
 from app.engine import Engine
 from app.errors import DeadlineExceeded, Overloaded, RequestError, ShuttingDown
+from app.explanation import explain as explain_result
 from app.observer import NullObserver, ServiceObserver
-from app.pipeline import PreparedItem
-from app.schemas import BundleRef, ClassifyResponse, Timing, rank
+from app.pipeline import ItemResult, PreparedItem
+from app.schemas import BundleRef, ClassifyResponse, Explanation, Timing, rank
 from app.settings import Settings
 
 
@@ -29,6 +30,7 @@ def build_response(
     top_k: int | None,
     timing: Timing,
     missing: Modality | None = None,
+    explanation: Explanation | None = None,
 ) -> ClassifyResponse:
     manifest = engine.bundle.manifest
     predictions = rank(probabilities, manifest.labels, top_k)
@@ -37,6 +39,7 @@ def build_response(
         probability=predictions[0].probability,
         predictions=predictions,
         missing_modality=missing,
+        explanation=explanation,
         bundle=BundleRef(name=manifest.name, version=manifest.version),
         timing=timing,
     )
@@ -63,7 +66,7 @@ class Classifier:
         self._inference_pool = ThreadPoolExecutor(
             settings.inference_threads, thread_name_prefix="fusionserve-inference"
         )
-        self.batcher: Batcher[PreparedItem, np.ndarray] = Batcher(
+        self.batcher: Batcher[PreparedItem, ItemResult] = Batcher(
             self._run_batch,
             executor=self._inference_pool,
             max_batch_size=settings.max_batch_size,
@@ -104,8 +107,8 @@ class Classifier:
             },
         }
 
-    def _run_batch(self, items: list[PreparedItem]) -> list[np.ndarray]:
-        return list(self.engine.pipeline.run(items))  # one probability row per item
+    def _run_batch(self, items: list[PreparedItem]) -> list[ItemResult]:
+        return self.engine.pipeline.run_items(items)  # one result per item
 
     def start(self) -> None:
         """Start the batcher; call on the event loop that will serve requests."""
@@ -143,33 +146,38 @@ class Classifier:
                 self._idle.set()
 
     async def classify(
-        self, image: bytes | None, text: str | None, top_k: int | None
+        self, image: bytes | None, text: str | None, top_k: int | None, explain: bool = False
     ) -> ClassifyResponse:
         with self._accepted(1):
-            return await self._classify(image, text, top_k)
+            return await self._classify(image, text, top_k, explain)
 
     async def classify_many(
-        self, items: Sequence[tuple[bytes | None, str | None]], top_k: int | None
+        self,
+        items: Sequence[tuple[bytes | None, str | None]],
+        top_k: int | None,
+        explain: bool = False,
     ) -> list[ClassifyResponse | RequestError]:
         """Classify several items through the same batcher; each fails or succeeds alone."""
         with self._accepted(len(items)):
 
             async def one(image: bytes | None, text: str | None) -> ClassifyResponse | RequestError:
                 try:
-                    return await self._classify(image, text, top_k)
+                    return await self._classify(image, text, top_k, explain)
                 except RequestError as error:
                     return error
 
             return list(await asyncio.gather(*(one(image, text) for image, text in items)))
 
     async def _classify(
-        self, image: bytes | None, text: str | None, top_k: int | None
+        self, image: bytes | None, text: str | None, top_k: int | None, explain: bool
     ) -> ClassifyResponse:
         loop = asyncio.get_running_loop()
         pipeline = self.engine.pipeline
         # run_in_executor does not carry the context over: copy it, so that log lines from
         # decoding (Pillow logs at debug level) carry the request id.
-        prepare = functools.partial(contextvars.copy_context().run, pipeline.prepare, image, text)
+        prepare = functools.partial(
+            contextvars.copy_context().run, pipeline.prepare, image, text, explain
+        )
         started = time.perf_counter()
         # One deadline for the whole request: decoding (and waiting for a decode thread)
         # spends it first, and the batcher gets what is left.
@@ -184,11 +192,13 @@ class Classifier:
         prepared = time.perf_counter()
         self._observer.preprocessed(prepared - started)
         remaining = self.request_timeout_s - (prepared - started)
-        probabilities = await self.batcher.submit(item, remaining)
+        result = await self.batcher.submit(item, remaining)
         finished = time.perf_counter()
         timing = Timing.between(started, prepared, finished)
+        top_k = top_k or self.default_top_k
+        explanation = explain_result(result, self.engine.bundle.manifest.labels, top_k)
         response = build_response(
-            probabilities, self.engine, top_k or self.default_top_k, timing, item.missing
+            result.probabilities, self.engine, top_k, timing, item.missing, explanation
         )
         self._observer.predicted(response.label, response.probability)
         return response

@@ -9,14 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 from fastapi import FastAPI
 
 from app.api.state import ServiceState
 from app.engine import Engine, build_engine
 from app.main import create_app
-from app.pipeline import PreparedItem
+from app.pipeline import ItemResult, PreparedItem
 from app.settings import Settings
 from tests.conftest import encode_image, make_settings, photo
 
@@ -47,14 +46,14 @@ class Gate:
 def gated_factory(gate: Gate) -> object:
     def factory(settings: Settings) -> Engine:
         engine = build_engine(settings)
-        real_run = engine.pipeline.run
+        real_run = engine.pipeline.run_items
 
-        def run(items: Sequence[PreparedItem]) -> np.ndarray:
+        def run(items: Sequence[PreparedItem]) -> list[ItemResult]:
             gate.entered.set()
             assert gate.open.wait(10), "test never opened the gate"
             return real_run(items)
 
-        engine.pipeline.run = run  # type: ignore[method-assign]
+        engine.pipeline.run_items = run  # type: ignore[method-assign]
         return engine
 
     return factory
@@ -161,9 +160,9 @@ async def test_request_deadline_covers_decoding(tiny_bundle_dir: Path) -> None:
         engine = build_engine(settings)
         real_prepare = engine.pipeline.prepare
 
-        def prepare(image: bytes, text: str) -> PreparedItem:
+        def prepare(image: bytes, text: str, explain: bool = False) -> PreparedItem:
             assert release.wait(10), "test never released decoding"
-            return real_prepare(image, text)
+            return real_prepare(image, text, explain)
 
         engine.pipeline.prepare = prepare  # type: ignore[method-assign]
         return engine

@@ -147,10 +147,10 @@ def _logging_prepare(settings: Settings) -> Engine:
     engine = build_engine(settings)
     real_prepare = engine.pipeline.prepare
 
-    def prepare(image: bytes, text: str) -> PreparedItem:
+    def prepare(image: bytes, text: str, explain: bool = False) -> PreparedItem:
         worker = threading.current_thread().name
         logging.getLogger("tests.prepare").warning("preparing", extra={"worker": worker})
-        return real_prepare(image, text)
+        return real_prepare(image, text, explain)
 
     engine.pipeline.prepare = prepare  # type: ignore[method-assign]
     return engine

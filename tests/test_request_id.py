@@ -7,14 +7,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
 from app.api.request_id import accept_request_id
 from app.engine import Engine, build_engine
 from app.main import create_app
-from app.pipeline import PreparedItem
+from app.pipeline import ItemResult, PreparedItem
 from app.settings import Settings
 from tests.conftest import encode_image, make_settings, photo, wait_ready
 
@@ -148,7 +147,7 @@ def broken_prepare(settings: Settings) -> Engine:
     """An engine whose preprocessing has a bug: an unhandled exception."""
     engine = build_engine(settings)
 
-    def prepare(image: bytes, text: str) -> PreparedItem:
+    def prepare(image: bytes, text: str, explain: bool = False) -> PreparedItem:
         raise RuntimeError("a bug, not bad input")
 
     engine.pipeline.prepare = prepare  # type: ignore[method-assign]
@@ -167,10 +166,10 @@ def failing_run(settings: Settings) -> Engine:
     """An engine whose model always fails."""
     engine = build_engine(settings)
 
-    def run(items: Sequence[PreparedItem]) -> np.ndarray:
+    def run(items: Sequence[PreparedItem]) -> list[ItemResult]:
         raise RuntimeError("the model broke")
 
-    engine.pipeline.run = run  # type: ignore[method-assign]
+    engine.pipeline.run_items = run  # type: ignore[method-assign]
     return engine
 
 

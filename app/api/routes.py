@@ -71,7 +71,8 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
         ),
         422: (
             "Missing, unexpected or repeated field, a modality the bundle's head needs "
-            "(modality_required), undecodable image or invalid text."
+            "(modality_required), explain asked where it cannot be computed "
+            "(explain_unsupported), undecodable image or invalid text."
         ),
         500: "Inference failed.",
         503: (
@@ -87,11 +88,18 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 # of ``ClientDisconnected`` is for logs only, so it is not documented.
 CLASSIFY_ERRORS = _errors(400, 413, 415, 422, 500, 503, 504)
 
+EXPLAIN = (
+    "Also return `explanation`: how much the image and the text each moved the predicted "
+    "class and the top classes (the fusion head re-run with each modality left out; the "
+    "encoders do not run again). Needs both modalities and a head that accepts either "
+    "missing (422 explain_unsupported otherwise)."
+)
+
 
 @router.post(
     CLASSIFY,
     responses=CLASSIFY_ERRORS,
-    dependencies=[Depends(expect_fields(once=("image", "text", "top_k")))],
+    dependencies=[Depends(expect_fields(once=("image", "text", "top_k", "explain")))],
     summary="Classify one image with its text description",
 )
 async def classify(
@@ -119,6 +127,7 @@ async def classify(
     top_k: Annotated[
         int | None, Form(ge=1, description="Return only the k most probable classes.")
     ] = None,
+    explain: Annotated[bool, Form(description=EXPLAIN)] = False,
 ) -> ClassifyResponse:
     """Class probabilities for an image and its text description, or for one of the two when
     the bundle's head was trained to answer without the other (``missing_modality`` in the
@@ -127,13 +136,13 @@ async def classify(
         # FastAPI turns an empty optional form field into None; sent empty is not left out.
         raise InvalidText("text must not be empty; leave the field out to send no text")
     data = None if image is None else await _read_image(image, settings.max_image_bytes)
-    return await cancel_on_disconnect(request, classifier.classify(data, text, top_k))
+    return await cancel_on_disconnect(request, classifier.classify(data, text, top_k, explain))
 
 
 @router.post(
     CLASSIFY_BATCH,
     responses=CLASSIFY_ERRORS,
-    dependencies=[Depends(expect_fields(once=("top_k",), repeated=("images", "texts")))],
+    dependencies=[Depends(expect_fields(once=("top_k", "explain"), repeated=("images", "texts")))],
     summary="Classify several image+text items in one request",
 )
 async def classify_batch(
@@ -145,6 +154,7 @@ async def classify_batch(
     top_k: Annotated[
         int | None, Form(ge=1, description="Return only the k most probable classes.")
     ] = None,
+    explain: Annotated[bool, Form(description=EXPLAIN + " Applies to every item.")] = False,
 ) -> BatchClassifyResponse:
     """Items go through the same batcher as single requests. A bad item gets its own error
     in ``results``; the others are classified as usual."""
@@ -155,7 +165,7 @@ async def classify_batch(
         (await _read_image(image, settings.max_image_bytes), text)
         for image, text in zip(images, texts, strict=True)
     ]
-    outcomes = await cancel_on_disconnect(request, classifier.classify_many(items, top_k))
+    outcomes = await cancel_on_disconnect(request, classifier.classify_many(items, top_k, explain))
     return BatchClassifyResponse(
         results=[_item_result(request, i, outcome) for i, outcome in enumerate(outcomes)]
     )

@@ -136,6 +136,28 @@ def test_one_modality_alone(
     assert _classify(client, image, None)["label"] == sample["label"]
 
 
+def test_explanation_equals_the_single_modality_requests(
+    client: TestClient, samples: list[dict[str, Any]]
+) -> None:
+    sample = samples[1]
+    image, text = (SAMPLES / sample["file"]).read_bytes(), sample["text"]
+    form = {"text": (None, text), "explain": (None, "1")}
+    response = client.post("/classify", files={"image": ("item.png", image, "image/png"), **form})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["predictions"] == _classify(client, image, text)["predictions"]
+    explanation = body["explanation"]
+    assert explanation["predicted"]["label"] == body["label"] == sample["label"]
+    without = {"image": _classify(client, None, text), "text": _classify(client, image, None)}
+    for explained in explanation["top"]:
+        for modality, alone in without.items():
+            got = {p["label"]: p["probability"] for p in alone["predictions"]}
+            assert explained[f"without_{modality}"] == got[explained["label"]]
+            assert explained[f"{modality}_contribution"] == pytest.approx(
+                explained["probability"] - got[explained["label"]]
+            )
+
+
 @pytest.mark.parametrize(("name", "index"), [("china.jpg", PALACE), ("flower.jpg", DAISY)])
 def test_imagenet_head_sees_real_photos(default_bundle: Path, name: str, index: int) -> None:
     # The service's own decoder, straight from JPEG bytes, feeds the encoder's ImageNet output.
