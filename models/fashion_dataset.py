@@ -144,27 +144,46 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    files = {source: load_split(source, args.data_dir) for source in ("train", "t10k")}
+@dataclass(frozen=True)
+class Written:
+    """What ``write`` wrote: the labels of both source files, the chosen indices, the rows."""
+
+    labels: dict[str, np.ndarray]
+    chosen: dict[str, np.ndarray]
+    rows: list[Row]
+    pngs_written: int
+
+
+def write(
+    out: Path,
+    data_dir: Path,
+    val_size: int,
+    train_limit: int,
+    test_limit: int | None,
+    seed: int,
+) -> Written:
+    """Write the dataset (PNGs and ``DATASET_FILE``) to ``out``."""
+    files = {source: load_split(source, data_dir) for source in ("train", "t10k")}
     labels = {source: source_labels for source, (_, source_labels) in files.items()}
     chosen = chosen_indices(
-        len(labels["train"]),
-        len(labels["t10k"]),
-        args.val_size,
-        args.train_limit,
-        args.test_limit,
-        args.seed,
+        len(labels["train"]), len(labels["t10k"]), val_size, train_limit, test_limit, seed
     )
-    rows = build_rows(labels, chosen, args.seed)
-    args.out.mkdir(parents=True, exist_ok=True)
-    written = write_dataset(
-        args.out, rows, {source: images for source, (images, _) in files.items()}
+    rows = build_rows(labels, chosen, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    written = write_dataset(out, rows, {source: images for source, (images, _) in files.items()})
+    return Written(labels=labels, chosen=chosen, rows=rows, pngs_written=written)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    result = write(
+        args.out, args.data_dir, args.val_size, args.train_limit, args.test_limit, args.seed
     )
-    sizes = ", ".join(f"{split} {len(chosen[split])}" for split in ("train", "val", "test"))
+    sizes = ", ".join(f"{split} {len(result.chosen[split])}" for split in ("train", "val", "test"))
     print(
-        f"- wrote {args.out / DATASET_FILE}: {len(rows)} rows ({sizes}); "
-        f"{written} PNGs written, {len(rows) - written} already up to date",
+        f"- wrote {args.out / DATASET_FILE}: {len(result.rows)} rows ({sizes}); "
+        f"{result.pngs_written} PNGs written, {len(result.rows) - result.pngs_written} already "
+        "up to date",
         flush=True,
     )
     return 0

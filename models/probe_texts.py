@@ -31,19 +31,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score
 
 from models import build_default_bundle as bundle
-from models import fashion_texts
+from models import fashion_dataset, fashion_texts
 from models.dataset import SPLITS, load_dataset
-from models.fashion_dataset import (
-    DATASET_FILE,
-    STREAM_TEST_TEXTS,
-    STREAM_TRAIN_TEXTS,
-    Row,
-    build_rows,
-    chosen_indices,
-    stream,
-    write_dataset,
-)
-from models.fashion_mnist import DEFAULT_DATA_DIR, LABELS, load_split
+from models.fashion_dataset import DATASET_FILE, STREAM_TEST_TEXTS, STREAM_TRAIN_TEXTS, Row, stream
+from models.fashion_mnist import DEFAULT_DATA_DIR, LABELS
 from models.features import DEFAULT_CACHE_DIR, FeatureExtractor, load_engine
 
 C_GRID: dict[str, tuple[float, ...]] = {
@@ -74,19 +65,15 @@ class Data:
 
 def load_data(args: argparse.Namespace, extractor: FeatureExtractor) -> Data:
     """Write the probe's dataset (``models.fashion_dataset``), read it back and embed its images."""
-    files = {source: load_split(source, args.data_dir) for source in ("train", "t10k")}
-    labels = {source: source_labels for source, (_, source_labels) in files.items()}
-    chosen = chosen_indices(
-        len(labels["train"]),
-        len(labels["t10k"]),
+    written = fashion_dataset.write(
+        args.dataset_dir,
+        args.data_dir,
         args.val_size,
         args.train_limit,
         args.test_limit,
         args.seed,
     )
-    rows = build_rows(labels, chosen, args.seed)
-    args.dataset_dir.mkdir(parents=True, exist_ok=True)
-    write_dataset(args.dataset_dir, rows, {source: images for source, (images, _) in files.items()})
+    labels, rows = written.labels, written.rows
     dataset = load_dataset(args.dataset_dir / DATASET_FILE, labels=LABELS)
     features = extractor.extract(dataset.examples)
     image = features.image / np.linalg.norm(features.image, axis=1, keepdims=True)
