@@ -31,6 +31,7 @@ from typing import TypeVar
 import numpy as np
 from tqdm import tqdm
 
+from app.bundle.loader import sha256_file
 from app.engine import Engine, build_engine
 from app.errors import RequestError
 from app.preprocess.text import clean_text
@@ -143,7 +144,7 @@ class FeatureExtractor:
 
     def extract(self, examples: Sequence[Example]) -> Features:
         """Features of ``examples``, in order; only rows not in the cache are computed."""
-        image_keys = [_file_digest(example.image) for example in examples]
+        image_keys = [sha256_file(example.image) for example in examples]
         texts = [self._clean(example) for example in examples]
         todo = _first_missing(zip(image_keys, examples, strict=True), self._images)
         self._embed_images(todo)
@@ -234,10 +235,6 @@ def _first_missing(pairs: Iterable[tuple[str, _T]], cache: RowCache) -> list[tup
         if key not in seen and cache.get(key) is None:
             seen[key] = value
     return list(seen.items())
-
-
-def _file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _where(example: Example) -> str:
