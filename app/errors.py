@@ -150,3 +150,32 @@ class ClientDisconnected(RequestError):
 class TooManyItems(RequestError):
     status_code = 413
     code = "too_many_items"
+
+
+class ModelNotFound(RequestError):
+    """No served bundle has this name."""
+
+    status_code = 404
+    code = "model_not_found"
+
+
+class ReloadDisabled(RequestError):
+    status_code = 403
+    code = "reload_disabled"
+
+    def __init__(self) -> None:
+        super().__init__("reloading is switched off (FUSIONSERVE_RELOAD_ENABLED=false)")
+
+
+class ReloadInProgress(RequestError):
+    """A reload of the same bundle is running; the new one would race it."""
+
+    status_code = 409
+    code = "reload_in_progress"
+
+
+class ReloadFailed(RequestError):
+    """The bundle could not be loaded again; the loaded version keeps serving."""
+
+    status_code = 500
+    code = "reload_failed"

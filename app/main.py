@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from app import __version__
 from app.api import metrics_route
+from app.api import models as models_routes
 from app.api.auth import install_auth
 from app.api.errors import ErrorListener, install_error_handlers
 from app.api.forms import form_limits
@@ -21,16 +22,14 @@ from app.api.http_metrics import HttpMetricsMiddleware
 from app.api.request_id import RequestIdMiddleware
 from app.api.routes import CLASSIFY_PATHS, router
 from app.api.state import ServiceState, Status
-from app.engine import Engine, build_engine, warm_up
+from app.engine import build_engine
 from app.logging_setup import setup_logging
 from app.metrics import Metrics
 from app.observer import ServiceObserver
-from app.service import Classifier
+from app.registry import EngineFactory, ModelRegistry
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-EngineFactory = Callable[[Settings], Engine]
 
 
 def _terminate() -> None:
@@ -41,24 +40,22 @@ def _terminate() -> None:
 async def _load(
     state: ServiceState,
     settings: Settings,
-    factory: EngineFactory,
     on_startup_failure: Callable[[], None],
-    observer: ServiceObserver | None,
 ) -> None:
+    """Load every bundle, the default first; each serves as soon as it is warm. Any failure
+    fails the service: a replica without one of its bundles is not one to route to."""
+    registry = state.registry
     try:
-        engine = await asyncio.to_thread(factory, settings)
-        if settings.warmup:
-            await asyncio.to_thread(warm_up, engine, settings.max_batch_size)
-    except Exception as exc:  # any failure to load leaves the service failed, never half-ready
+        registry.declare()
+        for slot in registry.slots:
+            await registry.load(slot)
+    except Exception as exc:
         state.status, state.error = Status.FAILED, str(exc)
         logger.critical("start-up failed: %s", exc)
         if settings.exit_on_startup_failure:
             on_startup_failure()
         return
     if state.status is Status.LOADING:
-        classifier = Classifier(engine, settings, observer)
-        classifier.start()
-        state.classifier = classifier
         state.status = Status.READY
 
 
@@ -79,22 +76,25 @@ def create_app(
     settings = settings or Settings()
     if settings.configure_logging:
         setup_logging(settings.log_level, settings.log_format, access_log=settings.access_log)
-    state = ServiceState()
+    metrics: Metrics | None = None
+
+    def observer_for(bundle: str) -> ServiceObserver | None:
+        return metrics.observer(bundle) if metrics is not None else None
+
+    registry = ModelRegistry(settings, engine_factory, observer_for)
+    state = ServiceState(registry)
     metrics = Metrics(state) if settings.metrics_enabled else None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        loader = asyncio.create_task(
-            _load(state, settings, engine_factory, on_startup_failure, metrics)
-        )
+        loader = asyncio.create_task(_load(state, settings, on_startup_failure))
         try:
             yield
         finally:
             state.stop_accepting()
             with contextlib.suppress(asyncio.CancelledError):
                 await loader
-            if state.classifier is not None:
-                await state.classifier.stop()
+            await registry.stop()
 
     app = FastAPI(
         title="FusionServe",
@@ -109,6 +109,7 @@ def create_app(
     app.state.error_listener = on_error
     install_error_handlers(app)
     app.include_router(router, form_limits=form_limits(settings))
+    app.include_router(models_routes.router)
     if metrics is not None:
         app.include_router(metrics_route.router)
     # Added innermost first: the request id is outermost, so that every answer carries it.
@@ -124,7 +125,8 @@ def create_app(
     if metrics is not None:
         # Paths of the routes a request may be refused on before routing (app.routes does
         # not list included routes one by one).
-        paths = [getattr(r, "path", "") for r in (*router.routes, *metrics_route.router.routes)]
+        routers = (router, models_routes.router, metrics_route.router)
+        paths = [getattr(r, "path", "") for rt in routers for r in rt.routes]
         app.add_middleware(HttpMetricsMiddleware, observer=metrics, paths=paths)
     app.add_middleware(RequestIdMiddleware, max_length=settings.request_id_max_length)
     return app

@@ -16,7 +16,7 @@ from prometheus_client.registry import Collector
 
 from app import __version__
 from app.api.state import ServiceState, Status
-from app.bundle.manifest import Manifest
+from app.engine import Engine
 from app.errors import (
     ClientDisconnected,
     DeadlineExceeded,
@@ -25,6 +25,8 @@ from app.errors import (
     RequestError,
     ShuttingDown,
 )
+from app.observer import ServiceObserver
+from app.registry import ModelStatus
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_SIZE_BUCKETS = tuple(float(2**i) for i in range(11))  # 1 .. 1024, max_batch_size's cap
@@ -73,6 +75,7 @@ class Metrics:
         self.batch_size = Histogram(
             "fusionserve_batch_size",
             "Items per batch that ran successfully.",
+            ["bundle"],
             buckets=BATCH_SIZE_BUCKETS,
             registry=registry,
         )
@@ -87,13 +90,14 @@ class Metrics:
         self.top1 = Histogram(
             "fusionserve_top1_probability",
             "Probability of the most probable label of each classified item.",
+            ["bundle"],
             buckets=PROBABILITY_BUCKETS,
             registry=registry,
         )
         self.predictions = Counter(
             "fusionserve_predictions",
-            "Classified items, by their most probable label.",
-            ["label"],
+            "Classified items, by bundle and most probable label.",
+            ["bundle", "label"],
             registry=registry,
         )
         build = Gauge("fusionserve_build_info", "Always 1.", ["version"], registry=registry)
@@ -115,26 +119,44 @@ class Metrics:
         if reason is not None:
             self.rejected.labels(reason).inc()
 
+    def observer(self, bundle: str) -> ServiceObserver:
+        """The hooks of one bundle's classifier and batcher, labelled with its name."""
+        return _BundleObserver(self, bundle)
+
+
+class _BundleObserver:
+    """``ServiceObserver`` for one bundle (the ``bundle`` label)."""
+
+    def __init__(self, metrics: Metrics, bundle: str) -> None:
+        self._preprocess = metrics.preprocess.labels(bundle)
+        self._queue_wait = metrics.queue_wait.labels(bundle)
+        self._inference = metrics.inference.labels(bundle)
+        self._batch_size = metrics.batch_size.labels(bundle)
+        self._top1 = metrics.top1.labels(bundle)
+        self._predictions = metrics.predictions
+        self._bundle = bundle
+
     def preprocessed(self, seconds: float) -> None:
-        self.preprocess.observe(seconds)
+        self._preprocess.observe(seconds)
 
     def batch_started(self, queue_waits_s: Sequence[float]) -> None:
         for wait in queue_waits_s:
-            self.queue_wait.observe(wait)
+            self._queue_wait.observe(wait)
 
     def batch_finished(self, size: int, run_s: float) -> None:
-        self.batch_size.observe(size)
-        self.inference.observe(run_s)
+        self._batch_size.observe(size)
+        self._inference.observe(run_s)
 
     def predicted(self, label: str, probability: float) -> None:
-        self.predictions.labels(label).inc()
-        self.top1.observe(probability)
+        self._predictions.labels(self._bundle, label).inc()
+        self._top1.observe(probability)
 
 
 def _latency(stage: str, documentation: str, registry: CollectorRegistry) -> Histogram:
     return Histogram(
         f"fusionserve_{stage}_duration_seconds",
         documentation,
+        ["bundle"],
         buckets=LATENCY_BUCKETS,
         registry=registry,
     )
@@ -148,40 +170,57 @@ class _StateCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         state = self._state
-        classifier = state.classifier
-        ready = state.status is Status.READY and classifier is not None
         yield GaugeMetricFamily(
-            "fusionserve_ready", "1 when the service takes requests, else 0.", value=int(ready)
+            "fusionserve_ready",
+            "1 when the service takes requests (every bundle loaded), else 0.",
+            value=int(state.status is Status.READY),
         )
-        queued = in_flight = hits = misses = 0
-        if classifier is not None:
-            cache = classifier.engine.pipeline.text_cache
-            queued, in_flight = classifier.batcher.queue_depth, classifier.in_flight
-            hits, misses = cache.hits, cache.misses
-        yield GaugeMetricFamily("fusionserve_queue_depth", "Items waiting for a batch.", queued)
-        yield GaugeMetricFamily(
-            "fusionserve_in_flight_items",
+        ready = GaugeMetricFamily(
+            "fusionserve_bundle_ready", "1 when the bundle serves, else 0.", labels=["bundle"]
+        )
+        queued = _bundle_family(GaugeMetricFamily, "queue_depth", "Items waiting for a batch.")
+        in_flight = _bundle_family(
+            GaugeMetricFamily,
+            "in_flight_items",
             "Items accepted and not yet answered (decoding, queued or running).",
-            in_flight,
         )
-        yield CounterMetricFamily("fusionserve_text_cache_hits", "Text-cache hits.", hits)
-        yield CounterMetricFamily("fusionserve_text_cache_misses", "Text-cache misses.", misses)
-        if classifier is not None:
-            yield from _engine_info(classifier.engine.bundle.manifest, classifier.engine.providers)
+        hits = _bundle_family(CounterMetricFamily, "text_cache_hits", "Text-cache hits.")
+        misses = _bundle_family(CounterMetricFamily, "text_cache_misses", "Text-cache misses.")
+        bundles = GaugeMetricFamily(
+            "fusionserve_bundle_info",
+            "The loaded bundles; always 1.",
+            labels=["bundle", "name", "version"],
+        )
+        providers = GaugeMetricFamily(
+            "fusionserve_execution_provider_info",
+            "Execution providers each model's session really uses; always 1.",
+            labels=["bundle", "model", "provider"],
+        )
+        for slot in state.registry.slots:
+            classifier = slot.classifier
+            ready.add_metric([slot.name], int(slot.status is ModelStatus.READY))
+            if classifier is None:
+                continue
+            cache = classifier.engine.pipeline.text_cache
+            queued.add_metric([slot.name], classifier.batcher.queue_depth)
+            in_flight.add_metric([slot.name], classifier.in_flight)
+            hits.add_metric([slot.name], cache.hits)
+            misses.add_metric([slot.name], cache.misses)
+            _engine_info(slot.name, classifier.engine, bundles, providers)
+        yield from (ready, queued, in_flight, hits, misses, bundles, providers)
 
 
-def _engine_info(manifest: Manifest, providers: dict[str, list[str]]) -> Iterator[Metric]:
-    bundle = GaugeMetricFamily(
-        "fusionserve_bundle_info", "The loaded bundle; always 1.", labels=["name", "version"]
-    )
-    bundle.add_metric([manifest.name, manifest.version], 1)
-    yield bundle
-    provider_info = GaugeMetricFamily(
-        "fusionserve_execution_provider_info",
-        "Execution providers each model's session really uses; always 1.",
-        labels=["model", "provider"],
-    )
-    for model, names in providers.items():
+def _bundle_family(
+    kind: type[GaugeMetricFamily] | type[CounterMetricFamily], name: str, documentation: str
+) -> GaugeMetricFamily | CounterMetricFamily:
+    return kind(f"fusionserve_{name}", documentation, labels=["bundle"])
+
+
+def _engine_info(
+    bundle: str, engine: Engine, bundles: GaugeMetricFamily, providers: GaugeMetricFamily
+) -> None:
+    manifest = engine.bundle.manifest
+    bundles.add_metric([bundle, manifest.name, manifest.version], 1)
+    for model, names in engine.providers.items():
         for name in names:
-            provider_info.add_metric([model, name], 1)
-    yield provider_info
+            providers.add_metric([bundle, model, name], 1)

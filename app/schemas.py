@@ -126,9 +126,44 @@ class LiveResponse(BaseModel):
 class ReadyResponse(BaseModel):
     status: str
     ready: bool
-    providers: dict[str, list[str]] = Field(default_factory=dict)
+    providers: dict[str, list[str]] = Field(
+        default_factory=dict, description="The default bundle's sessions and their providers."
+    )
     device: str | None = None
     detail: str | None = None
+    models: dict[str, str] = Field(
+        default_factory=dict, description="Each served bundle's status (loading, ready, failed)."
+    )
+
+
+class ModelInfo(BaseModel):
+    name: str = Field(description="The bundle's manifest name; send it as `model`.")
+    version: str | None = Field(description="The version now serving; null until loaded.")
+    status: Literal["loading", "ready", "failed"]
+    ready: bool
+    default: bool = Field(description="Answers requests that name no model.")
+    path: str
+    labels: list[str]
+    accepts_image_only: bool
+    accepts_text_only: bool
+    explain: bool = Field(description="Whether explain=true can be answered.")
+    reloads: int = Field(description="Successful reloads since start-up.")
+    error: str | None = Field(default=None, description="Why loading failed.")
+
+
+class ModelList(BaseModel):
+    models: list[ModelInfo]
+
+
+class ReloadResponse(BaseModel):
+    name: str
+    previous_version: str
+    version: str
+    load_ms: float = Field(description="Loading and warming up the new version.")
+    draining: int = Field(
+        description="Requests the previous version was still answering at the switch; it "
+        "stops once they are answered."
+    )
 
 
 def rank(

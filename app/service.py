@@ -76,6 +76,7 @@ class Classifier:
             observer=self._observer,
         )
         self._stopping = False
+        self.stopped = False  # stop() has finished: batcher and threads released
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -211,3 +212,4 @@ class Classifier:
         await self.batcher.stop()
         self._preprocess_pool.shutdown(wait=True)
         self._inference_pool.shutdown(wait=True)
+        self.stopped = True

@@ -23,7 +23,21 @@ class Settings(BaseSettings):
         default=DEFAULT_BUNDLE_PATH,
         description="Bundle directory; relative paths resolve from the working directory.",
     )
+    bundles: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "Serve several bundles: a JSON list or comma-separated directories. Each is "
+            "served under its manifest name (names must differ), with its own batcher; the "
+            "first is the default for requests without `model`. Empty: bundle_path alone."
+        ),
+    )
     verify_bundle_hashes: bool = True
+    reload_enabled: bool = Field(
+        default=True,
+        description=(
+            "Allow POST /v1/models/{name}/reload (behind the API keys when they are set)."
+        ),
+    )
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535, description="0 picks a free port.")
@@ -137,6 +151,21 @@ class Settings(BaseSettings):
             "30 s by default)."
         ),
     )
+
+    @field_validator("bundles", mode="before")
+    @classmethod
+    def _split_bundles(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else text.split(",")
+        if isinstance(value, list | tuple):
+            stripped = [v.strip() if isinstance(v, str) else v for v in value]
+            return [v for v in stripped if v != ""]
+        return value
+
+    def bundle_dirs(self) -> list[Path]:
+        """The bundles to serve, the default first."""
+        return list(self.bundles) or [self.bundle_path]
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -16,6 +16,7 @@ from app.api.state import ServiceState
 from app.engine import Engine, build_engine
 from app.main import create_app
 from app.pipeline import ItemResult, PreparedItem
+from app.service import Classifier
 from app.settings import Settings
 from tests.conftest import encode_image, make_settings, photo
 
@@ -82,9 +83,12 @@ def _form(i: int) -> tuple[dict[str, tuple[str, bytes, str]], dict[str, str]]:
     return {"image": ("i.png", image, "image/png")}, {"text": TEXTS[i % len(TEXTS)]}
 
 
-def _state(app: FastAPI) -> ServiceState:
+def default_classifier(app: FastAPI) -> Classifier:
     state: ServiceState = app.state.fusion
-    return state
+    slot = state.registry.default
+    assert slot is not None
+    assert slot.classifier is not None
+    return slot.classifier
 
 
 async def test_batched_results_equal_solo_results(tiny_bundle_dir: Path, gate: Gate) -> None:
@@ -102,7 +106,7 @@ async def test_batched_results_equal_solo_results(tiny_bundle_dir: Path, gate: G
         for i in range(1, 5):
             files, data = _form(i)
             rest.append(asyncio.create_task(client.post("/classify", files=files, data=data)))
-        batcher = _state(app).ready_classifier().batcher
+        batcher = default_classifier(app).batcher
         while batcher.queue_depth < 4:
             await asyncio.sleep(0.005)
         gate.open.set()
@@ -125,7 +129,7 @@ async def test_overload_is_a_fast_503_with_retry_after(tiny_bundle_dir: Path, ga
         running = asyncio.create_task(client.post("/classify", files=files, data=data))
         await gate.wait_entered()
         queued = asyncio.create_task(client.post("/classify", files=files, data=data))
-        batcher = _state(app).ready_classifier().batcher
+        batcher = default_classifier(app).batcher
         while batcher.queue_depth < 1:
             await asyncio.sleep(0.005)
         refused = await client.post("/classify", files=files, data=data)
@@ -174,7 +178,7 @@ async def test_request_deadline_covers_decoding(tiny_bundle_dir: Path) -> None:
         response = await client.post("/classify", files=files, data=data)
         assert response.status_code == 504
         assert response.json()["error"]["code"] == "deadline_exceeded"
-        assert _state(app).ready_classifier().in_flight == 0
+        assert default_classifier(app).in_flight == 0
         release.set()
         assert (await client.post("/classify", files=files, data=data)).status_code == 200
 
@@ -193,7 +197,7 @@ async def test_shutdown_answers_queued_requests(tiny_bundle_dir: Path, gate: Gat
                 for _ in range(3)
             ]
             await gate.wait_entered()
-            classifier = _state(app).ready_classifier()
+            classifier = default_classifier(app)
             while classifier.in_flight < 3:  # all three accepted
                 await asyncio.sleep(0.005)
             threading.Timer(0.1, gate.open.set).start()
@@ -242,7 +246,7 @@ async def _request_then_leave(
 async def test_disconnected_client_is_not_computed(tiny_bundle_dir: Path, gate: Gate) -> None:
     app = create_app(make_settings(tiny_bundle_dir), engine_factory=gated_factory(gate))  # type: ignore[arg-type]
     async for client in _client(app):
-        batcher = _state(app).ready_classifier().batcher
+        batcher = default_classifier(app).batcher
         gate.hold()
         files, data = _form(0)
         running = asyncio.create_task(client.post("/classify", files=files, data=data))
@@ -272,7 +276,7 @@ async def test_admission_limit_refuses_before_decoding(tiny_bundle_dir: Path, ga
         admitted = [
             asyncio.create_task(client.post("/classify", files=files, data=data)) for _ in range(2)
         ]
-        classifier = _state(app).ready_classifier()
+        classifier = default_classifier(app)
         while classifier.in_flight < 2:
             await asyncio.sleep(0.005)
         refused = await client.post("/classify", files=files, data=data)

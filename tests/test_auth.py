@@ -19,7 +19,7 @@ from app.errors import StartupError
 from app.main import create_app
 from app.settings import Settings
 from tests.conftest import encode_image, make_settings, photo, wait_ready
-from tests.test_api_batching import Gate, _client, _form, _state, gated_factory
+from tests.test_api_batching import Gate, _client, _form, gated_factory
 
 KEYS = ["first-key", "second-key", "clé-trois"]
 UNAUTHORIZED = {"code": "unauthorized", "message": "missing or invalid API key"}
@@ -241,7 +241,7 @@ async def test_401_comes_before_overload_and_not_ready(tiny_bundle_dir: Path) ->
         assert overloaded.status_code == 503  # with a key: the overload is reported
         anonymous = await client.post("/classify", files=files, data=data, headers=_bearer("x"))
         assert anonymous.status_code == 401  # without: nothing about the load leaks
-        _state(app).stop_accepting()
+        app.state.fusion.stop_accepting()
         anonymous = await client.post("/classify", files=files, data=data, headers=_bearer("x"))
         assert anonymous.status_code == 401
         gate.open.set()

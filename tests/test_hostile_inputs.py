@@ -189,7 +189,7 @@ CASES: dict[str, Case] = {
     "too-many-fields": Case(
         413,
         "too_many_items",
-        _multipart([("image", PNG, FILENAME)] + [("text", b"a cat", None)] * 6),
+        _multipart([("image", PNG, FILENAME)] + [("text", b"a cat", None)] * 8),
     ),
     "part-without-name": Case(
         400,
@@ -263,7 +263,7 @@ def test_limits_are_reported(service: TestClient) -> None:
 
 def test_error_names_the_unexpected_field(service: TestClient) -> None:
     message = _post(service, **_form(colour="red")).json()["error"]["message"]
-    assert message == "unexpected field 'colour'; the form takes explain, image, text, top_k"
+    assert message == "unexpected field 'colour'; the form takes explain, image, model, text, top_k"
     message = _post(service, **CASES["duplicate-image"].request).json()["error"]["message"]
     assert message == "field 'image' was sent 2 times; send it once"
 

@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from app import __version__
 from app.api.state import ServiceState
 from app.batching import Batcher
+from app.engine import build_engine
 from app.errors import (
     ClientDisconnected,
     DeadlineExceeded,
@@ -31,6 +32,8 @@ from app.errors import (
 )
 from app.main import create_app
 from app.metrics import Metrics
+from app.registry import ModelRegistry
+from app.settings import Settings
 from tests.conftest import encode_image, make_settings, photo
 from tests.test_api_batching import Gate, gated_factory
 from tests.test_batching import FakeClock, FakeModel
@@ -38,6 +41,7 @@ from tests.tiny_bundle import LABELS
 
 REASONS = {"overloaded", "shutting_down", "not_ready", "deadline_exceeded", "client_disconnected"}
 MODELS = ("image_encoder", "text_encoder", "fusion_head")
+BUNDLE = "tiny-test-bundle"
 PNG = encode_image(photo(50, 40))
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -85,9 +89,8 @@ async def test_metrics_before_the_bundle_is_loaded(tiny_bundle_dir: Path) -> Non
     async with _asgi_client(app) as client:  # no lifespan: the bundle never loads
         samples = await scrape(client)
         assert value(samples, "fusionserve_ready") == 0
-        assert value(samples, "fusionserve_queue_depth") == 0
-        assert value(samples, "fusionserve_in_flight_items") == 0
-        assert value(samples, "fusionserve_text_cache_hits_total") == 0
+        for per_bundle in ("queue_depth", "in_flight_items", "text_cache_hits_total"):
+            assert not by_label(samples, f"fusionserve_{per_bundle}", "bundle")
         assert value(samples, "fusionserve_build_info", version=__version__) == 1
         assert by_label(samples, "fusionserve_rejected_total", "reason") == dict.fromkeys(
             REASONS, 0
@@ -149,7 +152,7 @@ async def test_metrics_after_real_traffic(tiny_bundle_dir: Path) -> None:
             running = asyncio.create_task(_post(client, "dog"))
             await gate.wait_entered()
             queued = asyncio.create_task(_post(client, "small dog"))
-            classifier = app.state.fusion.ready_classifier()
+            classifier = app.state.fusion.registry.slot(BUNDLE).classifier
             while classifier.batcher.queue_depth < 1:
                 await asyncio.sleep(0.005)
             busy = await scrape(client)
@@ -163,11 +166,12 @@ async def test_metrics_after_real_traffic(tiny_bundle_dir: Path) -> None:
     assert refused.status_code == 503
     assert refused.json()["error"]["code"] == "overloaded"
     # Scrape-time gauges: the running item and the queued one.
-    assert value(busy, "fusionserve_in_flight_items") == 2
-    assert value(busy, "fusionserve_queue_depth") == 1
-    assert value(samples, "fusionserve_in_flight_items") == 0
-    assert value(samples, "fusionserve_queue_depth") == 0
+    assert value(busy, "fusionserve_in_flight_items", bundle=BUNDLE) == 2
+    assert value(busy, "fusionserve_queue_depth", bundle=BUNDLE) == 1
+    assert value(samples, "fusionserve_in_flight_items", bundle=BUNDLE) == 0
+    assert value(samples, "fusionserve_queue_depth", bundle=BUNDLE) == 0
     assert value(samples, "fusionserve_ready") == 1
+    assert value(samples, "fusionserve_bundle_ready", bundle=BUNDLE) == 1
     assert value(stopped, "fusionserve_ready") == 0
 
     requests = "fusionserve_http_requests_total"
@@ -186,31 +190,36 @@ async def test_metrics_after_real_traffic(tiny_bundle_dir: Path) -> None:
     items = _labels_of(ok)
     assert len(items) == 7
     predictions = by_label(samples, "fusionserve_predictions_total", "label")
+    assert set(by_label(samples, "fusionserve_predictions_total", "bundle")) == {BUNDLE}
     assert predictions == dict(collections.Counter(item["label"] for item in items))
     assert set(predictions) <= set(LABELS)
-    assert value(samples, "fusionserve_top1_probability_count") == 7
-    assert value(samples, "fusionserve_top1_probability_sum") == pytest.approx(
+    assert value(samples, "fusionserve_top1_probability_count", bundle=BUNDLE) == 7
+    assert value(samples, "fusionserve_top1_probability_sum", bundle=BUNDLE) == pytest.approx(
         sum(item["probability"] for item in items)
     )
 
     stats = classifier.batcher.stats
-    assert value(samples, "fusionserve_batch_size_count") == stats.batches
-    assert value(samples, "fusionserve_batch_size_sum") == stats.items == 7
-    assert value(samples, "fusionserve_inference_duration_seconds_count") == stats.batches
-    assert value(samples, "fusionserve_queue_wait_duration_seconds_count") == 7
-    assert value(samples, "fusionserve_preprocess_duration_seconds_count") == 7
+    assert value(samples, "fusionserve_batch_size_count", bundle=BUNDLE) == stats.batches
+    assert value(samples, "fusionserve_batch_size_sum", bundle=BUNDLE) == stats.items == 7
+    assert (
+        value(samples, "fusionserve_inference_duration_seconds_count", bundle=BUNDLE)
+        == stats.batches
+    )
+    assert value(samples, "fusionserve_queue_wait_duration_seconds_count", bundle=BUNDLE) == 7
+    assert value(samples, "fusionserve_preprocess_duration_seconds_count", bundle=BUNDLE) == 7
 
     cache = classifier.engine.pipeline.text_cache
-    assert value(samples, "fusionserve_text_cache_hits_total") == cache.hits == 1
-    assert value(samples, "fusionserve_text_cache_misses_total") == cache.misses == 6
+    assert value(samples, "fusionserve_text_cache_hits_total", bundle=BUNDLE) == cache.hits == 1
+    assert value(samples, "fusionserve_text_cache_misses_total", bundle=BUNDLE) == cache.misses == 6
 
-    assert value(samples, "fusionserve_bundle_info", name="tiny-test-bundle", version="0.0.1") == 1
+    info = "fusionserve_bundle_info"
+    assert value(samples, info, bundle=BUNDLE, name=BUNDLE, version="0.0.1") == 1
     providers = {
-        (dict(ls)["model"], dict(ls)["provider"])
+        (dict(ls)["bundle"], dict(ls)["model"], dict(ls)["provider"])
         for (name, ls), v in samples.items()
         if name == "fusionserve_execution_provider_info" and v == 1
     }
-    assert providers == {(model, "CPUExecutionProvider") for model in MODELS}
+    assert providers == {(BUNDLE, model, "CPUExecutionProvider") for model in MODELS}
 
 
 def test_metrics_can_be_turned_off(tiny_bundle_dir: Path) -> None:
@@ -253,7 +262,7 @@ def test_each_app_has_its_own_registry(tiny_bundle_dir: Path) -> None:
     ],
 )
 def test_refusals_are_counted_by_reason(error: RequestError, reason: str | None) -> None:
-    metrics = Metrics(ServiceState())
+    metrics = Metrics(ServiceState(ModelRegistry(Settings(), build_engine)))
     metrics.count_error(error)
     metrics.count_error(error)
     rejected = by_label(parse(metrics.render().decode()), "fusionserve_rejected_total", "reason")

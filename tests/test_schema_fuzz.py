@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
 from schemathesis import Case, GenerationMode
 from schemathesis.checks import not_a_server_error
+from schemathesis.core.failures import AcceptedNegativeData, FailureGroup
 from schemathesis.python import asgi
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -89,10 +90,29 @@ def _fuzz(
         run()
 
 
+def _untyped_form_field(failures: FailureGroup, case: Case) -> bool:
+    """A multipart form carries text only: a "number" where the schema says string (or a
+    one-item list) is sent as the same bytes as a valid value, so no server could refuse it."""
+    return case.media_type == "multipart/form-data" and all(
+        isinstance(f, AcceptedNegativeData) and "violates `type`" in str(f)
+        for f in failures.exceptions
+    )
+
+
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 def test_api_conforms_to_its_schema(open_app: FastAPI, mode: GenerationMode) -> None:
-    checks = [*CHECKS, negative_data_rejection] if mode is GenerationMode.NEGATIVE else CHECKS
-    _fuzz(open_app, mode, lambda case: case.call_and_validate(checks=checks), {})
+    if mode is GenerationMode.POSITIVE:
+        _fuzz(open_app, mode, lambda case: case.call_and_validate(checks=CHECKS), {})
+        return
+
+    def call(case: Case) -> None:
+        try:
+            case.call_and_validate(checks=[*CHECKS, negative_data_rejection])
+        except FailureGroup as failures:
+            if not _untyped_form_field(failures, case):
+                raise
+
+    _fuzz(open_app, mode, call, {})
 
 
 def test_keyed_api_conforms_and_enforces_its_key(keyed_app: FastAPI) -> None:

@@ -12,10 +12,13 @@ import pytest
 import uvicorn
 
 from app.api.state import ServiceState, Status
+from app.engine import build_engine
 from app.main import create_app
+from app.registry import ModelRegistry
 from app.server import DrainingServer
+from app.settings import Settings
 from tests.conftest import make_settings
-from tests.test_api_batching import Gate, _client, _form, _state, gated_factory
+from tests.test_api_batching import Gate, _client, _form, gated_factory
 
 pytestmark = pytest.mark.anyio
 
@@ -42,7 +45,7 @@ async def test_stop_accepting_fails_readiness_and_refuses_new_work(
         accepted = asyncio.create_task(client.post("/classify", files=files, data=data))
         await gate.wait_entered()
 
-        _state(app).stop_accepting()  # what SIGTERM does first
+        app.state.fusion.stop_accepting()  # what SIGTERM does first
 
         ready = await client.get("/readyz")
         assert (ready.status_code, ready.json()["status"]) == (503, "stopping")
@@ -64,7 +67,8 @@ async def test_stop_accepting_fails_readiness_and_refuses_new_work(
 
 
 def test_a_failed_service_stays_failed() -> None:
-    state = ServiceState(status=Status.FAILED, error="bad bundle")
+    registry = ModelRegistry(Settings(), build_engine)
+    state = ServiceState(registry, status=Status.FAILED, error="bad bundle")
     state.stop_accepting()
     assert state.status is Status.FAILED
 
@@ -113,7 +117,7 @@ async def test_client_sees_clean_refusal_through_asgi(tiny_bundle_dir: Path) -> 
     # The gate refuses a stopping service before parsing: junk is not parsed, still a 503.
     app = create_app(make_settings(tiny_bundle_dir))
     async for client in _client(app):
-        _state(app).stop_accepting()
+        app.state.fusion.stop_accepting()
         junk = {"Content-Type": "multipart/form-data; boundary=x"}
         refused = await client.post("/classify", content=b"not multipart", headers=junk)
         assert refused.status_code == 503

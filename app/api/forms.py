@@ -9,7 +9,7 @@ dependency (``request.form(max_...)``, pydantic, and the schema again in ``opena
 would describe every form twice, and the two could drift apart.
 
 The limits derive from the settings: at most ``max_items_per_request`` files and that many
-text fields plus ``top_k``; no text field over ``max_text_field_bytes`` (file parts are not
+text fields plus ``SCALAR_FIELDS``; no text field over ``max_text_field_bytes`` (file parts are not
 counted there: they are bounded by the body limit of the gate and by ``max_image_bytes``).
 
 Two things FastAPI leaves open are done here:
@@ -50,11 +50,15 @@ class FormLimits(TypedDict, total=False):
     max_part_size: int
 
 
+# The single-valued, non-file fields a form may carry besides its texts.
+SCALAR_FIELDS = ("top_k", "explain", "model")
+
+
 def form_limits(settings: Settings) -> FormLimits:
     items = settings.max_items_per_request
     return {
         "max_files": items,
-        "max_fields": items + 1,  # one text per item, and top_k
+        "max_fields": items + len(SCALAR_FIELDS),  # one text per item, and the scalars
         "max_part_size": settings.max_text_field_bytes,
     }
 

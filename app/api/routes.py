@@ -22,7 +22,6 @@ from app.schemas import (
     LiveResponse,
     ReadyResponse,
 )
-from app.service import Classifier
 from app.settings import Settings
 
 router = APIRouter()
@@ -50,16 +49,11 @@ async def get_settings(request: Request) -> Settings:
     return settings
 
 
-async def get_classifier(state: Annotated[ServiceState, Depends(get_state)]) -> Classifier:
-    return state.ready_classifier()
-
-
 StateDep = Annotated[ServiceState, Depends(get_state)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-ClassifierDep = Annotated[Classifier, Depends(get_classifier)]
 
 
-def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     descriptions = {
         400: "The multipart body is malformed.",
         413: (
@@ -69,12 +63,15 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
         415: (
             "The body is not multipart/form-data, or the file is not an image in an allowed format."
         ),
+        403: "Reloading is switched off (reload_disabled).",
+        404: "No served bundle has that name (model_not_found).",
+        409: "A reload of this bundle is already running (reload_in_progress).",
         422: (
             "Missing, unexpected or repeated field, a modality the bundle's head needs "
             "(modality_required), explain asked where it cannot be computed "
             "(explain_unsupported), undecodable image or invalid text."
         ),
-        500: "Inference failed.",
+        500: "Inference failed, or a reload failed (the loaded version serves on).",
         503: (
             "The model is not loaded yet or failed to load, the service is overloaded "
             "(Retry-After says when to retry) or stopping."
@@ -86,7 +83,7 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 # Every status the classification routes answer. A client that leaves gets nothing: the 499
 # of ``ClientDisconnected`` is for logs only, so it is not documented.
-CLASSIFY_ERRORS = _errors(400, 413, 415, 422, 500, 503, 504)
+CLASSIFY_ERRORS = error_responses(400, 404, 413, 415, 422, 500, 503, 504)
 
 EXPLAIN = (
     "Also return `explanation`: how much the image and the text each moved the predicted "
@@ -94,17 +91,21 @@ EXPLAIN = (
     "encoders do not run again). Needs both modalities and a head that accepts either "
     "missing (422 explain_unsupported otherwise)."
 )
+MODEL = (
+    "The bundle to classify with, by name (GET /v1/models lists them); the default bundle "
+    "when left out."
+)
 
 
 @router.post(
     CLASSIFY,
     responses=CLASSIFY_ERRORS,
-    dependencies=[Depends(expect_fields(once=("image", "text", "top_k", "explain")))],
+    dependencies=[Depends(expect_fields(once=("image", "text", "top_k", "explain", "model")))],
     summary="Classify one image with its text description",
 )
 async def classify(
     request: Request,
-    classifier: ClassifierDep,
+    state: StateDep,
     settings: SettingsDep,
     image: Annotated[
         UploadFile | None,
@@ -128,6 +129,7 @@ async def classify(
         int | None, Form(ge=1, description="Return only the k most probable classes.")
     ] = None,
     explain: Annotated[bool, Form(description=EXPLAIN)] = False,
+    model: Annotated[str | None, Form(description=MODEL)] = None,
 ) -> ClassifyResponse:
     """Class probabilities for an image and its text description, or for one of the two when
     the bundle's head was trained to answer without the other (``missing_modality`` in the
@@ -136,18 +138,21 @@ async def classify(
         # FastAPI turns an empty optional form field into None; sent empty is not left out.
         raise InvalidText("text must not be empty; leave the field out to send no text")
     data = None if image is None else await _read_image(image, settings.max_image_bytes)
-    return await cancel_on_disconnect(request, classifier.classify(data, text, top_k, explain))
+    with state.lease(model) as classifier:  # held until answered: a reload drains it
+        return await cancel_on_disconnect(request, classifier.classify(data, text, top_k, explain))
 
 
 @router.post(
     CLASSIFY_BATCH,
     responses=CLASSIFY_ERRORS,
-    dependencies=[Depends(expect_fields(once=("top_k", "explain"), repeated=("images", "texts")))],
+    dependencies=[
+        Depends(expect_fields(once=("top_k", "explain", "model"), repeated=("images", "texts")))
+    ],
     summary="Classify several image+text items in one request",
 )
 async def classify_batch(
     request: Request,
-    classifier: ClassifierDep,
+    state: StateDep,
     settings: SettingsDep,
     images: Annotated[list[UploadFile], File(description="One file per item, in order.")],
     texts: Annotated[list[str], Form(description="One description per item, in order.")],
@@ -155,6 +160,7 @@ async def classify_batch(
         int | None, Form(ge=1, description="Return only the k most probable classes.")
     ] = None,
     explain: Annotated[bool, Form(description=EXPLAIN + " Applies to every item.")] = False,
+    model: Annotated[str | None, Form(description=MODEL)] = None,
 ) -> BatchClassifyResponse:
     """Items go through the same batcher as single requests. A bad item gets its own error
     in ``results``; the others are classified as usual."""
@@ -165,7 +171,9 @@ async def classify_batch(
         (await _read_image(image, settings.max_image_bytes), text)
         for image, text in zip(images, texts, strict=True)
     ]
-    outcomes = await cancel_on_disconnect(request, classifier.classify_many(items, top_k, explain))
+    with state.lease(model) as classifier:
+        work = classifier.classify_many(items, top_k, explain)
+        outcomes = await cancel_on_disconnect(request, work)
     return BatchClassifyResponse(
         results=[_item_result(request, i, outcome) for i, outcome in enumerate(outcomes)]
     )
@@ -212,25 +220,42 @@ async def livez(state: StateDep) -> JSONResponse:
     summary="Readiness",
 )
 async def readyz(state: StateDep, settings: SettingsDep) -> JSONResponse:
-    """200 once the sessions are loaded and warm-up passed, with the providers in use."""
-    if state.status is not Status.READY or state.classifier is None:
-        body = ReadyResponse(status=state.status.value, ready=False, detail=state.error)
+    """200 once every bundle is loaded and warmed up, with the default bundle's providers;
+    ``models`` gives each bundle's status (GET /v1/models/{name}/ready asks for one)."""
+    registry = state.registry
+    models = {slot.name: slot.status.value for slot in registry.slots}
+    default = registry.default
+    classifier = None if default is None else default.classifier
+    if state.status is not Status.READY or classifier is None:
+        body = ReadyResponse(
+            status=state.status.value, ready=False, detail=state.error, models=models
+        )
         return JSONResponse(body.model_dump(exclude_none=True), status_code=503)
-    engine = state.classifier.engine
+    engine = classifier.engine
     device = "cuda" if engine.on_cuda else "cpu"
     detail = None
     if settings.device == "auto" and device == "cpu":
         detail = "device=auto: CUDA is not available, running on CPU"
     body = ReadyResponse(
-        status="ready", ready=True, providers=engine.providers, device=device, detail=detail
+        status="ready",
+        ready=True,
+        providers=engine.providers,
+        device=device,
+        detail=detail,
+        models=models,
     )
     return JSONResponse(body.model_dump(exclude_none=True))
 
 
-@router.get("/info", responses=_errors(503), summary="Bundle metadata and serving settings")
-async def info(classifier: ClassifierDep, settings: SettingsDep) -> dict[str, Any]:
-    """Bundle name, version, labels, preprocessing, providers and the settings that matter."""
-    engine = classifier.engine
+@router.get(
+    "/info", responses=error_responses(404, 503), summary="Bundle metadata and serving settings"
+)
+async def info(state: StateDep, settings: SettingsDep, model: str | None = None) -> dict[str, Any]:
+    """Bundle name, version, labels, preprocessing, providers and the settings that matter,
+    for the bundle named ``model`` (the default bundle when left out)."""
+    with state.lease(model) as classifier:
+        engine = classifier.engine
+        stats = classifier.stats()
     manifest = engine.bundle.manifest
     return {
         "bundle": {
@@ -249,7 +274,7 @@ async def info(classifier: ClassifierDep, settings: SettingsDep) -> dict[str, An
             "accepts_text_only": manifest.fusion_head.accepts_missing("image"),
         },
         "providers": engine.providers,
-        "stats": classifier.stats(),
+        "stats": stats,
         "settings": settings.model_dump(
             mode="json",
             include={

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from app.errors import NotReady, RequestError, ShuttingDown
+from app.registry import ModelRegistry
 from app.service import Classifier
 
 
@@ -18,27 +21,50 @@ class Status(enum.Enum):
 
 @dataclass
 class ServiceState:
+    """The service's status and its bundles. READY once every bundle is loaded; each bundle
+    serves as soon as it is loaded itself (``ModelRegistry.lease``)."""
+
+    registry: ModelRegistry
     status: Status = Status.LOADING
-    classifier: Classifier | None = None
     error: str | None = None
 
-    def ready_classifier(self) -> Classifier:
-        """The classifier, or a 503 while loading, failed or stopping."""
-        if self.status is not Status.READY or self.classifier is None:
-            raise self._unavailable()
-        return self.classifier
-
     def refusal(self) -> RequestError | None:
-        """Why a classification request would be refused right now, or None."""
-        if self.status is not Status.READY or self.classifier is None:
+        """Why a classification request would be refused before its body is read, or None.
+        With one bundle its overload is known before parsing; with several, the bundle is
+        named in the body, so each bundle's own limit is applied after parsing."""
+        if self.status in (Status.STOPPING, Status.FAILED):
             return self._unavailable()
-        return self.classifier.refusal()
+        slots = self.registry.slots
+        if len(slots) == 1:
+            classifier = slots[0].classifier
+            if classifier is None:
+                return self._unavailable()
+            return classifier.refusal()
+        if not any(s.classifier is not None for s in slots):
+            return self._unavailable()
+        return None
 
     def stop_accepting(self) -> None:
         """From now on /readyz is 503 and new requests are refused; accepted ones carry on.
         Cheap and synchronous: it runs in the signal handler. A failed service stays failed."""
+        self.registry.stop_accepting()
         if self.status is not Status.FAILED:
             self.status = Status.STOPPING
+
+    @property
+    def is_open(self) -> bool:
+        """Neither stopping nor failed."""
+        return self.status not in (Status.STOPPING, Status.FAILED)
+
+    @contextmanager
+    def lease(self, model: str | None = None) -> Iterator[Classifier]:
+        """The classifier serving ``model`` (default bundle when None), held until the request
+        is answered: 503 while stopping or failed, 404 for an unknown name, 503 while that
+        bundle loads. Take it with no ``await`` between the lookup and the call it serves."""
+        if not self.is_open:
+            raise self._unavailable()
+        with self.registry.lease(model) as classifier:
+            yield classifier
 
     def _unavailable(self) -> RequestError:
         if self.status is Status.STOPPING:

@@ -1,0 +1,93 @@
+"""Routes over the served bundles: list them, ask one's readiness, reload one in place."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path
+from fastapi.responses import JSONResponse
+
+from app.api.routes import SettingsDep, StateDep, error_responses
+from app.errors import ReloadDisabled
+from app.registry import ModelSlot, ModelStatus
+from app.schemas import ModelInfo, ModelList, ReloadResponse
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+MODELS = "/v1/models"
+NameParam = Annotated[str, Path(description="A served bundle's name (its manifest name).")]
+
+
+def model_info(slot: ModelSlot) -> ModelInfo:
+    """What a client needs to know to use ``slot``; labels and abilities once loaded."""
+    classifier = slot.classifier
+    manifest = None if classifier is None else classifier.engine.bundle.manifest
+    head = None if manifest is None else manifest.fusion_head
+    image_only = head is not None and head.accepts_missing("text")
+    text_only = head is not None and head.accepts_missing("image")
+    return ModelInfo(
+        name=slot.name,
+        version=None if manifest is None else manifest.version,
+        status=slot.status.value,
+        ready=slot.status is ModelStatus.READY,
+        default=slot.default,
+        path=str(slot.path),
+        labels=[] if manifest is None else manifest.labels,
+        accepts_image_only=image_only,
+        accepts_text_only=text_only,
+        explain=image_only and text_only,
+        reloads=slot.reloads,
+        error=slot.error,
+    )
+
+
+async def _state_slot(state: StateDep, name: NameParam) -> ModelSlot:
+    return state.registry.slot(name)
+
+
+SlotDep = Annotated[ModelSlot, Depends(_state_slot)]
+
+
+@router.get("", summary="The served bundles")
+async def list_models(state: StateDep) -> ModelList:
+    """Every bundle this replica serves, the default first, with its status and labels."""
+    return ModelList(models=[model_info(slot) for slot in state.registry.slots])
+
+
+@router.get("/{name}", responses=error_responses(404), summary="One served bundle")
+async def get_model(slot: SlotDep) -> ModelInfo:
+    return model_info(slot)
+
+
+@router.get(
+    "/{name}/ready",
+    response_model=ModelInfo,
+    responses={**error_responses(404), 503: {"model": ModelInfo, "description": "Not loaded yet."}},
+    summary="Readiness of one bundle",
+)
+async def model_ready(state: StateDep, slot: SlotDep) -> JSONResponse:
+    """200 once this bundle serves (the others may still be loading), else 503."""
+    info = model_info(slot)
+    ready = info.ready and state.is_open
+    return JSONResponse(info.model_dump(mode="json"), status_code=200 if ready else 503)
+
+
+@router.post(
+    "/{name}/reload",
+    responses=error_responses(403, 404, 409, 500, 503),
+    summary="Reload one bundle from its directory without dropping requests",
+)
+async def reload_model(state: StateDep, settings: SettingsDep, name: NameParam) -> ReloadResponse:
+    """Load the bundle's directory again (new files, new version) beside the version now
+    serving, warm it up, switch to it, and let the previous version finish the requests it
+    holds. On failure the previous version serves on (500 reload_failed)."""
+    if not settings.reload_enabled:
+        raise ReloadDisabled()
+    outcome = await state.registry.reload(name)
+    return ReloadResponse(
+        name=outcome.name,
+        previous_version=outcome.previous_version,
+        version=outcome.version,
+        load_ms=round(outcome.load_s * 1000.0, 1),
+        draining=outcome.draining,
+    )

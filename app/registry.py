@@ -1,0 +1,253 @@
+"""The served bundles: one classifier (and batcher) each, looked up by name, reloaded in place.
+
+A request takes a *lease* on the classifier it is routed to, synchronously, at the moment it
+looks the bundle up; a reload loads and warms the new version beside the old one, switches the
+name over (new leases get the new classifier), then waits for the old classifier's leases to
+end before stopping it. No request is refused or dropped by a reload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from app.bundle.loader import parse_manifest
+from app.bundle.manifest import MANIFEST_FILENAME
+from app.engine import Engine, warm_up
+from app.errors import (
+    BundleError,
+    ModelNotFound,
+    NotReady,
+    ReloadFailed,
+    ReloadInProgress,
+    ShuttingDown,
+    StartupError,
+)
+from app.observer import ServiceObserver
+from app.service import Classifier
+from app.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+EngineFactory = Callable[[Settings], Engine]
+ObserverFactory = Callable[[str], ServiceObserver | None]
+
+
+class ModelStatus(enum.Enum):
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+
+
+@dataclass
+class _Leased:
+    """A classifier and the number of requests holding it."""
+
+    classifier: Classifier
+    leases: int = 0
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.released.set()
+
+
+@dataclass
+class ModelSlot:
+    """One served name: where its bundle lives and the classifier now answering for it."""
+
+    name: str
+    path: Path
+    default: bool
+    status: ModelStatus = ModelStatus.LOADING
+    current: _Leased | None = None
+    error: str | None = None
+    reloads: int = 0
+    loaded_at: float | None = None
+    reloading: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def classifier(self) -> Classifier | None:
+        return None if self.current is None else self.current.classifier
+
+
+@dataclass(frozen=True)
+class ReloadOutcome:
+    name: str
+    previous_version: str
+    version: str
+    load_s: float
+    draining: int  # requests still holding the previous version when it was switched out
+
+
+class ModelRegistry:
+    """The bundles of ``settings.bundle_dirs()``; the first is the default."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        factory: EngineFactory,
+        observer_for: ObserverFactory = lambda _: None,
+    ) -> None:
+        self._settings = settings
+        self._factory = factory
+        self._observer_for = observer_for
+        self._slots: dict[str, ModelSlot] = {}
+        self._retiring: set[asyncio.Task[None]] = set()
+        self._stopping = False
+
+    @property
+    def slots(self) -> list[ModelSlot]:
+        return list(self._slots.values())
+
+    @property
+    def default(self) -> ModelSlot | None:
+        return next(iter(self._slots.values()), None)
+
+    @property
+    def all_ready(self) -> bool:
+        return bool(self._slots) and all(s.status is ModelStatus.READY for s in self.slots)
+
+    def slot(self, name: str | None) -> ModelSlot:
+        """The slot for ``name`` (the default when None); 404 if nothing has that name."""
+        if not self._slots:
+            raise NotReady("the bundles are loading")
+        found = self.default if name is None else self._slots.get(name)
+        if found is None:
+            served = ", ".join(self._slots) or "none yet"
+            raise ModelNotFound(f"no model named {name!r} is served (served: {served})")
+        return found
+
+    @contextlib.contextmanager
+    def lease(self, name: str | None = None) -> Iterator[Classifier]:
+        """Hold the classifier now serving ``name`` for the length of a request. Raises at
+        once (404 unknown name, 503 not loaded yet); never waits."""
+        slot = self.slot(name)
+        leased = slot.current
+        if leased is None or slot.status is not ModelStatus.READY:
+            raise NotReady(f"model {slot.name!r} is not ready (status: {slot.status.value})")
+        leased.leases += 1
+        leased.released.clear()
+        try:
+            yield leased.classifier
+        finally:
+            leased.leases -= 1
+            if leased.leases == 0:
+                leased.released.set()
+
+    def _settings_for(self, path: Path) -> Settings:
+        return self._settings.model_copy(update={"bundle_path": path})
+
+    def declare(self) -> None:
+        """Read every manifest (cheap) so that names are known, and unique, before loading.
+        Raises ``StartupError``."""
+        for index, path in enumerate(self._settings.bundle_dirs()):
+            if not Path(path).expanduser().is_dir():
+                raise BundleError("bundle_path", f"{Path(path).resolve()} is not a directory")
+            name = parse_manifest(Path(path).expanduser() / MANIFEST_FILENAME).name
+            if name in self._slots:
+                raise StartupError(
+                    f"two bundles are named {name!r} ({self._slots[name].path} and {path}); "
+                    "served names must differ"
+                )
+            self._slots[name] = ModelSlot(name=name, path=Path(path), default=index == 0)
+
+    def _build(self, slot: ModelSlot) -> Engine:
+        """Load and warm up ``slot``'s bundle (blocking: run it in a thread)."""
+        engine = self._factory(self._settings_for(slot.path))
+        name = engine.bundle.manifest.name
+        if name != slot.name:
+            raise StartupError(
+                f"the bundle at {slot.path} is now named {name!r}, not {slot.name!r}; "
+                "a served name cannot change (restart to rename)"
+            )
+        if self._settings.warmup:
+            warm_up(engine, self._settings.max_batch_size)
+        return engine
+
+    def _serve(self, slot: ModelSlot, engine: Engine) -> _Leased | None:
+        """Put a classifier for ``engine`` in ``slot``; return the one it replaces."""
+        classifier = Classifier(engine, self._settings, self._observer_for(slot.name))
+        classifier.start()
+        previous, slot.current = slot.current, _Leased(classifier)
+        slot.status, slot.error, slot.loaded_at = ModelStatus.READY, None, time.time()
+        return previous
+
+    async def load(self, slot: ModelSlot) -> None:
+        """First load of ``slot``; a failure marks it failed and propagates."""
+        try:
+            engine = await asyncio.to_thread(self._build, slot)
+        except Exception as exc:
+            slot.status, slot.error = ModelStatus.FAILED, str(exc)
+            raise
+        if self._stopping:
+            return
+        self._serve(slot, engine)
+
+    async def reload(self, name: str | None) -> ReloadOutcome:
+        """Load ``name``'s bundle again from its directory, switch to it once warm, and drain
+        the previous version in the background. The previous version keeps answering while
+        the new one loads, and for good if it fails (``ReloadFailed``)."""
+        slot = self.slot(name)
+        if self._stopping:
+            raise ShuttingDown()
+        if slot.reloading.locked():
+            raise ReloadInProgress(f"model {slot.name!r} is already being reloaded")
+        async with slot.reloading:
+            if slot.current is None:
+                raise NotReady(f"model {slot.name!r} is not loaded yet; nothing to reload")
+            previous_version = slot.current.classifier.engine.bundle.manifest.version
+            started = time.perf_counter()
+            try:
+                engine = await asyncio.to_thread(self._build, slot)
+            except Exception as exc:
+                logger.error("reload of %s failed, old version kept: %s", slot.name, exc)
+                raise ReloadFailed(
+                    f"reloading {slot.name!r} from {slot.path} failed; version "
+                    f"{previous_version} serves on: {exc}"
+                ) from None
+            load_s = time.perf_counter() - started
+            if self._stopping:
+                raise ShuttingDown()
+            previous = self._serve(slot, engine)
+            assert previous is not None  # checked above, and only reload replaces
+            slot.reloads += 1
+            self._retire(previous)
+        version = engine.bundle.manifest.version
+        logger.info(
+            "reloaded %s: %s -> %s in %.2fs; %d requests drain from the previous version",
+            slot.name,
+            previous_version,
+            version,
+            load_s,
+            previous.leases,
+        )
+        return ReloadOutcome(slot.name, previous_version, version, load_s, previous.leases)
+
+    def _retire(self, leased: _Leased) -> None:
+        async def drain() -> None:
+            await leased.released.wait()  # every request holding it has been answered
+            await leased.classifier.stop()
+
+        task = asyncio.get_running_loop().create_task(drain())
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+    @property
+    def draining(self) -> int:
+        """Previous versions still answering requests after a reload."""
+        return len(self._retiring)
+
+    def stop_accepting(self) -> None:
+        self._stopping = True
+
+    async def stop(self) -> None:
+        """Answer what was accepted, then stop every classifier, old versions included."""
+        self._stopping = True
+        stops = [s.current.classifier.stop() for s in self.slots if s.current is not None]
+        await asyncio.gather(*stops, *self._retiring)
