@@ -353,3 +353,34 @@ def test_openapi_documents_the_model_routes(two_bundles: tuple[Path, Path]) -> N
     assert set(reload) == {"200", "403", "404", "409", "422", "500", "503"}
     form = schema["components"]["schemas"]["Body_classify_classify_post"]["properties"]
     assert "model" in form
+
+
+async def test_reloads_under_steady_traffic_drop_nothing(two_bundles: tuple[Path, Path]) -> None:
+    app = create_app(_settings(two_bundles, max_in_flight=64))
+    versions: list[str] = []
+    statuses: list[int] = []
+    async for client in _client(app):
+        stop = asyncio.Event()
+
+        async def traffic() -> None:
+            while not stop.is_set():
+                response = await _post(client, model="beta")
+                statuses.append(response.status_code)
+                if response.status_code == 200:
+                    versions.append(response.json()["bundle"]["version"])
+
+        senders = [asyncio.create_task(traffic()) for _ in range(4)]
+        reloads = []
+        for version in ("2.0.0", "3.0.0", "4.0.0"):
+            await asyncio.sleep(0.05)
+            _rewrite(two_bundles[1], seed=int(version[0]) + 10, version=version)
+            reloads.append(await client.post("/v1/models/beta/reload"))
+        await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.gather(*senders)
+
+    assert [r.status_code for r in reloads] == [200, 200, 200]
+    assert statuses == [200] * len(statuses)
+    assert len(statuses) > 20
+    assert {"1.0.0", "4.0.0"} <= set(versions)
+    assert set(versions) <= {"1.0.0", "2.0.0", "3.0.0", "4.0.0"}
