@@ -362,14 +362,14 @@ async def test_reloads_under_steady_traffic_drop_nothing(two_bundles: tuple[Path
     async for client in _client(app):
         stop = asyncio.Event()
 
-        async def traffic() -> None:
+        async def traffic(client: httpx.AsyncClient, stop: asyncio.Event) -> None:
             while not stop.is_set():
                 response = await _post(client, model="beta")
                 statuses.append(response.status_code)
                 if response.status_code == 200:
                     versions.append(response.json()["bundle"]["version"])
 
-        senders = [asyncio.create_task(traffic()) for _ in range(4)]
+        senders = [asyncio.create_task(traffic(client, stop)) for _ in range(4)]
         reloads = []
         for version in ("2.0.0", "3.0.0", "4.0.0"):
             await asyncio.sleep(0.05)
