@@ -22,10 +22,15 @@ logger = logging.getLogger("fusionserve")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    bundle = getattr(args, "bundle", None)
+    several = isinstance(bundle, list) and len(bundle) > 1
+    if isinstance(bundle, list):
+        bundle = None if several else bundle[0]
     overrides: dict[str, Any] = {
         key: value
         for key, value in {
-            "bundle_path": getattr(args, "bundle", None),
+            "bundle_path": bundle,
+            "bundles": getattr(args, "bundle", None) if several else None,
             "device": getattr(args, "device", None),
             "host": getattr(args, "host", None),
             "port": getattr(args, "port", None),
@@ -133,7 +138,12 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="start the HTTP service (uvicorn)")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
-    serve.add_argument("--bundle", type=Path, help="bundle directory")
+    serve.add_argument(
+        "--bundle",
+        type=Path,
+        action="append",
+        help="bundle directory; repeat it to serve several (the first is the default)",
+    )
     serve.add_argument("--device", choices=["auto", "cuda", "cpu"])
     serve.set_defaults(handler=_serve)
 

@@ -59,3 +59,12 @@ def test_predict_reports_bad_bundle(tmp_path: Path, capsys: pytest.CaptureFixtur
     code = main(["predict", str(image), "--text", "x", "--bundle", str(tmp_path)])
     assert code == 1
     assert "manifest.json not found" in capsys.readouterr().err
+
+
+def test_serve_takes_one_bundle_or_several() -> None:
+    from app.cli import _parser, _settings
+
+    one = _settings(_parser().parse_args(["serve", "--bundle", "/m/a"]))
+    assert one.bundle_dirs() == [Path("/m/a")]
+    several = _settings(_parser().parse_args(["serve", "--bundle", "/m/a", "--bundle", "/m/b"]))
+    assert several.bundle_dirs() == [Path("/m/a"), Path("/m/b")]
