@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app import __version__
-from app.api import metrics_route
+from app.api import demo, metrics_route
 from app.api import models as models_routes
 from app.api.auth import install_auth
 from app.api.errors import ErrorListener, install_error_handlers
@@ -112,6 +112,8 @@ def create_app(
     app.include_router(models_routes.router)
     if metrics is not None:
         app.include_router(metrics_route.router)
+    if settings.demo_enabled:
+        app.include_router(demo.build_router())
     # Added innermost first: the request id is outermost, so that every answer carries it.
     app.add_middleware(
         RequestGate,

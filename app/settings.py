@@ -68,6 +68,13 @@ class Settings(BaseSettings):
         ),
     )
     metrics_enabled: bool = Field(default=True, description="Serve Prometheus metrics at /metrics.")
+    demo_enabled: bool = Field(
+        default=True,
+        description=(
+            "Serve the demo page at / (static HTML, CSS and JS that call /classify from the "
+            "browser; open without an API key, it holds none). False: / is 404."
+        ),
+    )
 
     device: Literal["auto", "cuda", "cpu"] = "auto"
     cuda_device_id: int = Field(default=0, ge=0)

@@ -409,6 +409,26 @@ def classify_sample(server: Server) -> dict[str, Any]:
     return {"file": sample["file"], "label": answer["label"], "probability": answer["probability"]}
 
 
+# The demo page and its script: package data (app/static/), so they must be in the image.
+DEMO_FILES = {"/": "text/html", "/demo/demo.js": "text/javascript"}
+
+
+def check_demo_page(server: Server) -> dict[str, int]:
+    """GET the demo page and its script; their sizes in bytes."""
+    sizes = {}
+    for path, media_type in DEMO_FILES.items():
+        try:
+            with urllib.request.urlopen(server.url + path, timeout=30) as response:
+                status, body = response.status, response.read()
+                content_type = response.headers.get("Content-Type", "")
+        except urllib.error.HTTPError as exc:
+            raise VerifyError(f"GET {path} answered {exc.code}") from exc
+        if status != 200 or not content_type.startswith(media_type) or not body:
+            raise VerifyError(f"GET {path}: {status} {content_type!r}, {len(body)} bytes")
+        sizes[path] = len(body)
+    return sizes
+
+
 def run_healthcheck(server: Server) -> None:
     """The image's HEALTHCHECK command, run inside the image as its user, against the server."""
     test = server.config["Healthcheck"]["Test"][1:]
@@ -433,6 +453,7 @@ def serve_and_stop(server: Server, device: str) -> dict[str, Any]:
         raise VerifyError(f"/livez answered {live_status}")
     run_healthcheck(server)
     classified = classify_sample(server)
+    demo_page = check_demo_page(server)
     started = time.monotonic()
     os.kill(pid, signal.SIGTERM)
     code = server.wait(EXIT_TIMEOUT_S)
@@ -442,6 +463,7 @@ def serve_and_stop(server: Server, device: str) -> dict[str, Any]:
         **identity,
         "ready": ready,
         "classify": classified,
+        "demo_page_bytes": demo_page,
         "healthcheck": "passed",
         "root_filesystem": "read-only, tmpfs /tmp",
         "sigterm_exit": code,

@@ -210,6 +210,7 @@ def test_image_builds_starts_classifies_and_stops_cleanly(tmp_path: Path) -> Non
     for target in RUNTIME_TARGETS:
         run = report["checks"][target]["run"]
         assert run["classify"]["label"] == sample["label"]
+        assert set(run["demo_page_bytes"]) == {"/", "/demo/demo.js"}
         assert run["sigterm_exit"] == 0
         assert run["pid_in_namespace"] == 1
         assert run["uids"] == ["10001"]

@@ -23,6 +23,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.api.demo import DEMO_PATHS
 from app.api.errors import error_response
 from app.api.gate import discard_body
 from app.api.routes import HEALTH_PATHS
@@ -124,8 +125,11 @@ class ApiKeyGuard:
 
 
 def open_paths(app: FastAPI, settings: Settings) -> frozenset[str]:
-    """Paths served without a key: health always, docs and metrics unless protected."""
+    """Paths served without a key: health always, the demo page (it holds no secret; its
+    script sends the user's key) when on, docs and metrics unless protected."""
     paths = set(HEALTH_PATHS)
+    if settings.demo_enabled:
+        paths.update(DEMO_PATHS)
     if not settings.auth_protect_docs:
         docs = (app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url)
         paths.update(path for path in docs if path)
