@@ -21,6 +21,9 @@ from app.api.http_metrics import HttpMetricsMiddleware
 from app.api.request_id import RequestIdMiddleware
 from app.api.routes import CLASSIFY_PATHS, router
 from app.api.state import ServiceState, Status
+from app.api.v2 import is_infer_path
+from app.api.v2 import router as v2_router
+from app.api.v2_errors import V2ErrorBodies
 from app.engine import Engine, build_engine, warm_up
 from app.logging_setup import setup_logging
 from app.metrics import Metrics
@@ -109,6 +112,7 @@ def create_app(
     app.state.error_listener = on_error
     install_error_handlers(app)
     app.include_router(router, form_limits=form_limits(settings))
+    app.include_router(v2_router)
     if metrics is not None:
         app.include_router(metrics_route.router)
     # Added innermost first: the request id is outermost, so that every answer carries it.
@@ -120,11 +124,21 @@ def create_app(
         max_body_bytes=settings.max_body_bytes,
         on_error=on_error,
     )
+    app.add_middleware(  # the Open Inference Protocol's infer reads its body itself
+        RequestGate,
+        paths=is_infer_path,
+        media_type=None,
+        refusal=state.refusal,
+        max_body_bytes=settings.max_body_bytes,
+        on_error=on_error,
+    )
     install_auth(app, settings)  # outside the gate: no key, no 503 and no parsing
+    app.add_middleware(V2ErrorBodies)  # outside auth and the gates: their errors too
     if metrics is not None:
         # Paths of the routes a request may be refused on before routing (app.routes does
         # not list included routes one by one).
-        paths = [getattr(r, "path", "") for r in (*router.routes, *metrics_route.router.routes)]
+        routes = (*router.routes, *v2_router.routes, *metrics_route.router.routes)
+        paths = [getattr(r, "path", "") for r in routes]
         app.add_middleware(HttpMetricsMiddleware, observer=metrics, paths=paths)
     app.add_middleware(RequestIdMiddleware, max_length=settings.request_id_max_length)
     return app

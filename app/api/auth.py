@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.api.errors import error_response
 from app.api.gate import discard_body
 from app.api.routes import HEALTH_PATHS
+from app.api.v2 import V2_HEALTH_PATHS
 from app.errors import StartupError, Unauthorized
 from app.settings import Settings
 
@@ -125,7 +126,7 @@ class ApiKeyGuard:
 
 def open_paths(app: FastAPI, settings: Settings) -> frozenset[str]:
     """Paths served without a key: health always, docs and metrics unless protected."""
-    paths = set(HEALTH_PATHS)
+    paths = {*HEALTH_PATHS, *V2_HEALTH_PATHS}
     if not settings.auth_protect_docs:
         docs = (app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url)
         paths.update(path for path in docs if path)
@@ -169,7 +170,8 @@ def _documented(app: FastAPI, unprotected: frozenset[str]) -> Callable[[], dict[
             for method, operation in item.items():
                 if method in _HTTP_METHODS:
                     operation["security"] = [{SCHEME_NAME: []}]
-                    operation.setdefault("responses", {})["401"] = _UNAUTHORIZED
+                    # A route that documents its own 401 (/v2: another body) keeps it.
+                    operation.setdefault("responses", {}).setdefault("401", _UNAUTHORIZED)
         return schema
 
     return openapi
