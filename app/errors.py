@@ -65,6 +65,21 @@ class UnsupportedMediaType(RequestError):
     code = "unsupported_media_type"
 
 
+class InvalidTensor(RequestError):
+    """An Open Inference Protocol request whose tensors are malformed: unknown or missing
+    inputs, wrong datatype or shape, broken binary framing, undecodable elements."""
+
+    status_code = 400
+    code = "invalid_tensor"
+
+
+class ModelNotFound(RequestError):
+    """The request names a model (or a model version) that this server does not serve."""
+
+    status_code = 404
+    code = "model_not_found"
+
+
 class InvalidImage(RequestError):
     status_code = 422
     code = "invalid_image"
@@ -150,13 +165,6 @@ class ClientDisconnected(RequestError):
 class TooManyItems(RequestError):
     status_code = 413
     code = "too_many_items"
-
-
-class ModelNotFound(RequestError):
-    """No served bundle has this name."""
-
-    status_code = 404
-    code = "model_not_found"
 
 
 class ReloadDisabled(RequestError):

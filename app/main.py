@@ -22,6 +22,9 @@ from app.api.http_metrics import HttpMetricsMiddleware
 from app.api.request_id import RequestIdMiddleware
 from app.api.routes import CLASSIFY_PATHS, router
 from app.api.state import ServiceState, Status
+from app.api.v2 import is_infer_path
+from app.api.v2 import router as v2_router
+from app.api.v2_errors import V2ErrorBodies
 from app.engine import build_engine
 from app.logging_setup import setup_logging
 from app.metrics import Metrics
@@ -110,6 +113,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(router, form_limits=form_limits(settings))
     app.include_router(models_routes.router)
+    app.include_router(v2_router)
     if metrics is not None:
         app.include_router(metrics_route.router)
     if settings.demo_enabled:
@@ -123,11 +127,20 @@ def create_app(
         max_body_bytes=settings.max_body_bytes,
         on_error=on_error,
     )
+    app.add_middleware(  # the Open Inference Protocol's infer reads its body itself
+        RequestGate,
+        paths=is_infer_path,
+        media_type=None,
+        refusal=state.refusal,
+        max_body_bytes=settings.max_body_bytes,
+        on_error=on_error,
+    )
     install_auth(app, settings)  # outside the gate: no key, no 503 and no parsing
+    app.add_middleware(V2ErrorBodies)  # outside auth and the gates: their errors too
     if metrics is not None:
         # Paths of the routes a request may be refused on before routing (app.routes does
         # not list included routes one by one).
-        routers = (router, models_routes.router, metrics_route.router)
+        routers = (router, models_routes.router, v2_router, metrics_route.router)
         paths = [getattr(r, "path", "") for rt in routers for r in rt.routes]
         app.add_middleware(HttpMetricsMiddleware, observer=metrics, paths=paths)
     app.add_middleware(RequestIdMiddleware, max_length=settings.request_id_max_length)

@@ -30,6 +30,7 @@ from app.errors import (
     StartupError,
 )
 from app.observer import ServiceObserver
+from app.oip.tensors import shown
 from app.service import Classifier
 from app.settings import Settings
 
@@ -117,10 +118,12 @@ class ModelRegistry:
         """The slot for ``name`` (the default when None); 404 if nothing has that name."""
         if not self._slots:
             raise NotReady("the bundles are loading")
-        found = self.default if name is None else self._slots.get(name)
+        if name is None:
+            return next(iter(self._slots.values()))
+        found = self._slots.get(name)
         if found is None:
             served = ", ".join(self._slots) or "none yet"
-            raise ModelNotFound(f"no model named {name!r} is served (served: {served})")
+            raise ModelNotFound(f"no model named {shown(name)} is served (served: {served})")
         return found
 
     @contextlib.contextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import shutil
 import threading
@@ -20,7 +21,7 @@ from app.main import create_app
 from app.settings import Settings
 from tests.conftest import encode_image, make_settings, photo, wait_ready
 from tests.test_api_batching import Gate, _client, gated_factory
-from tests.tiny_bundle import make_tiny_bundle, manifest_dict, write_manifest
+from tests.tiny_bundle import LABELS, make_tiny_bundle, manifest_dict, write_manifest
 
 pytestmark = pytest.mark.anyio
 
@@ -384,3 +385,31 @@ async def test_reloads_under_steady_traffic_drop_nothing(two_bundles: tuple[Path
     assert len(statuses) > 20
     assert {"1.0.0", "4.0.0"} <= set(versions)
     assert set(versions) <= {"1.0.0", "2.0.0", "3.0.0", "4.0.0"}
+
+
+def test_open_inference_protocol_serves_each_bundle(two_bundles: tuple[Path, Path]) -> None:
+    image = base64.b64encode(PNG).decode()
+    body = {
+        "inputs": [
+            {"name": "image", "datatype": "BYTES", "shape": [1], "data": [image]},
+            {"name": "text", "datatype": "BYTES", "shape": [1], "data": [FORM["text"]]},
+        ]
+    }
+    with TestClient(create_app(_settings(two_bundles))) as client:
+        wait_ready(client)
+        by_name = {}
+        for name in ("alpha", "beta"):
+            answer = client.post(f"/v2/models/{name}/infer", json=body).json()
+            outputs = {o["name"]: o["data"] for o in answer["outputs"]}
+            by_name[name] = (answer["model_name"], outputs["probabilities"])
+        classify = _probabilities(_classify(client, model="beta").json())
+        ready = client.get("/v2/models/beta/ready").status_code
+        missing = client.post("/v2/models/gamma/infer", json=body)
+
+    assert by_name["alpha"][0] == "alpha"
+    assert by_name["beta"][0] == "beta"
+    assert by_name["alpha"][1] != by_name["beta"][1]
+    assert by_name["beta"][1] == pytest.approx([classify[label] for label in LABELS], abs=1e-7)
+    assert ready == 200
+    assert missing.status_code == 404
+    assert missing.json() == {"error": "no model named 'gamma' is served (served: alpha, beta)"}

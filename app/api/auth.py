@@ -27,6 +27,7 @@ from app.api.demo import DEMO_PATHS
 from app.api.errors import error_response
 from app.api.gate import discard_body
 from app.api.routes import HEALTH_PATHS
+from app.api.v2 import V2_HEALTH_PATHS
 from app.errors import StartupError, Unauthorized
 from app.settings import Settings
 
@@ -125,9 +126,10 @@ class ApiKeyGuard:
 
 
 def open_paths(app: FastAPI, settings: Settings) -> frozenset[str]:
-    """Paths served without a key: health always, the demo page (it holds no secret; its
-    script sends the user's key) when on, docs and metrics unless protected."""
-    paths = set(HEALTH_PATHS)
+    """Paths served without a key: health always (the v2 health paths too), the demo page (it
+    holds no secret; its script sends the user's key) when on, docs and metrics unless
+    protected."""
+    paths = {*HEALTH_PATHS, *V2_HEALTH_PATHS}
     if settings.demo_enabled:
         paths.update(DEMO_PATHS)
     if not settings.auth_protect_docs:
@@ -173,7 +175,8 @@ def _documented(app: FastAPI, unprotected: frozenset[str]) -> Callable[[], dict[
             for method, operation in item.items():
                 if method in _HTTP_METHODS:
                     operation["security"] = [{SCHEME_NAME: []}]
-                    operation.setdefault("responses", {})["401"] = _UNAUTHORIZED
+                    # A route that documents its own 401 (/v2: another body) keeps it.
+                    operation.setdefault("responses", {}).setdefault("401", _UNAUTHORIZED)
         return schema
 
     return openapi

@@ -13,6 +13,9 @@ counted as it arrives, so no handler ever buffers more than the limit.
 
 Requests to those paths must also be of the one media type their endpoints parse
 (``multipart/form-data``); any other (JSON, urlencoded, none) is answered 415 the same way.
+A gate for paths whose endpoints read the body themselves (the Open Inference Protocol's
+infer, whose body is JSON possibly followed by binary data) is given no media type, and
+matches its paths with a predicate (their model name is part of the path).
 
 The admission check here is a fast path only: admission proper happens in ``Classifier`` once
 the request is parsed, so a request that passes the gate can still be refused there.
@@ -30,6 +33,7 @@ from app.api.errors import ErrorListener, error_response
 from app.errors import PayloadTooLarge, RequestError, UnsupportedMediaType
 
 Refusal = Callable[[], RequestError | None]
+PathMatch = Collection[str] | Callable[[str], bool]
 
 
 class BodyTooLarge(HTTPException):
@@ -45,14 +49,16 @@ class RequestGate:
         self,
         app: ASGIApp,
         *,
-        paths: Collection[str],
-        media_type: str,
+        paths: PathMatch,
+        media_type: str | None,
         refusal: Refusal,
         max_body_bytes: int,
         on_error: ErrorListener | None = None,
     ) -> None:
         self.app = app
-        self.paths = frozenset(paths)
+        self.gated: Callable[[str], bool] = (
+            paths if callable(paths) else frozenset(paths).__contains__
+        )
         self.media_type = media_type
         self.refusal = refusal
         self.max_body_bytes = max_body_bytes
@@ -65,7 +71,7 @@ class RequestGate:
         if _declared_length(scope) > self.max_body_bytes:
             await self._answer(_too_large(self.max_body_bytes), scope, receive, send)
             return
-        gated = scope["method"] == "POST" and scope["path"] in self.paths
+        gated = scope["method"] == "POST" and self.gated(scope["path"])
         if gated and (refusal := self._refusal(scope)) is not None:
             if not await discard_body(receive, self.max_body_bytes):
                 refusal = _too_large(self.max_body_bytes)
@@ -74,7 +80,7 @@ class RequestGate:
         await self.app(scope, _counting(receive, self.max_body_bytes), send)
 
     def _refusal(self, scope: Scope) -> RequestError | None:
-        if _media_type(scope) != self.media_type:
+        if self.media_type is not None and _media_type(scope) != self.media_type:
             # The header is not quoted back: it is the client's input.
             return UnsupportedMediaType(f"the request body must be {self.media_type}")
         return self.refusal()
