@@ -5,7 +5,7 @@ Usage::
     python -m models.quantize_bundle SRC DST --calibration-data FILE [--images DIR]
         [--split train] [--samples 256] [--check-samples 256] [--seed 0]
         [--image-mode static|dynamic|none] [--text-mode static|dynamic|none]
-        [--calibration-method percentile|minmax|entropy] [--exclude-node NAME ...]
+        [--calibration-method percentile|minmax] [--exclude-node NAME ...]
         [--name NAME] [--version VERSION] [--force] [--no-progress]
 
 1. Load SRC as the service does (hashes and tensor signatures checked).
