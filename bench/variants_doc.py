@@ -24,6 +24,19 @@ def _n(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _others(machine: dict[str, Any]) -> str:
+    busy, before = machine["other_cores_busy"], machine["loadavg_before"][0]
+    if busy < 0.05:  # CPU accounting is only that precise (negative: none at all)
+        return (
+            f"Other processes used no measurable CPU while it ran ({busy:+.2f} cores on "
+            f"average; load average {before} just before): the machine was otherwise idle."
+        )
+    return (
+        f"While it ran, other processes kept **{busy:.2f} cores** busy on average (load "
+        f"average {before} just before): read the ratios with that noise in mind."
+    )
+
+
 def _inprocess(s: dict[str, Any]) -> list[str]:
     pipe, ratio = s["pipeline_items_per_s"], s["pipeline_ratio_int8_fp32"]
     lines = [
@@ -52,7 +65,7 @@ def _http(s: dict[str, Any], concurrency: int) -> list[str]:
     m = s["medians"]
     lines = [
         f"| Server (closed loop, {concurrency} clients) | Saturation req/s | p50 / p99 ms "
-        "| Single-client p50 ms | Other processes' CPU s |",
+        "| Single-client p50 ms | Other processes' CPU s (at saturation) |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
     for config, title in TITLES.items():
@@ -86,10 +99,8 @@ def render(results: dict[str, Any]) -> str:
         f"Measured by `{results['command']}` on {results['started']} "
         f"({results['wall_s'] / 60:.1f} min; git commit `{machine['git_commit'][:12]}`; "
         f"{machine['nproc']} cores, {machine['cpu_model']}). Raw runs: "
-        "[bench/results/variants.json](../bench/results/variants.json). While it ran, other "
-        f"processes kept **{machine['other_cores_busy']} cores** busy on average (load average "
-        f"{machine['loadavg_before'][0]} before, {machine['loadavg_after'][0]} after): read the "
-        "ratios with that noise in mind.",
+        "[bench/results/variants.json](../bench/results/variants.json). "
+        f"{_others(machine)}",
         "",
         f"**In-process** (decode pool + `Pipeline.run`, no HTTP; medians of {plan['rounds']} "
         f"rounds of {plan['duration_s']:g} s per bundle and batch size, the bundles alternated):",
