@@ -1,4 +1,5 @@
-"""``fusionserve`` command line: serve, predict, build-default-bundle, train-head, evaluate."""
+"""``fusionserve`` command line: serve, predict, build-default-bundle, train-head, evaluate,
+quantize-bundle."""
 
 from __future__ import annotations
 
@@ -131,6 +132,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     return _run_models_module("models.evaluate", args.passthrough)
 
 
+def _quantize_bundle(args: argparse.Namespace) -> int:
+    # onnxruntime.quantization imports onnx: it stays in models/, out of CLI and servers.
+    return _run_models_module("models.quantize_bundle", args.passthrough)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fusionserve", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -177,6 +183,14 @@ def _parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     evaluate.set_defaults(handler=_evaluate, passes_through=True)
+
+    quantize = commands.add_parser(
+        "quantize-bundle",
+        help="write an int8 copy of a bundle (ONNX Runtime quantisation) and check it "
+        "(options: fusionserve quantize-bundle --help)",
+        add_help=False,
+    )
+    quantize.set_defaults(handler=_quantize_bundle, passes_through=True)
     return parser
 
 

@@ -125,12 +125,12 @@ class Pipeline:
         token_ids = None if cleaned is None else self.tokenizer.encode(cleaned)
         return PreparedItem(pixels=pixels, text=cleaned, token_ids=token_ids, explain=explain)
 
-    def encode_images(self, pixels: np.ndarray) -> np.ndarray:
-        spec = self.manifest.image_encoder
-        (features,) = self._image.run([spec.output], {spec.input: pixels})
-        return features
+    def image_feed(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
+        """The image encoder's inputs for a batch of decoded images."""
+        return {self.manifest.image_encoder.input: pixels}
 
-    def encode_texts(self, token_ids: Sequence[np.ndarray]) -> np.ndarray:
+    def text_feed(self, token_ids: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+        """The text encoder's inputs for a batch of token id sequences (padded together)."""
         spec = self.manifest.text_encoder
         batch = self.tokenizer.pad(token_ids)
         feed = {spec.input_ids: batch.input_ids}
@@ -138,7 +138,16 @@ class Pipeline:
             feed[spec.attention_mask] = batch.attention_mask
         if spec.token_type_ids is not None:
             feed[spec.token_type_ids] = np.zeros_like(batch.input_ids)
-        (embeddings,) = self._text.run([spec.output], feed)
+        return feed
+
+    def encode_images(self, pixels: np.ndarray) -> np.ndarray:
+        (features,) = self._image.run([self.manifest.image_encoder.output], self.image_feed(pixels))
+        return features
+
+    def encode_texts(self, token_ids: Sequence[np.ndarray]) -> np.ndarray:
+        (embeddings,) = self._text.run(
+            [self.manifest.text_encoder.output], self.text_feed(token_ids)
+        )
         return embeddings
 
     def text_features(self, items: Sequence[PreparedItem]) -> np.ndarray:

@@ -9,11 +9,7 @@ directory next to the output and renamed into place only after it passed every c
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +26,10 @@ from models._export_utils import (
     run_session,
     staged_output,
 )
+from models.bundle_files import OutputError as OutputError
+from models.bundle_files import check_output as check_output
+from models.bundle_files import link_or_copy as link_or_copy
+from models.bundle_files import staged_bundle as staged_bundle
 from models.features import load_engine
 from models.fusion import INPUT_NAMES, OUTPUT_NAME, FusionHead
 from models.fusion_training import head_logits
@@ -40,53 +40,6 @@ MODEL_CARD_FILE = "model_card.md"
 REPORT_FILE = "training_report.json"
 TOLERANCE = 1e-5
 CHECK_ROWS = 1000  # validation rows (each in three presence patterns) the checks run on
-
-
-class OutputError(ValueError):
-    """The output directory cannot be written (it exists and ``--force`` was not given...)."""
-
-
-def check_output(out: Path, base_bundle: Path, force: bool) -> None:
-    """Fail early, before any training, if ``out`` cannot receive the bundle."""
-    if out.resolve() == base_bundle.resolve():
-        raise OutputError(f"--out {out} is the base bundle; write the new bundle elsewhere")
-    if out.is_symlink() or (out.exists() and not out.is_dir()):
-        raise OutputError(f"--out {out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise OutputError(f"--out {out} is not empty; pass --force to replace it")
-
-
-@contextmanager
-def staged_bundle(out: Path, base_bundle: Path, force: bool) -> Iterator[Path]:
-    """Yield an empty staging directory; on success it replaces ``out``, else it is removed."""
-    check_output(out, base_bundle, force)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tag = uuid.uuid4().hex[:8]
-    staging = out.parent / f".{out.name}.partial-{tag}"
-    staging.mkdir()
-    try:
-        yield staging
-        check_output(out, base_bundle, force)  # nothing appeared meanwhile
-        old = out.parent / f".{out.name}.old-{tag}"
-        if out.exists():
-            os.replace(out, old)
-        os.replace(staging, out)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def link_or_copy(source: Path, target: Path) -> None:
-    """Hard-link ``source`` (symlinks resolved) to ``target`` (same file system), else copy it.
-
-    Resolving first matters: ``link`` on a symlink links the symlink itself, and a relative
-    one would then point elsewhere from the new bundle."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    real = source.resolve(strict=True)
-    try:
-        os.link(real, target)
-    except OSError:
-        shutil.copy2(real, target)
 
 
 def copy_encoders(base: Manifest, base_dir: Path, target: Path) -> list[str]:
