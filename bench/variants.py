@@ -151,13 +151,18 @@ def _last(runs: list[dict], count: int) -> str:
 
 
 def _encoder_inputs(engine: Engine, requests: RequestSet, size: int) -> dict[str, Callable]:
-    """One call of each encoder on ``size`` request images / texts, prepared once."""
+    """One call of each encoder on ``size`` request images / texts, prepared once; and one
+    ``Pipeline.run`` (both encoders and the head) on the same items, decoded and tokenised
+    once. ``engine`` has no text cache, so every call runs the text encoder."""
     pipeline = engine.pipeline
+    assert pipeline.text_cache.capacity == 0
     pixels = np.stack([pipeline.decoder(requests.inputs(i)[0]) for i in range(size)])
     tokens = [pipeline.tokenizer.encode(requests.inputs(i)[1]) for i in range(size)]
+    items = [pipeline.prepare(*requests.inputs(i)) for i in range(size)]
     return {
         "image_encoder": lambda: pipeline.encode_images(pixels),
         "text_encoder": lambda: pipeline.encode_texts(tokens),
+        "model_pipeline": lambda: pipeline.run(items),
     }
 
 
@@ -171,7 +176,8 @@ def _items_per_s(call: Callable[[], object], size: int, seconds: float) -> float
 
 
 def encoder_runs(plan: Plan, engines: dict[str, Engine], requests: RequestSet) -> list[dict]:
-    """Each encoder alone at each batch size, bundles alternated per round."""
+    """Each encoder alone, and the models together (``Pipeline.run`` on decoded items), at
+    each batch size, bundles alternated per round."""
     calls = {
         (name, size): _encoder_inputs(engines[name], requests, size)
         for name in BUNDLES
@@ -180,7 +186,7 @@ def encoder_runs(plan: Plan, engines: dict[str, Engine], requests: RequestSet) -
     runs = []
     for round_ in range(plan.rounds):
         for size in plan.batch_sizes:
-            for encoder in ("image_encoder", "text_encoder"):
+            for encoder in ("image_encoder", "text_encoder", "model_pipeline"):
                 for name in _order(BUNDLES, round_):
                     other = OtherCpu()
                     rate = _items_per_s(calls[(name, size)][encoder], size, plan.encoder_s)
@@ -205,8 +211,15 @@ def inprocess(plan: Plan, requests: RequestSet) -> dict[str, Any]:
         throughput(engine, requests, max(plan.batch_sizes), 1.0, plan.decode_threads)  # untimed
     names = {name: engine.bundle.manifest.name for name, engine in engines.items()}
     pipeline = pipeline_runs(plan, engines, requests)
-    log("encoders alone")
-    encoders = encoder_runs(plan, engines, requests)
+    log("encoders alone, and the models on decoded items")
+    uncached = {
+        name: build_engine(_settings(path).model_copy(update={"text_cache_size": 0}))
+        for name, path in (("fp32", FP32_BUNDLE), ("int8", INT8_BUNDLE))
+    }
+    for engine in uncached.values():
+        warm_up(engine, max(plan.batch_sizes))
+    encoders = encoder_runs(plan, uncached, requests)
+    del uncached
     del engines
     gc.collect()  # free the sessions (and their thread pools) before the servers start
     return {"bundles": names, "pipeline": pipeline, "encoders": encoders}

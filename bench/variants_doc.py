@@ -49,7 +49,10 @@ def _inprocess(s: dict[str, Any]) -> list[str]:
     ]
     lines += [
         "",
-        "| Encoder alone | Batch size | fp32 items/s | int8 items/s | int8 / fp32 |",
+        "Models alone, on items decoded and tokenised beforehand (no text cache): each "
+        "encoder, and the model pipeline (`Pipeline.run`: both encoders and the fusion head).",
+        "",
+        "| Models alone | Batch size | fp32 items/s | int8 items/s | int8 / fp32 |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
     for encoder, by_bundle in s["encoder_items_per_s"].items():
