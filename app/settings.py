@@ -159,30 +159,19 @@ class Settings(BaseSettings):
         ),
     )
 
-    @field_validator("bundles", mode="before")
-    @classmethod
-    def _split_bundles(cls, value: object) -> object:
-        if isinstance(value, str):
-            text = value.strip()
-            value = json.loads(text) if text.startswith("[") else text.split(",")
-        if isinstance(value, list | tuple):
-            stripped = [v.strip() if isinstance(v, str) else v for v in value]
-            return [v for v in stripped if v != ""]
-        return value
-
     def bundle_dirs(self) -> list[Path]:
         """The bundles to serve, the default first."""
         return list(self.bundles) or [self.bundle_path]
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "bundles", mode="before")
     @classmethod
-    def _split_api_keys(cls, value: object) -> object:
-        # The environment gives one string: a JSON list, or keys separated by commas.
+    def _split_list(cls, value: object) -> object:
+        # The environment gives one string: a JSON list, or items separated by commas.
         if isinstance(value, str):
             text = value.strip()
             value = json.loads(text) if text.startswith("[") else text.split(",")
         if isinstance(value, list | tuple):
-            # Blank entries ("a,,b", a trailing comma) are dropped, never an empty key.
+            # Blank entries ("a,,b", a trailing comma) are dropped: never an empty key or path.
             stripped = [k.strip() if isinstance(k, str) else k for k in value]
             return [k for k in stripped if k != ""]
         return value
