@@ -122,19 +122,25 @@ def _build_default_bundle(args: argparse.Namespace) -> int:
     return _run_models_module("models.build_default_bundle", arguments)
 
 
-def _train_head(args: argparse.Namespace) -> int:
-    # Every option (and --help) belongs to models.train_head, which parses them.
-    return _run_models_module("models.train_head", args.passthrough)
+# Sub-commands whose every option (and --help) belongs to a models/ module run in a child
+# process: torch (train-head), scikit-learn and matplotlib (evaluate) and onnx (the
+# quantisation tools) stay out of CLI and server processes.
+PASS_THROUGH = {
+    "train-head": (
+        "models.train_head",
+        "train a fusion head on a labelled dataset and write a new bundle",
+    ),
+    "evaluate": ("models.evaluate", "score a bundle on a labelled dataset and write a report"),
+    "quantize-bundle": (
+        "models.quantize_bundle",
+        "write an int8 copy of a bundle (ONNX Runtime quantisation) and check it",
+    ),
+}
 
 
-def _evaluate(args: argparse.Namespace) -> int:
-    # models/ (scikit-learn, matplotlib) stays out of CLI and server processes too.
-    return _run_models_module("models.evaluate", args.passthrough)
-
-
-def _quantize_bundle(args: argparse.Namespace) -> int:
-    # onnxruntime.quantization imports onnx: it stays in models/, out of CLI and servers.
-    return _run_models_module("models.quantize_bundle", args.passthrough)
+def _pass_through(args: argparse.Namespace) -> int:
+    module, _ = PASS_THROUGH[args.command]
+    return _run_models_module(module, args.passthrough)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -168,29 +174,11 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--skip-existing", action="store_true", help="reuse exported encoders")
     build.set_defaults(handler=_build_default_bundle)
 
-    train = commands.add_parser(
-        "train-head",
-        help="train a fusion head on a labelled dataset and write a new bundle "
-        "(options: fusionserve train-head --help)",
-        add_help=False,
-    )
-    train.set_defaults(handler=_train_head, passes_through=True)
-
-    evaluate = commands.add_parser(
-        "evaluate",
-        help="score a bundle on a labelled dataset and write a report "
-        "(options: fusionserve evaluate --help)",
-        add_help=False,
-    )
-    evaluate.set_defaults(handler=_evaluate, passes_through=True)
-
-    quantize = commands.add_parser(
-        "quantize-bundle",
-        help="write an int8 copy of a bundle (ONNX Runtime quantisation) and check it "
-        "(options: fusionserve quantize-bundle --help)",
-        add_help=False,
-    )
-    quantize.set_defaults(handler=_quantize_bundle, passes_through=True)
+    for name, (_, summary) in PASS_THROUGH.items():
+        command = commands.add_parser(
+            name, help=f"{summary} (options: fusionserve {name} --help)", add_help=False
+        )
+        command.set_defaults(handler=_pass_through, passes_through=True)
     return parser
 
 
