@@ -6,7 +6,9 @@ import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -30,6 +32,23 @@ def photo(width: int = 64, height: int = 48, mode: str = "RGB", seed: int = 0) -
     base = np.stack([x * 255 / width, y * 255 / height, (x + y) * 127 / (width + height)], -1)
     pixels = np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
     return Image.fromarray(pixels, "RGB").convert(mode)
+
+
+def classify_files(image: bytes | None, text: str | None) -> dict[str, Any]:
+    """The multipart parts of a /classify request; a modality that is None is left out."""
+    files: dict[str, Any] = {}
+    if image is not None:
+        files["image"] = ("item.png", image, "image/png")
+    if text is not None:
+        files["text"] = (None, text)
+    return files
+
+
+def answered(response: httpx.Response) -> dict[str, Any]:
+    """The JSON body of a response that must be a 200."""
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
 
 
 def wait_ready(client: TestClient, timeout_s: float = 30.0) -> None:

@@ -23,7 +23,7 @@ from app.api.v2_errors import reshape
 from app.engine import Engine, build_engine
 from app.main import create_app
 from app.settings import Settings
-from tests.conftest import encode_image, make_settings, photo, wait_ready
+from tests.conftest import answered, classify_files, encode_image, make_settings, photo, wait_ready
 from tests.test_api_batching import Gate, _client, default_classifier, gated_factory
 from tests.tiny_bundle import LABELS, make_tiny_bundle_with_head
 
@@ -97,15 +97,7 @@ def _outputs(response: httpx.Response) -> dict[str, Any]:
 
 
 def _classify(client: TestClient, image: bytes | None, text: str | None) -> dict[str, Any]:
-    files: dict[str, Any] = {}
-    if image is not None:
-        files["image"] = ("i.png", image, "image/png")
-    if text is not None:
-        files["text"] = (None, text)
-    response = client.post("/classify", files=files)
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
+    return answered(client.post("/classify", files=classify_files(image, text)))
 
 
 def _in_label_order(result: dict[str, Any]) -> list[float]:

@@ -15,7 +15,7 @@ import pytest
 
 from app import __version__
 from app.main import create_app
-from tests.conftest import encode_image, make_settings, photo
+from tests.conftest import answered, classify_files, encode_image, make_settings, photo
 from tests.live_server import serving
 from tests.tiny_bundle import LABELS, make_tiny_bundle_with_head
 
@@ -69,15 +69,8 @@ def _inputs(
 
 
 def _classify(address: str, image: bytes | None, text: str | None) -> dict[str, Any]:
-    files: dict[str, Any] = {}
-    if image is not None:
-        files["image"] = ("i.png", image, "image/png")
-    if text is not None:
-        files["text"] = (None, text)
-    response = httpx.post(f"http://{address}/classify", files=files, timeout=30)
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
+    files = classify_files(image, text)
+    return answered(httpx.post(f"http://{address}/classify", files=files, timeout=30))
 
 
 def _expected(

@@ -21,7 +21,7 @@ from app.main import create_app
 from app.preprocess.image import ImageDecoder
 from app.settings import Settings
 from models.reference import reference_image_tensor
-from tests.conftest import wait_ready
+from tests.conftest import answered, classify_files, wait_ready
 from tests.e2e.conftest import SAMPLES
 
 pytestmark = pytest.mark.e2e
@@ -38,15 +38,7 @@ def client(default_bundle: Path) -> Iterator[TestClient]:
 
 
 def _classify(client: TestClient, image: bytes | None, text: str | None) -> dict[str, Any]:
-    files: dict[str, Any] = {}
-    if image is not None:
-        files["image"] = ("item.png", image, "image/png")
-    if text is not None:
-        files["text"] = (None, text)
-    response = client.post("/classify", files=files)
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
+    return answered(client.post("/classify", files=classify_files(image, text)))
 
 
 def _direct_probabilities(bundle_dir: Path, image: bytes | None, text: str | None) -> np.ndarray:
