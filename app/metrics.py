@@ -202,8 +202,10 @@ class _StateCollector(Collector):
             if classifier is None:
                 continue
             cache = classifier.engine.pipeline.text_cache
-            queued.add_metric([slot.name], classifier.batcher.queue_depth)
-            in_flight.add_metric([slot.name], classifier.in_flight)
+            # A version draining after a reload still holds accepted items: count them.
+            versions = slot.classifiers()
+            queued.add_metric([slot.name], sum(c.batcher.queue_depth for c in versions))
+            in_flight.add_metric([slot.name], sum(c.in_flight for c in versions))
             hits.add_metric([slot.name], cache.hits)
             misses.add_metric([slot.name], cache.misses)
             _engine_info(slot.name, classifier.engine, bundles, providers)

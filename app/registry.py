@@ -69,12 +69,18 @@ class ModelSlot:
     current: _Leased | None = None
     error: str | None = None
     reloads: int = 0
+    draining: list[_Leased] = field(default_factory=list)  # previous versions, until drained
     loaded_at: float | None = None
     reloading: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def classifier(self) -> Classifier | None:
         return None if self.current is None else self.current.classifier
+
+    def classifiers(self) -> list[Classifier]:
+        """Every version still answering requests: the current one and any draining."""
+        live = [] if self.current is None else [self.current]
+        return [leased.classifier for leased in (*live, *self.draining)]
 
 
 @dataclass(frozen=True)
@@ -220,7 +226,7 @@ class ModelRegistry:
             previous = self._serve(slot, engine)
             assert previous is not None  # checked above, and only reload replaces
             slot.reloads += 1
-            self._retire(previous)
+            self._retire(slot, previous)
         version = engine.bundle.manifest.version
         logger.info(
             "reloaded %s: %s -> %s in %.2fs; %d requests drain from the previous version",
@@ -232,10 +238,13 @@ class ModelRegistry:
         )
         return ReloadOutcome(slot.name, previous_version, version, load_s, previous.leases)
 
-    def _retire(self, leased: _Leased) -> None:
+    def _retire(self, slot: ModelSlot, leased: _Leased) -> None:
+        slot.draining.append(leased)
+
         async def drain() -> None:
             await leased.released.wait()  # every request holding it has been answered
             await leased.classifier.stop()
+            slot.draining.remove(leased)
 
         task = asyncio.get_running_loop().create_task(drain())
         self._retiring.add(task)

@@ -148,6 +148,9 @@ class ModelInfo(BaseModel):
     accepts_text_only: bool
     explain: bool = Field(description="Whether explain=true can be answered.")
     reloads: int = Field(description="Successful reloads since start-up.")
+    draining: int = Field(
+        description="Previous versions still answering requests they took before a reload."
+    )
     error: str | None = Field(default=None, description="Why loading failed.")
 
 

@@ -252,6 +252,9 @@ async def test_reload_switches_without_dropping_a_request(two_bundles: tuple[Pat
         reloaded = await client.post("/v1/models/beta/reload")
         after = await _post(client, model="beta")  # the new version, while the old one drains
         draining = not old.stopped
+        while_draining = (await client.get("/v1/models/beta")).json()["draining"]
+        gauge = 'fusionserve_in_flight_items{bundle="beta"} 1.0'
+        counted = gauge in (await client.get("/metrics")).text  # the held item, on the old one
         gate.open.set()
         answered = await held
         for _ in range(500):  # the previous version stops once its request is answered
@@ -266,6 +269,8 @@ async def test_reload_switches_without_dropping_a_request(two_bundles: tuple[Pat
     assert (body["name"], body["previous_version"], body["version"]) == ("beta", "1.0.0", "2.0.0")
     assert body["draining"] == 1
     assert draining
+    assert while_draining == 1
+    assert counted
     assert old.stopped
     assert answered.status_code == 200
     assert answered.json()["bundle"]["version"] == "1.0.0"
@@ -273,7 +278,7 @@ async def test_reload_switches_without_dropping_a_request(two_bundles: tuple[Pat
     assert after.status_code == 200
     assert after.json()["bundle"]["version"] == "2.0.0"
     assert _probabilities(after.json()) != _probabilities(before.json())
-    assert (listing["version"], listing["reloads"]) == ("2.0.0", 1)
+    assert (listing["version"], listing["reloads"], listing["draining"]) == ("2.0.0", 1, 0)
     assert alpha.json()["bundle"]["name"] == "alpha"
 
 

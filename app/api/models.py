@@ -37,6 +37,7 @@ def model_info(slot: ModelSlot) -> ModelInfo:
         accepts_text_only=text_only,
         explain=image_only and text_only,
         reloads=slot.reloads,
+        draining=len(slot.draining),
         error=slot.error,
     )
 
