@@ -70,7 +70,6 @@ class ModelSlot:
     error: str | None = None
     reloads: int = 0
     draining: list[_Leased] = field(default_factory=list)  # previous versions, until drained
-    loaded_at: float | None = None
     reloading: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
@@ -115,10 +114,6 @@ class ModelRegistry:
     @property
     def default(self) -> ModelSlot | None:
         return next(iter(self._slots.values()), None)
-
-    @property
-    def all_ready(self) -> bool:
-        return bool(self._slots) and all(s.status is ModelStatus.READY for s in self.slots)
 
     def slot(self, name: str | None) -> ModelSlot:
         """The slot for ``name`` (the default when None); 404 if nothing has that name."""
@@ -184,7 +179,7 @@ class ModelRegistry:
         classifier = Classifier(engine, self._settings, self._observer_for(slot.name))
         classifier.start()
         previous, slot.current = slot.current, _Leased(classifier)
-        slot.status, slot.error, slot.loaded_at = ModelStatus.READY, None, time.time()
+        slot.status, slot.error = ModelStatus.READY, None
         return previous
 
     async def load(self, slot: ModelSlot) -> None:
@@ -249,11 +244,6 @@ class ModelRegistry:
         task = asyncio.get_running_loop().create_task(drain())
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
-
-    @property
-    def draining(self) -> int:
-        """Previous versions still answering requests after a reload."""
-        return len(self._retiring)
 
     def stop_accepting(self) -> None:
         self._stopping = True

@@ -14,7 +14,6 @@ from app.schemas import ModelInfo, ModelList, ReloadResponse
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
-MODELS = "/v1/models"
 NameParam = Annotated[str, Path(description="A served bundle's name (its manifest name).")]
 
 
