@@ -17,11 +17,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.bundle.loader import parse_manifest
-from app.bundle.manifest import MANIFEST_FILENAME
+from app.bundle.loader import read_manifest
 from app.engine import Engine, warm_up
 from app.errors import (
-    BundleError,
     ModelNotFound,
     NotReady,
     ReloadFailed,
@@ -151,15 +149,13 @@ class ModelRegistry:
         """Read every manifest (cheap) so that names are known, and unique, before loading.
         Raises ``StartupError``."""
         for index, path in enumerate(self._settings.bundle_dirs()):
-            if not Path(path).expanduser().is_dir():
-                raise BundleError("bundle_path", f"{Path(path).resolve()} is not a directory")
-            name = parse_manifest(Path(path).expanduser() / MANIFEST_FILENAME).name
+            name = read_manifest(path)[1].name
             if name in self._slots:
                 raise StartupError(
                     f"two bundles are named {name!r} ({self._slots[name].path} and {path}); "
                     "served names must differ"
                 )
-            self._slots[name] = ModelSlot(name=name, path=Path(path), default=index == 0)
+            self._slots[name] = ModelSlot(name=name, path=path, default=index == 0)
 
     def _build(self, slot: ModelSlot) -> Engine:
         """Load and warm up ``slot``'s bundle (blocking: run it in a thread)."""

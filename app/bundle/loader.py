@@ -57,12 +57,17 @@ def parse_manifest(path: Path) -> Manifest:
         raise BundleError(_field_path(first["loc"]), first["msg"]) from None
 
 
-def load_bundle(root: str | Path, *, verify_hashes: bool = True) -> Bundle:
-    """Validate the bundle at ``root`` (manifest, files, sha256) and return it."""
+def read_manifest(root: str | Path) -> tuple[Path, Manifest]:
+    """The bundle directory ``root`` (resolved) and its parsed manifest; files not checked."""
     root_path = Path(root).expanduser().resolve()
     if not root_path.is_dir():
         raise BundleError("bundle_path", f"{root_path} is not a directory")
-    manifest = parse_manifest(root_path / MANIFEST_FILENAME)
+    return root_path, parse_manifest(root_path / MANIFEST_FILENAME)
+
+
+def load_bundle(root: str | Path, *, verify_hashes: bool = True) -> Bundle:
+    """Validate the bundle at ``root`` (manifest, files, sha256) and return it."""
+    root_path, manifest = read_manifest(root)
     for field, ref in manifest.files().items():
         file_path = root_path / ref.file
         if not file_path.is_file():
