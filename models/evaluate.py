@@ -343,10 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress=not args.no_progress,
         )
         paths = write_report(report, args.out)
-    except (DatasetError, FeatureError, FusionServeError) as exc:
-        print(f"evaluate: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
+    except (DatasetError, FeatureError, FusionServeError, OSError) as exc:
         print(f"evaluate: {exc}", file=sys.stderr)
         return 2
     print(summary(report))

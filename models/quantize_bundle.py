@@ -317,10 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         report = run(args)
-    except USER_ERRORS as exc:
-        print(f"quantize-bundle: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
+    except (*USER_ERRORS, OSError) as exc:
         print(f"quantize-bundle: {exc}", file=sys.stderr)
         return 2
     print(summary(report))
