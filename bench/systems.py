@@ -44,6 +44,7 @@ class SystemSpec:
     venv: str | None = None  # None: the main (FusionServe) environment
     env: dict[str, str] = field(default_factory=dict)
     start_timeout_s: float = 120.0
+    root: Path = REPO_ROOT  # the checkout whose code runs (another one: to compare versions)
 
     @property
     def base_url(self) -> str:
@@ -109,12 +110,12 @@ class Server:
         if procs.port_open(self.spec.port):
             raise ServerError(f"port {self.spec.port} is already in use")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **COMMON_ENV, **self.spec.env}
+        env = {**os.environ, **COMMON_ENV, "PYTHONPATH": str(self.spec.root), **self.spec.env}
         with self.log_path.open("ab") as log:
             self.started_at = time.monotonic()
             self.process = subprocess.Popen(
                 self.spec.command(),
-                cwd=REPO_ROOT,
+                cwd=self.spec.root,
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
