@@ -129,6 +129,12 @@ class Overloaded(RequestError):
     code = "overloaded"
 
 
+class MemoryBusy(Overloaded):
+    """The memory budget for image decodes or request bodies is in use (``Retry-After``)."""
+
+    code = "memory_busy"
+
+
 class ShuttingDown(RequestError):
     """The service is stopping. ``Connection: close`` sends the client's next request on a
     new connection, which a load balancer routes to another replica."""

@@ -15,6 +15,7 @@ import numpy as np
 
 from app.bundle.manifest import Manifest, Modality
 from app.errors import ExplainUnsupported, InvalidRequest, ModalityRequired
+from app.preprocess.decode_budget import DecodeBudget
 from app.preprocess.image import ImageDecoder
 from app.preprocess.text import TextTokenizer, clean_text
 from app.text_cache import TextEmbeddingCache
@@ -96,11 +97,19 @@ class Pipeline:
         """Whether requests without ``modality`` can be answered by this bundle's head."""
         return self.manifest.fusion_head.accepts_missing(modality)
 
-    def prepare(self, image: bytes | None, text: str | None, explain: bool = False) -> PreparedItem:
+    def prepare(
+        self,
+        image: bytes | None,
+        text: str | None,
+        explain: bool = False,
+        budget: DecodeBudget | None = None,
+    ) -> PreparedItem:
         """Validate and preprocess one request; raises ``RequestError`` subclasses.
 
         Either modality may be ``None`` if the head accepts its absence (``accepts_missing``).
-        ``explain`` needs both modalities and a head that accepts either missing.
+        ``explain`` needs both modalities and a head that accepts either missing. With
+        ``budget``, the image decode reserves its memory from it (``ImageDecoder``), which
+        may raise ``RoomWanted`` or ``TooLate``.
         """
         if image is None and text is None:
             raise InvalidRequest("send an image, a text, or both")
@@ -121,7 +130,7 @@ class Pipeline:
                 raise ExplainUnsupported("explain needs both the image and the text")
         # The text first: checking it is cheap, decoding the image is not.
         cleaned = None if text is None else clean_text(text, self.max_text_chars)
-        pixels = None if image is None else self.decoder(image)
+        pixels = None if image is None else self.decoder(image, budget)
         token_ids = None if cleaned is None else self.tokenizer.encode(cleaned)
         return PreparedItem(pixels=pixels, text=cleaned, token_ids=token_ids, explain=explain)
 

@@ -27,6 +27,7 @@ from app.errors import (
     ShuttingDown,
     StartupError,
 )
+from app.memory_budget import MemoryBudget
 from app.observer import ServiceObserver
 from app.oip.tensors import shown
 from app.service import Classifier
@@ -90,7 +91,9 @@ class ReloadOutcome:
 
 
 class ModelRegistry:
-    """The bundles of ``settings.bundle_dirs()``; the first is the default."""
+    """The bundles of ``settings.bundle_dirs()``; the first is the default. Their
+    classifiers, old versions draining after a reload included, share one decode memory
+    budget (``settings.decode_memory_mb``)."""
 
     def __init__(
         self,
@@ -104,6 +107,7 @@ class ModelRegistry:
         self._slots: dict[str, ModelSlot] = {}
         self._retiring: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self.decode_memory = MemoryBudget(settings.decode_memory_mb * 2**20)
 
     @property
     def slots(self) -> list[ModelSlot]:
@@ -172,7 +176,12 @@ class ModelRegistry:
 
     def _serve(self, slot: ModelSlot, engine: Engine) -> _Leased | None:
         """Put a classifier for ``engine`` in ``slot``; return the one it replaces."""
-        classifier = Classifier(engine, self._settings, self._observer_for(slot.name))
+        classifier = Classifier(
+            engine,
+            self._settings,
+            self._observer_for(slot.name),
+            decode_memory=self.decode_memory,
+        )
         classifier.start()
         previous, slot.current = slot.current, _Leased(classifier)
         slot.status, slot.error = ModelStatus.READY, None

@@ -16,10 +16,12 @@ import numpy as np
 from app.batching import Batcher
 from app.bundle.manifest import Modality
 from app.engine import Engine
-from app.errors import DeadlineExceeded, Overloaded, RequestError, ShuttingDown
+from app.errors import DeadlineExceeded, MemoryBusy, Overloaded, RequestError, ShuttingDown
 from app.explanation import explain as explain_result
+from app.memory_budget import MemoryBudget, RoomWanted
 from app.observer import NullObserver, ServiceObserver
 from app.pipeline import ItemResult, PreparedItem
+from app.preprocess.decode_budget import DecodeBudget, TooLate
 from app.schemas import BundleRef, ClassifyResponse, Explanation, Timing, rank
 from app.settings import Settings
 
@@ -48,12 +50,19 @@ def build_response(
 class Classifier:
     """Runs requests through an engine: decode/tokenise in a thread pool, then the dynamic
     batcher, which runs batches on a separate inference pool so that decoding never queues
-    in front of model execution. ``observer`` hears about each item and batch (metrics)."""
+    in front of model execution. ``observer`` hears about each item and batch (metrics).
+    ``decode_memory`` is the process-wide budget every image decode reserves from."""
 
     def __init__(
-        self, engine: Engine, settings: Settings, observer: ServiceObserver | None = None
+        self,
+        engine: Engine,
+        settings: Settings,
+        observer: ServiceObserver | None = None,
+        *,
+        decode_memory: MemoryBudget,
     ) -> None:
         self.engine = engine
+        self.decode_memory = decode_memory
         self._observer = observer or NullObserver()
         self.default_top_k = settings.default_top_k
         self.request_timeout_s = settings.request_timeout_s
@@ -172,28 +181,11 @@ class Classifier:
     async def _classify(
         self, image: bytes | None, text: str | None, top_k: int | None, explain: bool
     ) -> ClassifyResponse:
-        loop = asyncio.get_running_loop()
-        pipeline = self.engine.pipeline
-        # run_in_executor does not carry the context over: copy it, so that log lines from
-        # decoding (Pillow logs at debug level) carry the request id.
-        prepare = functools.partial(
-            contextvars.copy_context().run, pipeline.prepare, image, text, explain
-        )
         started = time.perf_counter()
-        # One deadline for the whole request: decoding (and waiting for a decode thread)
-        # spends it first, and the batcher gets what is left.
-        try:
-            item = await asyncio.wait_for(
-                loop.run_in_executor(self._preprocess_pool, prepare), self.request_timeout_s
-            )
-        except TimeoutError:
-            # A decode not yet started is cancelled with the wait; a running one finishes
-            # in its thread and its result is dropped.
-            raise DeadlineExceeded("the request expired while its image was decoded") from None
+        item = await self._prepare(image, text, explain, started)
         prepared = time.perf_counter()
         self._observer.preprocessed(prepared - started)
-        remaining = self.request_timeout_s - (prepared - started)
-        result = await self.batcher.submit(item, remaining)
+        result = await self.batcher.submit(item, self._left(started))
         finished = time.perf_counter()
         timing = Timing.between(started, prepared, finished)
         top_k = top_k or self.default_top_k
@@ -203,6 +195,54 @@ class Classifier:
         )
         self._observer.predicted(response.label, response.probability)
         return response
+
+    async def _prepare(
+        self, image: bytes | None, text: str | None, explain: bool, started: float
+    ) -> PreparedItem:
+        """Decode and tokenise in the pool within the request's deadline (504 past it). A
+        decode that would end past the deadline (at the pace of decodes of its size) is not
+        started: 503. An image whose decode finds no room in the decode memory budget is
+        retried once room is seen, the wait holding nothing but the request; if no room
+        comes while there is still time to decode it, 503."""
+        loop = asyncio.get_running_loop()
+        pipeline = self.engine.pipeline
+        budget = DecodeBudget(self.decode_memory, started + self.request_timeout_s)
+        while True:
+            # run_in_executor does not carry the context over: copy it, so that log lines
+            # from decoding (Pillow logs at debug level) carry the request id.
+            prepare = functools.partial(
+                contextvars.copy_context().run, pipeline.prepare, image, text, explain, budget
+            )
+            try:
+                return await asyncio.wait_for(
+                    loop.run_in_executor(self._preprocess_pool, prepare), self._left(started)
+                )
+            except TimeoutError:
+                # A decode not yet started is cancelled with the wait; a running one
+                # finishes in its thread and its result is dropped.
+                raise DeadlineExceeded("the request expired while its image was decoded") from None
+            except TooLate:
+                self.rejected += 1
+                raise Overloaded(
+                    "image decoding is backed up: this image would not be decoded before its "
+                    "deadline; retry later",
+                    headers={"Retry-After": str(self.retry_after_s)},
+                ) from None
+            except RoomWanted as wanted:
+                needed = wanted.nbytes
+            memory = self.decode_memory
+            time_to_wait = self._left(started) - memory.expected_hold_s(needed)
+            if time_to_wait <= 0 or not await memory.wait_for_room(needed, time_to_wait):
+                self.rejected += 1
+                raise MemoryBusy(
+                    "image decoding is using all of its memory budget "
+                    f"({memory.capacity // 2**20} MiB); retry later",
+                    headers={"Retry-After": str(self.retry_after_s)},
+                )
+
+    def _left(self, started: float) -> float:
+        """Seconds left of the deadline of a request that started at ``started``."""
+        return self.request_timeout_s - (time.perf_counter() - started)
 
     async def stop(self) -> None:
         """Refuse new requests, answer every accepted one (each has its own deadline, so this

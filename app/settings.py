@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # The default bundle of a source checkout (``fusionserve build-default-bundle`` writes it).
@@ -176,6 +176,15 @@ class Settings(BaseSettings):
             return [k for k in stripped if k != ""]
         return value
 
+    @model_validator(mode="after")
+    def _body_memory_holds_a_body(self) -> Settings:
+        if self.body_memory_mb * 2**20 < self.max_body_bytes:
+            raise ValueError(
+                f"body_memory_mb ({self.body_memory_mb} MiB) must hold at least one body of "
+                f"max_body_bytes ({self.max_body_bytes} bytes)"
+            )
+        return self
+
     warmup: bool = True
     exit_on_startup_failure: bool = Field(
         default=True,
@@ -188,6 +197,29 @@ class Settings(BaseSettings):
         description="Whole request body; larger bodies get 413 before they are parsed.",
     )
     max_image_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
+    # Memory: deploy/ sizes the containers from these (tests/deploy/test_memory_limits.py).
+    decode_memory_mb: int = Field(
+        default=256,
+        ge=1,
+        description=(
+            "MiB that image decodes may hold at once, over the whole process. Each decode's "
+            "peak is estimated from the image's header and reserved before any pixel is "
+            "decoded: an image estimated over the whole budget gets 413; otherwise it waits "
+            "for room within its deadline, then gets 503 with Retry-After. 256 MiB decodes "
+            "any PNG, TIFF, BMP, GIF or JPEG up to max_image_pixels (one at a time near the "
+            "cap) and WebP up to about 16 megapixels."
+        ),
+    )
+    body_memory_mb: int = Field(
+        default=64,
+        ge=1,
+        description=(
+            "MiB of request bodies the classification routes may hold at once, over the "
+            "whole process, counted from Content-Length (max_body_bytes when it is missing "
+            "or the body is compressed) before the body is read; beyond it a fast 503 with "
+            "Retry-After. At least max_body_bytes."
+        ),
+    )
     max_image_pixels: int = Field(default=50_000_000, ge=1)
     min_image_side: int = Field(default=8, ge=1)
     jpeg_draft: bool = Field(default=True, description="Decode large JPEGs at reduced scale.")

@@ -16,6 +16,7 @@ from app.api.state import ServiceState
 from app.engine import Engine, build_engine
 from app.main import create_app
 from app.pipeline import ItemResult, PreparedItem
+from app.preprocess.decode_budget import DecodeBudget
 from app.service import Classifier
 from app.settings import Settings
 from tests.conftest import encode_image, make_settings, photo
@@ -164,9 +165,11 @@ async def test_request_deadline_covers_decoding(tiny_bundle_dir: Path) -> None:
         engine = build_engine(settings)
         real_prepare = engine.pipeline.prepare
 
-        def prepare(image: bytes, text: str, explain: bool = False) -> PreparedItem:
+        def prepare(
+            image: bytes, text: str, explain: bool = False, budget: DecodeBudget | None = None
+        ) -> PreparedItem:
             assert release.wait(10), "test never released decoding"
-            return real_prepare(image, text, explain)
+            return real_prepare(image, text, explain, budget)
 
         engine.pipeline.prepare = prepare  # type: ignore[method-assign]
         return engine

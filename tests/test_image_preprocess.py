@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from unittest.mock import patch
 
 import numpy as np
@@ -11,6 +12,10 @@ from PIL import Image, ImageFile
 
 from app.bundle.manifest import ImagePreprocess
 from app.errors import ImageTooLarge, InvalidImage, UnsupportedImageFormat
+from app.memory_budget import TIMED_BYTES, MemoryBudget, RoomWanted
+from app.memory_trim import TRIM_AFTER_BYTES
+from app.preprocess import decode_budget
+from app.preprocess.decode_budget import DecodeBudget, TooLate
 from app.preprocess.image import ImageDecoder
 from models.reference import EFFICIENTNET_LITE_PREPROCESS, reference_image_tensor
 from tests.conftest import encode_image, photo
@@ -207,3 +212,134 @@ def test_transparent_pixels_become_white() -> None:
     white = (255 - np.asarray(SPEC.mean, dtype=np.float32)) / np.asarray(SPEC.std)
     for data in clear_red:
         np.testing.assert_allclose(decoder()(data)[:, 0, 0], white, rtol=1e-6)
+
+
+# Large images are reduced band by band before the exact resize (app.preprocess.downscale).
+# Against the reference (one resize from full size), a box reduction that leaves at least 3x
+# the target before the bilinear resize differs by about 0.002 on average and at most 0.023
+# (3 grey levels) in units of (x - 127) / 128, measured on noisy photos up to 7000x5000. The
+# tolerance, like the JPEG draft's, bounds that with a margin: mean 0.005, max 0.04.
+REDUCED_MEAN_TOLERANCE = 0.005
+REDUCED_MAX_TOLERANCE = 0.04
+
+
+def assert_close_to_reference(actual: np.ndarray, reference: np.ndarray) -> None:
+    difference = np.abs(actual - reference)
+    assert difference.mean() < REDUCED_MEAN_TOLERANCE
+    assert difference.max() < REDUCED_MAX_TOLERANCE
+
+
+@pytest.mark.parametrize(
+    ("size", "mode"),
+    [((2000, 1600), "RGB"), ((3100, 1800), "RGBA"), ((1700, 2600), "P"), ((1800, 1600), "L")],
+)
+def test_large_images_are_reduced_close_to_the_reference(size: tuple[int, int], mode: str) -> None:
+    image = photo(*size, mode="RGBA" if mode == "RGBA" else "RGB", seed=3)
+    if mode == "RGBA":
+        image.putalpha(Image.linear_gradient("L").resize(size))
+    elif mode == "P":
+        image = image.quantize(64)
+        image.info["transparency"] = 5
+    else:
+        image = image.convert(mode)
+    data = encode_image(image, "PNG", compress_level=1)
+    actual = decoder()(data)
+    reference = reference_image_tensor(data, SPEC)
+    assert not np.array_equal(actual, reference)  # the reduction really ran
+    assert_close_to_reference(actual, reference)
+
+
+def test_large_sixteen_bit_grey_is_scaled_then_reduced() -> None:
+    grey8 = np.asarray(photo(1700, 1600, mode="L", seed=4))
+    grey16 = encode_image(Image.fromarray(grey8.astype(np.uint16) * 257), "PNG")
+    assert Image.open(io.BytesIO(grey16)).mode == "I;16"
+    reference = reference_image_tensor(encode_image(Image.fromarray(grey8)), SPEC)
+    assert_close_to_reference(decoder()(grey16), reference)
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_large_rotated_photo_is_reduced_upright(orientation: int) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = encode_image(photo(2400, 1600, seed=6), "JPEG", exif=exif.tobytes(), quality=95)
+    reference = reference_image_tensor(data, SPEC)  # exif_transpose, then one resize
+    assert_close_to_reference(decoder(jpeg_draft=False)(data), reference)
+
+
+def budget(capacity: int, deadline_s: float = 60.0) -> DecodeBudget:
+    return DecodeBudget(MemoryBudget(capacity), time.perf_counter() + deadline_s)
+
+
+def test_an_image_over_the_whole_budget_is_refused_before_decoding() -> None:
+    data = encode_image(photo(2000, 1500), "PNG")
+    needed = decoder().peak_bytes(data)
+    with (
+        patch.object(ImageFile.ImageFile, "load", side_effect=AssertionError("decoded")),
+        pytest.raises(ImageTooLarge, match="FUSIONSERVE_DECODE_MEMORY_MB") as refused,
+    ):
+        decoder()(data, budget(needed - 1))
+    assert "2000x1500 PNG image needs about" in refused.value.message
+
+
+def test_no_room_now_is_signalled_before_decoding() -> None:
+    data = encode_image(photo(2000, 1500), "PNG")
+    needed = decoder().peak_bytes(data)
+    limits = budget(needed + 100)
+    assert limits.memory.try_reserve(101)  # someone else holds a little
+    with (
+        patch.object(ImageFile.ImageFile, "load", side_effect=AssertionError("decoded")),
+        pytest.raises(RoomWanted) as wanted,
+    ):
+        decoder()(data, limits)
+    assert wanted.value.nbytes == needed
+    assert limits.memory.used == 101
+    limits.memory.release(101)
+    assert decoder()(data, limits).shape == (3, 224, 224)  # room now
+
+
+def test_a_decode_that_would_end_past_the_deadline_is_not_started() -> None:
+    data = encode_image(photo(2000, 1500), "PNG")
+    needed = decoder().peak_bytes(data)
+    memory = MemoryBudget(2 * needed)
+    memory.try_reserve(TIMED_BYTES)
+    memory.release(TIMED_BYTES, held_s=10.0)  # decodes have been slow
+    assert memory.expected_hold_s(needed) > 1.0
+    with pytest.raises(TooLate):
+        decoder()(data, DecodeBudget(memory, time.perf_counter() + 1.0))
+    assert memory.used == 0
+    assert decoder()(data, DecodeBudget(memory, time.perf_counter() + 600)).shape[0] == 3
+
+
+def test_the_reservation_is_given_back_after_success_and_failure() -> None:
+    limits = budget(2**30)
+    assert decoder()(encode_image(photo(300, 200)), limits).shape == (3, 224, 224)
+    assert limits.memory.used == 0
+    truncated = encode_image(photo(256, 256), "PNG")
+    with pytest.raises(InvalidImage, match="truncated or corrupt"):
+        decoder()(truncated[: len(truncated) // 2], limits)
+    assert limits.memory.used == 0
+
+
+def test_memory_is_handed_back_after_large_decodes_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    trims: list[None] = []
+    monkeypatch.setattr(decode_budget, "release_free_memory", lambda: trims.append(None))
+    decoder()(encode_image(photo(640, 480)), budget(2**30))
+    assert trims == []
+    large = encode_image(photo(3000, 2000), "PNG", compress_level=1)
+    assert decoder().peak_bytes(large) >= TRIM_AFTER_BYTES
+    decoder()(large, budget(2**30))
+    assert len(trims) == 1
+
+
+def test_progressive_jpeg_estimate_counts_the_coefficient_buffer() -> None:
+    image = photo(3200, 2400, seed=2)
+    baseline = encode_image(image, "JPEG", quality=80)
+    progressive = encode_image(image, "JPEG", quality=80, progressive=True)
+    drafted = decoder(jpeg_draft=True)
+    extra = drafted.peak_bytes(progressive) - drafted.peak_bytes(baseline)
+    # libjpeg buffers every coefficient of a progressive file, whatever the draft scale: Y at
+    # full resolution, Cb and Cr at a quarter (4:2:0), 64 coefficients of 2 bytes per 64
+    # pixels. The estimate's peak is the larger of that and the conversion's working memory
+    # (under 6 MiB at 1/8 scale), which the baseline file's estimate counts instead.
+    coefficients = 3200 * 2400 * 1.5 * 2
+    assert coefficients - 6 * 2**20 < extra <= coefficients * 1.01

@@ -24,6 +24,7 @@ from app.engine import Engine, build_engine
 from app.logging_setup import HANDLER_NAME, setup_logging
 from app.main import create_app
 from app.pipeline import PreparedItem
+from app.preprocess.decode_budget import DecodeBudget
 from app.settings import Settings
 from tests.conftest import encode_image, make_settings, photo, wait_ready
 from tests.test_request_id import broken_prepare, failing_run
@@ -147,10 +148,12 @@ def _logging_prepare(settings: Settings) -> Engine:
     engine = build_engine(settings)
     real_prepare = engine.pipeline.prepare
 
-    def prepare(image: bytes, text: str, explain: bool = False) -> PreparedItem:
+    def prepare(
+        image: bytes, text: str, explain: bool = False, budget: DecodeBudget | None = None
+    ) -> PreparedItem:
         worker = threading.current_thread().name
         logging.getLogger("tests.prepare").warning("preparing", extra={"worker": worker})
-        return real_prepare(image, text, explain)
+        return real_prepare(image, text, explain, budget)
 
     engine.pipeline.prepare = prepare  # type: ignore[method-assign]
     return engine

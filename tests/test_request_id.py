@@ -14,6 +14,7 @@ from app.api.request_id import accept_request_id
 from app.engine import Engine, build_engine
 from app.main import create_app
 from app.pipeline import ItemResult, PreparedItem
+from app.preprocess.decode_budget import DecodeBudget
 from app.settings import Settings
 from tests.conftest import encode_image, make_settings, photo, wait_ready
 
@@ -147,7 +148,9 @@ def broken_prepare(settings: Settings) -> Engine:
     """An engine whose preprocessing has a bug: an unhandled exception."""
     engine = build_engine(settings)
 
-    def prepare(image: bytes, text: str, explain: bool = False) -> PreparedItem:
+    def prepare(
+        image: bytes, text: str, explain: bool = False, budget: DecodeBudget | None = None
+    ) -> PreparedItem:
         raise RuntimeError("a bug, not bad input")
 
     engine.pipeline.prepare = prepare  # type: ignore[method-assign]

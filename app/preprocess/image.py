@@ -1,15 +1,22 @@
 """Image decoding and preprocessing exactly as a bundle's manifest specifies.
 
-Produces the same tensor as ``models.reference.reference_image_tensor`` (tested), with one
-optional speed-up: large JPEGs are decoded at 1/2, 1/4 or 1/8 scale by libjpeg's DCT scaling
-(``Image.draft``) while staying at least as large as the resize target.
+Produces the same tensor as ``models.reference.reference_image_tensor`` (tested), with two
+savings for large images: JPEGs are decoded at 1/2, 1/4 or 1/8 scale by libjpeg's DCT scaling
+(``Image.draft``) while staying at least as large as the resize target, and other images are
+converted and reduced band by band before the exact resize (``app.preprocess.downscale``), so
+a decode holds about one full-size copy of the image. Both change the tensor of large images
+slightly (tested against the reference within stated tolerances). Other than JPEGs with a
+short side over twice the resize target, images whose short side is under six times it
+(1536 pixels for the default bundle) are not reduced and give the reference's tensor exactly.
 
 Hostile input is refused from the header, before any pixel is decoded: formats outside the
 allow-list, more pixels than ``max_pixels``, a side under ``min_side``, an aspect ratio over
 ``max_aspect_ratio`` (resizing an 8x6,000,000 image to a short side of 256 would allocate
-gigabytes) and pixel formats with no sound 8-bit conversion. Animated images give their
-first frame. 16-bit greyscale is scaled to 8 bits; the reference (and Pillow's ``convert``)
-clip it instead, which turns most such images white.
+gigabytes) and pixel formats with no sound 8-bit conversion. Given a ``DecodeBudget``, the
+decode's peak memory, estimated from the header (``app.preprocess.decode_estimate``), is
+reserved from the process-wide decode memory budget before any pixel is decoded. Animated
+images give their first frame. 16-bit greyscale is scaled to 8 bits; the reference (and
+Pillow's ``convert``) clip it instead, which turns most such images white.
 """
 
 from __future__ import annotations
@@ -17,12 +24,16 @@ from __future__ import annotations
 import io
 import logging
 import math
+import time
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 
 from app.bundle.manifest import ImagePreprocess
 from app.errors import ImageTooLarge, InvalidImage, UnsupportedImageFormat
+from app.preprocess.decode_budget import DecodeBudget
+from app.preprocess.decode_estimate import decode_peak_bytes
+from app.preprocess.downscale import SIXTEEN_BIT_MODES, downscale, reduction_factor
 
 logger = logging.getLogger(__name__)
 
@@ -34,14 +45,23 @@ _RESAMPLE = {
     "bicubic": Image.Resampling.BICUBIC,
     "lanczos": Image.Resampling.LANCZOS,
 }
-_ALPHA_MODES = ("RGBA", "LA", "PA", "P")
-_SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 # Modes that convert to RGB/L correctly. 32-bit integer ("I") and float ("F") pixels have no
 # known range, so they are refused rather than clipped.
 _SUPPORTED_MODES = (
     frozenset({"1", "L", "P", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV", "LA", "PA"})
-    | _SIXTEEN_BIT_MODES
+    | SIXTEEN_BIT_MODES
 )
+# EXIF orientation -> the transposition that shows the image upright (as ImageOps.exif_transpose).
+_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_SWAPS_SIDES = frozenset({5, 6, 7, 8})
 # How files of the allowed formats begin. A file that begins like one but that Pillow cannot
 # open is a broken image (422), not one of an unsupported format (415).
 _SIGNATURES = (
@@ -72,28 +92,52 @@ class ImageDecoder:
         self.min_side = min_side
         self.max_aspect_ratio = max_aspect_ratio
         self.jpeg_draft = jpeg_draft
+        self._mode = "L" if spec.color_mode == "L" else "RGB"
         self._mean = np.asarray(spec.mean, dtype=np.float32)
         self._std = np.asarray(spec.std, dtype=np.float32)
 
-    def __call__(self, data: bytes) -> np.ndarray:
+    def __call__(self, data: bytes, budget: DecodeBudget | None = None) -> np.ndarray:
+        """The encoder input for ``data``. With ``budget``, the decode's estimated peak memory
+        is reserved before any pixel is decoded and released after (``DecodeBudget``)."""
         if not data:
             raise InvalidImage("the image file is empty")
-        image = self._open(data)
+        image, header_size = self._open(data)
+        needed = 0
         try:
-            self._maybe_draft(image)
-            image.load()
-            # In place: without EXIF rotation a copy of the whole decoded image is skipped
-            # (~0.5 ms for a 12-megapixel photo). resize/crop always return new images, so
-            # closing the opened one is safe.
-            ImageOps.exif_transpose(image, in_place=True)
-            prepared = self._resize_crop(self._convert(image))
-        except Exception:  # see _undecodable
-            raise _undecodable("the image data is truncated or corrupt") from None
+            if budget is not None:
+                needed = self._peak_bytes(image, data, header_size)
+                budget.reserve(needed, f"{image.size[0]}x{image.size[1]} {image.format} image")
+        except BaseException:
+            image.close()
+            raise
+        started = time.perf_counter()
+        try:
+            return self._decode(image)
+        finally:
+            image.close()  # frees the decoded pixels (leaving a `with` block does not)
+            if budget is not None:
+                budget.release(needed, time.perf_counter() - started)
+
+    def peak_bytes(self, data: bytes) -> int:
+        """The estimated peak memory of decoding ``data`` (from its header)."""
+        image, header_size = self._open(data)
+        try:
+            return self._peak_bytes(image, data, header_size)
         finally:
             image.close()
-        return self._to_array(prepared)
 
-    def _open(self, data: bytes) -> Image.Image:
+    def _peak_bytes(self, image: Image.Image, data: bytes, header_size: tuple[int, int]) -> int:
+        return decode_peak_bytes(
+            image,
+            data,
+            header_size=header_size,
+            mode=self._mode,
+            factor=reduction_factor(image.size, self.spec.resize_short_side),
+            spec=self.spec,
+        )
+
+    def _open(self, data: bytes) -> tuple[Image.Image, tuple[int, int]]:
+        """The opened image, header checked and drafted, and its size before drafting."""
         try:
             image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
         except UnidentifiedImageError:
@@ -106,12 +150,17 @@ class ImageDecoder:
             raise ImageTooLarge(f"image exceeds {self.max_pixels} pixels") from None
         except Exception:
             raise _undecodable("the image header is corrupt") from None
+        header_size = image.size
         try:
             self._check_header(image)
+            self._maybe_draft(image)
         except (ImageTooLarge, InvalidImage):
             image.close()
             raise
-        return image
+        except Exception:
+            image.close()
+            raise _undecodable("the image header is corrupt") from None
+        return image, header_size
 
     def _check_header(self, image: Image.Image) -> None:
         width, height = image.size
@@ -136,26 +185,33 @@ class ImageDecoder:
             # Pillow keeps the decoded size >= the requested size in both axes.
             image.draft(None, (math.ceil(width * ratio), math.ceil(height * ratio)))
 
-    def _convert(self, image: Image.Image) -> Image.Image:
-        target = "L" if self.spec.color_mode == "L" else "RGB"
-        if image.mode in _SIXTEEN_BIT_MODES:
-            image = _to_eight_bit(image)
-        if image.mode == target:
-            return image
-        if image.mode in _ALPHA_MODES:
-            # Transparent product shots are composited on white, as photographed products are.
-            rgba = image.convert("RGBA")
-            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-            image = Image.alpha_composite(white, rgba)
-        return image.convert(target)
+    def _decode(self, image: Image.Image) -> np.ndarray:
+        try:
+            image.load()
+            orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+            factor = reduction_factor(image.size, self.spec.resize_short_side)
+            pixels = downscale(image, self._mode, factor)
+            width, height = image.size
+            if orientation in _ORIENTATION:
+                pixels = pixels.transpose(_ORIENTATION[orientation])
+                if orientation in _SWAPS_SIDES:
+                    width, height = height, width
+            prepared = self._resize_crop(pixels, (width / factor, height / factor))
+        except Exception:  # see _undecodable
+            raise _undecodable("the image data is truncated or corrupt") from None
+        return self._to_array(prepared)
 
-    def _resize_crop(self, image: Image.Image) -> Image.Image:
-        width, height = image.size
+    def _resize_crop(self, image: Image.Image, extent: tuple[float, float]) -> Image.Image:
+        """Resize the region (0, 0, *extent) of ``image`` (the whole image before reduction:
+        a reduced image's last row and column may stand for fewer source pixels) so that its
+        short side is the spec's, then crop the centre."""
+        width, height = image.size if extent == image.size else extent
         short, long = min(width, height), max(width, height)
         new_short = self.spec.resize_short_side
         new_long = int(new_short * long / short)
         size = (new_short, new_long) if width <= height else (new_long, new_short)
-        image = image.resize(size, _RESAMPLE[self.spec.interpolation])
+        resample = _RESAMPLE[self.spec.interpolation]
+        image = image.resize(size, resample, box=(0.0, 0.0, *extent))
         crop = self.spec.crop_size
         left = int(round((size[0] - crop) / 2.0))
         top = int(round((size[1] - crop) / 2.0))
@@ -171,12 +227,6 @@ class ImageDecoder:
         if self.spec.layout == "NCHW":
             pixels = pixels.transpose(2, 0, 1)
         return np.ascontiguousarray(pixels, dtype=np.float32)
-
-
-def _to_eight_bit(image: Image.Image) -> Image.Image:
-    """16-bit greyscale to 8-bit "L", scaled (65535 -> 255) with rounding."""
-    wide = np.asarray(image).astype(np.uint32)
-    return Image.fromarray(((wide + 128) // 257).astype(np.uint8))  # 2-D uint8: mode "L"
 
 
 def _undecodable(message: str) -> InvalidImage:
