@@ -27,6 +27,7 @@ from app.api.v2 import router as v2_router
 from app.api.v2_errors import V2ErrorBodies
 from app.engine import build_engine
 from app.logging_setup import setup_logging
+from app.memory_budget import MemoryBudget
 from app.metrics import Metrics
 from app.observer import ServiceObserver
 from app.registry import EngineFactory, ModelRegistry
@@ -85,7 +86,8 @@ def create_app(
         return metrics.observer(bundle) if metrics is not None else None
 
     registry = ModelRegistry(settings, engine_factory, observer_for)
-    state = ServiceState(registry)
+    body_memory = MemoryBudget(settings.body_memory_mb * 2**20)
+    state = ServiceState(registry, body_memory=body_memory)
     metrics = Metrics(state) if settings.metrics_enabled else None
 
     @asynccontextmanager
@@ -125,6 +127,8 @@ def create_app(
         media_type="multipart/form-data",
         refusal=state.refusal,
         max_body_bytes=settings.max_body_bytes,
+        body_memory=body_memory,
+        retry_after_s=settings.retry_after_s,
         on_error=on_error,
     )
     app.add_middleware(  # the Open Inference Protocol's infer reads its body itself
@@ -133,6 +137,8 @@ def create_app(
         media_type=None,
         refusal=state.refusal,
         max_body_bytes=settings.max_body_bytes,
+        body_memory=body_memory,
+        retry_after_s=settings.retry_after_s,
         on_error=on_error,
     )
     install_auth(app, settings)  # outside the gate: no key, no 503 and no parsing

@@ -20,6 +20,7 @@ from app.engine import Engine
 from app.errors import (
     ClientDisconnected,
     DeadlineExceeded,
+    MemoryBusy,
     NotReady,
     Overloaded,
     RequestError,
@@ -34,6 +35,7 @@ PROBABILITY_BUCKETS = tuple(i / 10 for i in range(1, 11))  # 0.1 .. 1.0
 # Methods outside this set are counted as "other", so clients cannot grow the label set.
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 REJECTION_REASONS: dict[type[RequestError], str] = {
+    MemoryBusy: "memory_busy",  # before Overloaded, its base class
     Overloaded: "overloaded",
     ShuttingDown: "shutting_down",
     NotReady: "not_ready",
@@ -210,6 +212,32 @@ class _StateCollector(Collector):
             misses.add_metric([slot.name], cache.misses)
             _engine_info(slot.name, classifier.engine, bundles, providers)
         yield from (ready, queued, in_flight, hits, misses, bundles, providers)
+        yield from _memory_budgets(state)
+
+
+def _memory_budgets(state: ServiceState) -> Iterator[Metric]:
+    budgets = {"decode": state.registry.decode_memory, "bodies": state.body_memory}
+    capacity = GaugeMetricFamily(
+        "fusionserve_memory_budget_bytes",
+        "Size of each process-wide memory budget: image decodes, request bodies.",
+        labels=["budget"],
+    )
+    reserved = GaugeMetricFamily(
+        "fusionserve_memory_reserved_bytes",
+        "Bytes reserved now from each memory budget.",
+        labels=["budget"],
+    )
+    for name, budget in budgets.items():
+        if budget is not None:
+            capacity.add_metric([name], budget.capacity)
+            reserved.add_metric([name], budget.used)
+    yield capacity
+    yield reserved
+    yield GaugeMetricFamily(
+        "fusionserve_decode_memory_waiting",
+        "Requests waiting for room in the decode memory budget.",
+        value=state.registry.decode_memory.waiting,
+    )
 
 
 def _bundle_family(

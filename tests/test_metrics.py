@@ -39,7 +39,14 @@ from tests.test_api_batching import Gate, gated_factory
 from tests.test_batching import FakeClock, FakeModel
 from tests.tiny_bundle import LABELS
 
-REASONS = {"overloaded", "shutting_down", "not_ready", "deadline_exceeded", "client_disconnected"}
+REASONS = {
+    "memory_busy",
+    "overloaded",
+    "shutting_down",
+    "not_ready",
+    "deadline_exceeded",
+    "client_disconnected",
+}
 MODELS = ("image_encoder", "text_encoder", "fusion_head")
 BUNDLE = "tiny-test-bundle"
 PNG = encode_image(photo(50, 40))
@@ -96,6 +103,11 @@ async def test_metrics_before_the_bundle_is_loaded(tiny_bundle_dir: Path) -> Non
             REASONS, 0
         )
         assert not by_label(samples, "fusionserve_bundle_info", "name")
+        budgets = {"decode": 256 * 2**20, "bodies": 64 * 2**20}  # the settings' defaults
+        assert by_label(samples, "fusionserve_memory_budget_bytes", "budget") == budgets
+        reserved = by_label(samples, "fusionserve_memory_reserved_bytes", "budget")
+        assert reserved == dict.fromkeys(budgets, 0)
+        assert value(samples, "fusionserve_decode_memory_waiting") == 0
 
         junk = {"Content-Type": "multipart/form-data; boundary=x"}
         assert (await client.post("/classify", content=b"junk", headers=junk)).status_code == 503
@@ -106,6 +118,7 @@ async def test_metrics_before_the_bundle_is_loaded(tiny_bundle_dir: Path) -> Non
     assert value(samples, requests, route="/classify", method="POST", status="503") == 1
     assert value(samples, requests, route="/info", method="GET", status="503") == 1
     assert value(samples, requests, route="/metrics", method="GET", status="200") == 1
+    assert value(samples, "fusionserve_memory_reserved_bytes", budget="bodies") == 0
 
 
 async def _wait_ready(client: httpx.AsyncClient) -> None:

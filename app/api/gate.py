@@ -19,6 +19,13 @@ matches its paths with a predicate (their model name is part of the path).
 
 The admission check here is a fast path only: admission proper happens in ``Classifier`` once
 the request is parsed, so a request that passes the gate can still be refused there.
+
+What passes holds its body in memory (parsed, or read whole by the Open Inference Protocol)
+until it is answered, so the gate reserves the body's size from the process-wide
+``body_memory`` budget before reading it, and gives it back once the response is sent: the
+declared Content-Length, or ``max_body_bytes`` when there is none or the body is compressed
+(it may inflate to that). No room: a fast 503 ``memory_busy`` with ``Retry-After``, as for
+overload, so the bodies a replica holds at once never pass the budget.
 """
 
 from __future__ import annotations
@@ -30,7 +37,8 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.errors import ErrorListener, error_response
-from app.errors import PayloadTooLarge, RequestError, UnsupportedMediaType
+from app.errors import MemoryBusy, PayloadTooLarge, RequestError, UnsupportedMediaType
+from app.memory_budget import MemoryBudget
 
 Refusal = Callable[[], RequestError | None]
 PathMatch = Collection[str] | Callable[[str], bool]
@@ -53,6 +61,8 @@ class RequestGate:
         media_type: str | None,
         refusal: Refusal,
         max_body_bytes: int,
+        body_memory: MemoryBudget,
+        retry_after_s: int = 1,
         on_error: ErrorListener | None = None,
     ) -> None:
         self.app = app
@@ -62,6 +72,8 @@ class RequestGate:
         self.media_type = media_type
         self.refusal = refusal
         self.max_body_bytes = max_body_bytes
+        self.body_memory = body_memory
+        self.retry_after_s = retry_after_s
         self.on_error = on_error
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -72,18 +84,31 @@ class RequestGate:
             await self._answer(_too_large(self.max_body_bytes), scope, receive, send)
             return
         gated = scope["method"] == "POST" and self.gated(scope["path"])
-        if gated and (refusal := self._refusal(scope)) is not None:
+        reserved = _body_bytes(scope, self.max_body_bytes) if gated else 0
+        if gated and (refusal := self._refusal(scope, reserved)) is not None:
             if not await discard_body(receive, self.max_body_bytes):
                 refusal = _too_large(self.max_body_bytes)
             await self._answer(refusal, scope, receive, send)
             return
-        await self.app(scope, _counting(receive, self.max_body_bytes), send)
+        try:
+            await self.app(scope, _counting(receive, self.max_body_bytes), send)
+        finally:
+            if gated:
+                self.body_memory.release(reserved)
 
-    def _refusal(self, scope: Scope) -> RequestError | None:
+    def _refusal(self, scope: Scope, body_bytes: int) -> RequestError | None:
+        """Why the request is refused, or None once its body's memory is reserved."""
         if self.media_type is not None and _media_type(scope) != self.media_type:
             # The header is not quoted back: it is the client's input.
             return UnsupportedMediaType(f"the request body must be {self.media_type}")
-        return self.refusal()
+        refusal = self.refusal()
+        if refusal is None and not self.body_memory.try_reserve(body_bytes):
+            return MemoryBusy(
+                "the request bodies in progress use all of their memory budget "
+                f"({self.body_memory.capacity // 2**20} MiB); retry later",
+                headers={"Retry-After": str(self.retry_after_s)},
+            )
+        return refusal
 
     async def _answer(
         self, error: RequestError, scope: Scope, receive: Receive, send: Send
@@ -100,6 +125,17 @@ _WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 def _declared_length(scope: Scope) -> int:
     length = Headers(scope=scope).get("content-length", "")
     return int(length) if length.isdigit() else 0
+
+
+def _body_bytes(scope: Scope, limit: int) -> int:
+    """The memory a body may take once read: its declared length, or ``limit`` when it has
+    none or is compressed (decompression is bounded by the limit)."""
+    headers = Headers(scope=scope)
+    length = headers.get("content-length", "")
+    encoding = headers.get("content-encoding", "identity").strip().lower()
+    if not length.isdigit() or encoding != "identity":
+        return limit
+    return min(int(length), limit)
 
 
 def _media_type(scope: Scope) -> str:

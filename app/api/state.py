@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from app.errors import NotReady, RequestError, ShuttingDown
+from app.memory_budget import MemoryBudget
 from app.registry import ModelRegistry
 from app.service import Classifier
 
@@ -25,6 +26,7 @@ class ServiceState:
     serves as soon as it is loaded itself (``ModelRegistry.lease``)."""
 
     registry: ModelRegistry
+    body_memory: MemoryBudget | None = None  # request bodies held at once (app.api.gate)
     status: Status = Status.LOADING
     error: str | None = None
 
