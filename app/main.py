@@ -28,6 +28,7 @@ from app.api.v2_errors import V2ErrorBodies
 from app.engine import build_engine
 from app.logging_setup import setup_logging
 from app.memory_budget import MemoryBudget
+from app.memory_trim import MemoryTrimmer
 from app.metrics import Metrics
 from app.observer import ServiceObserver
 from app.registry import EngineFactory, ModelRegistry
@@ -85,8 +86,11 @@ def create_app(
     def observer_for(bundle: str) -> ServiceObserver | None:
         return metrics.observer(bundle) if metrics is not None else None
 
-    registry = ModelRegistry(settings, engine_factory, observer_for)
-    body_memory = MemoryBudget(settings.body_memory_mb * 2**20)
+    # Process-wide memory budgets; the trimmer hands freed memory back after bursts.
+    trimmer = MemoryTrimmer()
+    decode_memory = MemoryBudget(settings.decode_memory_mb * 2**20, trimmer)
+    body_memory = MemoryBudget(settings.body_memory_mb * 2**20, trimmer)
+    registry = ModelRegistry(settings, engine_factory, observer_for, decode_memory)
     state = ServiceState(registry, body_memory=body_memory)
     metrics = Metrics(state) if settings.metrics_enabled else None
 

@@ -16,36 +16,33 @@ from __future__ import annotations
 import asyncio
 import threading
 
+from app.memory_trim import MemoryTrimmer
+
 
 class RoomWanted(Exception):  # noqa: N818 (a signal, not an error: the caller waits and retries)
-    """Raised by work that could not reserve ``nbytes`` now and did nothing yet."""
+    """Raised by work that could not reserve ``nbytes`` now and did nothing yet; it would
+    then need about ``seconds`` to finish."""
 
-    def __init__(self, nbytes: int) -> None:
+    def __init__(self, nbytes: int, seconds: float = 0.0) -> None:
         super().__init__(f"{nbytes} bytes of budget wanted")
         self.nbytes = nbytes
-
-
-TIMED_BYTES = 16 * 2**20  # reservations this large teach how long reservations are held
+        self.seconds = seconds
 
 
 class MemoryBudget:
-    """``capacity`` bytes, reserved and released from any thread.
+    """``capacity`` bytes, reserved and released from any thread. A ``trimmer`` hears of
+    every release, to hand freed memory back to the operating system."""
 
-    Work that says how long it held its reservation (``release(..., held_s=)``) teaches the
-    budget a rate in seconds per byte (a moving average over reservations of at least
-    ``TIMED_BYTES``), from which ``expected_hold_s`` predicts how long a reservation of a
-    given size will be held: a waiter that could not finish before its deadline even if
-    room came at once need not wait at all."""
-
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, trimmer: MemoryTrimmer | None = None) -> None:
         if capacity < 1:
             raise ValueError("capacity must be >= 1 byte")
         self.capacity = capacity
+        self._trimmer = trimmer
+        if trimmer is not None:
+            trimmer.watch(self)
         self._used = 0
         self._lock = threading.Lock()
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
-        self.refusals = 0  # try_reserve calls that found no room
-        self._seconds_per_byte = 0.0
 
     @property
     def used(self) -> int:
@@ -59,29 +56,26 @@ class MemoryBudget:
         """Reserve ``nbytes`` if they are free now; never waits."""
         with self._lock:
             if self._used + nbytes > self.capacity:
-                self.refusals += 1
                 return False
             self._used += nbytes
             return True
 
-    def expected_hold_s(self, nbytes: int) -> float:
-        """How long a reservation of ``nbytes`` is likely to be held (0 before any timing)."""
-        return nbytes * self._seconds_per_byte
-
-    def release(self, nbytes: int, held_s: float | None = None) -> None:
-        """Give back ``nbytes`` reserved earlier (``held_s`` seconds ago, when known), and
-        wake the waiters that now fit."""
+    def release(self, nbytes: int, *, trim_first: bool = False) -> None:
+        """Give back ``nbytes`` reserved earlier, and wake the waiters that now fit. With
+        ``trim_first``, the freed memory goes back to the operating system (in this thread)
+        before the room is given back."""
+        trimmer = self._trimmer
+        if trim_first and trimmer is not None:
+            trimmer.trim_now()
         with self._lock:
-            if held_s is not None and nbytes >= TIMED_BYTES:
-                rate = held_s / nbytes
-                previous = self._seconds_per_byte
-                self._seconds_per_byte = rate if previous == 0.0 else (previous + rate) / 2
             self._used -= nbytes
             free = self.capacity - self._used
             woken = [w for w in self._waiters if w[0] <= free]
             self._waiters = [w for w in self._waiters if w[0] > free]
         for _, future in woken:
             future.get_loop().call_soon_threadsafe(_wake, future)
+        if trimmer is not None and not trim_first:
+            trimmer.released(nbytes)
 
     async def wait_for_room(self, nbytes: int, timeout_s: float) -> bool:
         """Wait until ``nbytes`` are free (True) or ``timeout_s`` passes (False). Reserves

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -105,6 +112,8 @@ class Metrics:
         build = Gauge("fusionserve_build_info", "Always 1.", ["version"], registry=registry)
         build.labels(__version__).set(1)
         registry.register(_StateCollector(state))
+        # process_resident_memory_bytes and the rest, to compare with the memory limit.
+        ProcessCollector(registry=registry)
 
     def render(self) -> bytes:
         """The text exposition format."""

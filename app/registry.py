@@ -30,6 +30,7 @@ from app.errors import (
 from app.memory_budget import MemoryBudget
 from app.observer import ServiceObserver
 from app.oip.tensors import shown
+from app.preprocess.decode_pace import DecodePace
 from app.service import Classifier
 from app.settings import Settings
 
@@ -93,13 +94,15 @@ class ReloadOutcome:
 class ModelRegistry:
     """The bundles of ``settings.bundle_dirs()``; the first is the default. Their
     classifiers, old versions draining after a reload included, share one decode memory
-    budget (``settings.decode_memory_mb``)."""
+    budget (``decode_memory``, else one of ``settings.decode_memory_mb``) and what is known
+    of the pace of decodes."""
 
     def __init__(
         self,
         settings: Settings,
         factory: EngineFactory,
         observer_for: ObserverFactory = lambda _: None,
+        decode_memory: MemoryBudget | None = None,
     ) -> None:
         self._settings = settings
         self._factory = factory
@@ -107,7 +110,8 @@ class ModelRegistry:
         self._slots: dict[str, ModelSlot] = {}
         self._retiring: set[asyncio.Task[None]] = set()
         self._stopping = False
-        self.decode_memory = MemoryBudget(settings.decode_memory_mb * 2**20)
+        self.decode_memory = decode_memory or MemoryBudget(settings.decode_memory_mb * 2**20)
+        self.decode_pace = DecodePace()
 
     @property
     def slots(self) -> list[ModelSlot]:
@@ -181,6 +185,7 @@ class ModelRegistry:
             self._settings,
             self._observer_for(slot.name),
             decode_memory=self.decode_memory,
+            decode_pace=self.decode_pace,
         )
         classifier.start()
         previous, slot.current = slot.current, _Leased(classifier)

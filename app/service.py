@@ -22,6 +22,7 @@ from app.memory_budget import MemoryBudget, RoomWanted
 from app.observer import NullObserver, ServiceObserver
 from app.pipeline import ItemResult, PreparedItem
 from app.preprocess.decode_budget import DecodeBudget, TooLate
+from app.preprocess.decode_pace import DecodePace
 from app.schemas import BundleRef, ClassifyResponse, Explanation, Timing, rank
 from app.settings import Settings
 
@@ -51,7 +52,8 @@ class Classifier:
     """Runs requests through an engine: decode/tokenise in a thread pool, then the dynamic
     batcher, which runs batches on a separate inference pool so that decoding never queues
     in front of model execution. ``observer`` hears about each item and batch (metrics).
-    ``decode_memory`` is the process-wide budget every image decode reserves from."""
+    ``decode_memory`` is the process-wide budget every image decode reserves from, and
+    ``decode_pace`` how fast decodes go here (both shared by every classifier)."""
 
     def __init__(
         self,
@@ -60,9 +62,11 @@ class Classifier:
         observer: ServiceObserver | None = None,
         *,
         decode_memory: MemoryBudget,
+        decode_pace: DecodePace,
     ) -> None:
         self.engine = engine
         self.decode_memory = decode_memory
+        self.decode_pace = decode_pace
         self._observer = observer or NullObserver()
         self.default_top_k = settings.default_top_k
         self.request_timeout_s = settings.request_timeout_s
@@ -200,13 +204,15 @@ class Classifier:
         self, image: bytes | None, text: str | None, explain: bool, started: float
     ) -> PreparedItem:
         """Decode and tokenise in the pool within the request's deadline (504 past it). A
-        decode that would end past the deadline (at the pace of decodes of its size) is not
+        decode that would end past the deadline (at the pace decodes of its format go) is not
         started: 503. An image whose decode finds no room in the decode memory budget is
         retried once room is seen, the wait holding nothing but the request; if no room
         comes while there is still time to decode it, 503."""
         loop = asyncio.get_running_loop()
         pipeline = self.engine.pipeline
-        budget = DecodeBudget(self.decode_memory, started + self.request_timeout_s)
+        budget = DecodeBudget(
+            self.decode_memory, self.decode_pace, started + self.request_timeout_s
+        )
         while True:
             # run_in_executor does not carry the context over: copy it, so that log lines
             # from decoding (Pillow logs at debug level) carry the request id.
@@ -229,9 +235,9 @@ class Classifier:
                     headers={"Retry-After": str(self.retry_after_s)},
                 ) from None
             except RoomWanted as wanted:
-                needed = wanted.nbytes
+                needed, decode_s = wanted.nbytes, wanted.seconds
             memory = self.decode_memory
-            time_to_wait = self._left(started) - memory.expected_hold_s(needed)
+            time_to_wait = self._left(started) - decode_s
             if time_to_wait <= 0 or not await memory.wait_for_room(needed, time_to_wait):
                 self.rejected += 1
                 raise MemoryBusy(

@@ -7,6 +7,7 @@ text. Derandomized, so CI runs the same examples every time.
 
 from __future__ import annotations
 
+import math
 import unicodedata
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,9 @@ from hypothesis import strategies as st
 
 from app.bundle.manifest import ImagePreprocess
 from app.errors import RequestError
+from app.memory_budget import MemoryBudget
+from app.preprocess.decode_budget import DecodeBudget
+from app.preprocess.decode_pace import DecodePace
 from app.preprocess.image import ImageDecoder
 from app.preprocess.text import TextTokenizer, clean_text
 from tests.corpus import seed_images
@@ -50,6 +54,8 @@ SPEC = ImagePreprocess(
 # Every value (0..255 - mean) / std can take.
 LOWEST, HIGHEST = -127.5 / 64.0, 127.5 / 64.0
 DECODE = ImageDecoder(SPEC, max_pixels=1_000_000, min_side=1, jpeg_draft=True)
+# As the service decodes: the peak estimated from the (possibly damaged) header, reserved.
+MEMORY = MemoryBudget(2**30)
 SEEDS = seed_images()
 
 
@@ -62,7 +68,8 @@ def attempt(call: Callable[[], T]) -> T | RequestError:
 
 
 def _decode_or_refuse(data: bytes) -> None:
-    pixels = attempt(lambda: DECODE(data))
+    pixels = attempt(lambda: DECODE(data, DecodeBudget(MEMORY, DecodePace(), math.inf)))
+    assert MEMORY.used == 0  # given back, whatever happened
     if isinstance(pixels, RequestError):
         assert 400 <= pixels.status_code < 500
         assert pixels.message

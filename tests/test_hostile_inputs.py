@@ -36,6 +36,8 @@ LIMITS: dict[str, Any] = {
     "max_text_chars": 200,
     "max_text_field_bytes": 2048,
     "max_items_per_request": 4,
+    "decode_memory_mb": 300,
+    "body_memory_mb": 8,
 }
 
 
@@ -259,6 +261,8 @@ def test_limits_are_reported(service: TestClient) -> None:
     reported = service.get("/info").json()["settings"]
     assert reported["max_text_field_bytes"] == LIMITS["max_text_field_bytes"]
     assert reported["max_image_aspect_ratio"] == 20.0
+    for name in ("decode_memory_mb", "body_memory_mb"):
+        assert reported[name] == LIMITS[name]
 
 
 def test_error_names_the_unexpected_field(service: TestClient) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import threading
 import time
 from unittest.mock import patch
 
@@ -12,10 +13,10 @@ from PIL import Image, ImageFile
 
 from app.bundle.manifest import ImagePreprocess
 from app.errors import ImageTooLarge, InvalidImage, UnsupportedImageFormat
-from app.memory_budget import TIMED_BYTES, MemoryBudget, RoomWanted
-from app.memory_trim import TRIM_AFTER_BYTES
-from app.preprocess import decode_budget
+from app.memory_budget import MemoryBudget, RoomWanted
+from app.memory_trim import MemoryTrimmer
 from app.preprocess.decode_budget import DecodeBudget, TooLate
+from app.preprocess.decode_pace import TIMED_BYTES, DecodePace
 from app.preprocess.image import ImageDecoder
 from models.reference import EFFICIENTNET_LITE_PREPROCESS, reference_image_tensor
 from tests.conftest import encode_image, photo
@@ -267,7 +268,7 @@ def test_large_rotated_photo_is_reduced_upright(orientation: int) -> None:
 
 
 def budget(capacity: int, deadline_s: float = 60.0) -> DecodeBudget:
-    return DecodeBudget(MemoryBudget(capacity), time.perf_counter() + deadline_s)
+    return DecodeBudget(MemoryBudget(capacity), DecodePace(), time.perf_counter() + deadline_s)
 
 
 def test_an_image_over_the_whole_budget_is_refused_before_decoding() -> None:
@@ -300,14 +301,13 @@ def test_no_room_now_is_signalled_before_decoding() -> None:
 def test_a_decode_that_would_end_past_the_deadline_is_not_started() -> None:
     data = encode_image(photo(2000, 1500), "PNG")
     needed = decoder().peak_bytes(data)
-    memory = MemoryBudget(2 * needed)
-    memory.try_reserve(TIMED_BYTES)
-    memory.release(TIMED_BYTES, held_s=10.0)  # decodes have been slow
-    assert memory.expected_hold_s(needed) > 1.0
+    memory, pace = MemoryBudget(2 * needed), DecodePace()
+    pace.learned("PNG", TIMED_BYTES, 10.0)  # PNG decodes have been slow
+    assert pace.time_needed_s("PNG", needed) > 1.0
     with pytest.raises(TooLate):
-        decoder()(data, DecodeBudget(memory, time.perf_counter() + 1.0))
+        decoder()(data, DecodeBudget(memory, pace, time.perf_counter() + 1.0))
     assert memory.used == 0
-    assert decoder()(data, DecodeBudget(memory, time.perf_counter() + 600)).shape[0] == 3
+    assert decoder()(data, DecodeBudget(memory, pace, time.perf_counter() + 600)).shape[0] == 3
 
 
 def test_the_reservation_is_given_back_after_success_and_failure() -> None:
@@ -320,15 +320,16 @@ def test_the_reservation_is_given_back_after_success_and_failure() -> None:
     assert limits.memory.used == 0
 
 
-def test_memory_is_handed_back_after_large_decodes_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    trims: list[None] = []
-    monkeypatch.setattr(decode_budget, "release_free_memory", lambda: trims.append(None))
-    decoder()(encode_image(photo(640, 480)), budget(2**30))
-    assert trims == []
+def test_memory_is_handed_back_after_large_decodes(monkeypatch: pytest.MonkeyPatch) -> None:
+    trimmed = threading.Semaphore(0)
+    trimmer = MemoryTrimmer(trim=trimmed.release)
+    limits = DecodeBudget(MemoryBudget(2**30, trimmer), DecodePace(), time.perf_counter() + 60)
+    decoder()(encode_image(photo(640, 480)), limits)
+    assert not trimmed.acquire(timeout=0.2)  # a small decode, and a burst of one: too little
     large = encode_image(photo(3000, 2000), "PNG", compress_level=1)
-    assert decoder().peak_bytes(large) >= TRIM_AFTER_BYTES
-    decoder()(large, budget(2**30))
-    assert len(trims) == 1
+    assert decoder().peak_bytes(large) >= trimmer.threshold
+    decoder()(large, limits)
+    assert trimmed.acquire(timeout=5)
 
 
 def test_progressive_jpeg_estimate_counts_the_coefficient_buffer() -> None:

@@ -14,7 +14,7 @@ from app.api.gate import _body_bytes
 from app.api.state import ServiceState
 from app.engine import Engine, build_engine
 from app.main import create_app
-from app.memory_budget import TIMED_BYTES
+from app.preprocess.decode_pace import TIMED_BYTES
 from app.preprocess.image import ImageDecoder
 from app.settings import Settings
 from tests.conftest import encode_image, make_settings, photo
@@ -149,9 +149,7 @@ async def test_a_decode_that_cannot_end_before_the_deadline_is_not_started(
 ) -> None:
     app = decode_memory_app(tiny_bundle_dir)
     async for client in _client(app):
-        memory = default_classifier(app).decode_memory
-        assert memory.try_reserve(TIMED_BYTES)
-        memory.release(TIMED_BYTES, held_s=1000.0)  # as if decodes took ages
+        default_classifier(app).decode_pace.learned("PNG", TIMED_BYTES, 1000.0)  # ages
         HeldDecoder.hold()  # would block the test if the decode started
         response = await client.post("/classify", files=image_form(), data=TEXT)
         assert response.status_code == 503

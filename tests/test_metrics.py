@@ -108,6 +108,7 @@ async def test_metrics_before_the_bundle_is_loaded(tiny_bundle_dir: Path) -> Non
         reserved = by_label(samples, "fusionserve_memory_reserved_bytes", "budget")
         assert reserved == dict.fromkeys(budgets, 0)
         assert value(samples, "fusionserve_decode_memory_waiting") == 0
+        assert value(samples, "process_resident_memory_bytes") > 0
 
         junk = {"Content-Type": "multipart/form-data; boundary=x"}
         assert (await client.post("/classify", content=b"junk", headers=junk)).status_code == 503

@@ -58,7 +58,8 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         400: "The multipart body is malformed.",
         413: (
             "Over a configured limit: the request body, a text field, the image file, the "
-            "image's pixel count, or the number of items."
+            "image's pixel count, the memory its decode needs (over the whole decode memory "
+            "budget), or the number of items."
         ),
         415: (
             "The body is not multipart/form-data, or the file is not an image in an allowed format."
@@ -73,8 +74,9 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         ),
         500: "Inference failed, or a reload failed (the loaded version serves on).",
         503: (
-            "The model is not loaded yet or failed to load, the service is overloaded "
-            "(Retry-After says when to retry) or stopping."
+            "The model is not loaded yet or failed to load, the service is overloaded or its "
+            "memory budgets have no room (memory_busy; Retry-After says when to retry), or it "
+            "is stopping."
         ),
         504: "The request's deadline passed before it was answered.",
     }
@@ -290,6 +292,8 @@ async def info(state: StateDep, settings: SettingsDep, model: str | None = None)
                 "max_text_chars",
                 "max_text_field_bytes",
                 "max_image_aspect_ratio",
+                "decode_memory_mb",
+                "body_memory_mb",
                 "default_top_k",
                 "max_batch_size",
                 "max_batch_wait_ms",

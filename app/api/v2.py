@@ -96,11 +96,12 @@ _DESCRIPTIONS = {
     "names it).",
     401: "API keys are configured and the request has none, or an invalid one.",
     404: "No such model, or no such version of it.",
-    413: "Over a configured limit: the body, an image, a text, or the number of items.",
+    413: "Over a configured limit: the body, an image (its size, pixels or decode memory), a "
+    "text, or the number of items.",
     415: "A Content-Encoding other than gzip, deflate or identity.",
     500: "Inference failed.",
-    503: "The model is not loaded yet or failed to load, the service is overloaded "
-    "(Retry-After says when to retry) or stopping.",
+    503: "The model is not loaded yet or failed to load, the service is overloaded or its "
+    "memory budgets have no room (Retry-After says when to retry), or it is stopping.",
     504: "The request's deadline passed before it was answered.",
 }
 

@@ -3,11 +3,11 @@ before its request's deadline.
 
 ``ImageDecoder`` estimates a decode's peak memory from the header and, before decoding any
 pixel, asks ``DecodeBudget.reserve`` for it. Three answers stop it: over the whole budget
-(413, for good), too late (the decode would end after the deadline, at the pace decodes of
-that size have taken: 503, nothing is started that nobody would wait for), no room now
-(``RoomWanted``: the caller waits for room and tries again). After the decode, ``release``
-gives the room back and, after a large decode, hands the freed memory back to the operating
-system (``app.memory_trim``).
+(413, for good), too late (the decode would end after the deadline at the pace decodes of
+its format have taken here, ``DecodePace``: 503, nothing is started that nobody would wait
+for), no room now (``RoomWanted``: the caller waits for room and tries again). After the
+decode, ``release`` gives the room back (after a large decode, once its memory is back with
+the operating system) and teaches the pace.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 from app.errors import ImageTooLarge
 from app.memory_budget import MemoryBudget, RoomWanted
-from app.memory_trim import TRIM_AFTER_BYTES, release_free_memory
+from app.memory_trim import TRIM_AFTER_BYTES
+from app.preprocess.decode_pace import DecodePace
 
 DECODE_MEMORY_SETTING = "FUSIONSERVE_DECODE_MEMORY_MB"
 MiB = 2**20
@@ -35,12 +36,14 @@ class TooLate(Exception):  # noqa: N818 (a signal: the caller answers 503)
 
 @dataclass(frozen=True)
 class DecodeBudget:
-    """The memory budget to reserve from, and the ``time.perf_counter()`` deadline."""
+    """The memory budget to reserve from, the pace decodes go at, and the
+    ``time.perf_counter()`` deadline."""
 
     memory: MemoryBudget
+    pace: DecodePace
     deadline: float
 
-    def reserve(self, nbytes: int, image: str) -> None:
+    def reserve(self, nbytes: int, image_format: str, image: str) -> None:
         """Reserve ``nbytes`` for decoding ``image`` (described for the 413 message)."""
         memory = self.memory
         if nbytes > memory.capacity:
@@ -49,15 +52,15 @@ class DecodeBudget:
                 f"the decode memory budget of {memory.capacity // MiB} MiB "
                 f"({DECODE_MEMORY_SETTING})"
             )
-        expected, left = memory.expected_hold_s(nbytes), self.deadline - time.perf_counter()
-        if expected > left:
-            raise TooLate(expected, left)
+        needed = self.pace.time_needed_s(image_format, nbytes)
+        left = self.deadline - time.perf_counter()
+        if needed > left:
+            raise TooLate(needed, left)
         if not memory.try_reserve(nbytes):
-            raise RoomWanted(nbytes)
+            raise RoomWanted(nbytes, needed)
 
-    def release(self, nbytes: int, held_s: float) -> None:
-        """Give back ``nbytes`` reserved ``held_s`` seconds ago (once the decode's memory is
-        freed), and the allocator's free memory after a large decode."""
-        self.memory.release(nbytes, held_s=held_s)
-        if nbytes >= TRIM_AFTER_BYTES:
-            release_free_memory()
+    def release(self, nbytes: int, image_format: str, held_s: float) -> None:
+        """Give back ``nbytes`` reserved ``held_s`` seconds ago, once the decode's memory is
+        freed; after a large decode, that memory goes back to the operating system first."""
+        self.memory.release(nbytes, trim_first=nbytes >= TRIM_AFTER_BYTES)
+        self.pace.learned(image_format, nbytes, held_s)

@@ -106,7 +106,8 @@ class ImageDecoder:
         try:
             if budget is not None:
                 needed = self._peak_bytes(image, data, header_size)
-                budget.reserve(needed, f"{image.size[0]}x{image.size[1]} {image.format} image")
+                described = f"{image.size[0]}x{image.size[1]} {image.format} image"
+                budget.reserve(needed, str(image.format), described)
         except BaseException:
             image.close()
             raise
@@ -116,7 +117,7 @@ class ImageDecoder:
         finally:
             image.close()  # frees the decoded pixels (leaving a `with` block does not)
             if budget is not None:
-                budget.release(needed, time.perf_counter() - started)
+                budget.release(needed, str(image.format), time.perf_counter() - started)
 
     def peak_bytes(self, data: bytes) -> int:
         """The estimated peak memory of decoding ``data`` (from its header)."""
@@ -127,14 +128,17 @@ class ImageDecoder:
             image.close()
 
     def _peak_bytes(self, image: Image.Image, data: bytes, header_size: tuple[int, int]) -> int:
-        return decode_peak_bytes(
-            image,
-            data,
-            header_size=header_size,
-            mode=self._mode,
-            factor=reduction_factor(image.size, self.spec.resize_short_side),
-            spec=self.spec,
-        )
+        try:
+            return decode_peak_bytes(
+                image,
+                data,
+                header_size=header_size,
+                mode=self._mode,
+                factor=reduction_factor(image.size, self.spec.resize_short_side),
+                spec=self.spec,
+            )
+        except Exception:  # a damaged header field the estimate reads (TIFF tags...)
+            raise _undecodable("the image header is corrupt") from None
 
     def _open(self, data: bytes) -> tuple[Image.Image, tuple[int, int]]:
         """The opened image, header checked and drafted, and its size before drafting."""
