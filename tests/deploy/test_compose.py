@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from app.api.routes import READYZ
 from tests.deploy.helpers import METRICS_PATH, ROOT, Manifest, is_setting, settings_from_env
+from tests.deploy.memory_sizing import compose_bytes, needed_limit_bytes, worst_case_bytes
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +60,22 @@ def test_compose_service_matches_the_app(
     assert re.search(
         rf"^FROM\s+\S+\s+AS\s+{target}\s*$", (ROOT / "Dockerfile").read_text(), re.M | re.I
     )
+
+
+def test_compose_memory_limit_covers_the_worst_case(
+    compose: Manifest, clean_env: pytest.MonkeyPatch
+) -> None:
+    service = compose["services"]["fusionserve"]
+    env = {name: str(value) for name, value in service["environment"].items()}
+    settings = settings_from_env(env, clean_env)
+    (tmp,) = [t for t in service["tmpfs"] if t.split(":")[0] == "/tmp"]
+    # A tmpfs is memory: uploads spooled there count against mem_limit (they are among the
+    # copies of the bodies held that the worst case counts).
+    terms = worst_case_bytes(settings, cuda=settings.device == "cuda")
+    assert compose_bytes(service["mem_limit"]) >= needed_limit_bytes(terms), terms
+    size = compose_bytes(re.fullmatch(r"/tmp:size=(\w+)", tmp).group(1))  # type: ignore[union-attr]
+    bodies = settings.body_memory_mb * 2**20
+    assert bodies <= size <= 2 * bodies
 
 
 def test_compose_prometheus_scrapes_the_service(compose: Manifest) -> None:

@@ -22,6 +22,7 @@ from fastapi.testclient import TestClient
 from app.api.v2 import LIVE, READY
 from app.bundle.manifest import SCHEMA_VERSION
 from tests.deploy.helpers import METRICS_PATH, ROOT, Manifest, is_setting, settings_from_env
+from tests.deploy.memory_sizing import kubernetes_bytes, needed_limit_bytes, worst_case_bytes
 from tests.deploy.test_kubernetes import KUBERNETES_VERSION, cpu_cores, dockerfile_uids
 
 kubernetes_validate = pytest.importorskip(
@@ -193,6 +194,17 @@ def test_env_and_port_match_the_settings(runtime: Manifest, clean_env: pytest.Mo
     cores = cpu_cores(_container(runtime)["resources"]["limits"]["cpu"])
     assert settings.intra_op_threads == cores
     assert settings.preprocess_threads <= cores
+
+
+def test_memory_limit_covers_the_worst_case(
+    runtime: Manifest, clean_env: pytest.MonkeyPatch
+) -> None:
+    settings = settings_from_env(_env(runtime), clean_env)
+    resources = _container(runtime)["resources"]
+    limit = kubernetes_bytes(resources["limits"]["memory"])
+    assert kubernetes_bytes(resources["requests"]["memory"]) == limit
+    terms = worst_case_bytes(settings, cuda=settings.device == "cuda")
+    assert limit >= needed_limit_bytes(terms), terms
 
 
 def test_probes_and_scraping_request_real_routes(

@@ -28,6 +28,7 @@ from app import __version__
 from app.api.routes import LIVEZ, READYZ
 from app.settings import Settings
 from tests.deploy.helpers import METRICS_PATH, ROOT, Manifest, is_setting, settings_from_env
+from tests.deploy.memory_sizing import kubernetes_bytes, needed_limit_bytes, worst_case_bytes
 
 kubernetes_validate = pytest.importorskip(
     "kubernetes_validate", reason="kubernetes-validate (dev extra) is not installed"
@@ -271,6 +272,43 @@ def test_termination_grace_outlasts_the_drain(
     drain = pre_stop + settings.shutdown_delay_s + settings.shutdown_grace_s
     assert pod["terminationGracePeriodSeconds"] >= drain + SHUTDOWN_MARGIN_S
     assert settings.request_timeout_s < settings.shutdown_grace_s
+
+
+# Memory
+
+
+def _tmp_volume(manifests: list[Manifest]) -> Manifest:
+    pod = one(manifests, "Deployment")["spec"]["template"]["spec"]
+    (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["mountPath"] == "/tmp"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    return volume
+
+
+@pytest.mark.parametrize("name", RENDERINGS)
+def test_memory_limit_covers_the_worst_case(
+    renderings: dict[str, list[Manifest]], name: str, clean_env: pytest.MonkeyPatch
+) -> None:
+    manifests = renderings[name]
+    settings = settings_from_env(config(manifests), clean_env)
+    resources = container(manifests)["resources"]
+    limit = kubernetes_bytes(resources["limits"]["memory"])
+    assert kubernetes_bytes(resources["requests"]["memory"]) == limit  # not overcommitted
+    terms = worst_case_bytes(settings, cuda=settings.device == "cuda")
+    assert limit >= needed_limit_bytes(terms), terms
+
+
+@pytest.mark.parametrize("name", RENDERINGS)
+def test_upload_spool_volume_fits_the_bodies_held(
+    renderings: dict[str, list[Manifest]], name: str, clean_env: pytest.MonkeyPatch
+) -> None:
+    manifests = renderings[name]
+    settings = settings_from_env(config(manifests), clean_env)
+    size = kubernetes_bytes(_tmp_volume(manifests)["emptyDir"]["sizeLimit"])
+    # Every upload being parsed holds a reservation of its body's size, so what is spooled
+    # at once is at most the body budget: max_body_bytes times the uploads that fit in it.
+    bodies = settings.body_memory_mb * 2**20
+    assert bodies >= settings.max_body_bytes
+    assert bodies <= size <= 2 * bodies
 
 
 # Scaling

@@ -1,0 +1,87 @@
+"""The most resident memory one FusionServe process can hold, from its settings.
+
+The terms, each bounded by a setting or by a measurement:
+
+- the warmed-up RSS of the default bundle (models, ONNX Runtime arenas after a warm-up at
+  the largest batch), as measured by ``python -m bench.decode_memory``
+  (bench/results/decode-memory.json; tests/e2e/test_decode_memory.py checks a live server
+  against it);
+- the text-embedding cache when full: ``text_cache_size`` entries of at most 4 KiB each
+  (a 384-float embedding, its key and the cache's bookkeeping; bench/results/soak.json
+  measured +36.5 MB while 10,000 entries filled);
+- image decodes in progress: ``decode_memory_mb`` (each decode reserves its estimated peak);
+- request bodies held: ``body_memory_mb`` (reserved at the gate before a body is read), each
+  byte in memory up to ``BODY_COPIES`` times: an Open Inference Protocol JSON body as
+  received in chunks and joined (both, for a moment), its base64 text parsed, and decoded
+  (tests/e2e/test_decode_memory.py measured 3.25 times the bodies held). A multipart upload
+  takes two: the part as spooled (in memory under 1 MB; over it in /tmp, which is memory
+  too when /tmp is a tmpfs or an emptyDir of medium Memory) and the bytes read from it. So
+  spooled uploads are counted, whatever /tmp is, and never need more than JSON bodies do;
+- on a GPU, host memory taken by the CUDA libraries and context (not measured here: no GPU;
+  the 2 GiB upper figure NVIDIA's and ONNX Runtime's users report).
+
+A memory limit must cover their sum plus ``MARGIN`` (allocator fragmentation across threads,
+Python objects per request, what no budget counts).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from app.settings import Settings
+from tests.deploy.helpers import ROOT
+
+MiB = 2**20
+RESULTS = ROOT / "bench" / "results" / "decode-memory.json"
+TEXT_CACHE_ENTRY_BYTES = 4096
+BODY_COPIES = 4
+CUDA_HOST_BYTES = 2 * 2**30
+MARGIN = 1.10
+_KUBERNETES_UNITS = {
+    "": 1,
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+}
+_COMPOSE_UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30}  # Docker's: binary
+
+
+def measured_warm_rss_bytes() -> int:
+    """The default bundle's warmed-up RSS, as last measured (bytes)."""
+    results = json.loads(RESULTS.read_text())
+    return int(results["servers"]["after"]["warm_rss_mb"] * 1e6)
+
+
+def worst_case_bytes(settings: Settings, *, cuda: bool) -> dict[str, int]:
+    """Each term of the worst case, in bytes."""
+    terms = {
+        "warmed-up process": measured_warm_rss_bytes(),
+        "text cache": settings.text_cache_size * TEXT_CACHE_ENTRY_BYTES,
+        "image decodes": settings.decode_memory_mb * MiB,
+        "request bodies and spooled uploads": BODY_COPIES * settings.body_memory_mb * MiB,
+    }
+    if cuda:
+        terms["CUDA host memory"] = CUDA_HOST_BYTES
+    return terms
+
+
+def needed_limit_bytes(terms: dict[str, int]) -> int:
+    return int(sum(terms.values()) * MARGIN)
+
+
+def kubernetes_bytes(quantity: str) -> int:
+    """A Kubernetes memory quantity (``1Gi``, ``512Mi``, ``1G``) in bytes."""
+    match = re.fullmatch(r"(\d+)(|k|M|G|Ki|Mi|Gi)", quantity)
+    assert match is not None, f"not a memory quantity this test knows: {quantity!r}"
+    return int(match.group(1)) * _KUBERNETES_UNITS[match.group(2)]
+
+
+def compose_bytes(size: str) -> int:
+    """A Compose byte value (``1g``, ``128m``; Docker's units are binary) in bytes."""
+    match = re.fullmatch(r"(\d+)([bkmg]?)", size.lower())
+    assert match is not None, f"not a Compose byte value: {size!r}"
+    return int(match.group(1)) * _COMPOSE_UNITS[match.group(2)]
