@@ -34,6 +34,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -154,16 +155,30 @@ def _measure_burst(
     }
 
 
+@dataclass(frozen=True)
+class Checkout:
+    """Code to measure: a checkout's root, and environment variables for its processes
+    (allocator settings, say)."""
+
+    label: str
+    root: Path
+    env: dict[str, str]
+
+
 def measure_server(
-    label: str,
-    root: Path,
+    checkout: Checkout,
     port: int,
     payloads: dict[str, bytes],
     concurrency: list[int],
     settle_s: float,
     log_dir: Path,
 ) -> dict[str, Any]:
-    env = {"FUSIONSERVE_BUNDLE_PATH": str(BUNDLE), "FUSIONSERVE_LOG_LEVEL": "warning"}
+    label, root = checkout.label, checkout.root
+    env = {
+        "FUSIONSERVE_BUNDLE_PATH": str(BUNDLE),
+        "FUSIONSERVE_LOG_LEVEL": "warning",
+        **checkout.env,
+    }
     spec = SystemSpec(f"decode-{label}", "fusionserve", label, port, env=env, root=root)
     server = Server(spec, log_dir / f"decode-memory-{label}.log")
     requests = build_requests(images=8, texts=200)
@@ -205,7 +220,15 @@ sys.path.insert(0, sys.argv[1])
 from app.preprocess.image import ImageDecoder
 from models.reference import EFFICIENTNET_LITE_PREPROCESS
 images = pickle.load(open(sys.argv[2], "rb"))
-decode = ImageDecoder(EFFICIENTNET_LITE_PREPROCESS, max_pixels=50_000_000, min_side=8)
+decoder = ImageDecoder(EFFICIENTNET_LITE_PREPROCESS, max_pixels=50_000_000, min_side=8)
+try:  # as the service calls it: with a decode budget, where the checkout has one
+    from app.memory_budget import MemoryBudget
+    from app.preprocess.decode_budget import DecodeBudget
+    from app.preprocess.decode_pace import DecodePace
+    budget = DecodeBudget(MemoryBudget(256 * 2**20), DecodePace(), float("inf"))
+    decode = lambda data: decoder(data, budget)
+except ImportError:
+    decode = decoder
 for data, _ in images:
     decode(data)
 times = {}
@@ -220,30 +243,31 @@ print(json.dumps({fmt: statistics.fmean(ms) for fmt, ms in times.items()}))
 """
 
 
-def measure_latency(roots: dict[str, Path], rounds: int, repeats: int) -> dict[str, Any]:
+def measure_latency(checkouts: list[Checkout], rounds: int, repeats: int) -> dict[str, Any]:
     """Mean over the normal photos of each photo's median decode time (ms), per format, for
     each checkout; child processes alternate between checkouts, ``rounds`` times."""
     requests = build_requests(images=48, texts=200)
     images = [(part.data, part.image_format) for part in requests.images]
-    runs: dict[str, list[dict[str, float]]] = {label: [] for label in roots}
+    runs: dict[str, list[dict[str, float]]] = {c.label: [] for c in checkouts}
     with tempfile.NamedTemporaryFile(suffix=".pickle") as file:
         file.write(pickle.dumps(images))
         file.flush()
         for index in range(rounds):
-            order = list(roots) if index % 2 == 0 else list(reversed(roots))
-            for label in order:
-                env = {**os.environ, **COMMON_ENV, "PYTHONPATH": str(roots[label])}
+            order = checkouts if index % 2 == 0 else checkouts[::-1]
+            for checkout in order:
+                label, root = checkout.label, checkout.root
+                env = {**os.environ, **COMMON_ENV, "PYTHONPATH": str(root), **checkout.env}
                 out = subprocess.run(
                     [
                         sys.executable,
                         "-c",
                         LATENCY_CHILD,
-                        str(roots[label]),
+                        str(root),
                         file.name,
                         str(repeats),
                     ],
                     env=env,
-                    cwd=roots[label],
+                    cwd=root,
                     check=True,
                     capture_output=True,
                     text=True,
@@ -268,9 +292,45 @@ def measure_latency(roots: dict[str, Path], rounds: int, repeats: int) -> dict[s
     return figures
 
 
+def summary(results: dict[str, Any]) -> str:
+    """A Markdown table: per checkout and concurrency, the worst burst over the formats."""
+    lines = [
+        "| checkout | concurrent | warmed up MB | peak MB (format) | 5 s after, worst MB | "
+        "not back within 100 MB | answers |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for label, server in results["servers"].items():
+        levels = sorted({b["concurrency"] for b in server["bursts"]})
+        for level in levels:
+            bursts = [b for b in server["bursts"] if b["concurrency"] == level]
+            worst = max(bursts, key=lambda b: b["peak_rss_mb"])
+            statuses: Counter[str] = Counter()
+            for burst in bursts:
+                statuses.update(burst["statuses"])
+            stuck = sum(b["back_within_100mb_after_s"] is None for b in bursts)
+            answers = ", ".join(f"{n} x {s}" for s, n in sorted(statuses.items()))
+            lines.append(
+                f"| {label} | {level} | {server['warm_rss_mb']} | {worst['peak_rss_mb']} "
+                f"({worst['case']}) | {max(b['settled_rss_mb'] for b in bursts)} | "
+                f"{stuck} of {len(bursts)} | {answers} |"
+            )
+    latency = results["decode_latency"]
+    for fmt, ratio in latency.get("after_over_before", {}).items():
+        medians = {label: m[fmt] for label, m in latency["median_ms"].items()}
+        lines.append(f"\nnormal {fmt} photos, mean decode ms {medians}: after/before {ratio}")
+    return "\n".join(lines)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--baseline-root", type=Path, help="checkout to compare against")
+    parser.add_argument(
+        "--baseline-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="environment of the baseline's processes (repeatable), e.g. MALLOC_ARENA_MAX=2",
+    )
     parser.add_argument("--concurrency", default="4,8,16")
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--settle-s", type=float, default=5.0)
@@ -278,32 +338,31 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--latency-repeats", type=int, default=15)
     parser.add_argument("--port", type=int, default=8121)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--summary", type=Path, help="only print the summary of a results file")
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    roots = {"after": REPO_ROOT}
+    if args.summary is not None:
+        print(summary(json.loads(args.summary.read_text())))
+        return
+    checkouts = [Checkout("after", REPO_ROOT, {})]
     if args.baseline_root is not None:
-        roots = {"before": args.baseline_root.resolve(), **roots}
+        env = dict(item.split("=", 1) for item in args.baseline_env)
+        checkouts.insert(0, Checkout("before", args.baseline_root.resolve(), env))
     concurrency = [int(c) for c in args.concurrency.split(",")]
     print("building near-cap payloads ...", flush=True)
     payloads = near_cap_images(MAX_PIXELS, tuple(args.cases.split(",")))
     LOCK.touch()
     try:
         servers = {
-            label: measure_server(
-                label,
-                root,
-                args.port,
-                payloads,
-                concurrency,
-                args.settle_s,
-                args.out.parent / "logs",
+            checkout.label: measure_server(
+                checkout, args.port, payloads, concurrency, args.settle_s, args.out.parent / "logs"
             )
-            for label, root in roots.items()
+            for checkout in checkouts
         }
-        latency = measure_latency(roots, args.latency_rounds, args.latency_repeats)
+        latency = measure_latency(checkouts, args.latency_rounds, args.latency_repeats)
     finally:
         LOCK.unlink(missing_ok=True)
     results = {
@@ -315,6 +374,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1) + "\n")
+    print(summary(results))
     print(f"wrote {args.out}")
 
 
