@@ -214,7 +214,9 @@ def measure_server(
     }
 
 
-LATENCY_CHILD = """
+# A child process's decoder, as the service calls it (with a decode budget where the checkout
+# has one): argv[1] the checkout, argv[2] a pickle of [(encoded image, format)].
+DECODER_SETUP = """
 import json, pickle, statistics, sys, time
 sys.path.insert(0, sys.argv[1])
 from app.preprocess.image import ImageDecoder
@@ -229,6 +231,12 @@ try:  # as the service calls it: with a decode budget, where the checkout has on
     decode = lambda data: decoder(data, budget)
 except ImportError:
     decode = decoder
+"""
+# Decodes every image argv[3] times after a warm-up; prints the mean, per format, of each
+# image's median time in ms.
+LATENCY_CHILD = (
+    DECODER_SETUP
+    + """
 for data, _ in images:
     decode(data)
 times = {}
@@ -241,6 +249,7 @@ for data, fmt in images:
     times.setdefault(fmt, []).append(statistics.median(runs) * 1000)
 print(json.dumps({fmt: statistics.fmean(ms) for fmt, ms in times.items()}))
 """
+)
 
 
 def measure_latency(checkouts: list[Checkout], rounds: int, repeats: int) -> dict[str, Any]:

@@ -1,0 +1,95 @@
+"""Instructions per normal-photo decode, this checkout against a baseline checkout.
+
+Wall-clock decode times of two versions differ by a few percent from run to run on a shared
+machine; instruction counts do not. Each checkout's ``ImageDecoder`` (called as the service
+calls it, with a decode budget where the checkout has one) decodes the first 12 JPEG and 4
+PNG photos of the benchmark's request set (640x480 to 1600x1200) in a child process under
+``valgrind --tool=callgrind``; the same child decoding none of them (imports and one warm-up
+decode only) is subtracted. Needs valgrind (Debian: ``apt-get install valgrind``).
+
+    python -m bench.decode_instructions --baseline-root /tmp/fusionserve-before
+
+Writes bench/results/decode-instructions.json; about 4 minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.decode_memory import DECODER_SETUP
+from bench.payloads import build_requests
+from bench.venvs import REPO_ROOT
+
+RESULTS = REPO_ROOT / "bench" / "results" / "decode-instructions.json"
+PHOTOS = {"JPEG": 12, "PNG": 4}
+# One warm-up decode of a photo of format argv[3], then the first argv[4] photos of it.
+CHILD = (
+    DECODER_SETUP
+    + """
+images = [data for data, fmt in images if fmt == sys.argv[3]]
+decode(images[0])
+for data in images[: int(sys.argv[4])]:
+    decode(data)
+"""
+)
+
+
+def instructions(root: Path, photos: Path, image_format: str, count: int) -> int:
+    done = subprocess.run(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            "--callgrind-out-file=/dev/null",
+            sys.executable,
+            "-c",
+            CHILD,
+            str(root),
+            str(photos),
+            image_format,
+            str(count),
+        ],
+        env={**os.environ, "PYTHONPATH": str(root)},
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    match = re.search(r"Collected : (\d+)", done.stderr)
+    assert match is not None, done.stderr[-2000:]
+    return int(match.group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--baseline-root", type=Path, required=True)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    requests = build_requests(images=48, texts=200)
+    images = [(part.data, part.image_format) for part in requests.images]
+    roots = {"before": args.baseline_root.resolve(), "after": REPO_ROOT}
+    per_photo: dict[str, dict[str, float]] = {label: {} for label in roots}
+    with tempfile.NamedTemporaryFile(suffix=".pickle") as photos:
+        photos.write(pickle.dumps(images))
+        photos.flush()
+        for label, root in roots.items():
+            for image_format, count in PHOTOS.items():
+                base = instructions(root, Path(photos.name), image_format, 0)
+                total = instructions(root, Path(photos.name), image_format, count)
+                per_photo[label][image_format] = (total - base) / count
+                print(f"[{label}] {image_format}: {per_photo[label][image_format]:,.0f} per photo")
+    ratios = {f: round(per_photo["after"][f] / per_photo["before"][f], 4) for f in PHOTOS}
+    results = {"photos": PHOTOS, "instructions_per_photo": per_photo, "after_over_before": ratios}
+    args.out.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"after/before: {ratios}; wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
