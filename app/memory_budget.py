@@ -67,11 +67,13 @@ class MemoryBudget:
         trimmer = self._trimmer
         if trim_first and trimmer is not None:
             trimmer.trim_now()
+        woken: list[tuple[int, asyncio.Future[None]]] = []
         with self._lock:
             self._used -= nbytes
-            free = self.capacity - self._used
-            woken = [w for w in self._waiters if w[0] <= free]
-            self._waiters = [w for w in self._waiters if w[0] > free]
+            if self._waiters:
+                free = self.capacity - self._used
+                woken = [w for w in self._waiters if w[0] <= free]
+                self._waiters = [w for w in self._waiters if w[0] > free]
         for _, future in woken:
             future.get_loop().call_soon_threadsafe(_wake, future)
         if trimmer is not None and not trim_first:

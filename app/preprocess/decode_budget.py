@@ -43,12 +43,13 @@ class DecodeBudget:
     pace: DecodePace
     deadline: float
 
-    def reserve(self, nbytes: int, image_format: str, image: str) -> None:
-        """Reserve ``nbytes`` for decoding ``image`` (described for the 413 message)."""
+    def reserve(self, nbytes: int, image_format: str, size: tuple[int, int]) -> None:
+        """Reserve ``nbytes`` for decoding an image of ``image_format`` and ``size``."""
         memory = self.memory
         if nbytes > memory.capacity:
             raise ImageTooLarge(
-                f"decoding this {image} needs about {math.ceil(nbytes / MiB)} MiB, more than "
+                f"decoding this {size[0]}x{size[1]} {image_format} image needs about "
+                f"{math.ceil(nbytes / MiB)} MiB, more than "
                 f"the decode memory budget of {memory.capacity // MiB} MiB "
                 f"({DECODE_MEMORY_SETTING})"
             )

@@ -31,6 +31,7 @@ from app.bundle.manifest import ImagePreprocess
 from app.preprocess.downscale import ALPHA_MODES, SIXTEEN_BIT_MODES, band_rows
 
 FIXED_BYTES = 4 * 2**20  # decoder states, Python objects, small buffers
+SMALL_BYTES = 2**20
 _ONE_BYTE_MODES = frozenset({"1", "L", "P"})
 # Bytes per band pixel that convert_mode holds at once, beyond the band itself: 16-bit grey
 # through NumPy (uint32 copies, then 8-bit) then RGB; alpha composited in RGBA (the RGBA
@@ -113,13 +114,21 @@ def _conversion_work(source_mode: str) -> int:
 def _jpeg_coefficients(image: Image.Image, data: bytes, size: tuple[int, int]) -> int:
     """libjpeg's whole-image coefficient buffer, when it keeps one: progressive files, and
     baseline files whose first scan lacks some components. Block rows and columns rounded up
-    to whole MCUs, 64 coefficients of 2 bytes per block."""
+    to whole MCUs, 64 coefficients of 2 bytes per block. Under ``SMALL_BYTES`` it is counted
+    without looking at the scans (a small image's estimate is mostly fixed costs anyway)."""
     components: list[tuple[int, int, int, int]] = getattr(image, "layer", [])
     if not components:
         return 0
+    coefficients = _coefficient_bytes(components, size)
+    if coefficients < SMALL_BYTES:
+        return coefficients
     progressive = bool(image.info.get("progressive") or image.info.get("progression"))
     if not progressive and _first_scan_components(data) >= len(components):
         return 0
+    return coefficients
+
+
+def _coefficient_bytes(components: list[tuple[int, int, int, int]], size: tuple[int, int]) -> int:
     width, height = size
     h_max = max(c[1] for c in components)
     v_max = max(c[2] for c in components)

@@ -34,6 +34,8 @@ class DecodePace:
     def time_needed_s(self, image_format: str, nbytes: int) -> float:
         """The time to allow a decode: ``SAFETY`` x the average pace of its format (of the
         slowest format seen, for a format not seen yet; 0 before any)."""
-        with self._lock:
-            rate = self._rates.get(image_format, max(self._rates.values(), default=0.0))
+        rate = self._rates.get(image_format)
+        if rate is None:
+            with self._lock:
+                rate = max(self._rates.values(), default=0.0)
         return SAFETY * rate * nbytes

@@ -106,8 +106,7 @@ class ImageDecoder:
         try:
             if budget is not None:
                 needed = self._peak_bytes(image, data, header_size)
-                described = f"{image.size[0]}x{image.size[1]} {image.format} image"
-                budget.reserve(needed, str(image.format), described)
+                budget.reserve(needed, str(image.format), image.size)
         except BaseException:
             image.close()
             raise

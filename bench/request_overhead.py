@@ -1,0 +1,111 @@
+"""Server CPU per request when the model costs nothing: this checkout against a baseline.
+
+The overhead-bound regime (../shared/notes/performance-regimes.md): each checkout's
+`fusionserve serve` on a tiny bundle (random ONNX encoders and head from tests/tiny_bundle.py,
+32x32 crops), `FUSIONSERVE_MAX_IN_FLIGHT=256`, gets 64 closed-loop clients posting a 64x64
+JPEG and a short text for ``--duration`` seconds. The figure is the server's CPU time (user
++ system, its whole process tree, from /proc) over the window divided by the 200s answered;
+checkouts alternate, ``--rounds`` times, and the medians are compared.
+
+    python -m bench.request_overhead --baseline-root /tmp/fusionserve-before
+
+Writes bench/results/request-overhead.json; about 2 minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from bench import procs
+from bench.loadgen import closed_loop, run
+from bench.payloads import ImagePart, RequestSet, image_prefix, text_suffix
+from bench.systems import Server, SystemSpec
+from bench.venvs import REPO_ROOT
+from tests.tiny_bundle import make_tiny_bundle
+
+RESULTS = REPO_ROOT / "bench" / "results" / "request-overhead.json"
+TEXTS = [f"a small {c} bird near the big dog" for c in ("red", "blue", "grey", "green")]
+
+
+def _requests() -> RequestSet:
+    pixels = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
+    data = buffer.getvalue()
+    part = ImagePart(data, "JPEG", (64, 64), image_prefix(data, "JPEG"))
+    return RequestSet([part], TEXTS, [text_suffix(t) for t in TEXTS])
+
+
+def _measure(root: Path, bundle: Path, port: int, duration_s: float, log: Path) -> dict[str, Any]:
+    env = {
+        "FUSIONSERVE_BUNDLE_PATH": str(bundle),
+        "FUSIONSERVE_MAX_IN_FLIGHT": "256",
+        "FUSIONSERVE_INTRA_OP_THREADS": "1",
+    }
+    server = Server(
+        SystemSpec("overhead", "fusionserve", "overhead", port, env=env, root=root), log
+    )
+    requests = _requests()
+    server.start()
+    try:
+        server.wait_ready(requests, 0)
+        run(closed_loop(server.spec.base_url, requests, 64, 3.0))  # warm-up
+        members = server.track()
+        cpu_before = procs.cpu_seconds(members)
+        result = run(closed_loop(server.spec.base_url, requests, 64, duration_s))
+        cpu = procs.cpu_seconds(server.track()) - cpu_before
+    finally:
+        server.stop()
+    summary = result.summary()
+    return {
+        "cpu_ms_per_request": round(1000 * cpu / max(summary["ok"], 1), 3),
+        "throughput_rps": summary["throughput_rps"],
+        "statuses": summary["status_counts"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--baseline-root", type=Path, required=True)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--port", type=int, default=8131)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    roots = {"before": args.baseline_root.resolve(), "after": REPO_ROOT}
+    runs: dict[str, list[dict[str, Any]]] = {label: [] for label in roots}
+    with tempfile.TemporaryDirectory() as folder:
+        bundle = make_tiny_bundle(Path(folder) / "tiny")
+        for index in range(args.rounds):
+            order = list(roots) if index % 2 == 0 else list(reversed(roots))
+            for label in order:
+                log = args.out.parent / "logs" / f"overhead-{label}.log"
+                runs[label].append(_measure(roots[label], bundle, args.port, args.duration, log))
+                print(f"[{label}] {runs[label][-1]}", flush=True)
+    medians = {
+        label: {
+            key: statistics.median(r[key] for r in results)
+            for key in ("cpu_ms_per_request", "throughput_rps")
+        }
+        for label, results in runs.items()
+    }
+    ratios = {
+        key: round(medians["after"][key] / medians["before"][key], 3) for key in medians["after"]
+    }
+    results = {"medians": medians, "after_over_before": ratios, "runs": runs}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"after/before: {ratios}; wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
