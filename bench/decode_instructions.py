@@ -4,12 +4,13 @@ Wall-clock decode times of two versions differ by a few percent from run to run 
 machine; instruction counts do not. Each checkout's ``ImageDecoder`` (called as the service
 calls it, with a decode budget where the checkout has one) decodes the first 12 JPEG and 4
 PNG photos of the benchmark's request set (640x480 to 1600x1200) in a child process under
-``valgrind --tool=callgrind``; the same child decoding none of them (imports and one warm-up
-decode only) is subtracted. Needs valgrind (Debian: ``apt-get install valgrind``).
+``valgrind --tool=callgrind`` (address-space randomisation off, a fixed hash seed, the median
+of 3 runs); the same child decoding none of them (imports and one warm-up decode only) is
+subtracted. Needs valgrind (Debian: ``apt-get install valgrind``) and util-linux's setarch.
 
     python -m bench.decode_instructions --baseline-root /tmp/fusionserve-before
 
-Writes bench/results/decode-instructions.json; about 4 minutes.
+Writes bench/results/decode-instructions.json; about 12 minutes.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import argparse
 import json
 import os
 import pickle
+import platform
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,6 +33,7 @@ from bench.venvs import REPO_ROOT
 
 RESULTS = REPO_ROOT / "bench" / "results" / "decode-instructions.json"
 PHOTOS = {"JPEG": 12, "PNG": 4}
+REPEATS = 3
 # One warm-up decode of a photo of format argv[3], then the first argv[4] photos of it.
 CHILD = (
     DECODER_SETUP
@@ -43,28 +47,34 @@ for data in images[: int(sys.argv[4])]:
 
 
 def instructions(root: Path, photos: Path, image_format: str, count: int) -> int:
-    done = subprocess.run(
-        [
-            "valgrind",
-            "--tool=callgrind",
-            "--callgrind-out-file=/dev/null",
-            sys.executable,
-            "-c",
-            CHILD,
-            str(root),
-            str(photos),
-            image_format,
-            str(count),
-        ],
-        env={**os.environ, "PYTHONPATH": str(root)},
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    match = re.search(r"Collected : (\d+)", done.stderr)
-    assert match is not None, done.stderr[-2000:]
-    return int(match.group(1))
+    """Median of ``REPEATS`` counts: even with a fixed hash seed and without address-space
+    randomisation (``setarch -R``), counts vary by about 0.05% from run to run."""
+    command = [
+        "setarch",
+        platform.machine(),
+        "-R",
+        "valgrind",
+        "--tool=callgrind",
+        "--callgrind-out-file=/dev/null",
+        sys.executable,
+        "-c",
+        CHILD,
+        str(root),
+        str(photos),
+        image_format,
+        str(count),
+    ]
+    # A fixed hash seed: string hashing (and so dict layouts) otherwise varies per run.
+    env = {**os.environ, "PYTHONPATH": str(root), "PYTHONHASHSEED": "0"}
+    counts = []
+    for _ in range(REPEATS):
+        done = subprocess.run(
+            command, env=env, cwd=root, capture_output=True, text=True, check=True
+        )
+        match = re.search(r"Collected : (\d+)", done.stderr)
+        assert match is not None, done.stderr[-2000:]
+        counts.append(int(match.group(1)))
+    return int(statistics.median(counts))
 
 
 def main() -> None:
