@@ -80,12 +80,14 @@ class RequestGate:
         if scope["type"] != "http" or scope["method"] not in _WITH_BODY:
             await self.app(scope, receive, send)
             return
-        if _declared_length(scope) > self.max_body_bytes:
+        headers = Headers(scope=scope)
+        declared = _declared_length(headers)
+        if declared is not None and declared > self.max_body_bytes:
             await self._answer(_too_large(self.max_body_bytes), scope, receive, send)
             return
         gated = scope["method"] == "POST" and self.gated(scope["path"])
-        reserved = _body_bytes(scope, self.max_body_bytes) if gated else 0
-        if gated and (refusal := self._refusal(scope, reserved)) is not None:
+        reserved = _body_bytes(headers, self.max_body_bytes) if gated else 0
+        if gated and (refusal := self._refusal(headers, reserved)) is not None:
             if not await discard_body(receive, self.max_body_bytes):
                 refusal = _too_large(self.max_body_bytes)
             await self._answer(refusal, scope, receive, send)
@@ -96,9 +98,9 @@ class RequestGate:
             if gated:
                 self.body_memory.release(reserved)
 
-    def _refusal(self, scope: Scope, body_bytes: int) -> RequestError | None:
+    def _refusal(self, headers: Headers, body_bytes: int) -> RequestError | None:
         """Why the request is refused, or None once its body's memory is reserved."""
-        if self.media_type is not None and _media_type(scope) != self.media_type:
+        if self.media_type is not None and _media_type(headers) != self.media_type:
             # The header is not quoted back: it is the client's input.
             return UnsupportedMediaType(f"the request body must be {self.media_type}")
         refusal = self.refusal()
@@ -122,24 +124,24 @@ class RequestGate:
 _WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 
 
-def _declared_length(scope: Scope) -> int:
-    length = Headers(scope=scope).get("content-length", "")
-    return int(length) if length.isdigit() else 0
+def _declared_length(headers: Headers) -> int | None:
+    """The Content-Length, or None when there is no valid one (a chunked body)."""
+    length = headers.get("content-length", "")
+    return int(length) if length.isdigit() else None
 
 
-def _body_bytes(scope: Scope, limit: int) -> int:
+def _body_bytes(headers: Headers, limit: int) -> int:
     """The memory a body may take once read: its declared length, or ``limit`` when it has
     none or is compressed (decompression is bounded by the limit)."""
-    headers = Headers(scope=scope)
-    length = headers.get("content-length", "")
+    declared = _declared_length(headers)
     encoding = headers.get("content-encoding", "identity").strip().lower()
-    if not length.isdigit() or encoding != "identity":
+    if declared is None or encoding != "identity":
         return limit
-    return min(int(length), limit)
+    return min(declared, limit)
 
 
-def _media_type(scope: Scope) -> str:
-    content_type = Headers(scope=scope).get("content-type", "")
+def _media_type(headers: Headers) -> str:
+    content_type = headers.get("content-type", "")
     return content_type.partition(";")[0].strip().lower()
 
 

@@ -28,10 +28,8 @@ MiB = 2**20
 class TooLate(Exception):  # noqa: N818 (a signal: the caller answers 503)
     """The decode would not end before the request's deadline."""
 
-    def __init__(self, expected_s: float, left_s: float) -> None:
-        super().__init__(f"a decode of about {expected_s:.2f} s with {left_s:.2f} s left")
-        self.expected_s = expected_s
-        self.left_s = left_s
+    def __init__(self, needed_s: float, left_s: float) -> None:
+        super().__init__(f"a decode of about {needed_s:.2f} s with {left_s:.2f} s left")
 
 
 @dataclass(frozen=True)
