@@ -119,7 +119,7 @@ def _build_default_bundle(args: argparse.Namespace) -> int:
     arguments = ["--out", str(args.out)]
     if args.skip_existing:
         arguments.append("--skip-existing")
-    return _run_models_module("models.build_default_bundle", arguments)
+    return _run_models_module("models.recipes.fashion_mnist.build_default_bundle", arguments)
 
 
 # Sub-commands whose every option (and --help) belongs to a models/ module run in a child
@@ -127,12 +127,15 @@ def _build_default_bundle(args: argparse.Namespace) -> int:
 # quantisation tools) stay out of CLI and server processes.
 PASS_THROUGH = {
     "train-head": (
-        "models.train_head",
+        "models.training.train_head",
         "train a fusion head on a labelled dataset and write a new bundle",
     ),
-    "evaluate": ("models.evaluate", "score a bundle on a labelled dataset and write a report"),
+    "evaluate": (
+        "models.evaluation.evaluate",
+        "score a bundle on a labelled dataset and write a report",
+    ),
     "quantize-bundle": (
-        "models.quantize_bundle",
+        "models.quantization.quantize_bundle",
         "write an int8 copy of a bundle (ONNX Runtime quantisation) and check it",
     ),
 }

@@ -12,8 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app import __version__
-from app.api import demo, metrics_route
-from app.api import models as models_routes
+from app.api import bundle_routes, demo, metrics_route
 from app.api.auth import install_auth
 from app.api.errors import ErrorListener, install_error_handlers
 from app.api.forms import form_limits
@@ -118,7 +117,7 @@ def create_app(
     app.state.error_listener = on_error
     install_error_handlers(app)
     app.include_router(router, form_limits=form_limits(settings))
-    app.include_router(models_routes.router)
+    app.include_router(bundle_routes.router)
     app.include_router(v2_router)
     if metrics is not None:
         app.include_router(metrics_route.router)
@@ -150,7 +149,7 @@ def create_app(
     if metrics is not None:
         # Paths of the routes a request may be refused on before routing (app.routes does
         # not list included routes one by one).
-        routers = (router, models_routes.router, v2_router, metrics_route.router)
+        routers = (router, bundle_routes.router, v2_router, metrics_route.router)
         paths = [getattr(r, "path", "") for rt in routers for r in rt.routes]
         app.add_middleware(HttpMetricsMiddleware, observer=metrics, paths=paths)
     app.add_middleware(RequestIdMiddleware, max_length=settings.request_id_max_length)

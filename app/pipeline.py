@@ -62,12 +62,15 @@ class ItemResult:
     without_text: np.ndarray | None = None
 
 
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Softmax over the last axis of ``logits / temperature``."""
+def softmax(
+    logits: np.ndarray, temperature: float = 1.0, dtype: type[np.floating] = np.float32
+) -> np.ndarray:
+    """Softmax over the last axis of ``logits / temperature``, as ``dtype`` (float32 when
+    serving; the training tools ask for float64 to fit temperatures)."""
     scaled = logits / temperature if temperature != 1.0 else logits
     shifted = scaled - scaled.max(axis=-1, keepdims=True)
     exp = np.exp(shifted)
-    return np.asarray(exp / exp.sum(axis=-1, keepdims=True), dtype=np.float32)
+    return np.asarray(exp / exp.sum(axis=-1, keepdims=True), dtype=dtype)
 
 
 class Pipeline:

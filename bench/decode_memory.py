@@ -220,7 +220,7 @@ DECODER_SETUP = """
 import json, pickle, statistics, sys, time
 sys.path.insert(0, sys.argv[1])
 from app.preprocess.image import ImageDecoder
-from models.reference import EFFICIENTNET_LITE_PREPROCESS
+from models.export.reference_preprocess import EFFICIENTNET_LITE_PREPROCESS
 images = pickle.load(open(sys.argv[2], "rb"))
 decoder = ImageDecoder(EFFICIENTNET_LITE_PREPROCESS, max_pixels=50_000_000, min_side=8)
 try:  # as the service calls it: with a decode budget, where the checkout has one

@@ -124,7 +124,9 @@ max absolute difference {agreement} (tolerance 1e-4).
 (`china.jpg`, `flower.jpg`), cropped and resized to {", ".join(req["dimensions"])}; {req["jpeg"]}
 JPEG and {req["png"]} PNG, median {req["image_kib_median"]} KiB, largest
 {req["image_kib_max"]} KiB. Texts: {req["distinct_texts"]} distinct generated product
-descriptions (`models.fashion_texts`); request *i* pairs image *i* mod {req["images"]} with text
+descriptions (`models.recipes.fashion_mnist.titles`); request *i* pairs image *i* mod {
+        req["images"]
+    } with text
 *i*, and the index keeps counting across runs, so no server ever sees a text twice. This
 matters because FusionServe's pipeline caches text embeddings: with a few repeated texts the
 benchmark would measure that cache rather than the models (all systems share the cache, so

@@ -3,7 +3,8 @@
 Images come from the two real photos scikit-learn ships (``china.jpg``, ``flower.jpg``,
 640x427 each), cropped and resized to common upload sizes between 640x480 and 1600x1200 and
 saved as JPEG (most) or PNG (some), so decode cost is that of real uploads rather than of tiny
-synthetic images. Texts are generated product descriptions (``models.fashion_texts``).
+synthetic images. Texts are generated product descriptions
+(``models.recipes.fashion_mnist.titles``).
 
 FusionServe's pipeline keeps an LRU cache of text embeddings, so a benchmark that repeats a
 few dozen texts would measure the cache, not the models. Request ``i`` therefore pairs image
@@ -136,7 +137,7 @@ def text_suffix(text: str) -> bytes:
 def _texts(count: int, rng: np.random.Generator) -> list[str]:
     """``count`` distinct descriptions (the generator repeats texts now and then;
     duplicates are skipped so that no text reaches a server twice)."""
-    from models.fashion_texts import describe
+    from models.recipes.fashion_mnist.titles import describe
 
     texts: dict[str, None] = {}
     for _ in range(count * 20):

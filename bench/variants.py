@@ -2,7 +2,7 @@
 
 ``python -m bench.variants [--quick] [--repeats 3] [--rounds 5]`` (about 7 minutes on 2 cores;
 ``--quick``: about 2). Needs ``models/default`` and ``models/default-int8``
-(``python -m models.build_int8_bundle``).
+(``python -m models.recipes.fashion_mnist.build_int8_bundle``).
 
 (a) In-process, no HTTP (one process, both bundles loaded): decode pool + ``Pipeline.run`` at
     batch sizes 1 and 8 (``bench.inprocess.throughput``: fresh texts, so the text cache never
@@ -447,7 +447,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         plan = Plan(repeats=args.repeats or 3, rounds=args.rounds or 5)
     if not (INT8_BUNDLE / "manifest.json").is_file():
-        print(f"{INT8_BUNDLE} is missing: python -m models.build_int8_bundle", file=sys.stderr)
+        print(
+            f"{INT8_BUNDLE} is missing: python -m models.recipes.fashion_mnist.build_int8_bundle",
+            file=sys.stderr,
+        )
         return 2
     out = args.out or (RESULTS_DIR / "quick" if args.quick else RESULTS_DIR)
     out.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.venvs import REPO_ROOT
-from models.doc_sections import replace_section
+from models.reporting.doc_sections import replace_section
 
 DOC = REPO_ROOT / "docs" / "int8.md"
 SECTION = "benchmark"

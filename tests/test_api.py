@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from app.engine import Engine, build_engine
 from app.main import create_app
 from app.settings import Settings
-from models.reference import reference_image_tensor
+from models.export.reference_preprocess import reference_image_tensor
 from tests.conftest import encode_image, make_settings, photo, wait_ready
 from tests.tiny_bundle import LABELS
 

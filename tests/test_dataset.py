@@ -1,4 +1,4 @@
-"""models.dataset: the labelled CSV/JSONL format, and errors that say file, line and field."""
+"""models.data.dataset: the labelled CSV/JSONL format, and errors that say file, line and field."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from models.dataset import DatasetError, load_dataset
+from models.data.dataset import DatasetError, load_dataset
 
 
 @pytest.fixture

@@ -94,7 +94,7 @@ def _cases() -> dict[str, Callable[[Image.Image], bytes]]:
 MEASURE = """
 import ctypes, gc, json, os, re, sys
 from app.preprocess.image import ImageDecoder
-from models.reference import EFFICIENTNET_LITE_PREPROCESS as SPEC
+from models.export.reference_preprocess import EFFICIENTNET_LITE_PREPROCESS as SPEC
 
 def status(key):
     return int(re.search(key + r":\\s+(\\d+)", open("/proc/self/status").read()).group(1)) * 1024

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from models.train_default_head import MAX_ECE, MIN_FUSION_GAIN, check_targets
+from models.recipes.fashion_mnist.default_head import MAX_ECE, MIN_FUSION_GAIN, check_targets
 
 
 def _evaluation(fused: float, image_only: float, ece: float) -> dict[str, Any]:

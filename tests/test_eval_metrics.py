@@ -1,18 +1,19 @@
-"""models.metrics against hand-worked examples, and the temperature fit on synthetic logits."""
+"""models.evaluation.classification_metrics against hand-worked examples, and the temperature fit
+on synthetic logits."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from models.metrics import (
+from models.evaluation.classification_metrics import (
     ReliabilityBin,
+    calibrated_probabilities,
     classification_report,
     expected_calibration_error,
     fit_temperature,
     negative_log_likelihood,
     reliability_bins,
-    softmax,
 )
 
 LABELS = ("cat", "dog", "fox")
@@ -180,12 +181,12 @@ def test_calibration_rejects_zero_bins() -> None:
 def test_softmax_with_temperature() -> None:
     logits = np.array([[0.0, np.log(3.0)], [1000.0, 1000.0]])
     # Row 1: exp(0) : exp(ln 3) = 1 : 3. At T = 2, 1 : sqrt(3). Row 2 must not overflow.
-    assert softmax(logits) == pytest.approx(np.array([[0.25, 0.75], [0.5, 0.5]]))
+    assert calibrated_probabilities(logits) == pytest.approx(np.array([[0.25, 0.75], [0.5, 0.5]]))
     root3 = np.sqrt(3.0)
     expected = np.array([[1 / (1 + root3), root3 / (1 + root3)], [0.5, 0.5]])
-    assert softmax(logits, temperature=2.0) == pytest.approx(expected)
+    assert calibrated_probabilities(logits, temperature=2.0) == pytest.approx(expected)
     with pytest.raises(ValueError, match="temperature"):
-        softmax(logits, temperature=0.0)
+        calibrated_probabilities(logits, temperature=0.0)
 
 
 def test_negative_log_likelihood_hand_worked() -> None:
@@ -199,7 +200,7 @@ def _synthetic(temperature: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Logits whose labels are drawn from softmax(logits / temperature)."""
     rng = np.random.default_rng(seed)
     logits = rng.normal(scale=4.0, size=(20_000, 5))
-    probs = softmax(logits, temperature)
+    probs = calibrated_probabilities(logits, temperature)
     cumulative = probs.cumsum(axis=1)
     draws = rng.random((len(probs), 1))
     labels = np.minimum((draws > cumulative).sum(axis=1), probs.shape[1] - 1)
@@ -222,8 +223,8 @@ def test_fit_temperature_recovers_known_temperature(true_temperature: float) -> 
 def test_fitted_temperature_lowers_ece_of_overconfident_logits() -> None:
     logits, labels = _synthetic(3.0, seed=11)
     fitted = fit_temperature(logits, labels)
-    before = expected_calibration_error(softmax(logits), labels, bins=10)
-    after = expected_calibration_error(softmax(logits, fitted), labels, bins=10)
+    before = expected_calibration_error(calibrated_probabilities(logits), labels, bins=10)
+    after = expected_calibration_error(calibrated_probabilities(logits, fitted), labels, bins=10)
     assert before > 0.1
     assert after < 0.02
 

@@ -24,9 +24,9 @@ from scipy.special import softmax
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 from app.bundle.loader import sha256_file
-from models.dataset import DatasetError
-from models.evaluate import NOT_SUPPORTED, evaluate, main, write_report
-from models.features import FeatureExtractor, load_engine
+from models.data.dataset import DatasetError
+from models.data.features import FeatureExtractor, load_engine
+from models.evaluation.evaluate import NOT_SUPPORTED, evaluate, main, write_report
 from tests.conftest import encode_image
 from tests.tiny_bundle import LABELS, TinyHead, make_tiny_bundle_with_head
 
@@ -63,7 +63,8 @@ def _dataset(root: Path, count: int = 30) -> Path:
 
 
 def _ece_by_hand(probabilities: np.ndarray, y_true: np.ndarray, bins: int) -> float:
-    """ECE with bins ``(k/bins, (k+1)/bins]``, written out independently of models.metrics."""
+    """ECE with bins ``(k/bins, (k+1)/bins]``, written out independently of
+    models.evaluation.classification_metrics."""
     confidence = probabilities.max(axis=1)
     correct = probabilities.argmax(axis=1) == y_true
     index = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
@@ -109,7 +110,7 @@ def report(optional: tuple[Path, TinyHead], data: Path) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def expected(optional: tuple[Path, TinyHead], data: Path) -> dict[str, Any]:
     """Test-split labels and the features the pipeline computes for them."""
-    from models.dataset import load_dataset
+    from models.data.dataset import load_dataset
 
     dataset = load_dataset(data, labels=LABELS)
     test = dataset.split("test")

@@ -1,4 +1,5 @@
-"""models.fashion_dataset: Fashion-MNIST written as a labelled dataset, from tiny fake idx files."""
+"""models.recipes.fashion_mnist.dataset_writer: Fashion-MNIST written as a labelled dataset, from
+tiny fake idx files."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models import fashion_dataset
-from models.dataset import load_dataset
-from models.fashion_mnist import LABELS, load_split
+from models.data.dataset import load_dataset
+from models.recipes.fashion_mnist import dataset_writer
+from models.recipes.fashion_mnist.raw_data import LABELS, load_split
 
 TRAIN_IMAGES, TEST_IMAGES = 40, 12
 
@@ -37,11 +38,11 @@ def data_dir(tmp_path: Path) -> Path:
 
 def run(data_dir: Path, out: Path, *extra: str) -> None:
     args = ["--out", str(out), "--data-dir", str(data_dir), "--train-limit", "20"]
-    assert fashion_dataset.main([*args, "--val-size", "10", *extra]) == 0
+    assert dataset_writer.main([*args, "--val-size", "10", *extra]) == 0
 
 
 def rows(out: Path) -> list[dict[str, str]]:
-    lines = (out / fashion_dataset.DATASET_FILE).read_text(encoding="utf-8").splitlines()
+    lines = (out / dataset_writer.DATASET_FILE).read_text(encoding="utf-8").splitlines()
     return [json.loads(line) for line in lines]
 
 
@@ -50,7 +51,7 @@ def test_writes_a_loadable_dataset_with_the_requested_splits(
 ) -> None:
     out = tmp_path / "out"
     run(data_dir, out, "--test-limit", "8")
-    dataset = load_dataset(out / fashion_dataset.DATASET_FILE, labels=LABELS)
+    dataset = load_dataset(out / dataset_writer.DATASET_FILE, labels=LABELS)
     assert dataset.labels == LABELS
     splits = {name: dataset.split(name) for name in ("train", "val", "test")}
     assert {name: len(examples) for name, examples in splits.items()} == {
@@ -63,7 +64,7 @@ def test_writes_a_loadable_dataset_with_the_requested_splits(
     assert all(e.image.parent.name == "train" for e in splits["train"] + splits["val"])
     assert [e.image.name for e in splits["test"]] == [f"{i:05d}.png" for i in range(8)]
     # The split is train_default_head's, and each row's label is its image's label.
-    expected = fashion_dataset.split_indices(TRAIN_IMAGES, 10, 20, seed=0)
+    expected = dataset_writer.split_indices(TRAIN_IMAGES, 10, 20, seed=0)
     for name in ("train", "val"):
         assert [int(e.image.stem) for e in splits[name]] == expected[name].tolist()
     train_labels = load_split("train", data_dir)[1]

@@ -1,4 +1,5 @@
-"""models.fashion_texts: the generated titles follow the documented scheme, exactly."""
+"""models.recipes.fashion_mnist.titles: the generated titles follow the documented scheme,
+exactly."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from models import fashion_texts as ft
-from models.fashion_mnist import LABELS
+from models.recipes.fashion_mnist import titles as ft
+from models.recipes.fashion_mnist.raw_data import LABELS
 
 SHIRT, PULLOVER, SNEAKER, BAG = (LABELS.index(n) for n in ("Shirt", "Pullover", "Sneaker", "Bag"))
 

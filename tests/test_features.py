@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from app.engine import Engine
-from models.dataset import load_dataset
-from models.features import FeatureError, FeatureExtractor, load_engine
+from models.data.dataset import load_dataset
+from models.data.features import FeatureError, FeatureExtractor, load_engine
 from tests.conftest import encode_image, photo
 from tests.tiny_bundle import make_tiny_bundle
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from models.fusion import STRATEGIES, FusionHead
-from models.fusion_training import (
+from models.training.fusion_head import STRATEGIES, FusionHead
+from models.training.fusion_training import (
     FeatureSet,
     TrainedHead,
     TrainOptions,
@@ -21,7 +21,7 @@ from models.fusion_training import (
     presence,
     train_strategy,
 )
-from models.head_bundle import export_head
+from models.training.head_bundle import export_head
 
 LABELS = ("a", "b", "c")
 

@@ -18,7 +18,7 @@ from app.memory_trim import MemoryTrimmer
 from app.preprocess.decode_budget import DecodeBudget, TooLate
 from app.preprocess.decode_pace import TIMED_BYTES, DecodePace
 from app.preprocess.image import ImageDecoder
-from models.reference import EFFICIENTNET_LITE_PREPROCESS, reference_image_tensor
+from models.export.reference_preprocess import EFFICIENTNET_LITE_PREPROCESS, reference_image_tensor
 from tests.conftest import encode_image, photo
 from tests.corpus import (
     blank_png,

@@ -28,6 +28,7 @@ from app.errors import (
     UnsupportedImageFormat,
     UnsupportedMediaType,
 )
+from app.oip.classifier_model import ItemFailed, Limits, request_items
 from app.oip.codec import (
     InputTensor,
     OutputTensor,
@@ -36,7 +37,6 @@ from app.oip.codec import (
     parse_request,
     select_outputs,
 )
-from app.oip.fusion import ItemFailed, Limits, request_items
 from app.oip.schemas import InferenceRequest
 from app.oip.tensors import deserialize_bytes, flatten, serialize_bytes
 

@@ -16,9 +16,9 @@ from fastapi.testclient import TestClient
 from app.bundle.loader import load_bundle, sha256_file
 from app.cli import main as cli_main
 from app.main import create_app
-from models import calibration, quantize_bundle
-from models.dataset import load_dataset
-from models.features import load_engine
+from models.data.dataset import load_dataset
+from models.data.features import load_engine
+from models.quantization import calibration, quantize_bundle
 from tests.conftest import encode_image, make_settings, photo, wait_ready
 from tests.synthetic_dataset import write_dataset
 from tests.tiny_bundle import make_tiny_bundle_with_head

@@ -16,12 +16,12 @@ from fastapi.testclient import TestClient
 from app.cli import main as cli_main
 from app.engine import Engine
 from app.main import create_app
-from models import train_head
-from models.dataset import load_dataset
-from models.features import FeatureExtractor, load_engine
-from models.head_bundle import link_or_copy
-from models.head_data import TrainingDataError
-from models.metrics import fit_temperature, softmax
+from models.data.dataset import load_dataset
+from models.data.features import FeatureExtractor, load_engine
+from models.evaluation.classification_metrics import fit_temperature, softmax
+from models.training import train_head
+from models.training.head_bundle import link_or_copy
+from models.training.splits import TrainingDataError
 from tests.conftest import make_settings, wait_ready
 from tests.synthetic_dataset import write_dataset
 from tests.tiny_bundle import LABELS, make_tiny_bundle
@@ -234,7 +234,7 @@ def test_too_few_examples_of_a_label(trained: Trained, tmp_path: Path) -> None:
 def test_cli_reports_a_dataset_error_without_traceback(
     trained: Trained, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    # Through `fusionserve train-head`, which runs models.train_head in a child process.
+    # Through `fusionserve train-head`, which runs models.training.train_head in a child process.
     out = tmp_path / "out"
     args = _args(trained.dataset, trained.base, out, "--labels", "cat,dog")
     assert cli_main(["train-head", *args]) == 2

@@ -23,6 +23,14 @@ from app.api.errors import report_error
 from app.api.routes import SettingsDep, StateDep
 from app.api.state import ServiceState, Status
 from app.errors import ModelNotFound, RequestError
+from app.oip.classifier_model import (
+    OUTPUTS,
+    ItemFailed,
+    Limits,
+    model_metadata,
+    output_tensors,
+    request_items,
+)
 from app.oip.codec import (
     BINARY_CONTENT_TYPE,
     HEADER_LENGTH,
@@ -30,14 +38,6 @@ from app.oip.codec import (
     encode_response,
     parse_request,
     select_outputs,
-)
-from app.oip.fusion import (
-    OUTPUTS,
-    ItemFailed,
-    Limits,
-    model_metadata,
-    output_tensors,
-    request_items,
 )
 from app.oip.schemas import (
     ErrorBody,

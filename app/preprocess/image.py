@@ -1,6 +1,7 @@
 """Image decoding and preprocessing exactly as a bundle's manifest specifies.
 
-Produces the same tensor as ``models.reference.reference_image_tensor`` (tested), with two
+Produces the same tensor as ``models.export.reference_preprocess.reference_image_tensor`` (tested),
+with two
 savings for large images: JPEGs are decoded at 1/2, 1/4 or 1/8 scale by libjpeg's DCT scaling
 (``Image.draft``) while staying at least as large as the resize target, and other images are
 converted and reduced band by band before the exact resize (``app.preprocess.downscale``), so

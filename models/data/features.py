@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 import numpy as np
 from tqdm import tqdm
@@ -36,9 +36,9 @@ from app.engine import Engine, build_engine
 from app.errors import RequestError
 from app.preprocess.text import clean_text
 from app.settings import Settings
-from models.dataset import Example
+from models.data.dataset import Example
 
-DEFAULT_CACHE_DIR = Path(__file__).resolve().parent / ".cache" / "features"
+DEFAULT_CACHE_DIR = Path(__file__).resolve().parents[1] / ".cache" / "features"
 IMAGE_BATCH = 32
 SHARD_ROWS = 4096
 
@@ -212,7 +212,7 @@ class FeatureExtractor:
                 bar.update(len(batch))
         self._images.flush()
 
-    def _bar(self, total: int, unit: str) -> tqdm[None]:
+    def _bar(self, total: int, unit: str) -> tqdm[NoReturn]:
         return tqdm(
             total=total,
             unit=unit[:-1],

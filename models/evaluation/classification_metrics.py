@@ -16,6 +16,8 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
+from app.pipeline import softmax
+
 DEFAULT_BINS = 15
 # Fitted temperatures are searched in [1/20, 20]: wide enough for any sane head, and it keeps
 # the optimiser away from degenerate solutions (T -> 0 or infinity) on separable data.
@@ -135,13 +137,10 @@ def expected_calibration_error(
     )
 
 
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Row-wise ``softmax(logits / temperature)`` (float64, numerically stable)."""
-    scaled = _logits(logits) / _temperature(temperature)
-    scaled -= scaled.max(axis=1, keepdims=True)
-    exp = np.exp(scaled)
-    probabilities: np.ndarray = exp / exp.sum(axis=1, keepdims=True)
-    return probabilities
+def calibrated_probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise ``softmax(logits / temperature)`` in float64: the service's own softmax
+    (``app.pipeline.softmax``), after checking the logits and the temperature."""
+    return softmax(_logits(logits), _temperature(temperature), dtype=np.float64)
 
 
 def negative_log_likelihood(

@@ -1,6 +1,6 @@
 """``fusionserve evaluate``: how good a bundle is on a labelled dataset, through the service's code.
 
-The bundle is loaded exactly as the service loads it (``models.features.load_engine``), the
+The bundle is loaded exactly as the service loads it (``models.data.features.load_engine``), the
 features come from the bundle's own encoders and preprocessing (``FeatureExtractor``), and the
 head runs through ``Pipeline.head_scores`` and ``Pipeline.probabilities``: the numbers are those
 of the probabilities the service would return.
@@ -9,7 +9,7 @@ The report (a JSON-serialisable dict) holds classification scores, calibration b
 temperature scaling, a modality ablation (fused, image only, text only), counts and timings.
 ``write_report`` writes ``report.json``, ``report.md`` and two PNGs.
 
-    python -m models.evaluate --bundle models/default --dataset data.csv --out eval/
+    python -m models.evaluation.evaluate --bundle models/default --dataset data.csv --out eval/
 """
 
 from __future__ import annotations
@@ -28,9 +28,15 @@ import numpy as np
 from app.bundle.manifest import Modality
 from app.errors import FusionServeError
 from app.pipeline import Pipeline
-from models import metrics
-from models.dataset import SPLITS, Dataset, DatasetError, Example, load_dataset
-from models.features import DEFAULT_CACHE_DIR, FeatureError, FeatureExtractor, Features, load_engine
+from models.data.dataset import SPLITS, Dataset, DatasetError, Example, load_dataset
+from models.data.features import (
+    DEFAULT_CACHE_DIR,
+    FeatureError,
+    FeatureExtractor,
+    Features,
+    load_engine,
+)
+from models.evaluation import classification_metrics
 
 HEAD_CHUNK = 4096
 # (key, title, image present, text present, modality the head must do without)
@@ -98,7 +104,9 @@ def head_outputs(
 def classification_section(
     probabilities: np.ndarray, y_true: np.ndarray, labels: Sequence[str]
 ) -> dict[str, Any]:
-    report = metrics.classification_report(y_true, probabilities.argmax(axis=1), labels)
+    report = classification_metrics.classification_report(
+        y_true, probabilities.argmax(axis=1), labels
+    )
     return {
         "accuracy": report.accuracy,
         "macro_precision": report.macro_precision,
@@ -117,10 +125,10 @@ def _probability_nll(probabilities: np.ndarray, y_true: np.ndarray) -> float:
 def _calibration_entry(
     probabilities: np.ndarray, y_true: np.ndarray, nll: float, temperature: float | None, bins: int
 ) -> dict[str, Any]:
-    table = metrics.reliability_bins(probabilities, y_true, bins)
+    table = classification_metrics.reliability_bins(probabilities, y_true, bins)
     return {
         "temperature": temperature,
-        "ece": metrics.expected_calibration_error(probabilities, y_true, bins),
+        "ece": classification_metrics.expected_calibration_error(probabilities, y_true, bins),
         "nll": nll,
         "bins": [dataclasses.asdict(b) for b in table],
     }
@@ -144,18 +152,22 @@ def calibration_section(
                 served, y_true, _probability_nll(served, y_true), None, bins
             ),
         }
-    before = metrics.softmax(scores, 1.0)
+    before = classification_metrics.calibrated_probabilities(scores, 1.0)
     return {
         "applies": True,
         "temperature": temperature,
         "bins": bins,
         "before": _calibration_entry(
-            before, y_true, metrics.negative_log_likelihood(scores, y_true, 1.0), 1.0, bins
+            before,
+            y_true,
+            classification_metrics.negative_log_likelihood(scores, y_true, 1.0),
+            1.0,
+            bins,
         ),
         "after": _calibration_entry(
             served,
             y_true,
-            metrics.negative_log_likelihood(scores, y_true, temperature),
+            classification_metrics.negative_log_likelihood(scores, y_true, temperature),
             temperature,
             bins,
         ),
@@ -177,7 +189,7 @@ def ablation_section(
             row |= {
                 "accuracy": scores["accuracy"],
                 "macro_f1": scores["macro_f1"],
-                "ece": metrics.expected_calibration_error(served, y_true, bins),
+                "ece": classification_metrics.expected_calibration_error(served, y_true, bins),
             }
         rows.append(row)
     return rows
@@ -189,7 +201,7 @@ def evaluate(
     *,
     image_root: Path | None = None,
     split: str | None = None,
-    bins: int = metrics.DEFAULT_BINS,
+    bins: int = classification_metrics.DEFAULT_BINS,
     cache_dir: Path | None = DEFAULT_CACHE_DIR,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -261,8 +273,8 @@ def _split_counts(dataset: Dataset) -> dict[str, int]:
 
 def write_report(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     """Write the PNGs, ``report.md`` and ``report.json`` into ``out_dir``; their paths."""
-    from models.plots import confusion_matrix_png, reliability_diagram_png
-    from models.report import render_markdown
+    from models.reporting.evaluation_report import render_markdown
+    from models.reporting.plots import confusion_matrix_png, reliability_diagram_png
 
     out_dir.mkdir(parents=True, exist_ok=True)
     report["images"] = {"confusion_matrix": CONFUSION_PNG, "reliability_diagram": RELIABILITY_PNG}
@@ -321,7 +333,9 @@ def _parser() -> argparse.ArgumentParser:
         help="default: test if the dataset has test rows, else all",
     )
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--bins", type=int, default=metrics.DEFAULT_BINS, help="calibration bins")
+    parser.add_argument(
+        "--bins", type=int, default=classification_metrics.DEFAULT_BINS, help="calibration bins"
+    )
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser

@@ -88,7 +88,8 @@ def legacy_exporter_warnings_silenced() -> Iterator[None]:
 
 def _tracer_warning() -> type[Warning]:
     # Imported lazily so that importing this module does not import torch.jit eagerly.
-    from torch.jit import TracerWarning
+    # From its defining module: torch.jit re-exports it but leaves it out of torch.jit.__all__.
+    from torch.jit._trace import TracerWarning
 
     return TracerWarning
 

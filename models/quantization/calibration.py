@@ -5,7 +5,7 @@ inputs must be exactly what the encoders see when serving: images through the bu
 ``ImageDecoder`` (its manifest's resize, crop and normalisation), texts through ``clean_text``
 and ``TextTokenizer``, padded together to a length bucket as a served batch is
 (``Pipeline.image_feed`` / ``Pipeline.text_feed``). Rows come from a labelled dataset
-(``models.dataset``); a seeded sample calibrates and other rows check the result, and test
+(``models.data.dataset``); a seeded sample calibrates and other rows check the result, and test
 rows are never used for either.
 """
 
@@ -20,7 +20,7 @@ from onnxruntime.quantization import CalibrationDataReader
 from app.errors import RequestError
 from app.pipeline import Pipeline
 from app.preprocess.text import clean_text
-from models.dataset import Dataset, Example
+from models.data.dataset import Dataset, Example
 
 CALIBRATION_SPLITS = ("train", "val", "all")
 BATCH = 8  # the service's default max batch size on CPU

@@ -8,8 +8,8 @@ classifier: a quantised graph output would otherwise also put a quantise/dequant
 the features it consumes). Then one of two recipes (measured in ``docs/int8.md``):
 
 * ``static``: QDQ format, int8 weights per output channel, uint8 activations whose ranges come
-  from calibration inputs (``models.calibration``): the recommended set-up for x86 CPUs with
-  VNNI, run by ONNX Runtime as fused int8 kernels. For the image encoder every operator is
+  from calibration inputs (``models.quantization.calibration``): the recommended set-up for x86
+  CPUs with VNNI, run by ONNX Runtime as fused int8 kernels. For the image encoder every operator is
   quantised except the final pooling (the embedding stays float). For a transformer, only
   MatMuls with a constant weight are quantised: quantising every operator of MiniLM
   (softmax, layer norm, GELU, attention products) drops the embeddings' cosine to fp32 to

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m models.quantize_bundle SRC DST --calibration-data FILE [--images DIR]
+    python -m models.quantization.quantize_bundle SRC DST --calibration-data FILE [--images DIR]
         [--split train] [--samples 256] [--check-samples 256] [--seed 0]
         [--image-mode static|dynamic|none] [--text-mode static|dynamic|none]
         [--calibration-method percentile|minmax] [--exclude-node NAME ...]
@@ -10,9 +10,10 @@ Usage::
 
 1. Load SRC as the service does (hashes and tensor signatures checked).
 2. Choose seeded calibration rows from the dataset's ``--split`` and check rows from ``val``
-   (``models.calibration``); test rows are never used. Their images and texts go through the
-   service's own preprocessing.
-3. Quantise each encoder (``models.quantize``): by default the image encoder statically (QDQ,
+   (``models.quantization.calibration``); test rows are never used. Their images and texts go
+   through the service's own preprocessing.
+3. Quantise each encoder (``models.quantization.encoder_quantization``): by default the image
+   encoder statically (QDQ,
    per-channel int8 weights, calibrated uint8 activations) and the text encoder dynamically.
 4. Write DST: the quantised encoders, SRC's fusion head and tokenizer (hard-linked, else
    copied), a manifest with a distinct name (default ``<SRC name>-int8``) and the new files'
@@ -44,11 +45,12 @@ from app.bundle.loader import Bundle, load_bundle, sha256_file
 from app.bundle.manifest import MANIFEST_FILENAME, Manifest
 from app.engine import Engine, warm_up
 from app.errors import BundleError, StartupError
-from models import calibration, quantize
-from models.bundle_files import OutputError, link_or_copy, staged_bundle
-from models.dataset import DatasetError, load_dataset
-from models.features import FeatureError, FeatureExtractor, load_engine
-from models.quantize_card import render_card
+from models.data.dataset import DatasetError, load_dataset
+from models.data.features import FeatureError, FeatureExtractor, load_engine
+from models.export.bundle_files import OutputError, link_or_copy, staged_bundle
+from models.quantization import calibration
+from models.quantization import encoder_quantization as quantize
+from models.reporting.quantize_card import render_card
 
 REPORT_FILE = "quantization.json"
 MODEL_CARD_FILE = "model_card.md"

@@ -1,4 +1,5 @@
-"""Markdown rendering of an evaluation report (the dict ``models.evaluate.evaluate`` returns).
+"""Markdown rendering of an evaluation report (the dict ``models.evaluation.evaluate.evaluate``
+returns).
 
 ``render_markdown`` is reusable for model cards: it needs only the report dict. Images are
 linked (relative paths) when the report has an ``images`` entry, as ``write_report`` adds.

@@ -23,8 +23,13 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from models.fusion import DEFAULT_DROPOUT, DEFAULT_PROJECTION_DIM, STRATEGIES, FusionHead
-from models.metrics import classification_report, negative_log_likelihood
+from models.evaluation.classification_metrics import classification_report, negative_log_likelihood
+from models.training.fusion_head import (
+    DEFAULT_DROPOUT,
+    DEFAULT_PROJECTION_DIM,
+    STRATEGIES,
+    FusionHead,
+)
 
 
 @dataclass(frozen=True)
@@ -251,14 +256,14 @@ def _train_epoch(
     image, text, targets = data
     head.train()
     order = torch.randperm(len(targets), generator=generator)
-    for batch in order.split(options.batch_size):
+    for batch in torch.split(order, options.batch_size):
         image_present, text_present = modality_dropout_masks(
             len(batch), options.modality_dropout, generator
         )
         optimiser.zero_grad()
         logits = head(image[batch], text[batch], image_present, text_present)
         loss = nn.functional.cross_entropy(logits, targets[batch])
-        loss.backward()
+        torch.autograd.backward(loss)
         optimiser.step()
 
 

@@ -18,7 +18,13 @@ import torch
 
 from app.bundle.loader import sha256_file
 from app.bundle.manifest import MANIFEST_FILENAME, Manifest
-from models._export_utils import (
+from models.data.features import load_engine
+from models.evaluation.classification_metrics import calibrated_probabilities
+from models.export.bundle_files import OutputError as OutputError
+from models.export.bundle_files import check_output as check_output
+from models.export.bundle_files import link_or_copy as link_or_copy
+from models.export.bundle_files import staged_bundle as staged_bundle
+from models.export.export_support import (
     OPSET,
     check_close,
     cpu_session,
@@ -26,14 +32,8 @@ from models._export_utils import (
     run_session,
     staged_output,
 )
-from models.bundle_files import OutputError as OutputError
-from models.bundle_files import check_output as check_output
-from models.bundle_files import link_or_copy as link_or_copy
-from models.bundle_files import staged_bundle as staged_bundle
-from models.features import load_engine
-from models.fusion import INPUT_NAMES, OUTPUT_NAME, FusionHead
-from models.fusion_training import head_logits
-from models.metrics import softmax
+from models.training.fusion_head import INPUT_NAMES, OUTPUT_NAME, FusionHead
+from models.training.fusion_training import head_logits
 
 HEAD_FILE = "fusion_head.onnx"
 MODEL_CARD_FILE = "model_card.md"
@@ -152,7 +152,7 @@ def check_served(
         )
     )
     logits = head_logits(head, all_image, all_text, image_present, text_present)
-    expected = softmax(logits, temperature)
+    expected = calibrated_probabilities(logits, temperature)
     return check_close("served probabilities", served, expected, TOLERANCE)
 
 

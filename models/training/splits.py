@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from models.dataset import Dataset, Example
+from models.data.dataset import Dataset, Example
 
 DEFAULT_VAL_FRACTION = 0.1
 
@@ -74,7 +74,10 @@ def _carve(
     train_rows, val_rows = train_test_split(
         rows, test_size=size, random_state=seed, stratify=dataset.label_indices(pool)
     )
-    return tuple(pool[i] for i in sorted(train_rows)), tuple(pool[i] for i in sorted(val_rows))
+    return (
+        tuple(pool[int(i)] for i in sorted(train_rows)),
+        tuple(pool[int(i)] for i in sorted(val_rows)),
+    )
 
 
 def _check_every_label_trains(

@@ -1,14 +1,14 @@
 """``fusionserve train-head``: train a fusion head on a labelled dataset, write a new bundle.
 
-Usage: ``python -m models.train_head --dataset FILE --base-bundle DIR --out DIR [options]``
+Usage: ``python -m models.training.train_head --dataset FILE --base-bundle DIR --out DIR [options]``
 
-1. Read the dataset (``models.dataset``) and pick training and validation rows
-   (``models.head_data``); ``test`` rows are left for ``evaluate``.
+1. Read the dataset (``models.data.dataset``) and pick training and validation rows
+   (``models.training.splits``); ``test`` rows are left for ``evaluate``.
 2. Embed them with the base bundle's encoders through the service's own pipeline
-   (``models.features``: batched, cached on disk).
-3. Train every selected fusion strategy (``models.fusion_training``) and pick the winner on
+   (``models.data.features``: batched, cached on disk).
+3. Train every selected fusion strategy (``models.training.fusion_training``) and pick the winner on
    validation accuracy; fit a temperature on its validation logits.
-4. Export the winner to ONNX, write the bundle (``models.head_bundle``), load it as the
+4. Export the winner to ONNX, write the bundle (``models.training.head_bundle``), load it as the
    service does and check its probabilities against torch; only then move it into place.
 
 Errors in the input (dataset, images, base bundle, options, output directory) print one line on
@@ -34,11 +34,17 @@ import torch
 from app.bundle.manifest import MANIFEST_FILENAME
 from app.engine import Engine
 from app.errors import StartupError
-from models import head_bundle, head_card
-from models.dataset import Dataset, DatasetError, Example, load_dataset
-from models.features import DEFAULT_CACHE_DIR, FeatureError, FeatureExtractor, load_engine
-from models.fusion import STRATEGIES
-from models.fusion_training import (
+from models.data.dataset import Dataset, DatasetError, Example, load_dataset
+from models.data.features import DEFAULT_CACHE_DIR, FeatureError, FeatureExtractor, load_engine
+from models.evaluation.classification_metrics import (
+    calibrated_probabilities,
+    expected_calibration_error,
+    fit_temperature,
+)
+from models.reporting import head_card
+from models.training import head_bundle
+from models.training.fusion_head import STRATEGIES
+from models.training.fusion_training import (
     FeatureSet,
     TrainedHead,
     TrainOptions,
@@ -46,13 +52,12 @@ from models.fusion_training import (
     pick_winner,
     train_strategies,
 )
-from models.head_data import (
+from models.training.splits import (
     DEFAULT_VAL_FRACTION,
     TrainingDataError,
     TrainingSplits,
     select_splits,
 )
-from models.metrics import expected_calibration_error, fit_temperature, softmax
 
 DEFAULT_VERSION = "0.1.0"
 USER_ERRORS = (
@@ -172,8 +177,10 @@ def _calibration(winner: TrainedHead, val: FeatureSet) -> dict[str, float]:
     temperature = fit_temperature(logits, val.labels)
     return {
         "value": temperature,
-        "val_ece_before": expected_calibration_error(softmax(logits), val.labels),
-        "val_ece_after": expected_calibration_error(softmax(logits, temperature), val.labels),
+        "val_ece_before": expected_calibration_error(calibrated_probabilities(logits), val.labels),
+        "val_ece_after": expected_calibration_error(
+            calibrated_probabilities(logits, temperature), val.labels
+        ),
     }
 
 

@@ -240,7 +240,7 @@ def test_image_and_user_are_the_dockerfiles(runtime: Manifest) -> None:
 
 def test_service_is_named_after_the_default_bundle(service: Manifest) -> None:
     # The model name in /v2 paths is the manifest's; the URL KServe gives is the service's.
-    source = (ROOT / "models" / "build_default_bundle.py").read_text()
+    source = (ROOT / "models" / "recipes" / "fashion_mnist" / "build_default_bundle.py").read_text()
     name = re.search(r'^NAME = "([^"]+)"$', source, re.M)
     assert name is not None
     assert service["metadata"]["name"] == name.group(1)

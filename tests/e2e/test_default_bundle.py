@@ -20,7 +20,7 @@ from app.bundle import load_bundle
 from app.main import create_app
 from app.preprocess.image import ImageDecoder
 from app.settings import Settings
-from models.reference import reference_image_tensor
+from models.export.reference_preprocess import reference_image_tensor
 from tests.conftest import answered, classify_files, wait_ready
 from tests.e2e.conftest import SAMPLES
 

@@ -1,5 +1,6 @@
 """The real default bundle and its int8 copy served side by side by one app (the int8 bundle
-is built by ``python -m models.build_int8_bundle``; skipped where it has not been built)."""
+is built by ``python -m models.recipes.fashion_mnist.build_int8_bundle``; skipped where it has not
+been built)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,10 @@ pytestmark = pytest.mark.e2e
 
 def test_fp32_and_int8_side_by_side(default_bundle: Path, samples: list[dict[str, Any]]) -> None:
     if not (INT8_BUNDLE / "image_encoder.onnx").is_file():
-        pytest.skip("models/default-int8 is not built (python -m models.build_int8_bundle)")
+        pytest.skip(
+            "models/default-int8 is not built "
+            "(python -m models.recipes.fashion_mnist.build_int8_bundle)"
+        )
     settings = make_settings(default_bundle, bundles=[default_bundle, INT8_BUNDLE])
     fp32_name = json.loads((default_bundle / "manifest.json").read_text())["name"]
     int8_name = json.loads((INT8_BUNDLE / "manifest.json").read_text())["name"]

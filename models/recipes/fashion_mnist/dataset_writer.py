@@ -2,18 +2,19 @@
 
 Usage::
 
-    python -m models.fashion_dataset --out DIR [--data-dir /usr/share/datasets/fashion-mnist]
+    python -m models.recipes.fashion_mnist.dataset_writer --out DIR [--data-dir
+    /usr/share/datasets/fashion-mnist]
         [--train-limit 20000] [--val-size 5000] [--test-limit N] [--seed 0]
 
 Writes ``DIR/images/{train,t10k}/NNNNN.png`` (each 28x28 greyscale image exactly as in the
 dataset, ``NNNNN`` its index in the source file) and ``DIR/dataset.jsonl`` with the fields
-``image``, ``text``, ``label`` and ``split`` (the format of ``models.dataset``; see
+``image``, ``text``, ``label`` and ``split`` (the format of ``models.data.dataset``; see
 ``models/README.md``, "Labelled datasets"). Splits are those of
-``models.train_default_head``: ``split_indices`` draws ``--val-size`` validation and the next
-``--train-limit`` training images from the training file; ``test`` is the first
+``models.recipes.fashion_mnist.default_head``: ``split_indices`` draws ``--val-size`` validation
+and the next ``--train-limit`` training images from the training file; ``test`` is the first
 ``--test-limit`` images of the t10k file (all by default). Texts come from
-``models.fashion_texts``, drawn for the whole source file from per-purpose seeded streams,
-so an image's text never depends on the chosen subset. Rows are ordered train, val, test,
+``models.recipes.fashion_mnist.titles``, drawn for the whole source file from per-purpose seeded
+streams, so an image's text never depends on the chosen subset. Rows are ordered train, val, test,
 each by source index. PNGs that already hold identical bytes are not rewritten, and
 ``dataset.jsonl`` is replaced atomically.
 """
@@ -27,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from models.fashion_mnist import DEFAULT_DATA_DIR, LABELS, load_split, png_bytes
-from models.fashion_texts import describe_all
+from models.recipes.fashion_mnist.raw_data import DEFAULT_DATA_DIR, LABELS, load_split, png_bytes
+from models.recipes.fashion_mnist.titles import describe_all
 
 DATASET_FILE = "dataset.jsonl"
 # Independent random streams derived from the seed, so changing one use never shifts another.

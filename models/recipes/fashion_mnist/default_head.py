@@ -1,16 +1,20 @@
 """Rebuild the default bundle's head with the project's own tools: train-head, then evaluate.
 
-Usage: ``python -m models.train_default_head [--work models/.cache/default-head] [--seed 0]``
+Usage:
+``python -m models.recipes.fashion_mnist.default_head [--work models/.cache/default-head]
+[--seed 0]``
 
 Needs Fashion-MNIST (``apt-get install dataset-fashion-mnist``) and the exported encoders in
 ``models/default`` (exported here if missing). Steps, each the same command a user runs:
 
-1. ``python -m models.fashion_dataset``: Fashion-MNIST as a labelled JSONL dataset (PNGs and
+1. ``python -m models.recipes.fashion_mnist.dataset_writer``: Fashion-MNIST as a labelled JSONL
+   dataset (PNGs and
    generated product texts; seeded train/val split of the training file, the full test file).
-2. ``python -m models.train_head`` (``fusionserve train-head``) on it, with ``models/default``
+2. ``python -m models.training.train_head`` (``fusionserve train-head``) on it, with
+   ``models/default``
    as the base bundle: every fusion strategy, the winner on validation, temperature scaling.
-3. ``python -m models.evaluate`` (``fusionserve evaluate``) of the new bundle on the held-out
-   test split.
+3. ``python -m models.evaluation.evaluate`` (``fusionserve evaluate``) of the new bundle on the
+   held-out test split.
 4. Check the targets (fused accuracy at least ``MIN_FUSION_GAIN`` above image-only, ECE after
    scaling at most ``MAX_ECE``); only then copy the head, the reports, the figures and the model
    card (the evaluation report) into ``models/default``, rewrite and validate the manifest, and
@@ -28,10 +32,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from models import build_default_bundle as bundle
-from models import model_card
-from models.fashion_mnist import LABELS
-from models.samples import write_samples
+from models.recipes.fashion_mnist import build_default_bundle as bundle
+from models.recipes.fashion_mnist import model_card
+from models.recipes.fashion_mnist.raw_data import LABELS
+from models.recipes.fashion_mnist.samples import write_samples
 
 WORK_DIR = bundle.DEFAULT_DIR.parent / ".cache" / "default-head"
 MIN_FUSION_GAIN = 0.03  # fused test accuracy minus image-only (the same head, text left out)
@@ -75,13 +79,19 @@ def main(argv: list[str] | None = None) -> int:
         bundle.finish(target)
 
     data, trained, evaluated = args.work / "data", args.work / "bundle", args.work / "evaluation"
-    dataset_args = ["models.fashion_dataset", "--out", str(data), "--seed", str(args.seed)]
+    dataset_args = [
+        "models.recipes.fashion_mnist.dataset_writer",
+        "--out",
+        str(data),
+        "--seed",
+        str(args.seed),
+    ]
     if args.data_dir is not None:
         dataset_args += ["--data-dir", str(args.data_dir)]
     _run(*dataset_args)
     dataset = data / "dataset.jsonl"
     _run(
-        "models.train_head",
+        "models.training.train_head",
         "--dataset", str(dataset),
         "--base-bundle", str(target),
         "--out", str(trained),
@@ -94,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     shutil.rmtree(evaluated, ignore_errors=True)
     _run(
-        "models.evaluate",
+        "models.evaluation.evaluate",
         "--bundle", str(trained),
         "--dataset", str(dataset),
         "--split", "test",

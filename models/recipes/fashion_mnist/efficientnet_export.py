@@ -14,13 +14,13 @@ from __future__ import annotations
 import argparse
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
-from models._export_utils import (
+from models.export.export_support import (
     OPSET,
     ExportError,
     check_close,
@@ -30,7 +30,10 @@ from models._export_utils import (
     staged_output,
     verify_sha256,
 )
-from models.reference import EFFICIENTNET_LITE_PREPROCESS, reference_image_tensor
+from models.export.reference_preprocess import EFFICIENTNET_LITE_PREPROCESS, reference_image_tensor
+
+if TYPE_CHECKING:  # imported lazily at run time (build_model)
+    from efficientnet_lite_pytorch import EfficientNet
 
 WEIGHTS_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
 INPUT_NAME = "pixel_values"
@@ -48,10 +51,9 @@ SANITY_IMAGES = (("china.jpg", 698, "palace"), ("flower.jpg", 985, "daisy"))
 class _ImageEncoder(nn.Module):
     """EfficientNet-Lite0 returning (ImageNet logits, pooled features)."""
 
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, net: EfficientNet) -> None:
         super().__init__()
-        # Typed Any: the upstream model class is untyped, and its sub-modules are called below.
-        self.net: Any = net
+        self.net = net
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         feature_map = self.net.extract_features(pixel_values)

@@ -23,7 +23,7 @@ import torch
 from tokenizers import Tokenizer
 from torch import nn
 
-from models._export_utils import (
+from models.export.export_support import (
     OPSET,
     ExportError,
     check_close,
@@ -116,7 +116,9 @@ def build_model() -> _SentenceEncoder:
     from transformers import AutoModel
     from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()  # a per-tensor progress bar is noise in build logs
+    # A per-tensor progress bar is noise in build logs. (transformers leaves this helper
+    # unannotated; it takes no arguments and returns None.)
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
     source = model_dir()
     verify_sha256(source / "model.safetensors", MODEL_SHA256, "all-MiniLM-L6-v2 weights")

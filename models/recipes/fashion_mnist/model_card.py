@@ -1,9 +1,10 @@
 """The default bundle's ``model_card.md``: what it is, and the ``evaluate`` report on test data.
 
 The card is assembled from the two reports the project's own tools write: ``evaluate``'s
-held-out report (the core of the card, rendered by ``models.report.render_markdown``) and
+held-out report (the core of the card, rendered by
+``models.reporting.evaluation_report.render_markdown``) and
 ``train-head``'s training report (strategies, temperature, recipe, rendered by
-``models.head_card``). Nothing in it is typed by hand except the fixed prose.
+``models.reporting.head_card``). Nothing in it is typed by hand except the fixed prose.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import copy
 import re
 from typing import Any
 
-from models import fashion_texts, head_card
-from models.report import render_markdown
+from models.recipes.fashion_mnist import titles
+from models.reporting import head_card
+from models.reporting.evaluation_report import render_markdown
 
-DATASET = "dataset.jsonl (written by python -m models.fashion_dataset)"
+DATASET = "dataset.jsonl (written by python -m models.recipes.fashion_mnist.dataset_writer)"
 
 
 def portable(evaluation: dict[str, Any]) -> dict[str, Any]:
@@ -79,11 +81,11 @@ def render(
         targets=targets_table(targets, minimum_gain, maximum_ece),
         evaluation=_demote(_without_title(render_markdown(evaluation))),
         training=training_card,
-        noise=f"{fashion_texts.NOISE_PROBABILITY:.0%}",
-        slots=fashion_texts.HINT_SLOTS,
-        hint=f"{fashion_texts.HINT_PROBABILITY:.0%}",
-        wrong_hint=f"{fashion_texts.WRONG_HINT_PROBABILITY:.0%}",
-        bayes=f"{fashion_texts.bayes_text_accuracy():.4f}",
+        noise=f"{titles.NOISE_PROBABILITY:.0%}",
+        slots=titles.HINT_SLOTS,
+        hint=f"{titles.HINT_PROBABILITY:.0%}",
+        wrong_hint=f"{titles.WRONG_HINT_PROBABILITY:.0%}",
+        bayes=f"{titles.bayes_text_accuracy():.4f}",
     )
 
 
@@ -129,7 +131,8 @@ checked); only the fusion head is trained.
 ## How the titles are generated
 
 Fashion-MNIST has no text, so every image gets a synthetic marketplace title from
-`models/fashion_texts.py` (the exact scheme is in its docstring). A title names a coarse group
+`models/recipes/fashion_mnist/titles.py` (the exact scheme is in its docstring). A title names a
+coarse group
 (tops, dress, legs, footwear, bag) that is wrong {noise} of the time, and, in each of {slots}
 slots with probability {hint}, a fine attribute hint ("long-sleeved", "collared", "lace-up",
 "open-toe", ...) that comes from another class of the same group {wrong_hint} of the time and
@@ -159,7 +162,8 @@ ankle boot) only as far as the hints allow.
 
 ## Reproduce
 
-`python -m models.train_default_head` (needs `apt-get install dataset-fashion-mnist`) writes
+`python -m models.recipes.fashion_mnist.default_head` (needs `apt-get install
+dataset-fashion-mnist`) writes
 the dataset, runs `train-head` and `evaluate` exactly as above and refuses to write anything
 unless both targets hold. The numbers here come from `training_report.json` and
 `evaluation.json` next to this card.

@@ -1,17 +1,18 @@
 """Measure how informative the generated texts are, with plain logistic-regression probes.
 
-Usage: ``python -m models.probe_texts [--old-rev REV] [--seed 0] [--out FILE]
+Usage: ``python -m models.recipes.fashion_mnist.probe_texts [--old-rev REV] [--seed 0] [--out FILE]
 [--train-limit 20000] [--val-size 5000] [--test-limit N] [--dataset-dir DIR] [--cache-dir DIR]``
 
-The data is the labelled dataset of ``models.fashion_dataset`` (same split and seeded texts),
-written to ``--dataset-dir`` (PNGs already there are kept) and read back with
-``models.dataset.load_dataset``. Features come from ``models.features`` (the bundle loaded as
+The data is the labelled dataset of ``models.recipes.fashion_mnist.dataset_writer`` (same split and
+seeded texts), written to ``--dataset-dir`` (PNGs already there are kept) and read back with
+``models.data.dataset.load_dataset``. Features come from ``models.data.features`` (the bundle
+loaded as
 the service loads it, the service's preprocessing, the shared feature cache): image features,
 L2-normalised, and the text encoder's (unit) sentence embedding of each scheme's texts.
 Three scikit-learn ``LogisticRegression`` probes, C picked on val from a small grid: image
 only, text only, and the concatenation [image | text]. With ``--old-rev`` the texts of
-``models/fashion_texts.py`` as of that git revision (drawn from the same seeded streams) are
-probed too, side by side. Prints a table and writes a JSON file (default
+``models/recipes/fashion_mnist/titles.py`` as of that git revision (drawn from the same seeded
+streams) are probed too, side by side. Prints a table and writes a JSON file (default
 ``models/.cache/probe_texts.json``).
 """
 
@@ -30,19 +31,25 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score
 
-from models import build_default_bundle as bundle
-from models import fashion_dataset, fashion_texts
-from models.dataset import SPLITS, load_dataset
-from models.fashion_dataset import DATASET_FILE, STREAM_TEST_TEXTS, STREAM_TRAIN_TEXTS, Row, stream
-from models.fashion_mnist import DEFAULT_DATA_DIR, LABELS
-from models.features import DEFAULT_CACHE_DIR, FeatureExtractor, load_engine
+from models.data.dataset import SPLITS, load_dataset
+from models.data.features import DEFAULT_CACHE_DIR, FeatureExtractor, load_engine
+from models.recipes.fashion_mnist import build_default_bundle as bundle
+from models.recipes.fashion_mnist import dataset_writer, titles
+from models.recipes.fashion_mnist.dataset_writer import (
+    DATASET_FILE,
+    STREAM_TEST_TEXTS,
+    STREAM_TRAIN_TEXTS,
+    Row,
+    stream,
+)
+from models.recipes.fashion_mnist.raw_data import DEFAULT_DATA_DIR, LABELS
 
 C_GRID: dict[str, tuple[float, ...]] = {
     "image_only": (3.0, 10.0, 30.0),
     "text_only": (0.3, 1.0, 3.0, 10.0),
     "fused": (3.0, 10.0, 30.0),
 }
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[3]
 CACHE_DIR = REPO / "models" / ".cache"
 
 
@@ -64,8 +71,9 @@ class Data:
 
 
 def load_data(args: argparse.Namespace, extractor: FeatureExtractor) -> Data:
-    """Write the probe's dataset (``models.fashion_dataset``), read it back and embed its images."""
-    written = fashion_dataset.write(
+    """Write the probe's dataset (``models.recipes.fashion_mnist.dataset_writer``), read it back
+    and embed its images."""
+    written = dataset_writer.write(
         args.dataset_dir,
         args.data_dir,
         args.val_size,
@@ -90,18 +98,21 @@ def load_data(args: argparse.Namespace, extractor: FeatureExtractor) -> Data:
     return Data(labels, splits)
 
 
+TITLES_PATH = "models/recipes/fashion_mnist/titles.py"
+
+
 def scheme_at(rev: str) -> types.ModuleType:
-    """``models/fashion_texts.py`` as of git revision ``rev``, loaded as a module."""
-    source = subprocess.run(
-        ["git", "show", f"{rev}:models/fashion_texts.py"],
-        cwd=REPO,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    module = types.ModuleType(f"fashion_texts_at_{rev}")
-    exec(compile(source, f"{rev}:models/fashion_texts.py", "exec"), module.__dict__)
-    return module
+    """The titles module as of git revision ``rev``, loaded as a module (it was
+    ``models/fashion_texts.py`` before the toolkit and the recipe were separated)."""
+    for path in (TITLES_PATH, "models/fashion_texts.py"):
+        shown = subprocess.run(
+            ["git", "show", f"{rev}:{path}"], cwd=REPO, capture_output=True, text=True
+        )
+        if shown.returncode == 0:
+            module = types.ModuleType(f"titles_at_{rev}")
+            exec(compile(shown.stdout, f"{rev}:{path}", "exec"), module.__dict__)
+            return module
+    raise SystemExit(f"probe-texts: no titles module at revision {rev}")
 
 
 def fit_probe(
@@ -160,7 +171,7 @@ def table(results: dict[str, Any]) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Probe the generated texts' informativeness.")
-    parser.add_argument("--old-rev", help="also probe fashion_texts.py as of this git revision")
+    parser.add_argument("--old-rev", help="also probe titles.py as of this git revision")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train-limit", type=int, default=20000)
     parser.add_argument("--val-size", type=int, default=5000)
@@ -171,7 +182,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--dataset-dir",
         type=Path,
         default=CACHE_DIR / "probe_texts_dataset",
-        help="where the models.fashion_dataset dataset is written",
+        help="where the models.recipes.fashion_mnist.dataset_writer dataset is written",
     )
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="feature cache")
     parser.add_argument("--out", type=Path, default=CACHE_DIR / "probe_texts.json")
@@ -191,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         "image_only": fit_probe(image, labels, C_GRID["image_only"]),
         "schemes": {},
     }
-    schemes = {"current": fashion_texts}
+    schemes = {"current": titles}
     if args.old_rev:
         schemes = {f"at {args.old_rev}": scheme_at(args.old_rev), **schemes}
     for name, scheme in schemes.items():

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from models.dataset import Example, load_dataset
-from models.fashion_mnist import LABELS
-from models.fashion_texts import GROUP_OF_LABEL, group_named_in
-from models.features import FeatureExtractor, load_engine
+from models.data.dataset import Example, load_dataset
+from models.data.features import FeatureExtractor, load_engine
+from models.recipes.fashion_mnist.raw_data import LABELS
+from models.recipes.fashion_mnist.titles import GROUP_OF_LABEL, group_named_in
 
 SAMPLE_CLASSES = ("T-shirt/top", "Trouser", "Dress", "Sneaker", "Bag", "Ankle boot")
 MIN_PROBABILITY = 0.95

@@ -53,7 +53,7 @@ from itertools import product
 
 import numpy as np
 
-from models.fashion_mnist import LABELS
+from models.recipes.fashion_mnist.raw_data import LABELS
 
 NOISE_PROBABILITY = 0.10
 HINT_SLOTS = 2

@@ -1,0 +1,2 @@
+"""Scoring a bundle on a labelled dataset (``fusionserve evaluate``): classification and
+calibration metrics."""

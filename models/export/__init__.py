@@ -1,0 +1,1 @@
+"""Writing bundles: ONNX export checks, safe bundle directories, the reference preprocessing."""

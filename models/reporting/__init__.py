@@ -1,0 +1,2 @@
+"""Markdown and PNG renderings of the tools' reports: evaluation reports, model cards, doc
+sections."""

@@ -1,0 +1,2 @@
+"""Training a fusion head on a labelled dataset (``fusionserve train-head``) and writing it as a
+bundle."""
