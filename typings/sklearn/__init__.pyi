@@ -1,0 +1,1 @@
+# Local stub: only the scikit-learn APIs that models/ uses (see typings/README.md).
