@@ -1,8 +1,8 @@
 """The peak memory of one image decode, estimated from its header before any pixel is decoded.
 
 The sum of the copies that ``ImageDecoder`` and Pillow really make for the image's format and
-mode (measured per format and mode in tests/test_decode_estimate.py, which requires this to
-be at least 90% of the measured peak):
+mode (measured per format and mode in tests/app/preprocess/test_decode_estimate.py, which
+requires this to be at least 90% of the measured peak):
 
 - the decoded image, at its drafted size for a JPEG: Pillow keeps 1 byte per pixel for
   "1", "L" and "P", 2 for 16-bit grey, 4 for every multi-band mode (RGB is stored as RGBX);

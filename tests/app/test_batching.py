@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -11,6 +10,7 @@ import pytest
 
 from app.batching import Batcher
 from app.errors import DeadlineExceeded, InferenceFailed, Overloaded, ShuttingDown
+from tests.support.fake_batching import FakeClock, FakeModel
 
 pytestmark = pytest.mark.anyio
 
@@ -18,39 +18,6 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class FakeModel:
-    """Doubles its inputs. Can be held busy, and fails on poisoned items."""
-
-    def __init__(self) -> None:
-        self.calls: list[list[int]] = []
-        self.gate = threading.Event()
-        self.gate.set()
-        self.entered = threading.Event()
-
-    def __call__(self, items: list[int]) -> Sequence[int]:
-        self.calls.append(list(items))
-        self.entered.set()
-        assert self.gate.wait(10), "test never released the model"
-        if any(i < 0 for i in items):
-            raise ValueError("poisoned item")
-        return [i * 2 for i in items]
-
-    def hold(self) -> None:
-        self.gate.clear()
-        self.entered.clear()
-
-    async def wait_entered(self) -> None:
-        assert await asyncio.to_thread(self.entered.wait, 10)
 
 
 @pytest.fixture

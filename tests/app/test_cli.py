@@ -7,7 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.cli import main
-from tests.conftest import encode_image, photo
+from tests.support.images import encode_image, photo
 
 
 def test_predict_agrees_with_http(

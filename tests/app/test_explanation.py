@@ -20,8 +20,9 @@ from app.engine import Engine, build_engine
 from app.errors import ExplainUnsupported
 from app.main import create_app
 from app.pipeline import Session, softmax
-from tests.conftest import encode_image, make_settings, photo, wait_ready
-from tests.tiny_bundle import LABELS, TinyHead, make_tiny_bundle_with_head
+from tests.support.images import encode_image, photo
+from tests.support.service import make_settings, wait_ready
+from tests.support.tiny_bundle import LABELS, TinyHead, make_tiny_bundle_with_head
 
 PNG = encode_image(photo(80, 60), "PNG")
 OTHER_PNG = encode_image(photo(64, 64, seed=3), "PNG")

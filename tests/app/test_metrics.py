@@ -34,10 +34,11 @@ from app.main import create_app
 from app.metrics import Metrics
 from app.registry import ModelRegistry
 from app.settings import Settings
-from tests.conftest import encode_image, make_settings, photo
-from tests.test_api_batching import Gate, gated_factory
-from tests.test_batching import FakeClock, FakeModel
-from tests.tiny_bundle import LABELS
+from tests.support.fake_batching import FakeClock, FakeModel
+from tests.support.gated_service import Gate, gated_factory
+from tests.support.images import encode_image, photo
+from tests.support.service import make_settings
+from tests.support.tiny_bundle import LABELS
 
 REASONS = {
     "memory_busy",

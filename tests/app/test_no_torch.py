@@ -6,12 +6,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.support.paths import ROOT
+
 SCRIPT = """
 import sys
 from fastapi.testclient import TestClient
 from app.main import create_app
 from app.settings import Settings
-from tests.conftest import encode_image, photo, wait_ready
+from tests.support.images import encode_image, photo
+from tests.support.service import wait_ready
 
 settings = Settings(bundle_path=sys.argv[1], device="cpu", exit_on_startup_failure=False)
 with TestClient(create_app(settings)) as client:
@@ -31,6 +34,6 @@ def test_serving_process_does_not_import_torch(tiny_bundle_dir: Path) -> None:
         text=True,
         timeout=120,
         check=True,
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=ROOT,
     )
     assert "HEAVY:\n" in result.stdout, result.stdout

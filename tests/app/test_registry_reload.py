@@ -19,9 +19,10 @@ from app.api.state import ServiceState
 from app.engine import Engine, build_engine
 from app.main import create_app
 from app.settings import Settings
-from tests.conftest import encode_image, make_settings, photo, wait_ready
-from tests.test_api_batching import Gate, _client, gated_factory
-from tests.tiny_bundle import LABELS, make_tiny_bundle, manifest_dict, write_manifest
+from tests.support.gated_service import Gate, gated_factory, ready_client
+from tests.support.images import encode_image, photo
+from tests.support.service import make_settings, wait_ready
+from tests.support.tiny_bundle import LABELS, make_tiny_bundle, manifest_dict, write_manifest
 
 pytestmark = pytest.mark.anyio
 
@@ -242,7 +243,7 @@ async def test_reload_switches_without_dropping_a_request(two_bundles: tuple[Pat
     gate.open.set()
     factory = _gate_version(gate, "beta", "1.0.0")
     app = create_app(_settings(two_bundles), engine_factory=factory)
-    async for client in _client(app):
+    async for client in ready_client(app):
         before = await _post(client, model="beta")
         old = app.state.fusion.registry.slot("beta").classifier
         gate.hold()  # the old version's next batch blocks in the model
@@ -286,7 +287,7 @@ async def test_a_failed_reload_leaves_the_old_version_serving(
     two_bundles: tuple[Path, Path],
 ) -> None:
     app = create_app(_settings(two_bundles))
-    async for client in _client(app):
+    async for client in ready_client(app):
         before = await _post(client, model="beta")
         (two_bundles[1] / "head.onnx").write_bytes(b"not onnx")  # hash no longer matches
         failed = await client.post("/v1/models/beta/reload")
@@ -320,7 +321,7 @@ async def test_one_reload_at_a_time(two_bundles: tuple[Path, Path]) -> None:
         return build_engine(settings)
 
     app = create_app(_settings(two_bundles), engine_factory=factory)
-    async for client in _client(app):
+    async for client in ready_client(app):
         first = asyncio.create_task(client.post("/v1/models/beta/reload"))
         while len(loads) < 3:
             await asyncio.sleep(0.01)
@@ -365,7 +366,7 @@ async def test_reloads_under_steady_traffic_drop_nothing(two_bundles: tuple[Path
     app = create_app(_settings(two_bundles, max_in_flight=64))
     versions: list[str] = []
     statuses: list[int] = []
-    async for client in _client(app):
+    async for client in ready_client(app):
         stop = asyncio.Event()
 
         async def traffic(client: httpx.AsyncClient, stop: asyncio.Event) -> None:

@@ -17,8 +17,8 @@ from app.main import create_app
 from app.registry import ModelRegistry
 from app.server import DrainingServer
 from app.settings import Settings
-from tests.conftest import make_settings
-from tests.test_api_batching import Gate, _client, _form, gated_factory
+from tests.support.gated_service import Gate, gated_factory, numbered_form, ready_client
+from tests.support.service import make_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -39,9 +39,9 @@ async def test_stop_accepting_fails_readiness_and_refuses_new_work(
     tiny_bundle_dir: Path, gate: Gate
 ) -> None:
     app = create_app(make_settings(tiny_bundle_dir), engine_factory=gated_factory(gate))  # type: ignore[arg-type]
-    async for client in _client(app):
+    async for client in ready_client(app):
         gate.hold()
-        files, data = _form(0)
+        files, data = numbered_form(0)
         accepted = asyncio.create_task(client.post("/classify", files=files, data=data))
         await gate.wait_entered()
 
@@ -116,7 +116,7 @@ async def test_stop_without_a_signal_is_plain_uvicorn() -> None:
 async def test_client_sees_clean_refusal_through_asgi(tiny_bundle_dir: Path) -> None:
     # The gate refuses a stopping service before parsing: junk is not parsed, still a 503.
     app = create_app(make_settings(tiny_bundle_dir))
-    async for client in _client(app):
+    async for client in ready_client(app):
         app.state.fusion.stop_accepting()
         junk = {"Content-Type": "multipart/form-data; boundary=x"}
         refused = await client.post("/classify", content=b"not multipart", headers=junk)

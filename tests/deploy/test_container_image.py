@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from app.settings import Settings
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
 DOCKERFILE = ROOT / "Dockerfile"
 RUNTIME_TARGETS = {"runtime": "cpu", "runtime-gpu": "cuda"}

@@ -21,9 +21,17 @@ from fastapi.testclient import TestClient
 
 from app.api.v2 import LIVE, READY
 from app.bundle.manifest import SCHEMA_VERSION
-from tests.deploy.helpers import METRICS_PATH, ROOT, Manifest, is_setting, settings_from_env
-from tests.deploy.memory_sizing import kubernetes_bytes, needed_limit_bytes, worst_case_bytes
-from tests.deploy.test_kubernetes import KUBERNETES_VERSION, cpu_cores, dockerfile_uids
+from tests.support.deploy_files import (
+    KUBERNETES_VERSION,
+    METRICS_PATH,
+    ROOT,
+    Manifest,
+    cpu_cores,
+    dockerfile_uids,
+    is_setting,
+    settings_from_env,
+)
+from tests.support.memory_sizing import kubernetes_bytes, needed_limit_bytes, worst_case_bytes
 
 kubernetes_validate = pytest.importorskip(
     "kubernetes_validate", reason="kubernetes-validate (dev extra) is not installed"

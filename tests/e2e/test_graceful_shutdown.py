@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import SAMPLES
-from tests.e2e.process import ServerProcess, start_server
+from tests.support.paths import SAMPLES
+from tests.support.server_process import ServerProcess, start_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import ROOT, SAMPLES
-from tests.e2e.process import start_server
+from tests.support.paths import ROOT, SAMPLES
+from tests.support.server_process import start_server
 
 pytestmark = pytest.mark.e2e
 

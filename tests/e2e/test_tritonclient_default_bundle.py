@@ -14,8 +14,8 @@ import pytest
 
 from app.main import create_app
 from app.settings import Settings
-from tests.e2e.conftest import SAMPLES
-from tests.live_server import serving
+from tests.support.live_server import serving
+from tests.support.paths import SAMPLES
 
 httpclient = pytest.importorskip(
     "tritonclient.http", reason="tritonclient[http] (dev extra) is not installed"

@@ -12,8 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from tests.conftest import make_settings, wait_ready
-from tests.e2e.conftest import ROOT, SAMPLES
+from tests.support.paths import ROOT, SAMPLES
+from tests.support.service import make_settings, wait_ready
 
 INT8_BUNDLE = ROOT / "models" / "default-int8"
 

@@ -9,7 +9,7 @@ import zlib
 import numpy as np
 from PIL import Image
 
-from tests.conftest import encode_image, photo
+from tests.support.images import encode_image, photo
 
 RED = (220, 30, 30)
 BLUE = (30, 30, 220)

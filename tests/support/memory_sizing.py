@@ -30,7 +30,7 @@ import json
 import re
 
 from app.settings import Settings
-from tests.deploy.helpers import ROOT
+from tests.support.deploy_files import ROOT
 
 MiB = 2**20
 RESULTS = ROOT / "bench" / "results" / "decode-memory.json"

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import ROOT
+from tests.support.paths import ROOT
 
 
 def free_port() -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from tests.tiny_bundle import LABELS
+from tests.support.tiny_bundle import LABELS
 
 # The tiny image encoder averages each colour channel, so the colour is what it sees.
 COLOURS = {"cat": (200, 60, 60), "dog": (60, 200, 60), "bird": (60, 60, 200)}

@@ -18,8 +18,9 @@ from app.cli import main
 from app.errors import StartupError
 from app.main import create_app
 from app.settings import Settings
-from tests.conftest import encode_image, make_settings, photo, wait_ready
-from tests.test_api_batching import Gate, _client, _form, gated_factory
+from tests.support.gated_service import Gate, gated_factory, numbered_form, ready_client
+from tests.support.images import encode_image, photo
+from tests.support.service import make_settings, wait_ready
 
 KEYS = ["first-key", "second-key", "clé-trois"]
 UNAUTHORIZED = {"code": "unauthorized", "message": "missing or invalid API key"}
@@ -231,8 +232,8 @@ async def test_401_comes_before_overload_and_not_ready(tiny_bundle_dir: Path) ->
     gate.open.set()  # for the warm-up
     settings = make_settings(tiny_bundle_dir, api_keys=KEYS, max_in_flight=1)
     app = create_app(settings, engine_factory=gated_factory(gate))  # type: ignore[arg-type]
-    files, data = _form(0)
-    async for client in _client(app):
+    files, data = numbered_form(0)
+    async for client in ready_client(app):
         client.headers.update(_bearer(KEYS[0]))
         gate.hold()
         admitted = asyncio.create_task(client.post("/classify", files=files, data=data))

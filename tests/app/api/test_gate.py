@@ -18,8 +18,9 @@ from app.main import create_app
 from app.preprocess.decode_pace import TIMED_BYTES
 from app.preprocess.image import ImageDecoder
 from app.settings import Settings
-from tests.conftest import encode_image, make_settings, photo
-from tests.test_api_batching import _client, default_classifier
+from tests.support.gated_service import default_classifier, ready_client
+from tests.support.images import encode_image, photo
+from tests.support.service import make_settings
 
 pytestmark = pytest.mark.anyio
 MiB = 2**20
@@ -85,7 +86,7 @@ async def test_an_image_over_the_decode_budget_is_413_naming_the_setting(
     tiny_bundle_dir: Path,
 ) -> None:
     app = decode_memory_app(tiny_bundle_dir, decode_memory_mb=1)  # under the fixed costs
-    async for client in _client(app):
+    async for client in ready_client(app):
         response = await client.post("/classify", files=image_form(), data=TEXT)
         assert response.status_code == 413
         error = response.json()["error"]
@@ -96,7 +97,7 @@ async def test_an_image_over_the_decode_budget_is_413_naming_the_setting(
 
 async def test_a_decode_waits_for_room_then_runs(tiny_bundle_dir: Path) -> None:
     app = decode_memory_app(tiny_bundle_dir, decode_memory_mb=one_image_mib(tiny_bundle_dir))
-    async for client in _client(app):
+    async for client in ready_client(app):
         memory = default_classifier(app).decode_memory
         HeldDecoder.hold()
         first = asyncio.create_task(client.post("/classify", files=image_form(), data=TEXT))
@@ -126,7 +127,7 @@ async def test_no_room_before_the_deadline_is_503_with_retry_after(
         request_timeout_s=0.5,
         retry_after_s=3,
     )
-    async for client in _client(app):
+    async for client in ready_client(app):
         HeldDecoder.hold()
         first = asyncio.create_task(client.post("/classify", files=image_form(), data=TEXT))
         assert await asyncio.to_thread(HeldDecoder.entered.wait, 10)
@@ -149,7 +150,7 @@ async def test_a_decode_that_cannot_end_before_the_deadline_is_not_started(
     tiny_bundle_dir: Path,
 ) -> None:
     app = decode_memory_app(tiny_bundle_dir)
-    async for client in _client(app):
+    async for client in ready_client(app):
         default_classifier(app).decode_pace.learned("PNG", TIMED_BYTES, 1000.0)  # ages
         HeldDecoder.hold()  # would block the test if the decode started
         response = await client.post("/classify", files=image_form(), data=TEXT)
@@ -176,7 +177,7 @@ async def test_bodies_over_the_body_budget_get_503_until_room_is_back(
 ) -> None:
     app = decode_memory_app(tiny_bundle_dir, **BODY_LIMITS)
     image = noisy_png(400_000)
-    async for client in _client(app):
+    async for client in ready_client(app):
         state: ServiceState = app.state.fusion
         assert state.body_memory is not None
         HeldDecoder.hold()  # the first request holds its body while its image decodes

@@ -19,9 +19,10 @@ from httpx import Response
 from PIL import Image
 
 from app.main import create_app
-from tests import corpus
-from tests.conftest import encode_image, make_settings, photo, wait_ready
-from tests.tiny_bundle import LABELS
+from tests.support import corpus
+from tests.support.images import encode_image, photo
+from tests.support.service import make_settings, wait_ready
+from tests.support.tiny_bundle import LABELS
 
 # Every request's file is named with this; it must never come back.
 MARKER = "qx7-marker"

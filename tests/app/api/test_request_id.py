@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -11,12 +10,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.api.request_id import accept_request_id
-from app.engine import Engine, build_engine
 from app.main import create_app
-from app.pipeline import ItemResult, PreparedItem
-from app.preprocess.decode_budget import DecodeBudget
-from app.settings import Settings
-from tests.conftest import encode_image, make_settings, photo, wait_ready
+from tests.support.failing_engines import broken_prepare, failing_run
+from tests.support.images import encode_image, photo
+from tests.support.service import make_settings, wait_ready
 
 PNG = encode_image(photo(40, 30))
 GENERATED = re.compile(r"[0-9a-f]{32}")
@@ -144,36 +141,12 @@ def test_batch_item_errors_carry_the_id(client: TestClient) -> None:
     assert bad["error"]["code"] == "unsupported_image_format"
 
 
-def broken_prepare(settings: Settings) -> Engine:
-    """An engine whose preprocessing has a bug: an unhandled exception."""
-    engine = build_engine(settings)
-
-    def prepare(
-        image: bytes, text: str, explain: bool = False, budget: DecodeBudget | None = None
-    ) -> PreparedItem:
-        raise RuntimeError("a bug, not bad input")
-
-    engine.pipeline.prepare = prepare  # type: ignore[method-assign]
-    return engine
-
-
 def test_unhandled_errors_carry_the_id(tiny_bundle_dir: Path) -> None:
     app = create_app(make_settings(tiny_bundle_dir), engine_factory=broken_prepare)
     with TestClient(app, raise_server_exceptions=False) as client:
         wait_ready(client)
         response = _classify(client, "boom-1")
     _assert_envelope(response, 500, "internal_error", "boom-1")
-
-
-def failing_run(settings: Settings) -> Engine:
-    """An engine whose model always fails."""
-    engine = build_engine(settings)
-
-    def run(items: Sequence[PreparedItem]) -> list[ItemResult]:
-        raise RuntimeError("the model broke")
-
-    engine.pipeline.run_items = run  # type: ignore[method-assign]
-    return engine
 
 
 def test_inference_failures_carry_the_id(tiny_bundle_dir: Path) -> None:

@@ -4,61 +4,34 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
-from app.api.state import ServiceState
 from app.engine import Engine, build_engine
 from app.main import create_app
-from app.pipeline import ItemResult, PreparedItem
+from app.pipeline import PreparedItem
 from app.preprocess.decode_budget import DecodeBudget
-from app.service import Classifier
 from app.settings import Settings
-from tests.conftest import encode_image, make_settings, photo
+from tests.support.gated_service import (
+    Gate,
+    default_classifier,
+    gated_factory,
+    numbered_form,
+    ready_client,
+)
+from tests.support.images import encode_image, photo
+from tests.support.service import make_settings
 
 pytestmark = pytest.mark.anyio
-
-TEXTS = ["a cat", "the big blue dog photo", "bird", "a small red bird of the dog", "cat cat"]
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@dataclass
-class Gate:
-    open: threading.Event
-    entered: threading.Event
-
-    def hold(self) -> None:
-        """Make the next model call block until ``open`` is set; ``entered`` marks it."""
-        self.open.clear()
-        self.entered.clear()
-
-    async def wait_entered(self) -> None:
-        assert await asyncio.to_thread(self.entered.wait, 10)
-
-
-def gated_factory(gate: Gate) -> object:
-    def factory(settings: Settings) -> Engine:
-        engine = build_engine(settings)
-        real_run = engine.pipeline.run_items
-
-        def run(items: Sequence[PreparedItem]) -> list[ItemResult]:
-            gate.entered.set()
-            assert gate.open.wait(10), "test never opened the gate"
-            return real_run(items)
-
-        engine.pipeline.run_items = run  # type: ignore[method-assign]
-        return engine
-
-    return factory
 
 
 @pytest.fixture
@@ -68,44 +41,20 @@ def gate() -> Gate:
     return g
 
 
-async def _client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            for _ in range(500):
-                if (await client.get("/readyz")).status_code == 200:
-                    break
-                await asyncio.sleep(0.01)
-            yield client
-
-
-def _form(i: int) -> tuple[dict[str, tuple[str, bytes, str]], dict[str, str]]:
-    image = encode_image(photo(60 + 7 * i, 50 + 3 * i, seed=i))
-    return {"image": ("i.png", image, "image/png")}, {"text": TEXTS[i % len(TEXTS)]}
-
-
-def default_classifier(app: FastAPI) -> Classifier:
-    state: ServiceState = app.state.fusion
-    slot = state.registry.default
-    assert slot is not None
-    assert slot.classifier is not None
-    return slot.classifier
-
-
 async def test_batched_results_equal_solo_results(tiny_bundle_dir: Path, gate: Gate) -> None:
     app = create_app(make_settings(tiny_bundle_dir), engine_factory=gated_factory(gate))  # type: ignore[arg-type]
-    async for client in _client(app):
+    async for client in ready_client(app):
         solo = []
         for i in range(5):
-            files, data = _form(i)
+            files, data = numbered_form(i)
             solo.append((await client.post("/classify", files=files, data=data)).json())
         gate.hold()
-        files, data = _form(0)
+        files, data = numbered_form(0)
         first = asyncio.create_task(client.post("/classify", files=files, data=data))
         await gate.wait_entered()
         rest = []
         for i in range(1, 5):
-            files, data = _form(i)
+            files, data = numbered_form(i)
             rest.append(asyncio.create_task(client.post("/classify", files=files, data=data)))
         batcher = default_classifier(app).batcher
         while batcher.queue_depth < 4:
@@ -124,9 +73,9 @@ async def test_batched_results_equal_solo_results(tiny_bundle_dir: Path, gate: G
 async def test_overload_is_a_fast_503_with_retry_after(tiny_bundle_dir: Path, gate: Gate) -> None:
     settings = make_settings(tiny_bundle_dir, queue_capacity=1, max_batch_size=1, retry_after_s=3)
     app = create_app(settings, engine_factory=gated_factory(gate))  # type: ignore[arg-type]
-    async for client in _client(app):
+    async for client in ready_client(app):
         gate.hold()
-        files, data = _form(0)
+        files, data = numbered_form(0)
         running = asyncio.create_task(client.post("/classify", files=files, data=data))
         await gate.wait_entered()
         queued = asyncio.create_task(client.post("/classify", files=files, data=data))
@@ -148,9 +97,9 @@ async def test_overload_is_a_fast_503_with_retry_after(tiny_bundle_dir: Path, ga
 async def test_request_deadline_gives_504(tiny_bundle_dir: Path, gate: Gate) -> None:
     settings = make_settings(tiny_bundle_dir, request_timeout_s=0.2)
     app = create_app(settings, engine_factory=gated_factory(gate))  # type: ignore[arg-type]
-    async for client in _client(app):
+    async for client in ready_client(app):
         gate.open.clear()
-        files, data = _form(1)
+        files, data = numbered_form(1)
         response = await client.post("/classify", files=files, data=data)
         assert response.status_code == 504
         assert response.json()["error"]["code"] == "deadline_exceeded"
@@ -176,8 +125,8 @@ async def test_request_deadline_covers_decoding(tiny_bundle_dir: Path) -> None:
 
     settings = make_settings(tiny_bundle_dir, request_timeout_s=0.2, warmup=False)
     app = create_app(settings, engine_factory=slow_decoding)
-    async for client in _client(app):
-        files, data = _form(1)
+    async for client in ready_client(app):
+        files, data = numbered_form(1)
         response = await client.post("/classify", files=files, data=data)
         assert response.status_code == 504
         assert response.json()["error"]["code"] == "deadline_exceeded"
@@ -188,7 +137,7 @@ async def test_request_deadline_covers_decoding(tiny_bundle_dir: Path) -> None:
 
 async def test_shutdown_answers_queued_requests(tiny_bundle_dir: Path, gate: Gate) -> None:
     app = create_app(make_settings(tiny_bundle_dir), engine_factory=gated_factory(gate))  # type: ignore[arg-type]
-    files, data = _form(2)
+    files, data = numbered_form(2)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
@@ -248,15 +197,15 @@ async def _request_then_leave(
 
 async def test_disconnected_client_is_not_computed(tiny_bundle_dir: Path, gate: Gate) -> None:
     app = create_app(make_settings(tiny_bundle_dir), engine_factory=gated_factory(gate))  # type: ignore[arg-type]
-    async for client in _client(app):
+    async for client in ready_client(app):
         batcher = default_classifier(app).batcher
         gate.hold()
-        files, data = _form(0)
+        files, data = numbered_form(0)
         running = asyncio.create_task(client.post("/classify", files=files, data=data))
         await gate.wait_entered()
 
         # A raw ASGI request whose client goes away while its item is queued.
-        files, data = _form(3)
+        files, data = numbered_form(3)
         left = asyncio.Event()
         gone = asyncio.create_task(_request_then_leave(app, files, data, left))
         while batcher.queue_depth < 1:
@@ -273,9 +222,9 @@ async def test_disconnected_client_is_not_computed(tiny_bundle_dir: Path, gate: 
 async def test_admission_limit_refuses_before_decoding(tiny_bundle_dir: Path, gate: Gate) -> None:
     settings = make_settings(tiny_bundle_dir, max_in_flight=2, retry_after_s=2)
     app = create_app(settings, engine_factory=gated_factory(gate))  # type: ignore[arg-type]
-    async for client in _client(app):
+    async for client in ready_client(app):
         gate.hold()
-        files, data = _form(0)
+        files, data = numbered_form(0)
         admitted = [
             asyncio.create_task(client.post("/classify", files=files, data=data)) for _ in range(2)
         ]
@@ -301,9 +250,9 @@ async def test_admission_limit_refuses_before_decoding(tiny_bundle_dir: Path, ga
 async def test_refusal_comes_before_the_body_is_parsed(tiny_bundle_dir: Path, gate: Gate) -> None:
     settings = make_settings(tiny_bundle_dir, max_in_flight=1, max_body_bytes=65536)
     app = create_app(settings, engine_factory=gated_factory(gate))  # type: ignore[arg-type]
-    async for client in _client(app):
+    async for client in ready_client(app):
         gate.hold()
-        files, data = _form(0)
+        files, data = numbered_form(0)
         admitted = asyncio.create_task(client.post("/classify", files=files, data=data))
         await gate.wait_entered()
         # A body that is not multipart at all: parsing it would give 400/422, so a 503
@@ -340,8 +289,8 @@ async def test_not_ready_refuses_without_parsing(tiny_bundle_dir: Path) -> None:
 async def test_body_over_the_limit_is_413_in_the_envelope(tiny_bundle_dir: Path) -> None:
     settings = make_settings(tiny_bundle_dir, max_body_bytes=2048)
     app = create_app(settings)
-    async for client in _client(app):
-        files, data = _form(3)
+    async for client in ready_client(app):
+        files, data = numbered_form(3)
         assert len(files["image"][1]) > 2048
         response = await client.post("/classify", files=files, data=data)
         assert response.status_code == 413

@@ -23,9 +23,10 @@ from app.api.v2_errors import reshape
 from app.engine import Engine, build_engine
 from app.main import create_app
 from app.settings import Settings
-from tests.conftest import answered, classify_files, encode_image, make_settings, photo, wait_ready
-from tests.test_api_batching import Gate, _client, default_classifier, gated_factory
-from tests.tiny_bundle import LABELS, make_tiny_bundle_with_head
+from tests.support.gated_service import Gate, default_classifier, gated_factory, ready_client
+from tests.support.images import encode_image, photo
+from tests.support.service import answered, classify_files, make_settings, wait_ready
+from tests.support.tiny_bundle import LABELS, make_tiny_bundle_with_head
 
 NAME, VERSION = "tiny-test-bundle", "0.0.1"
 INFER = f"/v2/models/{NAME}/infer"
@@ -425,7 +426,7 @@ def gate() -> Gate:
 async def test_overload_is_503_with_retry_after(tiny_bundle_dir: Path, gate: Gate) -> None:
     settings = make_settings(tiny_bundle_dir, max_in_flight=2, retry_after_s=3)
     app = create_app(settings, engine_factory=gated_factory(gate))  # type: ignore[arg-type]
-    async for client in _client(app):
+    async for client in ready_client(app):
         gate.hold()
         running = asyncio.create_task(client.post(INFER, json=_json_request(IMAGES[:2], TEXTS[:2])))
         classifier = default_classifier(app)
@@ -442,7 +443,7 @@ async def test_overload_is_503_with_retry_after(tiny_bundle_dir: Path, gate: Gat
 async def test_deadline_is_504(tiny_bundle_dir: Path, gate: Gate) -> None:
     settings = make_settings(tiny_bundle_dir, request_timeout_s=0.2)
     app = create_app(settings, engine_factory=gated_factory(gate))  # type: ignore[arg-type]
-    async for client in _client(app):
+    async for client in ready_client(app):
         gate.hold()
         response = await client.post(INFER, json=_json_request(IMAGES[:1], TEXTS[:1]))
         _assert_v2_error(response, 504, "item 0: no result within")

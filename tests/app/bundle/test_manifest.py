@@ -8,7 +8,7 @@ import pytest
 
 from app.bundle import load_bundle
 from app.errors import BundleError
-from tests.tiny_bundle import write_manifest
+from tests.support.tiny_bundle import write_manifest
 
 
 def _manifest(root: Path) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import pytest
 from app.engine import build_engine
 from app.errors import BundleError
 from app.settings import Settings
-from tests import tiny_bundle as tiny
+from tests.support import tiny_bundle as tiny
 
 
 def _settings(root: Path) -> Settings:

@@ -15,9 +15,10 @@ import pytest
 
 from app import __version__
 from app.main import create_app
-from tests.conftest import answered, classify_files, encode_image, make_settings, photo
-from tests.live_server import serving
-from tests.tiny_bundle import LABELS, make_tiny_bundle_with_head
+from tests.support.images import encode_image, photo
+from tests.support.live_server import serving
+from tests.support.service import answered, classify_files, make_settings
+from tests.support.tiny_bundle import LABELS, make_tiny_bundle_with_head
 
 httpclient = pytest.importorskip(
     "tritonclient.http", reason="tritonclient[http] (dev extra) is not installed"

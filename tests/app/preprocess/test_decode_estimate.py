@@ -18,16 +18,15 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pytest
+from bench.near_cap_images import bmp_rle8
 from PIL import Image
 
-from bench.near_cap_images import bmp_rle8
+from tests.support.paths import ROOT
 
 SIZE = (2400, 1600)
-ROOT = Path(__file__).resolve().parents[1]
 MiB = 2**20
 
 

@@ -25,7 +25,7 @@ from app.preprocess.decode_budget import DecodeBudget
 from app.preprocess.decode_pace import DecodePace
 from app.preprocess.image import ImageDecoder
 from app.preprocess.text import TextTokenizer, clean_text
-from tests.corpus import seed_images
+from tests.support.corpus import seed_images
 
 T = TypeVar("T")
 

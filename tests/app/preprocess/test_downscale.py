@@ -8,7 +8,7 @@ from PIL import Image
 
 from app.preprocess import downscale as module
 from app.preprocess.downscale import band_rows, convert_mode, downscale, reduction_factor
-from tests.conftest import photo
+from tests.support.images import photo
 
 
 def source(mode: str, size: tuple[int, int]) -> Image.Image:

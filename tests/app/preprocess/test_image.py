@@ -19,8 +19,7 @@ from app.preprocess.decode_budget import DecodeBudget, TooLate
 from app.preprocess.decode_pace import TIMED_BYTES, DecodePace
 from app.preprocess.image import ImageDecoder
 from models.export.reference_preprocess import EFFICIENTNET_LITE_PREPROCESS, reference_image_tensor
-from tests.conftest import encode_image, photo
-from tests.corpus import (
+from tests.support.corpus import (
     blank_png,
     corrupt_png_header,
     grey_alpha,
@@ -28,7 +27,8 @@ from tests.corpus import (
     png_header_only,
     rgba,
 )
-from tests.corpus import grey16 as corpus_grey16
+from tests.support.corpus import grey16 as corpus_grey16
+from tests.support.images import encode_image, photo
 
 SPEC = EFFICIENTNET_LITE_PREPROCESS
 

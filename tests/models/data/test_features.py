@@ -11,8 +11,8 @@ import pytest
 from app.engine import Engine
 from models.data.dataset import load_dataset
 from models.data.features import FeatureError, FeatureExtractor, load_engine
-from tests.conftest import encode_image, photo
-from tests.tiny_bundle import make_tiny_bundle
+from tests.support.images import encode_image, photo
+from tests.support.tiny_bundle import make_tiny_bundle
 
 TEXTS = ["a small cat", "the big dog", "a small cat", "red bird photo"]
 

@@ -27,10 +27,10 @@ from app.bundle.loader import sha256_file
 from models.data.dataset import DatasetError
 from models.data.features import FeatureExtractor, load_engine
 from models.evaluation.evaluate import NOT_SUPPORTED, evaluate, main, write_report
-from tests.conftest import encode_image
-from tests.tiny_bundle import LABELS, TinyHead, make_tiny_bundle_with_head
+from tests.support.images import encode_image
+from tests.support.paths import ROOT as REPO
+from tests.support.tiny_bundle import LABELS, TinyHead, make_tiny_bundle_with_head
 
-REPO = Path(__file__).resolve().parents[1]
 ADJECTIVES = ["small", "big", "red", "blue"]
 NOUNS = ["photo", "cat", "dog", "bird"]
 SPLIT_OF = {0: "train", 1: "val"}  # i % 5 -> split; the rest (3 of 5) are test rows

@@ -22,9 +22,9 @@ from models.evaluation.classification_metrics import fit_temperature, softmax
 from models.training import train_head
 from models.training.head_bundle import link_or_copy
 from models.training.splits import TrainingDataError
-from tests.conftest import make_settings, wait_ready
-from tests.synthetic_dataset import write_dataset
-from tests.tiny_bundle import LABELS, make_tiny_bundle
+from tests.support.service import make_settings, wait_ready
+from tests.support.synthetic_dataset import write_dataset
+from tests.support.tiny_bundle import LABELS, make_tiny_bundle
 
 SPLITS = {"train": 60, "val": 30, "test": 15}
 

@@ -1,0 +1,74 @@
+"""An app whose model calls can be held at a gate, and an async client for it."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+import httpx
+from fastapi import FastAPI
+
+from app.api.state import ServiceState
+from app.engine import Engine, build_engine
+from app.pipeline import ItemResult, PreparedItem
+from app.service import Classifier
+from app.settings import Settings
+from tests.support.images import encode_image, photo
+
+TEXTS = ["a cat", "the big blue dog photo", "bird", "a small red bird of the dog", "cat cat"]
+
+
+@dataclass
+class Gate:
+    open: threading.Event
+    entered: threading.Event
+
+    def hold(self) -> None:
+        """Make the next model call block until ``open`` is set; ``entered`` marks it."""
+        self.open.clear()
+        self.entered.clear()
+
+    async def wait_entered(self) -> None:
+        assert await asyncio.to_thread(self.entered.wait, 10)
+
+
+def gated_factory(gate: Gate) -> object:
+    def factory(settings: Settings) -> Engine:
+        engine = build_engine(settings)
+        real_run = engine.pipeline.run_items
+
+        def run(items: Sequence[PreparedItem]) -> list[ItemResult]:
+            gate.entered.set()
+            assert gate.open.wait(10), "test never opened the gate"
+            return real_run(items)
+
+        engine.pipeline.run_items = run  # type: ignore[method-assign]
+        return engine
+
+    return factory
+
+
+async def ready_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            for _ in range(500):
+                if (await client.get("/readyz")).status_code == 200:
+                    break
+                await asyncio.sleep(0.01)
+            yield client
+
+
+def numbered_form(i: int) -> tuple[dict[str, tuple[str, bytes, str]], dict[str, str]]:
+    image = encode_image(photo(60 + 7 * i, 50 + 3 * i, seed=i))
+    return {"image": ("i.png", image, "image/png")}, {"text": TEXTS[i % len(TEXTS)]}
+
+
+def default_classifier(app: FastAPI) -> Classifier:
+    state: ServiceState = app.state.fusion
+    slot = state.registry.default
+    assert slot is not None
+    assert slot.classifier is not None
+    return slot.classifier
