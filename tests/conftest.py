@@ -12,6 +12,7 @@ from app.main import create_app
 from app.settings import Settings
 from tests.support.service import make_settings, wait_ready
 from tests.support.tiny_bundle import make_tiny_bundle
+from tests.support.without_torch import block_torch
 
 
 @pytest.fixture(scope="session")
@@ -43,10 +44,20 @@ RUN_SLOW_ENV = "FUSIONSERVE_RUN_SLOW"
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
+        "--without-torch",
+        action="store_true",
+        help="make `import torch` fail (the service's tests must not need it)",
+    )
+    parser.addoption(
         "--run-slow",
         action="store_true",
         help=f"also run tests marked slow (or set {RUN_SLOW_ENV}=1)",
     )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--without-torch"):
+        block_torch()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -1,0 +1,31 @@
+"""The blocker behind ``pytest --without-torch`` really refuses torch, and only torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.support.paths import ROOT
+
+SCRIPT = """
+import importlib, sys
+from tests.support.without_torch import block_torch
+block_torch()
+for name in ("torch", "torch.nn", "torchvision"):
+    try:
+        importlib.import_module(name)
+    except ModuleNotFoundError as error:
+        assert "blocked" in str(error), error
+    else:
+        raise SystemExit(f"{name} was imported")
+import onnxruntime, numpy, app.main  # noqa: E401  (everything the service needs still imports)
+print("BLOCKED-OK")
+"""
+
+
+def test_torch_is_refused_and_the_service_still_imports() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stderr
+    assert "BLOCKED-OK" in result.stdout
