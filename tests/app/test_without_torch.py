@@ -1,4 +1,4 @@
-"""The blocker behind ``pytest --without-torch`` really refuses torch, and only torch."""
+"""The blocker behind ``pytest --without-torch`` makes torch look absent, and only torch."""
 
 from __future__ import annotations
 
@@ -8,16 +8,17 @@ import sys
 from tests.support.paths import ROOT
 
 SCRIPT = """
-import importlib, sys
+import importlib, importlib.util, sys
 from tests.support.without_torch import block_torch
 block_torch()
 for name in ("torch", "torch.nn", "torchvision"):
     try:
         importlib.import_module(name)
-    except ModuleNotFoundError as error:
-        assert "blocked" in str(error), error
+    except ModuleNotFoundError:
+        pass
     else:
         raise SystemExit(f"{name} was imported")
+    assert importlib.util.find_spec(name.split(".")[0]) is None, name
 import onnxruntime, numpy, app.main  # noqa: E401  (everything the service needs still imports)
 print("BLOCKED-OK")
 """
