@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from app.pipeline import ItemResult
-from app.schemas import ClassContribution, Explanation
+from app.rest_schemas import ClassContribution, Explanation
 
 # Classes explained when the request gives no top_k.
 DEFAULT_EXPLAINED = 3

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from app import __version__
 from app.api import bundle_routes, demo, metrics_route
 from app.api.auth import install_auth
-from app.api.errors import ErrorListener, install_error_handlers
+from app.api.error_responses import ErrorListener, install_error_handlers
 from app.api.forms import form_limits
 from app.api.gate import RequestGate
 from app.api.http_metrics import HttpMetricsMiddleware

@@ -23,7 +23,7 @@ from app.observer import NullObserver, ServiceObserver
 from app.pipeline import ItemResult, PreparedItem
 from app.preprocess.decode_budget import DecodeBudget, TooLate
 from app.preprocess.decode_pace import DecodePace
-from app.schemas import BundleRef, ClassifyResponse, Explanation, Timing, rank
+from app.rest_schemas import BundleRef, ClassifyResponse, Explanation, Timing, rank
 from app.settings import Settings
 
 

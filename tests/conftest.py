@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings
-from tests.support.service import make_settings, wait_ready
+from tests.support.app_setup import make_settings, wait_ready
 from tests.support.tiny_bundle import make_tiny_bundle
 from tests.support.without_torch import block_torch
 

@@ -24,7 +24,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.demo import DEMO_PATHS
-from app.api.errors import error_response
+from app.api.error_responses import error_response
 from app.api.gate import discard_body
 from app.api.routes import HEALTH_PATHS
 from app.api.v2 import V2_HEALTH_PATHS

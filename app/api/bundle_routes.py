@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from app.api.routes import SettingsDep, StateDep, error_responses
 from app.errors import ReloadDisabled
 from app.registry import ModelSlot, ModelStatus
-from app.schemas import ModelInfo, ModelList, ReloadResponse
+from app.rest_schemas import ModelInfo, ModelList, ReloadResponse
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 

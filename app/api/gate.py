@@ -36,7 +36,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api.errors import ErrorListener, error_response
+from app.api.error_responses import ErrorListener, error_response
 from app.errors import MemoryBusy, PayloadTooLarge, RequestError, UnsupportedMediaType
 from app.memory_budget import MemoryBudget
 

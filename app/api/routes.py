@@ -8,12 +8,12 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse
 
 from app.api.disconnect import cancel_on_disconnect
-from app.api.errors import report_error
+from app.api.error_responses import report_error
 from app.api.forms import expect_fields
 from app.api.request_id import current_request_id
 from app.api.state import ServiceState, Status
 from app.errors import InvalidRequest, InvalidText, PayloadTooLarge, RequestError
-from app.schemas import (
+from app.rest_schemas import (
     BatchClassifyResponse,
     BatchItemResult,
     ClassifyResponse,

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 
 from app import __version__
 from app.api.disconnect import cancel_on_disconnect
-from app.api.errors import report_error
+from app.api.error_responses import report_error
 from app.api.routes import SettingsDep, StateDep
 from app.api.state import ServiceState, Status
 from app.errors import ModelNotFound, RequestError
@@ -50,7 +50,7 @@ from app.oip.schemas import (
     ServerReady,
 )
 from app.oip.tensors import shown
-from app.schemas import ClassifyResponse
+from app.rest_schemas import ClassifyResponse
 from app.service import Classifier
 from app.settings import Settings
 

@@ -27,7 +27,7 @@ from app.errors import FieldTooLarge, InvalidTensor, PayloadTooLarge, RequestErr
 from app.oip.codec import InputTensor, OutputTensor
 from app.oip.schemas import MetadataTensor, ModelMetadata
 from app.oip.tensors import BYTES, FP32, shown
-from app.schemas import ClassifyResponse
+from app.rest_schemas import ClassifyResponse
 from app.settings import Settings
 
 IMAGE: Modality = "image"

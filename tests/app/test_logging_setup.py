@@ -26,9 +26,9 @@ from app.main import create_app
 from app.pipeline import PreparedItem
 from app.preprocess.decode_budget import DecodeBudget
 from app.settings import Settings
+from tests.support.app_setup import make_settings, wait_ready
 from tests.support.failing_engines import broken_prepare, failing_run
 from tests.support.images import encode_image, photo
-from tests.support.service import make_settings, wait_ready
 
 PNG = encode_image(photo(40, 30))
 UVICORN = ("uvicorn", "uvicorn.error", "uvicorn.access")

@@ -34,10 +34,10 @@ from app.main import create_app
 from app.metrics import Metrics
 from app.registry import ModelRegistry
 from app.settings import Settings
+from tests.support.app_setup import make_settings
 from tests.support.fake_batching import FakeClock, FakeModel
 from tests.support.gated_service import Gate, gated_factory
 from tests.support.images import encode_image, photo
-from tests.support.service import make_settings
 from tests.support.tiny_bundle import LABELS
 
 REASONS = {

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support.paths import ROOT
+from tests.support.repo_paths import ROOT
 
 SCRIPT = """
 import sys
@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from app.settings import Settings
 from tests.support.images import encode_image, photo
-from tests.support.service import wait_ready
+from tests.support.app_setup import wait_ready
 
 settings = Settings(bundle_path=sys.argv[1], device="cpu", exit_on_startup_failure=False)
 with TestClient(create_app(settings)) as client:

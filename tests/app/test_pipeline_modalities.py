@@ -21,8 +21,8 @@ from app.engine import Engine, build_engine
 from app.errors import BundleError, InvalidRequest, ModalityRequired
 from app.main import create_app
 from app.pipeline import softmax
+from tests.support.app_setup import make_settings, wait_ready
 from tests.support.images import encode_image, photo
-from tests.support.service import make_settings, wait_ready
 from tests.support.tiny_bundle import LABELS, TinyHead, make_tiny_bundle_with_head
 
 PNG = encode_image(photo(80, 60), "PNG")

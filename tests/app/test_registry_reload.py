@@ -19,9 +19,9 @@ from app.api.state import ServiceState
 from app.engine import Engine, build_engine
 from app.main import create_app
 from app.settings import Settings
+from tests.support.app_setup import make_settings, wait_ready
 from tests.support.gated_service import Gate, gated_factory, ready_client
 from tests.support.images import encode_image, photo
-from tests.support.service import make_settings, wait_ready
 from tests.support.tiny_bundle import LABELS, make_tiny_bundle, manifest_dict, write_manifest
 
 pytestmark = pytest.mark.anyio

@@ -17,8 +17,8 @@ from app.main import create_app
 from app.registry import ModelRegistry
 from app.server import DrainingServer
 from app.settings import Settings
+from tests.support.app_setup import make_settings
 from tests.support.gated_service import Gate, gated_factory, numbered_form, ready_client
-from tests.support.service import make_settings
 
 pytestmark = pytest.mark.anyio
 

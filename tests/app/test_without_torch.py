@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.support.paths import ROOT
+from tests.support.repo_paths import ROOT
 
 SCRIPT = """
 import importlib, importlib.util, sys
@@ -19,6 +19,7 @@ for name in ("torch", "torch.nn", "torchvision"):
     else:
         raise SystemExit(f"{name} was imported")
     assert importlib.util.find_spec(name.split(".")[0]) is None, name
+    assert name not in sys.modules, name
 import onnxruntime, numpy, app.main  # noqa: E401  (everything the service needs still imports)
 print("BLOCKED-OK")
 """

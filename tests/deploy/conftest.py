@@ -9,8 +9,8 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.main import create_app
+from tests.support.app_setup import make_settings, wait_ready
 from tests.support.deploy_files import METRICS_PATH, PREFIX
-from tests.support.service import make_settings, wait_ready
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from app.settings import Settings
-from tests.support.paths import ROOT
+from tests.support.repo_paths import ROOT
 
 DEPLOY = ROOT / "deploy"
 DOCKERFILE = ROOT / "Dockerfile"

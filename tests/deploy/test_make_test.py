@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from tests.support.paths import ROOT
+from tests.support.repo_paths import ROOT
 
 SERVICE_FOLDERS = {"app", "deploy", "e2e"}
 

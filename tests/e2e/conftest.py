@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.paths import DEFAULT_BUNDLE, SAMPLES
+from tests.support.repo_paths import DEFAULT_BUNDLE, SAMPLES
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,7 @@ from bench.near_cap_images import CASES, near_cap_images
 from PIL import Image
 
 from tests.support.memory_sizing import BODY_COPIES, measured_warm_rss_bytes
-from tests.support.paths import SAMPLES
+from tests.support.repo_paths import SAMPLES
 from tests.support.server_process import ServerProcess, start_server
 
 pytestmark = pytest.mark.e2e

@@ -21,8 +21,8 @@ from app.main import create_app
 from app.preprocess.image import ImageDecoder
 from app.settings import Settings
 from models.export.reference_preprocess import reference_image_tensor
-from tests.support.paths import SAMPLES
-from tests.support.service import answered, classify_files, wait_ready
+from tests.support.app_setup import answered, classify_files, wait_ready
+from tests.support.repo_paths import SAMPLES
 
 pytestmark = pytest.mark.e2e
 

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.paths import SAMPLES
+from tests.support.repo_paths import SAMPLES
 from tests.support.server_process import ServerProcess, start_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.paths import ROOT, SAMPLES
+from tests.support.repo_paths import ROOT, SAMPLES
 from tests.support.server_process import start_server
 
 pytestmark = pytest.mark.e2e

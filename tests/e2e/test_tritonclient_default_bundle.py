@@ -15,7 +15,7 @@ import pytest
 from app.main import create_app
 from app.settings import Settings
 from tests.support.live_server import serving
-from tests.support.paths import SAMPLES
+from tests.support.repo_paths import SAMPLES
 
 httpclient = pytest.importorskip(
     "tritonclient.http", reason="tritonclient[http] (dev extra) is not installed"

@@ -18,8 +18,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from tests.support.paths import ROOT, SAMPLES
-from tests.support.service import make_settings, wait_ready
+from tests.support.app_setup import make_settings, wait_ready
+from tests.support.repo_paths import ROOT, SAMPLES
 
 BUILT_INT8_BUNDLE = ROOT / "models" / "default-int8"
 

@@ -10,7 +10,7 @@ import pytest
 
 from app.api import metrics_route
 from app.settings import Settings
-from tests.support.paths import ROOT
+from tests.support.repo_paths import ROOT
 
 PREFIX = "FUSIONSERVE_"
 (METRICS_PATH,) = (route.path for route in metrics_route.router.routes)

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.paths import ROOT
+from tests.support.repo_paths import ROOT
 
 
 def free_port() -> int:

@@ -5,27 +5,52 @@ The service's tests (tests/app, tests/deploy, tests/e2e) run under ``pytest --wi
 quietly tying the service's test suite to the export extra. The tool tests (tests/models,
 tests/bench) run without it: training and export need torch.
 
-A ``None`` entry in ``sys.modules`` is Python's own marker for "not importable": ``import
-torch`` raises ``ModuleNotFoundError`` and ``importlib.util.find_spec("torch")`` returns
-``None``, exactly as when torch is not installed (libraries that probe for torch, such as
-ONNX Runtime's tools, then take their torch-free path).
+The path-based finders on ``sys.meta_path`` are wrapped so that they do not find the blocked
+packages: ``import torch`` raises ``ModuleNotFoundError: No module named 'torch'``,
+``importlib.util.find_spec("torch")`` returns ``None`` and ``"torch" in sys.modules`` is false,
+exactly as when torch is not installed (libraries that probe for torch, such as ONNX Runtime's
+tools and SciPy's array API layer, then take their torch-free paths).
 """
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.machinery
 import sys
+from collections.abc import Sequence
+from types import ModuleType
+from typing import Any
 
-BLOCKED = ("torch", "torchvision")
+BLOCKED = frozenset({"torch", "torchvision"})
+
+
+class HidingFinder(importlib.abc.MetaPathFinder):
+    """Delegates to a finder, except that the blocked packages are never found."""
+
+    def __init__(self, finder: Any) -> None:
+        self.finder = finder
+
+    def find_spec(
+        self,
+        fullname: str,
+        path: Sequence[str] | None,
+        target: ModuleType | None = None,
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname.split(".")[0] in BLOCKED:
+            return None
+        spec: importlib.machinery.ModuleSpec | None = self.finder.find_spec(fullname, path, target)
+        return spec
+
+    def invalidate_caches(self) -> None:
+        self.finder.invalidate_caches()
 
 
 def block_torch() -> None:
-    """Make the blocked packages unimportable; none may be imported already."""
-    loaded = sorted(
-        name
-        for name, module in sys.modules.items()
-        if name.split(".")[0] in BLOCKED and module is not None
-    )
+    """Hide the blocked packages from every finder; none may be imported already."""
+    loaded = sorted(name for name in sys.modules if name.split(".")[0] in BLOCKED)
     if loaded:
         raise RuntimeError(f"already imported before the blocker: {', '.join(loaded)}")
-    for name in BLOCKED:
-        sys.modules[name] = None  # type: ignore[assignment]
+    sys.meta_path[:] = [
+        finder if isinstance(finder, HidingFinder) else HidingFinder(finder)
+        for finder in sys.meta_path
+    ]

@@ -18,9 +18,9 @@ from app.cli import main
 from app.errors import StartupError
 from app.main import create_app
 from app.settings import Settings
+from tests.support.app_setup import make_settings, wait_ready
 from tests.support.gated_service import Gate, gated_factory, numbered_form, ready_client
 from tests.support.images import encode_image, photo
-from tests.support.service import make_settings, wait_ready
 
 KEYS = ["first-key", "second-key", "clé-trois"]
 UNAUTHORIZED = {"code": "unauthorized", "message": "missing or invalid API key"}

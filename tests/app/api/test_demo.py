@@ -37,9 +37,9 @@ from PIL import Image, ImageOps
 from app.api.demo import CONTENT_SECURITY_POLICY, DEMO_PATHS
 from app.main import create_app
 from app.settings import Settings
+from tests.support.app_setup import make_settings, wait_ready
 from tests.support.images import encode_image, photo
-from tests.support.paths import DEFAULT_BUNDLE, ROOT, SAMPLES
-from tests.support.service import make_settings, wait_ready
+from tests.support.repo_paths import DEFAULT_BUNDLE, ROOT, SAMPLES
 from tests.support.tiny_bundle import LABELS, make_tiny_bundle_with_head
 
 if TYPE_CHECKING:

@@ -18,9 +18,9 @@ from app.main import create_app
 from app.preprocess.decode_pace import TIMED_BYTES
 from app.preprocess.image import ImageDecoder
 from app.settings import Settings
+from tests.support.app_setup import make_settings
 from tests.support.gated_service import default_classifier, ready_client
 from tests.support.images import encode_image, photo
-from tests.support.service import make_settings
 
 pytestmark = pytest.mark.anyio
 MiB = 2**20

@@ -20,8 +20,8 @@ from PIL import Image
 
 from app.main import create_app
 from tests.support import corpus
+from tests.support.app_setup import make_settings, wait_ready
 from tests.support.images import encode_image, photo
-from tests.support.service import make_settings, wait_ready
 from tests.support.tiny_bundle import LABELS
 
 # Every request's file is named with this; it must never come back.

@@ -11,9 +11,9 @@ from fastapi.testclient import TestClient
 
 from app.api.request_id import accept_request_id
 from app.main import create_app
+from tests.support.app_setup import make_settings, wait_ready
 from tests.support.failing_engines import broken_prepare, failing_run
 from tests.support.images import encode_image, photo
-from tests.support.service import make_settings, wait_ready
 
 PNG = encode_image(photo(40, 30))
 GENERATED = re.compile(r"[0-9a-f]{32}")

@@ -11,8 +11,8 @@ from app.engine import Engine, build_engine
 from app.main import create_app
 from app.settings import Settings
 from models.export.reference_preprocess import reference_image_tensor
+from tests.support.app_setup import make_settings, wait_ready
 from tests.support.images import encode_image, photo
-from tests.support.service import make_settings, wait_ready
 from tests.support.tiny_bundle import LABELS
 
 PNG = encode_image(photo(80, 60), "PNG")

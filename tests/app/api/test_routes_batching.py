@@ -16,6 +16,7 @@ from app.main import create_app
 from app.pipeline import PreparedItem
 from app.preprocess.decode_budget import DecodeBudget
 from app.settings import Settings
+from tests.support.app_setup import make_settings
 from tests.support.gated_service import (
     Gate,
     default_classifier,
@@ -24,7 +25,6 @@ from tests.support.gated_service import (
     ready_client,
 )
 from tests.support.images import encode_image, photo
-from tests.support.service import make_settings
 
 pytestmark = pytest.mark.anyio
 

@@ -31,7 +31,7 @@ from schemathesis.specs.openapi.checks import (
 from app.api.routes import HEALTH_PATHS
 from app.api.v2 import V2_HEALTH_PATHS
 from app.main import create_app
-from tests.support.service import make_settings
+from tests.support.app_setup import make_settings
 
 KEY = "fuzz-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}

@@ -23,9 +23,9 @@ from app.api.v2_errors import reshape
 from app.engine import Engine, build_engine
 from app.main import create_app
 from app.settings import Settings
+from tests.support.app_setup import answered, classify_files, make_settings, wait_ready
 from tests.support.gated_service import Gate, default_classifier, gated_factory, ready_client
 from tests.support.images import encode_image, photo
-from tests.support.service import answered, classify_files, make_settings, wait_ready
 from tests.support.tiny_bundle import LABELS, make_tiny_bundle_with_head
 
 NAME, VERSION = "tiny-test-bundle", "0.0.1"

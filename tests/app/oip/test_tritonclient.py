@@ -15,9 +15,9 @@ import pytest
 
 from app import __version__
 from app.main import create_app
+from tests.support.app_setup import answered, classify_files, make_settings
 from tests.support.images import encode_image, photo
 from tests.support.live_server import serving
-from tests.support.service import answered, classify_files, make_settings
 from tests.support.tiny_bundle import LABELS, make_tiny_bundle_with_head
 
 httpclient = pytest.importorskip(

@@ -24,7 +24,7 @@ import pytest
 from bench.near_cap_images import bmp_rle8
 from PIL import Image
 
-from tests.support.paths import ROOT
+from tests.support.repo_paths import ROOT
 
 SIZE = (2400, 1600)
 MiB = 2**20

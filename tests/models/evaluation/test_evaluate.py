@@ -28,7 +28,7 @@ from models.data.dataset import DatasetError
 from models.data.features import FeatureExtractor, load_engine
 from models.evaluation.evaluate import NOT_SUPPORTED, evaluate, main, write_report
 from tests.support.images import encode_image
-from tests.support.paths import ROOT as REPO
+from tests.support.repo_paths import ROOT as REPO
 from tests.support.tiny_bundle import LABELS, TinyHead, make_tiny_bundle_with_head
 
 ADJECTIVES = ["small", "big", "red", "blue"]

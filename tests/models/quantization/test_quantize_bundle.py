@@ -19,8 +19,8 @@ from app.main import create_app
 from models.data.dataset import load_dataset
 from models.data.features import load_engine
 from models.quantization import calibration, quantize_bundle
+from tests.support.app_setup import make_settings, wait_ready
 from tests.support.images import encode_image, photo
-from tests.support.service import make_settings, wait_ready
 from tests.support.synthetic_dataset import write_dataset
 from tests.support.tiny_bundle import make_tiny_bundle_with_head
 

@@ -22,7 +22,7 @@ from models.evaluation.classification_metrics import fit_temperature, softmax
 from models.training import train_head
 from models.training.head_bundle import link_or_copy
 from models.training.splits import TrainingDataError
-from tests.support.service import make_settings, wait_ready
+from tests.support.app_setup import make_settings, wait_ready
 from tests.support.synthetic_dataset import write_dataset
 from tests.support.tiny_bundle import LABELS, make_tiny_bundle
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from models.recipes.fashion_mnist.default_head import MAX_ECE, MIN_FUSION_GAIN, check_targets
-from tests.support.paths import ROOT
+from tests.support.repo_paths import ROOT
 
 
 def _evaluation(fused: float, image_only: float, ece: float) -> dict[str, Any]:
