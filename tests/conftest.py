@@ -11,8 +11,20 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from app.settings import Settings
 from tests.support.app_setup import make_settings, wait_ready
+from tests.support.gated_service import Gate
 from tests.support.tiny_bundle import make_tiny_bundle
 from tests.support.without_torch import block_torch
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def gate() -> Gate:
+    """Model calls of an app built with ``gated_factory(gate)`` pass until the test holds it."""
+    return Gate.opened()
 
 
 @pytest.fixture(scope="session")

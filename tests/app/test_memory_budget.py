@@ -12,11 +12,6 @@ from app.memory_budget import MemoryBudget
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def test_reservations_add_up_to_the_capacity() -> None:
     budget = MemoryBudget(100)
     assert budget.try_reserve(60)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -52,11 +51,6 @@ MODELS = ("image_encoder", "text_encoder", "fusion_head")
 BUNDLE = "tiny-test-bundle"
 PNG = encode_image(photo(50, 40))
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 def parse(text: str) -> Samples:
@@ -142,8 +136,7 @@ def _labels_of(responses: Sequence[httpx.Response]) -> list[dict[str, Any]]:
 
 @pytest.mark.anyio
 async def test_metrics_after_real_traffic(tiny_bundle_dir: Path) -> None:
-    gate = Gate(threading.Event(), threading.Event())
-    gate.open.set()
+    gate = Gate.opened()
     settings = make_settings(tiny_bundle_dir, max_in_flight=2)
     app = create_app(settings, engine_factory=gated_factory(gate))  # type: ignore[arg-type]
     async with _asgi_client(app) as client:

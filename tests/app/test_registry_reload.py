@@ -30,11 +30,6 @@ PNG = encode_image(photo(60, 50, seed=3))
 FORM = {"text": "a small red bird"}
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def named_bundle(root: Path, name: str, *, seed: int, version: str = "1.0.0") -> Path:
     """A tiny bundle with its own weights (``seed``), name and version."""
     make_tiny_bundle(root, seed)
@@ -239,8 +234,7 @@ def _gate_version(gate: Gate, name: str, version: str) -> Callable[[Settings], E
 
 
 async def test_reload_switches_without_dropping_a_request(two_bundles: tuple[Path, Path]) -> None:
-    gate = Gate(threading.Event(), threading.Event())
-    gate.open.set()
+    gate = Gate.opened()
     factory = _gate_version(gate, "beta", "1.0.0")
     app = create_app(_settings(two_bundles), engine_factory=factory)
     async for client in ready_client(app):

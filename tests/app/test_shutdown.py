@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import threading
 from pathlib import Path
 
 import pytest
@@ -21,18 +20,6 @@ from tests.support.app_setup import make_settings
 from tests.support.gated_service import Gate, gated_factory, numbered_form, ready_client
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def gate() -> Gate:
-    opened = Gate(threading.Event(), threading.Event())
-    opened.open.set()
-    return opened
 
 
 async def test_stop_accepting_fails_readiness_and_refuses_new_work(

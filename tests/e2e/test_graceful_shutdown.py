@@ -30,11 +30,6 @@ BURST = 40
 GRACE_S = 10
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @dataclass
 class Server:
     running: ServerProcess

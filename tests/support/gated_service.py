@@ -22,8 +22,16 @@ TEXTS = ["a cat", "the big blue dog photo", "bird", "a small red bird of the dog
 
 @dataclass
 class Gate:
+    """Holds the model's calls when asked to; open (calls pass) when made by ``opened``."""
+
     open: threading.Event
     entered: threading.Event
+
+    @classmethod
+    def opened(cls) -> Gate:
+        gate = cls(threading.Event(), threading.Event())
+        gate.open.set()  # open for the warm-up and until a test holds it
+        return gate
 
     def hold(self) -> None:
         """Make the next model call block until ``open`` is set; ``entered`` marks it."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -228,8 +227,7 @@ def test_unauthenticated_body_is_not_parsed(tiny_bundle_dir: Path) -> None:
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_401_comes_before_overload_and_not_ready(tiny_bundle_dir: Path) -> None:
-    gate = Gate(threading.Event(), threading.Event())
-    gate.open.set()  # for the warm-up
+    gate = Gate.opened()
     settings = make_settings(tiny_bundle_dir, api_keys=KEYS, max_in_flight=1)
     app = create_app(settings, engine_factory=gated_factory(gate))  # type: ignore[arg-type]
     files, data = numbered_form(0)

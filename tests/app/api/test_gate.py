@@ -27,11 +27,6 @@ MiB = 2**20
 TEXT = {"text": "a cat"}
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def image_form(width: int = 64, height: int = 48, seed: int = 0) -> dict[str, tuple[str, bytes]]:
     return {"image": ("i.png", encode_image(photo(width, height, seed=seed)))}
 

@@ -29,18 +29,6 @@ from tests.support.images import encode_image, photo
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def gate() -> Gate:
-    g = Gate(threading.Event(), threading.Event())
-    g.open.set()
-    return g
-
-
 async def test_batched_results_equal_solo_results(tiny_bundle_dir: Path, gate: Gate) -> None:
     app = create_app(make_settings(tiny_bundle_dir), engine_factory=gated_factory(gate))  # type: ignore[arg-type]
     async for client in ready_client(app):

@@ -410,18 +410,6 @@ def test_failed_load_is_not_live(tiny_bundle: Path) -> None:
         assert client.get("/v2/health/ready").status_code == 503
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def gate() -> Gate:
-    opened = Gate(threading.Event(), threading.Event())
-    opened.open.set()  # for the warm-up
-    return opened
-
-
 @pytest.mark.anyio
 async def test_overload_is_503_with_retry_after(tiny_bundle_dir: Path, gate: Gate) -> None:
     settings = make_settings(tiny_bundle_dir, max_in_flight=2, retry_after_s=3)
