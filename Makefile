@@ -12,7 +12,7 @@ serve: bundle
 
 # The service's tests run with torch blocked (they must not need it); then the tools' tests.
 test: bundle lint
-	$(BIN)/python -m pytest --without-torch tests/app tests/deploy tests/e2e
+	$(BIN)/python -m pytest --without-torch tests/app tests/deploy tests/docs tests/e2e
 	$(BIN)/python -m pytest tests/models tests/bench
 
 lint: $(INSTALLED)

@@ -1,5 +1,5 @@
 """``fusionserve`` command line: serve, predict, build-default-bundle, train-head, evaluate,
-quantize-bundle."""
+quantize-bundle, settings-doc."""
 
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     from app.engine import build_engine
-    from app.schemas import Timing
+    from app.rest_schemas import Timing
     from app.service import build_response
 
     settings = _settings(args)
@@ -141,6 +141,27 @@ PASS_THROUGH = {
 }
 
 
+def _settings_doc(args: argparse.Namespace) -> int:
+    from app.settings_doc import DOC_PATH, shown, stale, write
+
+    path: Path = args.out or DOC_PATH
+    try:
+        if args.check:
+            difference = stale(path)
+            if difference is not None:
+                print(difference, file=sys.stderr)
+                print("stale: run `fusionserve settings-doc` to rewrite it", file=sys.stderr)
+                return 1
+            print(f"{shown(path)} is up to date")
+            return 0
+        changed = write(path)
+    except ValueError as exc:  # a setting without a description, or a bad group
+        print(f"fusionserve settings-doc: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {shown(path)}" if changed else f"{shown(path)} is up to date")
+    return 0
+
+
 def _pass_through(args: argparse.Namespace) -> int:
     module, _ = PASS_THROUGH[args.command]
     return _run_models_module(module, args.passthrough)
@@ -176,6 +197,19 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--out", type=Path, default=Path("models/default"))
     build.add_argument("--skip-existing", action="store_true", help="reuse exported encoders")
     build.set_defaults(handler=_build_default_bundle)
+
+    settings_doc = commands.add_parser(
+        "settings-doc", help="write docs/configuration.md from the Settings class"
+    )
+    settings_doc.add_argument(
+        "--out", type=Path, default=None, help="where to write (default: docs/configuration.md)"
+    )
+    settings_doc.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 (printing the difference) if the file is not current",
+    )
+    settings_doc.set_defaults(handler=_settings_doc)
 
     for name, (_, summary) in PASS_THROUGH.items():
         command = commands.add_parser(

@@ -11,7 +11,7 @@ more trims at once, in a thread of its own; else, once that much has been releas
 the last trim, nothing is reserved any more (a burst is over) and resident memory has grown
 by ``IDLE_SLACK_BYTES`` since the last idle trim. Normal traffic is left
 alone; the alternatives measured against this (a fixed mmap threshold, fewer arenas) are in
-the README (Operations, Memory).
+docs/operations.md (Memory).
 
 Elsewhere than glibc (musl, macOS) there is no ``malloc_trim`` and nothing is trimmed.
 """

@@ -28,10 +28,17 @@ class Settings(BaseSettings):
         description=(
             "Serve several bundles: a JSON list or comma-separated directories. Each is "
             "served under its manifest name (names must differ), with its own batcher; the "
-            "first is the default for requests without `model`. Empty: bundle_path alone."
+            "first is the default for requests without `model`. Overrides bundle_path; empty: "
+            "bundle_path alone."
         ),
     )
-    verify_bundle_hashes: bool = True
+    verify_bundle_hashes: bool = Field(
+        default=True,
+        description=(
+            "Check every bundle file against the sha256 in its manifest at start-up and on "
+            "reload; a mismatch fails the load."
+        ),
+    )
     reload_enabled: bool = Field(
         default=True,
         description=(
@@ -39,9 +46,14 @@ class Settings(BaseSettings):
         ),
     )
 
-    host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=0, le=65535, description="0 picks a free port.")
-    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    host: str = Field(default="127.0.0.1", description="Address to listen on.")
+    port: int = Field(
+        default=8000, ge=0, le=65535, description="Port to listen on; 0 picks a free port."
+    )
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
+        default="info",
+        description="Log level. At info nothing is logged per request unless access_log is on.",
+    )
     access_log: bool = Field(
         default=False,
         description="One log line per HTTP request (uvicorn's access log); off by default.",
@@ -76,17 +88,37 @@ class Settings(BaseSettings):
         ),
     )
 
-    device: Literal["auto", "cuda", "cpu"] = "auto"
-    cuda_device_id: int = Field(default=0, ge=0)
-    intra_op_threads: int = Field(default=0, ge=0, description="0 lets ONNX Runtime decide.")
-    inter_op_threads: int = Field(default=1, ge=0)
+    device: Literal["auto", "cuda", "cpu"] = Field(
+        default="auto",
+        description=(
+            "auto: CUDA when ONNX Runtime has a working CUDA provider, else CPU (logged, and "
+            "shown by /readyz); cuda: fail start-up without a working CUDA provider; cpu."
+        ),
+    )
+    cuda_device_id: int = Field(default=0, ge=0, description="The GPU the CUDA provider uses.")
+    intra_op_threads: int = Field(
+        default=0, ge=0, description="ONNX Runtime threads within an operator; 0 lets it decide."
+    )
+    inter_op_threads: int = Field(
+        default=1, ge=0, description="ONNX Runtime threads across independent operators."
+    )
     allow_spinning: bool = Field(
         default=False,
         description="ORT worker spin-waiting; off leaves CPU to decoding and the event loop.",
     )
 
-    preprocess_threads: int = Field(default=2, ge=1, le=64)
-    inference_threads: int = Field(default=1, ge=1, le=16)
+    preprocess_threads: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Thread pool (per bundle) that decodes images and tokenises texts.",
+    )
+    inference_threads: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="Thread pool (per bundle) that runs the batches through the models.",
+    )
 
     max_batch_size: int = Field(
         default=8,
@@ -101,19 +133,36 @@ class Settings(BaseSettings):
         default=0.0,
         ge=0.0,
         le=1000.0,
-        description="Extra wait to fill a batch; 0 dispatches at once when the model is idle.",
+        description=(
+            "Extra wait to fill a batch. At 0 a request to an idle model runs at once, and "
+            "batches form only while the model is busy."
+        ),
     )
     max_in_flight: int = Field(
         default=24,
         ge=1,
         description=(
             "Items accepted at once (decoding, queued or running); more get a fast 503 with "
-            "Retry-After. Bounds the queueing delay: about max_in_flight / throughput "
-            "(24 at ~55 items/s on 2 CPU cores is ~0.45 s)."
+            "Retry-After, answered before the body is parsed. Bounds the queueing delay: "
+            "about max_in_flight / throughput (24 at ~55 items/s on 2 CPU cores is ~0.45 s)."
         ),
     )
-    queue_capacity: int = Field(default=128, ge=1, description="Queued items before 503.")
-    request_timeout_s: float = Field(default=10.0, gt=0.0, description="Per-request deadline.")
+    queue_capacity: int = Field(
+        default=128,
+        ge=1,
+        description=(
+            "Items the batcher's queue holds (a second guard behind max_in_flight); a full "
+            "queue answers 503 with Retry-After."
+        ),
+    )
+    request_timeout_s: float = Field(
+        default=10.0,
+        gt=0.0,
+        description=(
+            "Per-request deadline, decoding and queueing included: past it, 504, and a "
+            "request that expires in the queue is never computed."
+        ),
+    )
     retry_after_s: int = Field(default=1, ge=1, description="Retry-After on overload (503).")
 
     # Access control and shutdown
@@ -185,7 +234,13 @@ class Settings(BaseSettings):
             )
         return self
 
-    warmup: bool = True
+    warmup: bool = Field(
+        default=True,
+        description=(
+            "Run a warm-up (one item, then a full batch) through every bundle before it "
+            "serves; a bundle whose warm-up gives invalid probabilities fails to load."
+        ),
+    )
     exit_on_startup_failure: bool = Field(
         default=True,
         description="Stop the process when the bundle cannot be loaded, so it gets restarted.",
@@ -194,9 +249,14 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=32 * 1024 * 1024,
         ge=1,
-        description="Whole request body; larger bodies get 413 before they are parsed.",
+        description=(
+            "Whole request body: over it, 413 before the body is read when Content-Length "
+            "says so, else as soon as the bytes received pass it."
+        ),
     )
-    max_image_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
+    max_image_bytes: int = Field(
+        default=20 * 1024 * 1024, ge=1, description="One image file; a larger one gets 413."
+    )
     # Memory: deploy/ sizes the containers from these (tests/deploy/test_memory_limits.py).
     decode_memory_mb: int = Field(
         default=256,
@@ -207,7 +267,7 @@ class Settings(BaseSettings):
             "decoded: an image estimated over the whole budget gets 413; otherwise it waits "
             "for room within its deadline, then gets 503 with Retry-After. 256 MiB decodes "
             "any PNG, TIFF, BMP, GIF or JPEG up to max_image_pixels (one at a time near the "
-            "cap) and WebP up to about 16 megapixels."
+            "cap) and WebP up to about 15 megapixels."
         ),
     )
     body_memory_mb: int = Field(
@@ -220,18 +280,36 @@ class Settings(BaseSettings):
             "Retry-After. At least max_body_bytes."
         ),
     )
-    max_image_pixels: int = Field(default=50_000_000, ge=1)
-    min_image_side: int = Field(default=8, ge=1)
-    jpeg_draft: bool = Field(default=True, description="Decode large JPEGs at reduced scale.")
-    max_text_chars: int = Field(default=4096, ge=1)
+    max_image_pixels: int = Field(
+        default=50_000_000,
+        ge=1,
+        description=(
+            "Pixels in one image (width x height), checked from the header before any pixel "
+            "is decoded; more get 413."
+        ),
+    )
+    min_image_side: int = Field(
+        default=8,
+        ge=1,
+        description="Shortest image side in pixels, checked from the header; shorter gets 422.",
+    )
+    jpeg_draft: bool = Field(
+        default=True,
+        description="Decode large JPEGs at reduced scale (libjpeg DCT scaling).",
+    )
+    max_text_chars: int = Field(
+        default=4096,
+        ge=1,
+        description="Characters in one text after NFC normalisation; a longer text gets 422.",
+    )
     # Input limits
     max_text_field_bytes: int = Field(
         default=64 * 1024,
         ge=1,
         description=(
-            "One text field of a form, in bytes as sent; a larger field gets 413 while the "
-            "form is parsed. The number of files and fields is bounded by "
-            "max_items_per_request."
+            "One text field of a form, or one text element of an Open Inference Protocol "
+            "request, in bytes as sent; a larger one gets 413 while the request is parsed. "
+            "The number of files and fields is bounded by max_items_per_request."
         ),
     )
     max_image_aspect_ratio: float = Field(
@@ -243,13 +321,24 @@ class Settings(BaseSettings):
         ),
     )
     max_items_per_request: int = Field(
-        default=32, ge=1, description="Items in one POST /classify/batch."
+        default=32,
+        ge=1,
+        description=(
+            "Items in one POST /classify/batch or Open Inference Protocol request; also "
+            "bounds the files and fields of any form while it is parsed."
+        ),
     )
     text_cache_size: int = Field(
-        default=10_000, ge=0, description="Text embeddings kept in the LRU cache; 0 disables."
+        default=10_000,
+        ge=0,
+        description="Text embeddings kept in the LRU cache (per bundle); 0 disables it.",
     )
     text_length_buckets: tuple[int, ...] = Field(
         default=(16, 32, 64, 128),
         description="Token lengths texts are padded to (plus the bundle's max_length).",
     )
-    default_top_k: int | None = Field(default=None, ge=1)
+    default_top_k: int | None = Field(
+        default=None,
+        ge=1,
+        description=("Classes returned when a request gives no top_k; unset: every class, sorted."),
+    )

@@ -6,7 +6,7 @@ import re
 
 from tests.support.repo_paths import ROOT
 
-SERVICE_FOLDERS = {"app", "deploy", "e2e"}
+SERVICE_FOLDERS = {"app", "deploy", "docs", "e2e"}
 
 
 def pytest_lines() -> list[str]:
