@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from app.engine import Engine, build_engine, warm_up
-from app.schemas import rank
+from app.rest_schemas import rank
 from app.settings import Settings
 
 CLASSIFY_PATH = "/classify"

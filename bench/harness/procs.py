@@ -1,24 +1,34 @@
-"""Process bookkeeping on Linux /proc: process trees, RSS, ports. No psutil needed."""
+"""Process bookkeeping on Linux /proc: process trees, CPU time, RSS, ports. No psutil needed."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import signal
 import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+MB = 1e6  # memory bars are in megabytes (10^6 bytes); /proc reports KiB
 
-def _stat(pid: int) -> tuple[int, int] | None:
-    """(ppid, session id) of ``pid``, or None if it is gone."""
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (field 3 on), or None if gone."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
-    fields = raw[raw.rindex(")") + 2 :].split()
+    return raw[raw.rindex(")") + 2 :].split()
+
+
+def _stat(pid: int) -> tuple[int, int] | None:
+    """(ppid, session id) of ``pid``, or None if it is gone."""
+    fields = _stat_fields(pid)
+    if fields is None:
+        return None
     return int(fields[1]), int(fields[3])
 
 
@@ -61,12 +71,9 @@ def cpu_seconds(pids: set[int]) -> float:
     ticks = os.sysconf("SC_CLK_TCK")
     total = 0
     for pid in pids:
-        try:
-            raw = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            continue
-        fields = raw[raw.rindex(")") + 2 :].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+        fields = _stat_fields(pid)
+        if fields is not None:
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
     return total / ticks
 
 
@@ -75,6 +82,28 @@ def busy_cpu_seconds() -> float:
     fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    """User + system CPU time of this process so far."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return own.ru_utime + own.ru_stime
+
+
+class OtherCpu:
+    """CPU seconds used by other processes on the machine during a block (this process, and
+    the ``members`` given, are subtracted)."""
+
+    def __init__(self, members: set[int] | None = None) -> None:
+        self.members = members or set()
+        self.busy = busy_cpu_seconds()
+        self.own = own_cpu_seconds()
+        self.theirs = cpu_seconds(self.members)
+
+    def seconds(self) -> float:
+        used = busy_cpu_seconds() - self.busy
+        mine = own_cpu_seconds() - self.own + cpu_seconds(self.members) - self.theirs
+        return round(used - mine, 2)
 
 
 def rss_kib(pid: int) -> int | None:

@@ -13,7 +13,10 @@ aiohttp rather than httpx/locust: with pre-built bodies it costs about 0.55 ms o
 per request, which matters because client and server share the same two cores. uvloop is used
 when importable for the same reason.
 
-CLI: ``python -m bench.loadgen --url http://127.0.0.1:8011 closed --concurrency 32``.
+The suites that measure servers at saturation (bench.peers, bench.variants) run the same three
+phases, sized by their plans: ``warmup_run``, ``saturation_run``, ``single_run``.
+
+CLI: ``python -m bench.harness.loadgen closed --url http://127.0.0.1:8011 --concurrency 32``.
 """
 
 from __future__ import annotations
@@ -26,12 +29,13 @@ import time
 from collections import Counter
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 import numpy as np
 
-from bench.payloads import RequestSet, build_requests
+from bench.harness.payloads import RequestSet, build_requests
+from bench.harness.statistics import percentiles
 
 T = TypeVar("T")
 
@@ -83,31 +87,17 @@ class RunResult:
             "ok": len(ok),
             "throughput_rps": round(len(ok) / self.window_s, 3) if self.window_s else 0.0,
             "status_counts": dict(sorted(statuses.items())),
-            "latency_ms": _percentiles(ok),
+            "latency_ms": percentiles(ok),
             "retry_after": {
                 "503": len(rejected),
                 "503_with_retry_after": sum(s.retry_after for s in rejected),
             },
             # How late the client itself sent (event-loop lag); should stay small.
-            "send_lag_ms": _percentiles(lag),
+            "send_lag_ms": percentiles(lag),
             # Only in single-client runs against FusionServe: time spent inside the service
             # (decode + queue + inference), to split a latency into server and HTTP parts.
-            "server_total_ms": _percentiles(server) if server else None,
+            "server_total_ms": percentiles(server) if server else None,
         }
-
-
-def _percentiles(values: Sequence[float]) -> dict[str, float | None]:
-    if not values:
-        return {"p50": None, "p90": None, "p99": None, "mean": None, "max": None}
-    array = np.asarray(values)
-    p50, p90, p99 = np.percentile(array, [50, 90, 99])
-    return {
-        "p50": round(float(p50), 3),
-        "p90": round(float(p90), 3),
-        "p99": round(float(p99), 3),
-        "mean": round(float(array.mean()), 3),
-        "max": round(float(array.max()), 3),
-    }
 
 
 def _session(connections: int, timeout_s: float) -> aiohttp.ClientSession:
@@ -262,12 +252,43 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     return uvloop.run(coro)
 
 
+class LoadPlan(Protocol):
+    """What a suite's plan fixes for the closed-loop phases (read-only attributes)."""
+
+    @property
+    def concurrency(self) -> int: ...
+
+    @property
+    def warmup_s(self) -> float: ...
+
+    @property
+    def saturation_s(self) -> float: ...
+
+    @property
+    def single_s(self) -> float: ...
+
+
+def warmup_run(base_url: str, requests: RequestSet, plan: LoadPlan) -> RunResult:
+    """The plan's warm-up: its closed-loop concurrency for ``warmup_s``."""
+    return run(closed_loop(base_url, requests, plan.concurrency, plan.warmup_s))
+
+
+def saturation_run(base_url: str, requests: RequestSet, plan: LoadPlan) -> RunResult:
+    """The plan's saturation measure: its closed-loop concurrency for ``saturation_s``."""
+    return run(closed_loop(base_url, requests, plan.concurrency, plan.saturation_s))
+
+
+def single_run(base_url: str, requests: RequestSet, plan: LoadPlan) -> RunResult:
+    """The plan's single-client measure, for ``single_s``."""
+    return run(single_client(base_url, requests, plan.single_s))
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--url", default="http://127.0.0.1:8011", help="server base URL")
     common.add_argument("--duration", type=float, default=20.0, help="seconds")
     common.add_argument("--timeout", type=float, default=30.0, help="client timeout, seconds")
-    parser = argparse.ArgumentParser(prog="python -m bench.loadgen", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench.harness.loadgen", description=__doc__)
     modes = parser.add_subparsers(dest="mode", required=True)
     closed = modes.add_parser("closed", parents=[common], help="N concurrent clients")
     closed.add_argument("--concurrency", type=int, default=32)

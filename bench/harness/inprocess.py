@@ -9,15 +9,15 @@ it is the ceiling a server built on this pipeline can approach.
 Latency: one item at a time, decode then run, nothing else running: the floor for a
 single client's latency.
 
-Runs in its own process (``python -m bench.inprocess``) so that its sessions and threads
-never share a process with the load generator.
+Runs in its own process (``python -m bench.harness.inprocess``) so that its sessions and
+threads never share a process with the load generator. The peer benchmark runs it as system
+(c) and for the agreement reference; the variants suite calls ``throughput`` directly.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -27,7 +27,8 @@ from typing import Any
 from app.engine import Engine, build_engine, warm_up
 from app.pipeline import PreparedItem
 from app.settings import Settings
-from bench.payloads import RequestSet, build_requests
+from bench.harness.payloads import RequestSet, build_requests
+from bench.harness.statistics import mean, median
 
 BATCH_SIZES = (1, 4, 8, 16, 32)
 
@@ -83,8 +84,8 @@ def single_item_latency(engine: Engine, requests: RequestSet, count: int) -> dic
         latencies.append((time.perf_counter() - started) * 1000)
     return {
         "count": count,
-        "median_ms": round(statistics.median(latencies), 3),
-        "mean_ms": round(statistics.fmean(latencies), 3),
+        "median_ms": median(latencies),
+        "mean_ms": mean(latencies),
     }
 
 
@@ -128,7 +129,9 @@ def measure(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.harness.inprocess", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per batch size")
     parser.add_argument("--latency-count", type=int, default=192)
     parser.add_argument("--decode-threads", type=int, default=2)

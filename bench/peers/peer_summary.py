@@ -1,25 +1,19 @@
-"""Summary (medians across repeats, ratios, targets), docs/benchmarks.md and the plot.
+"""The peer benchmark's summary: medians across repeats, ratios, and issue 3's targets.
 
-``python -m bench.report [bench/results/results.json]`` rebuilds the doc and the plot from a
-results file without re-running anything (the discussion comes from bench/analysis.md).
+``summarize(results)`` reduces a session's raw runs (bench/results/results.json's ``raw``) to
+the ``summary`` that the session stores and bench.peers.benchmarks_doc shows.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import statistics
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
-from bench.venvs import BENCH_DIR, REPO_ROOT
+from bench.harness.procs import MB
+from bench.harness.statistics import median_or_none, ratio_or_none
 
-DOC = REPO_ROOT / "docs" / "benchmarks.md"
-PLOT = REPO_ROOT / "docs" / "img" / "throughput_vs_p99.png"
-ANALYSIS = BENCH_DIR / "analysis.md"
 PEERS = ("d", "e", "f")
-MB_KIB = 1e6 / 1024  # the targets speak of MB (10^6 bytes); /proc reports KiB
+MB_KIB = MB / 1024  # the targets speak of MB (10^6 bytes); /proc reports KiB
 
 # Issue 3's targets.
 SAT_VS_INPROCESS = 0.85
@@ -27,10 +21,6 @@ SAT_VS_PEER = 1.5
 SINGLE_GAP_MS = 2.0
 OVERLOAD_P99_FACTOR = 3.0
 RSS_DELTA_MB = 50.0
-
-
-def _median(values: list[float]) -> float | None:
-    return round(statistics.median(values), 3) if values else None
 
 
 def _runs(results: dict[str, Any], key: str) -> list[dict[str, Any]]:
@@ -48,7 +38,7 @@ def _system_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
                 value = value[part]
             if value is not None:
                 values.append(float(value))
-        return _median(values)
+        return median_or_none(values)
 
     def non_200(phase: str) -> dict[str, int]:
         counts: Counter[str] = Counter()
@@ -69,17 +59,17 @@ def _system_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "open_p99_ms": med("open", "latency_ms", "p99"),
         "open_non_200": non_200("open"),
         "single_p50_ms": med("single", "latency_ms", "p50"),
-        "single_server_p50_ms": _median(
+        "single_server_p50_ms": median_or_none(
             [r["single"]["server_total_ms"]["p50"] for r in ok if r["single"]["server_total_ms"]]
         ),
-        "server_cpu_ms_per_request": _median(
+        "server_cpu_ms_per_request": median_or_none(
             [r["saturation_cpu"]["server_cpu_ms_per_ok"] for r in ok if "saturation_cpu" in r]
         ),
-        "client_cpu_ms_per_request": _median(
+        "client_cpu_ms_per_request": median_or_none(
             [r["saturation_cpu"]["client_cpu_ms_per_ok"] for r in ok if "saturation_cpu" in r]
         ),
-        "startup_s": _median([float(r["startup_s"]) for r in ok]),
-        "rss_mib_tree": _median(
+        "startup_s": median_or_none([float(r["startup_s"]) for r in ok]),
+        "rss_mib_tree": median_or_none(
             [r["rss_kib_after_warmup"]["tree"] / 1024 for r in ok if "rss_kib_after_warmup" in r]
         ),
         "processes_alive_at_end": all(r.get("alive_at_end", False) for r in ok),
@@ -100,11 +90,11 @@ def _inprocess_summary(results: dict[str, Any]) -> dict[str, Any]:
         if row["batch_size"] == r["best_batch_size"] and "cpu_ms_per_item" in row
     ]
     return {
-        "best_items_per_s": _median([r["best_items_per_s"] for r in runs]),
-        "cpu_ms_per_item_at_best": _median(best_cpu),
+        "best_items_per_s": median_or_none([r["best_items_per_s"] for r in runs]),
+        "cpu_ms_per_item_at_best": median_or_none(best_cpu),
         "best_batch_sizes": [r["best_batch_size"] for r in runs],
-        "items_per_s_by_batch_size": {k: _median(v) for k, v in per_batch.items()},
-        "single_item_median_ms": _median([r["single_item"]["median_ms"] for r in runs]),
+        "items_per_s_by_batch_size": {k: median_or_none(v) for k, v in per_batch.items()},
+        "single_item_median_ms": median_or_none([r["single_item"]["median_ms"] for r in runs]),
     }
 
 
@@ -136,10 +126,6 @@ def _overload_summary(results: dict[str, Any], open_p99: float | None) -> dict[s
     }
 
 
-def _ratio(a: float | None, b: float | None) -> float | None:
-    return round(a / b, 3) if a is not None and b else None
-
-
 def summarize(results: dict[str, Any]) -> dict[str, Any]:
     keys = list(results["systems"])
     systems = {k: _system_summary(_runs(results, k)) for k in keys}
@@ -148,16 +134,18 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
     peers = {k: systems[k] for k in PEERS if k in systems and systems[k]["saturation_rps"]}
     best_peer = max(peers, key=lambda k: peers[k]["saturation_rps"], default=None)
     ratios: dict[str, Any] = {
-        "saturation_vs_inprocess": _ratio(ours.get("saturation_rps"), inproc["best_items_per_s"]),
-        "saturation_vs_best_peer": _ratio(
+        "saturation_vs_inprocess": ratio_or_none(
+            ours.get("saturation_rps"), inproc["best_items_per_s"]
+        ),
+        "saturation_vs_best_peer": ratio_or_none(
             ours.get("saturation_rps"), peers[best_peer]["saturation_rps"] if best_peer else None
         ),
         "best_peer": best_peer,
-        "batching_vs_no_batching": _ratio(
+        "batching_vs_no_batching": ratio_or_none(
             ours.get("saturation_rps"), systems.get("b", {}).get("saturation_rps")
         ),
         "open_p99_vs_peer": {
-            k: _ratio(ours.get("open_p99_ms"), systems[k]["open_p99_ms"]) for k in peers
+            k: ratio_or_none(ours.get("open_p99_ms"), systems[k]["open_p99_ms"]) for k in peers
         },
         "single_minus_inprocess_ms": (
             round(ours["single_p50_ms"] - inproc["single_item_median_ms"], 3)
@@ -264,80 +252,3 @@ def _overload_targets(overload: dict[str, Any] | None) -> list[dict[str, Any]]:
             abs(overload["rss_delta_mb"]) <= RSS_DELTA_MB,
         ),
     ]
-
-
-def fmt(value: float | None, digits: int = 1) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def summary_table(summary: dict[str, Any], labels: dict[str, str] | None = None) -> str:
-    """The main Markdown table (medians across repeats)."""
-    rows = [
-        "| System | Saturation (req/s) | p50 / p99 at saturation (ms) | p50 / p99 at the 70% "
-        "rate (ms) | non-200 at 70% | Single client p50 (ms) | Server CPU per request at "
-        "saturation (ms) | Start-up (s) | RSS (MiB) |",
-        "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
-    ]
-    for key, s in summary["systems"].items():
-        name = labels[key] if labels else key
-        non_200 = ", ".join(f"{k}: {v}" for k, v in s["open_non_200"].items()) or "none"
-        if s["errors"]:
-            non_200 += f"; {len(s['errors'])} failed run(s)"
-        rows.append(
-            f"| ({key}) {name} | {fmt(s['saturation_rps'])} | {fmt(s['saturation_p50_ms'], 0)} / "
-            f"{fmt(s['saturation_p99_ms'], 0)} | {fmt(s['open_p50_ms'], 0)} / "
-            f"{fmt(s['open_p99_ms'], 0)} | {non_200} | {fmt(s['single_p50_ms'])} | "
-            f"{fmt(s['server_cpu_ms_per_request'])} | {fmt(s['startup_s'])} | "
-            f"{fmt(s['rss_mib_tree'], 0)} |"
-        )
-    inproc = summary["inprocess"]
-    rows.append(
-        f"| (c) in-process limit (no HTTP) | {fmt(inproc['best_items_per_s'])} items/s (best "
-        f"batch size per repeat: {'/'.join(map(str, inproc['best_batch_sizes']))}) | - | - | - "
-        f"| {fmt(inproc['single_item_median_ms'])} (one item) | "
-        f"{fmt(inproc.get('cpu_ms_per_item_at_best'))} "
-        "(per item) | - | - |"
-    )
-    return "\n".join(rows)
-
-
-def targets_table(summary: dict[str, Any]) -> str:
-    rows = ["| Target | Measured | Verdict |", "| --- | --- | --- |"]
-    rows += [
-        f"| {t['target']} | {t['measured']} | **{t['verdict']}** |" for t in summary["targets"]
-    ]
-    return "\n".join(rows)
-
-
-def write_docs(results: dict[str, Any]) -> None:
-    from bench.doc import render
-    from bench.plot import plot
-
-    PLOT.parent.mkdir(parents=True, exist_ok=True)
-    plot(results, PLOT)
-    analysis = ANALYSIS.read_text() if ANALYSIS.exists() else ""
-    DOC.write_text(render(results, analysis, PLOT.relative_to(DOC.parent).as_posix()))
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "results", nargs="?", type=Path, default=BENCH_DIR / "results" / "results.json"
-    )
-    parser.add_argument(
-        "--resummarize",
-        action="store_true",
-        help="recompute the summary from the raw runs before writing",
-    )
-    args = parser.parse_args()
-    results = json.loads(args.results.read_text())
-    if args.resummarize or "summary" not in results:
-        results["summary"] = summarize(results)
-        args.results.write_text(json.dumps(results, indent=2))
-    write_docs(results)
-    print(summary_table(results["summary"], {k: v["label"] for k, v in results["systems"].items()}))
-    print(targets_table(results["summary"]))
-
-
-if __name__ == "__main__":
-    main()

@@ -1,13 +1,14 @@
 """Server CPU per request when the model costs nothing: this checkout against a baseline.
 
 The overhead-bound regime (../shared/notes/performance-regimes.md): each checkout's
-`fusionserve serve` on a tiny bundle (random ONNX encoders and head from tests/tiny_bundle.py,
-32x32 crops), `FUSIONSERVE_MAX_IN_FLIGHT=256`, gets 64 closed-loop clients posting a 64x64
-JPEG and a short text for ``--duration`` seconds. The figure is the server's CPU time (user
-+ system, its whole process tree, from /proc) over the window divided by the 200s answered;
-checkouts alternate, ``--rounds`` times, and the medians are compared.
+`fusionserve serve` on a tiny bundle (random ONNX encoders and head from
+tests/support/tiny_bundle.py, 32x32 crops), `FUSIONSERVE_MAX_IN_FLIGHT=256`, gets 64
+closed-loop clients posting a 64x64 JPEG and a short text for ``--duration`` seconds. The
+figure is the server's CPU time (user + system, its whole process tree, from /proc) over the
+window divided by the 200s answered; checkouts alternate, ``--rounds`` times, and the medians
+are compared.
 
-    python -m bench.request_overhead --baseline-root /tmp/fusionserve-before
+    python -m bench.overhead.request_overhead --baseline-root /tmp/fusionserve-before
 
 Writes bench/results/request-overhead.json; about 2 minutes.
 """
@@ -17,7 +18,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import statistics
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -25,14 +25,16 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from bench import procs
-from bench.loadgen import closed_loop, run
-from bench.payloads import ImagePart, RequestSet, image_prefix, text_suffix
-from bench.systems import Server, SystemSpec
-from bench.venvs import REPO_ROOT
-from tests.tiny_bundle import make_tiny_bundle
+from bench.harness import procs
+from bench.harness.loadgen import closed_loop, run
+from bench.harness.paths import REPO_ROOT, RESULTS_DIR
+from bench.harness.payloads import ImagePart, RequestSet, image_prefix, text_suffix
+from bench.harness.servers import Server, SystemSpec
+from bench.harness.session import rotated
+from bench.harness.statistics import median, ratio
+from tests.support.tiny_bundle import make_tiny_bundle
 
-RESULTS = REPO_ROOT / "bench" / "results" / "request-overhead.json"
+RESULTS = RESULTS_DIR / "request-overhead.json"
 TEXTS = [f"a small {c} bird near the big dog" for c in ("red", "blue", "grey", "green")]
 
 
@@ -74,7 +76,9 @@ def _measure(root: Path, bundle: Path, port: int, duration_s: float, log: Path) 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.overhead.request_overhead", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--baseline-root", type=Path, required=True)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=10.0)
@@ -86,21 +90,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         bundle = make_tiny_bundle(Path(folder) / "tiny")
         for index in range(args.rounds):
-            order = list(roots) if index % 2 == 0 else list(reversed(roots))
-            for label in order:
+            for label in rotated(list(roots), index):
                 log = args.out.parent / "logs" / f"overhead-{label}.log"
                 runs[label].append(_measure(roots[label], bundle, args.port, args.duration, log))
                 print(f"[{label}] {runs[label][-1]}", flush=True)
     medians = {
         label: {
-            key: statistics.median(r[key] for r in results)
+            key: median((r[key] for r in results), digits=None)
             for key in ("cpu_ms_per_request", "throughput_rps")
         }
         for label, results in runs.items()
     }
-    ratios = {
-        key: round(medians["after"][key] / medians["before"][key], 3) for key in medians["after"]
-    }
+    ratios = {key: ratio(medians["after"][key], medians["before"][key]) for key in medians["after"]}
     results = {"medians": medians, "after_over_before": ratios, "runs": runs}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1) + "\n")

@@ -1,15 +1,15 @@
 """fp32 against int8, and explain off against on: in-process and over HTTP, side by side.
 
-``python -m bench.variants [--quick] [--repeats 3] [--rounds 5]`` (about 7 minutes on 2 cores;
-``--quick``: about 2). Needs ``models/default`` and ``models/default-int8``
+``python -m bench.variants.variant_benchmark [--quick] [--repeats 3] [--rounds 5]`` (about 7
+minutes on 2 cores; ``--quick``: about 2). Needs ``models/default`` and ``models/default-int8``
 (``python -m models.recipes.fashion_mnist.build_int8_bundle``).
 
 (a) In-process, no HTTP (one process, both bundles loaded): decode pool + ``Pipeline.run`` at
-    batch sizes 1 and 8 (``bench.inprocess.throughput``: fresh texts, so the text cache never
-    hits), the two bundles alternated within each round and their order flipped every round,
-    so that load from other processes hits both alike; medians over the rounds and the ratio
-    int8/fp32. Then each encoder alone on a fixed batch (decoded request images, request
-    texts), alternated the same way.
+    batch sizes 1 and 8 (``bench.harness.inprocess.throughput``: fresh texts, so the text
+    cache never hits), the two bundles alternated within each round and their order flipped
+    every round, so that load from other processes hits both alike; medians over the rounds
+    and the ratio int8/fp32. Then each encoder alone on a fixed batch (decoded request
+    images, request texts), alternated the same way.
 (b) HTTP through ``fusionserve serve``: three servers, one at a time, in an order rotated by
     the repeat: fp32, int8, and fp32 with ``explain=true`` on every request. Each is started,
     checked (bundle name; an explanation exactly when asked), warmed up, driven at saturation
@@ -19,8 +19,9 @@
 
 Every measurement records the CPU that other processes used meanwhile: on a shared machine
 that is the noise to read the ratios against. Writes ``bench/results/variants.json``
-(``--quick``: ``bench/results/quick/variants.json``) and, unless ``--quick`` or ``--no-docs``,
-the benchmark section of ``docs/int8.md``.
+(``--quick``: ``bench/results/quick/variants.json``; summarised by
+bench.variants.variant_summary) and, unless ``--quick`` or ``--no-docs``, the benchmark
+section of ``docs/int8.md`` (bench.variants.int8_doc).
 """
 
 from __future__ import annotations
@@ -30,10 +31,9 @@ import gc
 import json
 import os
 import resource
-import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -42,20 +42,18 @@ import numpy as np
 
 from app.engine import Engine, build_engine, warm_up
 from app.settings import Settings
-from bench import procs
-from bench.inprocess import throughput
-from bench.loadgen import classify_each, closed_loop, run, single_client
-from bench.payloads import BOUNDARY, RequestSet, build_requests
-from bench.run import LOCK, machine_info
-from bench.systems import COMMON_ENV, Server, SystemSpec
-from bench.variants_doc import write_doc
-from bench.venvs import BENCH_DIR, REPO_ROOT
+from bench.harness.inprocess import throughput
+from bench.harness.loadgen import classify_each, run, saturation_run, single_run, warmup_run
+from bench.harness.paths import REPO_ROOT, output_dir
+from bench.harness.payloads import RequestSet, build_requests
+from bench.harness.procs import OtherCpu
+from bench.harness.servers import COMMON_ENV, Server, SystemSpec
+from bench.harness.session import bench_lock, logger, machine_info, rotated
+from bench.variants.int8_doc import write_doc
+from bench.variants.variant_summary import BUNDLES, CONFIGS, summarize_http, summarize_inprocess
 
 FP32_BUNDLE = REPO_ROOT / "models" / "default"
 INT8_BUNDLE = REPO_ROOT / "models" / "default-int8"
-RESULTS_DIR = BENCH_DIR / "results"
-BUNDLES = ("fp32", "int8")
-CONFIGS = ("fp32", "int8", "fp32_explain")  # HTTP: (bundle, explain on every request)
 PORTS = {"fp32": 8121, "int8": 8122, "fp32_explain": 8123}
 
 
@@ -85,33 +83,11 @@ class Plan:
         )
 
 
-def log(message: str) -> None:
-    print(f"[variants {time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def _own_cpu_s() -> float:
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    return own.ru_utime + own.ru_stime
-
-
-class OtherCpu:
-    """CPU seconds used by other processes on the machine during a block (this process, and
-    the ``members`` given, are subtracted)."""
-
-    def __init__(self, members: set[int] | None = None) -> None:
-        self.members = members or set()
-        self.busy = procs.busy_cpu_seconds()
-        self.own = _own_cpu_s()
-        self.theirs = procs.cpu_seconds(self.members)
-
-    def seconds(self) -> float:
-        used = procs.busy_cpu_seconds() - self.busy
-        mine = _own_cpu_s() - self.own + procs.cpu_seconds(self.members) - self.theirs
-        return round(used - mine, 2)
+log = logger("variants")
 
 
 def _settings(bundle: Path) -> Settings:
-    # The ONNX Runtime settings every benchmarked server gets (bench/systems.py COMMON_ENV).
+    # The ONNX Runtime settings every benchmarked server gets (bench/harness/servers.py COMMON_ENV).
     return Settings(
         bundle_path=bundle,
         device="cpu",
@@ -121,18 +97,14 @@ def _settings(bundle: Path) -> Settings:
     )
 
 
-def _order(names: Sequence[str], turn: int) -> list[str]:
-    """``names`` rotated by ``turn`` (two names: flipped every other turn)."""
-    shift = turn % len(names)
-    return [*names[shift:], *names[:shift]]
-
-
-def pipeline_runs(plan: Plan, engines: dict[str, Engine], requests: RequestSet) -> list[dict]:
+def pipeline_runs(
+    plan: Plan, engines: dict[str, Engine], requests: RequestSet
+) -> list[dict[str, Any]]:
     """Decode pool + ``Pipeline.run``, each bundle at each batch size, alternated per round."""
     runs = []
     for round_ in range(plan.rounds):
         for batch in plan.batch_sizes:
-            for name in _order(BUNDLES, round_):
+            for name in rotated(BUNDLES, round_):
                 other = OtherCpu()
                 result = throughput(
                     engines[name], requests, batch, plan.duration_s, plan.decode_threads
@@ -144,13 +116,15 @@ def pipeline_runs(plan: Plan, engines: dict[str, Engine], requests: RequestSet) 
     return runs
 
 
-def _last(runs: list[dict], count: int) -> str:
+def _last(runs: list[dict[str, Any]], count: int) -> str:
     return ", ".join(
         f"{r['bundle']} b{r['batch_size']} {r['items_per_s']:.1f}/s" for r in runs[-count:]
     )
 
 
-def _encoder_inputs(engine: Engine, requests: RequestSet, size: int) -> dict[str, Callable]:
+def _encoder_inputs(
+    engine: Engine, requests: RequestSet, size: int
+) -> dict[str, Callable[[], object]]:
     """One call of each encoder on ``size`` request images / texts, prepared once; and one
     ``Pipeline.run`` (both encoders and the head) on the same items, decoded and tokenised
     once. ``engine`` has no text cache, so every call runs the text encoder."""
@@ -175,7 +149,9 @@ def _items_per_s(call: Callable[[], object], size: int, seconds: float) -> float
     return round(calls * size / (time.perf_counter() - started), 3)
 
 
-def encoder_runs(plan: Plan, engines: dict[str, Engine], requests: RequestSet) -> list[dict]:
+def encoder_runs(
+    plan: Plan, engines: dict[str, Engine], requests: RequestSet
+) -> list[dict[str, Any]]:
     """Each encoder alone, and the models together (``Pipeline.run`` on decoded items), at
     each batch size, bundles alternated per round."""
     calls = {
@@ -187,7 +163,7 @@ def encoder_runs(plan: Plan, engines: dict[str, Engine], requests: RequestSet) -
     for round_ in range(plan.rounds):
         for size in plan.batch_sizes:
             for encoder in ("image_encoder", "text_encoder", "model_pipeline"):
-                for name in _order(BUNDLES, round_):
+                for name in rotated(BUNDLES, round_):
                     other = OtherCpu()
                     rate = _items_per_s(calls[(name, size)][encoder], size, plan.encoder_s)
                     runs.append(
@@ -227,17 +203,7 @@ def inprocess(plan: Plan, requests: RequestSet) -> dict[str, Any]:
 
 def explain_requests(requests: RequestSet) -> RequestSet:
     """The same requests with ``explain=true`` as a third form field."""
-    suffixes = [
-        (
-            f"\r\n--{BOUNDARY}\r\n"
-            'Content-Disposition: form-data; name="text"\r\n\r\n'
-            f"{text}\r\n--{BOUNDARY}\r\n"
-            'Content-Disposition: form-data; name="explain"\r\n\r\n'
-            f"true\r\n--{BOUNDARY}--\r\n"
-        ).encode()
-        for text in requests.texts
-    ]
-    return RequestSet(requests.images, requests.texts, suffixes)
+    return requests.with_fields({"explain": "true"})
 
 
 def _spec(config: str) -> SystemSpec:
@@ -271,23 +237,24 @@ def measure_server(
     try:
         record["startup_s"] = round(server.wait_ready(requests, probe), 2)
         _check_answer(config, run(classify_each(spec.base_url, requests, [probe]))[0], names)
-        run(closed_loop(spec.base_url, requests, plan.concurrency, plan.warmup_s))
+        warmup_run(spec.base_url, requests, plan)
         other = OtherCpu(server.track())
-        saturation = run(closed_loop(spec.base_url, requests, plan.concurrency, plan.saturation_s))
-        record["saturation"] = saturation.summary()
+        record["saturation"] = saturation_run(spec.base_url, requests, plan).summary()
         record["saturation"]["other_cpu_s"] = other.seconds()
-        record["single"] = run(single_client(spec.base_url, requests, plan.single_s)).summary()
+        record["single"] = single_run(spec.base_url, requests, plan).summary()
         record["rss_kib"] = server.rss_kib()
     finally:
         record["stop"] = server.stop()
     return record
 
 
-def http_runs(plan: Plan, requests: RequestSet, names: dict[str, str], out: Path) -> list[dict]:
+def http_runs(
+    plan: Plan, requests: RequestSet, names: dict[str, str], out: Path
+) -> list[dict[str, Any]]:
     explained = explain_requests(requests)
     runs = []
     for repeat in range(plan.repeats):
-        for position, config in enumerate(_order(CONFIGS, repeat)):
+        for position, config in enumerate(rotated(CONFIGS, repeat)):
             chosen = explained if config == "fp32_explain" else requests
             record = measure_server(plan, config, chosen, names, out / "logs")
             record |= {"repeat": repeat, "position": position}
@@ -299,90 +266,6 @@ def http_runs(plan: Plan, requests: RequestSet, names: dict[str, str], out: Path
                 f"{sat['other_cpu_s']} s"
             )
     return runs
-
-
-def _median(values: list[float]) -> float | None:
-    return round(statistics.median(values), 3) if values else None
-
-
-def _ratio(a: float | None, b: float | None) -> float | None:
-    return round(a / b, 4) if a is not None and b else None
-
-
-def summarize_inprocess(data: dict[str, Any]) -> dict[str, Any]:
-    pipe: dict[str, dict[str, float | None]] = {}
-    for name in BUNDLES:
-        sizes = sorted({r["batch_size"] for r in data["pipeline"]})
-        pipe[name] = {
-            str(b): _median(
-                [
-                    r["items_per_s"]
-                    for r in data["pipeline"]
-                    if r["bundle"] == name and r["batch_size"] == b
-                ]
-            )
-            for b in sizes
-        }
-    encoders: dict[str, dict[str, dict[str, float | None]]] = {}
-    for r in data["encoders"]:
-        encoders.setdefault(r["encoder"], {}).setdefault(r["bundle"], {})
-    for encoder, by_bundle in encoders.items():
-        for name in by_bundle:
-            rows = [r for r in data["encoders"] if r["encoder"] == encoder and r["bundle"] == name]
-            sizes = sorted({r["batch_size"] for r in rows})
-            by_bundle[name] = {
-                str(b): _median([r["items_per_s"] for r in rows if r["batch_size"] == b])
-                for b in sizes
-            }
-    return {
-        "pipeline_items_per_s": pipe,
-        "pipeline_ratio_int8_fp32": {
-            b: _ratio(pipe["int8"][b], v) for b, v in pipe["fp32"].items()
-        },
-        "encoder_items_per_s": encoders,
-        "encoder_ratio_int8_fp32": {
-            encoder: {b: _ratio(v["int8"][b], f) for b, f in v["fp32"].items()}
-            for encoder, v in encoders.items()
-        },
-        "other_cpu_s_median": _median([r["other_cpu_s"] for r in data["pipeline"]]),
-    }
-
-
-def _http_point(runs: list[dict[str, Any]]) -> dict[str, float | None]:
-    return {
-        "throughput_rps": _median([r["saturation"]["throughput_rps"] for r in runs]),
-        "p50_ms": _median([r["saturation"]["latency_ms"]["p50"] for r in runs]),
-        "p99_ms": _median([r["saturation"]["latency_ms"]["p99"] for r in runs]),
-        "single_p50_ms": _median([r["single"]["latency_ms"]["p50"] for r in runs]),
-        "other_cpu_s": _median([r["saturation"]["other_cpu_s"] for r in runs]),
-    }
-
-
-def _http_ratios(a: dict[str, Any], b: dict[str, Any]) -> dict[str, float | None]:
-    return {
-        key: _ratio(a[key], b[key])
-        for key in ("throughput_rps", "p50_ms", "p99_ms", "single_p50_ms")
-    }
-
-
-def summarize_http(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    points = {c: _http_point([r for r in runs if r["config"] == c]) for c in CONFIGS}
-    per_repeat = []
-    for repeat in sorted({r["repeat"] for r in runs}):
-        got = {r["config"]: _http_point([r]) for r in runs if r["repeat"] == repeat}
-        per_repeat.append(
-            {
-                "repeat": repeat,
-                "int8_vs_fp32": _http_ratios(got["int8"], got["fp32"]),
-                "explain_vs_plain": _http_ratios(got["fp32_explain"], got["fp32"]),
-            }
-        )
-    return {
-        "medians": points,
-        "int8_vs_fp32": _http_ratios(points["int8"], points["fp32"]),
-        "explain_vs_plain": _http_ratios(points["fp32_explain"], points["fp32"]),
-        "per_repeat": per_repeat,
-    }
 
 
 def execute(plan: Plan, out: Path, skip_http: bool) -> dict[str, Any]:
@@ -434,7 +317,9 @@ def summary_lines(results: dict[str, Any]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.variants.variant_benchmark", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--quick", action="store_true", help="short runs, 1 repeat")
     parser.add_argument("--repeats", type=int, help="HTTP repeats (default 3; quick 1)")
     parser.add_argument("--rounds", type=int, help="in-process rounds (default 5; quick 2)")
@@ -452,14 +337,13 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    out = args.out or (RESULTS_DIR / "quick" if args.quick else RESULTS_DIR)
+    out = output_dir(args.out, args.quick)
     out.mkdir(parents=True, exist_ok=True)
-    LOCK.write_text(f"{os.getpid()} {' '.join(sys.argv)}\n")
-    try:
+    with bench_lock(" ".join(sys.argv)):
         results = execute(plan, out, args.inprocess_only)
-    finally:
-        LOCK.unlink(missing_ok=True)
-    results["command"] = " ".join(["python -m bench.variants", *(argv or sys.argv[1:])])
+    results["command"] = " ".join(
+        ["python -m bench.variants.variant_benchmark", *(argv or sys.argv[1:])]
+    )
     path = out / "variants.json"
     path.write_text(json.dumps(results, indent=2) + "\n")
     print("\n".join(summary_lines(results)))

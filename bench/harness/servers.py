@@ -1,7 +1,9 @@
-"""The systems under test and how to start, probe and fully stop each one.
+"""Servers under test: how to start, probe, measure and fully stop each one's process tree.
 
 Every system serves ``POST /classify`` on 127.0.0.1 from the same bundle, with the same
-FusionServe decode + pipeline code and the same ONNX Runtime thread settings (below).
+FusionServe decode + pipeline code and the same ONNX Runtime thread settings (below). A
+``SystemSpec`` runs ``fusionserve serve`` from a checkout; the peer benchmark's frameworks
+subclass it with their own commands (bench.peers.systems).
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
-from bench import procs
-from bench.loadgen import classify_each, run
-from bench.payloads import RequestSet
-from bench.venvs import REPO_ROOT, venv_python
+from bench.harness import procs
+from bench.harness.loadgen import classify_each, run
+from bench.harness.paths import REPO_ROOT
+from bench.harness.payloads import RequestSet
+from bench.harness.venvs import venv_python
 
 # The same for every system (FusionServe reads them as settings; the peers build their
 # engine through the same Settings class): ORT intra-op threads = all cores, no spinning.
@@ -37,6 +41,9 @@ COMMON_ENV = {
 
 @dataclass(frozen=True)
 class SystemSpec:
+    """A FusionServe server: ``fusionserve serve`` from ``root`` with ``env`` on top of
+    COMMON_ENV."""
+
     key: str
     name: str
     label: str
@@ -55,39 +62,18 @@ class SystemSpec:
 
     def command(self) -> list[str]:
         port = str(self.port)
-        if self.name.startswith("fusionserve"):
-            return [self.python(), "-m", "app", "serve", "--host", "127.0.0.1", "--port", port]
-        if self.name == "litserve":
-            return [self.python(), "-m", "bench.peers.litserve_server", "--port", port]
-        if self.name == "bentoml":
-            bentoml = str(Path(self.python()).parent / "bentoml")
-            service = "bench.peers.bentoml_service:Front"
-            return [bentoml, "serve", service, "--host", "127.0.0.1", "--port", port]
-        if self.name == "ray":
-            return [self.python(), "-m", "bench.peers.ray_server", "--port", port]
-        raise ValueError(self.name)
-
-
-SYSTEMS: dict[str, SystemSpec] = {
-    s.key: s
-    for s in (
-        SystemSpec("a", "fusionserve", "FusionServe (batching)", 8101),
-        SystemSpec(
-            "b",
-            "fusionserve-nobatch",
-            "FusionServe (max_batch_size=1)",
-            8102,
-            env={"FUSIONSERVE_MAX_BATCH_SIZE": "1"},
-        ),
-        SystemSpec("d", "litserve", "LitServe 0.2.19", 8103, venv="litserve"),
-        SystemSpec("e", "bentoml", "BentoML 1.4.30", 8104, venv="bentoml"),
-        SystemSpec("f", "ray", "Ray Serve 2.60", 8105, venv="ray", start_timeout_s=180.0),
-    )
-}
+        return [self.python(), "-m", "app", "serve", "--host", "127.0.0.1", "--port", port]
 
 
 class ServerError(RuntimeError):
     pass
+
+
+class Rss(TypedDict):
+    """Resident memory in KiB: the main process (None once it is gone) and its live tree."""
+
+    main: int | None
+    tree: int
 
 
 class Server:
@@ -147,7 +133,7 @@ class Server:
             self.members |= procs.family(self.process.pid)
         return self.members
 
-    def rss_kib(self) -> dict[str, int | None]:
+    def rss_kib(self) -> Rss:
         """RSS of the main process and of the whole live process tree."""
         members = {pid for pid in self.track() if procs.alive(pid)}
         return {"main": procs.rss_kib(self.pid), "tree": procs.tree_rss_kib(members)}

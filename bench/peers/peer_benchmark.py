@@ -1,4 +1,5 @@
-"""One command for the whole comparison: ``python -m bench.run [--repeats 3] [--quick]``.
+"""The peer benchmark in one command:
+``python -m bench.peers.peer_benchmark [--repeats 3] [--quick]``.
 
 Per repeat: (c) the in-process limit; a FusionServe (batching) calibration run whose
 saturation throughput fixes the repeat's open-loop rate (70% of it, the same absolute rate
@@ -6,7 +7,8 @@ for every system); then every system in an order rotated by the repeat number: s
 until a real request succeeds, check its answers against the in-process reference (first
 repeat), warm up, closed-loop saturation, open-loop at the common rate, single client, stop
 (whole process tree, port free). After the repeats: FusionServe overload at 2x its median
-saturation. Writes results JSON, docs/benchmarks.md and the plot (see bench/report.py).
+saturation. Writes results JSON (summarised by bench.peers.peer_summary), docs/benchmarks.md and
+its figure (bench.peers.benchmarks_doc).
 """
 
 from __future__ import annotations
@@ -15,23 +17,32 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import resource
-import statistics
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from bench import procs, report, venvs
-from bench.loadgen import classify_each, closed_loop, open_loop, run, single_client
-from bench.payloads import RequestSet, build_requests, describe_requests
-from bench.systems import SYSTEMS, Server, ServerError, SystemSpec
+from bench.harness import procs, venvs
+from bench.harness.loadgen import (
+    classify_each,
+    open_loop,
+    run,
+    saturation_run,
+    single_run,
+    warmup_run,
+)
+from bench.harness.paths import REPO_ROOT, output_dir
+from bench.harness.payloads import RequestSet, build_requests, describe_requests
+from bench.harness.servers import COMMON_ENV, Server, ServerError, SystemSpec
+from bench.harness.session import bench_lock, git_head, logger, machine_info, rotated
+from bench.harness.statistics import median
+from bench.peers.benchmarks_doc import summary_table, targets_table, write_docs
+from bench.peers.peer_summary import summarize
+from bench.peers.systems import SYSTEMS
 
-LOCK = Path("/tmp/fusionserve-bench.lock")
-RESULTS_DIR = venvs.BENCH_DIR / "results"
 AGREEMENT_TOLERANCE = 1e-4
 AGREEMENT_COUNT = 48  # one request per image
 
@@ -66,18 +77,15 @@ class Plan:
         )
 
 
-def log(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+log = logger("bench")
 
 
 def _python_in_main(*args: str) -> str:
     """Run ``python -m ...`` in the main venv with the common ORT settings; return stdout."""
-    from bench.systems import COMMON_ENV
-
     result = subprocess.run(
         [sys.executable, "-m", *args],
         env={**os.environ, **COMMON_ENV},
-        cwd=venvs.REPO_ROOT,
+        cwd=REPO_ROOT,
         check=True,
         capture_output=True,
         text=True,
@@ -88,7 +96,7 @@ def _python_in_main(*args: str) -> str:
 def reference(requests: RequestSet) -> dict[int, list[float]]:
     start = len(requests) - AGREEMENT_COUNT
     out = json.loads(
-        _python_in_main("bench.inprocess", "--reference", str(start), str(len(requests)))
+        _python_in_main("bench.harness.inprocess", "--reference", str(start), str(len(requests)))
     )
     return dict(zip(out["indices"], out["probabilities"], strict=True))
 
@@ -110,7 +118,7 @@ def agreement(
 
 
 def _labels() -> list[str]:
-    manifest = json.loads((venvs.REPO_ROOT / "models" / "default" / "manifest.json").read_text())
+    manifest = json.loads((REPO_ROOT / "models" / "default" / "manifest.json").read_text())
     labels: list[str] = manifest["labels"]
     return labels
 
@@ -119,7 +127,9 @@ def inprocess(plan: Plan, out_dir: Path, repeat: int) -> dict[str, Any]:
     path = out_dir / f"inprocess-{repeat}.json"
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     busy, started = procs.busy_cpu_seconds(), time.monotonic()
-    _python_in_main("bench.inprocess", "--duration", str(plan.inprocess_s), "--json", str(path))
+    _python_in_main(
+        "bench.harness.inprocess", "--duration", str(plan.inprocess_s), "--json", str(path)
+    )
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     own = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     result: dict[str, Any] = json.loads(path.read_text())
@@ -129,7 +139,7 @@ def inprocess(plan: Plan, out_dir: Path, repeat: int) -> dict[str, Any]:
     return result
 
 
-class Session:
+class PeerSession:
     """One benchmark session: the plan, the request set, the reference and the raw runs."""
 
     def __init__(self, plan: Plan, out_dir: Path) -> None:
@@ -148,13 +158,10 @@ class Session:
         return server.wait_ready(self.requests, max(self.ref) if self.ref else 0)
 
     def _warm(self, spec: SystemSpec) -> dict[str, Any]:
-        p = self.plan
-        return run(closed_loop(spec.base_url, self.requests, p.concurrency, p.warmup_s)).summary()
+        return warmup_run(spec.base_url, self.requests, self.plan).summary()
 
     def _saturation(self, spec: SystemSpec) -> dict[str, Any]:
-        p = self.plan
-        result = closed_loop(spec.base_url, self.requests, p.concurrency, p.saturation_s)
-        return run(result).summary()
+        return saturation_run(spec.base_url, self.requests, self.plan).summary()
 
     def _saturation_cpu(
         self, spec: SystemSpec, server: Server
@@ -220,9 +227,7 @@ class Session:
             record["open"] = run(
                 open_loop(spec.base_url, self.requests, rate, p.open_s, seed=repeat)
             ).summary()
-            record["single"] = run(
-                single_client(spec.base_url, self.requests, p.single_s)
-            ).summary()
+            record["single"] = single_run(spec.base_url, self.requests, p).summary()
             record["rss_kib_end"] = server.rss_kib()
             record["alive_at_end"] = server.alive()
         except (ServerError, RuntimeError, OSError) as exc:
@@ -270,78 +275,21 @@ def _one_line(record: dict[str, Any]) -> str:
     )
 
 
-def machine_info(spec_keys: list[str]) -> dict[str, Any]:
-    cpu = "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    mem_kib = int(Path("/proc/meminfo").read_text().split()[1])
-    versions: dict[str, Any] = {
-        "python": platform.python_version(),
-        "main": {
-            d: _version(d)
-            for d in (
-                "fastapi",
-                "uvicorn",
-                "starlette",
-                "onnxruntime",
-                "numpy",
-                "pillow",
-                "tokenizers",
-                "aiohttp",
-            )
-        },
-    }
-    for key in spec_keys:
-        venv = SYSTEMS[key].venv
-        if venv:
-            versions[venv] = venvs.versions(venv)
-    git = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=venvs.REPO_ROOT, capture_output=True, text=True
-    ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "app"], cwd=venvs.REPO_ROOT, capture_output=True, text=True
-    ).stdout.strip()
-    return {
-        "nproc": os.cpu_count(),
-        "cpu_model": cpu,
-        "mem_gib": round(mem_kib / 2**20, 1),
-        "kernel": platform.release(),
-        "versions": versions,
-        "git_commit": git,
-        "app_dirty": bool(dirty),
-    }
-
-
-def _version(dist: str) -> str:
-    import importlib.metadata
-
-    return importlib.metadata.version(dist)
-
-
-def _git_head() -> str:
-    result = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=venvs.REPO_ROOT, capture_output=True, text=True
-    )
-    return result.stdout.strip()
-
-
 def _app_digest() -> str:
     """Hash of app/ as it is on disk (servers start from the working tree, edits included)."""
     digest = hashlib.sha256()
-    for path in sorted((venvs.REPO_ROOT / "app").rglob("*.py")):
+    for path in sorted((REPO_ROOT / "app").rglob("*.py")):
         digest.update(path.as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
 
 
 def execute(plan: Plan, out_dir: Path) -> dict[str, Any]:
     started = time.time()
-    commit_at_start, app_at_start = _git_head(), _app_digest()
+    commit_at_start, app_at_start = git_head(), _app_digest()
     for key in plan.systems:
         if SYSTEMS[key].venv:
             venvs.ensure(SYSTEMS[key].venv or "", log=out_dir / "venvs.log")
-    session = Session(plan, out_dir)
+    session = PeerSession(plan, out_dir)
     log("computing the in-process reference probabilities")
     session.ref = reference(session.requests)
     for repeat in range(plan.repeats):
@@ -349,9 +297,7 @@ def execute(plan: Plan, out_dir: Path) -> dict[str, Any]:
         session.raw["inprocess"].append(inprocess(plan, out_dir, repeat))
         log(f"in-process best {session.raw['inprocess'][-1]['best_items_per_s']} items/s")
         rate = session.calibrate(repeat)
-        shift = repeat % len(plan.systems)
-        order = plan.systems[shift:] + plan.systems[:shift]
-        for position, key in enumerate(order):
+        for position, key in enumerate(rotated(plan.systems, repeat)):
             session.measure(SYSTEMS[key], repeat, position, rate)
     if "a" in plan.systems and plan.overload_s > 0:
         sats = [
@@ -360,8 +306,8 @@ def execute(plan: Plan, out_dir: Path) -> dict[str, Any]:
             if r["system"] == "a" and "saturation" in r
         ]
         log(f"overload: {plan.overload_factor}x the median saturation for {plan.overload_s} s")
-        session.overload(statistics.median(sats))
-    machine = machine_info(plan.systems)
+        session.overload(median(sats, digits=None))
+    machine = machine_info(venv for key in plan.systems if (venv := SYSTEMS[key].venv))
     # The service code may change while a session runs (servers start from the working tree).
     machine["git_commit_at_start"] = commit_at_start
     machine["app_digest_at_start"] = app_at_start
@@ -379,7 +325,9 @@ def execute(plan: Plan, out_dir: Path) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.peers.peer_benchmark", description=__doc__
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="short runs (smoke test)")
     parser.add_argument(
@@ -400,25 +348,22 @@ def main() -> None:
         parser.error(f"unknown systems {unknown}")
     plan = Plan.quick(args.repeats, systems) if args.quick else Plan(args.repeats, systems)
     if args.overload_s is not None:
-        plan = Plan(**{**asdict(plan), "overload_s": args.overload_s})
-    out_dir = args.out or (RESULTS_DIR / "quick" if args.quick else RESULTS_DIR)
+        plan = replace(plan, overload_s=args.overload_s)
+    out_dir = output_dir(args.out, args.quick)
     out_dir.mkdir(parents=True, exist_ok=True)
     # Tells other heavy work on this machine (the lead's test runs) to wait: timings share it.
-    LOCK.write_text(f"{os.getpid()} {' '.join(sys.argv)}\n")
-    try:
+    with bench_lock(" ".join(sys.argv)):
         results = execute(plan, out_dir)
-        results["command"] = " ".join(["python -m bench.run", *sys.argv[1:]])
-        results["summary"] = report.summarize(results)
+        results["command"] = " ".join(["python -m bench.peers.peer_benchmark", *sys.argv[1:]])
+        results["summary"] = summarize(results)
         path = out_dir / "results.json"
         path.write_text(json.dumps(results, indent=2))
         log(f"wrote {path} (session took {results['wall_s'] / 60:.1f} min)")
         if not args.no_docs and not args.quick:
-            report.write_docs(results)
+            write_docs(results)
         labels = {k: v["label"] for k, v in results["systems"].items()}
-        print(report.summary_table(results["summary"], labels))
-        print(report.targets_table(results["summary"]))
-    finally:
-        LOCK.unlink(missing_ok=True)
+        print(summary_table(results["summary"], labels))
+        print(targets_table(results["summary"]))
 
 
 if __name__ == "__main__":

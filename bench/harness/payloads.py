@@ -3,8 +3,16 @@
 Images come from the two real photos scikit-learn ships (``china.jpg``, ``flower.jpg``,
 640x427 each), cropped and resized to common upload sizes between 640x480 and 1600x1200 and
 saved as JPEG (most) or PNG (some), so decode cost is that of real uploads rather than of tiny
-synthetic images. Texts are generated product descriptions
-(``models.recipes.fashion_mnist.titles``).
+synthetic images.
+
+Texts are generated product descriptions, read from ``payload_texts.json`` beside this module.
+That file was made once, from the default bundle's title generator
+(``models.recipes.fashion_mnist.titles.describe`` at commit 87c5d32), with exactly the draws
+this module made from the seeded generator when it called that recipe itself: the same seed,
+continuing after the image draws, duplicates skipped. So the request set, and every body
+sent, is byte for byte what it was, and the harness does not depend on a recipe. The file
+holds the texts for the seed 20240603 after 48 images (10,000 texts) and after 8 images (200
+texts): every set the suites build; ``build_requests`` refuses any other.
 
 FusionServe's pipeline keeps an LRU cache of text embeddings, so a benchmark that repeats a
 few dozen texts would measure the cache, not the models. Request ``i`` therefore pairs image
@@ -19,13 +27,18 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
 import pickle
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageEnhance
+
+from bench.harness.paths import BENCH_DIR
 
 # Common camera/phone/marketplace upload sizes (width, height), landscape and portrait.
 SIZES: tuple[tuple[int, int], ...] = (
@@ -42,7 +55,8 @@ SIZES: tuple[tuple[int, int], ...] = (
 PNG_SHARE = 0.25  # screenshots and marketplace exports are often PNG
 BOUNDARY = "fusionserve-bench-" + uuid.UUID(int=0x5EED).hex
 CONTENT_TYPE = f"multipart/form-data; boundary={BOUNDARY}"
-CACHE_DIR = Path(__file__).resolve().parent / ".cache"
+CACHE_DIR = BENCH_DIR / ".cache"
+TEXTS_FILE = Path(__file__).resolve().parent / "payload_texts.json"
 
 
 @dataclass(frozen=True)
@@ -79,11 +93,20 @@ class RequestSet:
         """(image bytes, text) of request ``index``, for in-process runs and checks."""
         return self.images[index % len(self.images)].data, self.texts[index % len(self)]
 
+    def with_fields(self, fields: Mapping[str, str]) -> RequestSet:
+        """The same requests with more form fields after ``text`` (e.g. ``explain``)."""
+        return RequestSet(self.images, self.texts, [text_suffix(t, fields) for t in self.texts])
+
 
 def _photos() -> list[Image.Image]:
-    from sklearn.datasets import load_sample_image  # only here: sklearn is slow to import
-
-    return [Image.fromarray(load_sample_image(n)) for n in ("china.jpg", "flower.jpg")]
+    """scikit-learn's sample photos, decoded as its ``load_sample_image`` decodes them (PIL,
+    then an array), read from its package data without importing scikit-learn itself."""
+    images = files("sklearn.datasets.images")
+    photos = []
+    for name in ("china.jpg", "flower.jpg"):
+        with images.joinpath(name).open("rb") as file:
+            photos.append(Image.fromarray(np.asarray(Image.open(file))))
+    return photos
 
 
 def _render(photo: Image.Image, size: tuple[int, int], rng: np.random.Generator) -> Image.Image:
@@ -125,26 +148,29 @@ def image_prefix(image: bytes, image_format: str) -> bytes:
     return head + image
 
 
-def text_suffix(text: str) -> bytes:
-    """The rest of the body: the ``text`` field and the closing boundary."""
-    return (
-        f"\r\n--{BOUNDARY}\r\n"
-        'Content-Disposition: form-data; name="text"\r\n\r\n'
-        f"{text}\r\n--{BOUNDARY}--\r\n"
-    ).encode()
+def text_suffix(text: str, fields: Mapping[str, str] | None = None) -> bytes:
+    """The rest of the body: the ``text`` field, any further ``fields``, and the closing
+    boundary."""
+    parts = [
+        f'\r\n--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}'
+        for name, value in {"text": text, **(fields or {})}.items()
+    ]
+    return ("".join(parts) + f"\r\n--{BOUNDARY}--\r\n").encode()
 
 
-def _texts(count: int, rng: np.random.Generator) -> list[str]:
-    """``count`` distinct descriptions (the generator repeats texts now and then;
-    duplicates are skipped so that no text reaches a server twice)."""
-    from models.recipes.fashion_mnist.titles import describe
-
-    texts: dict[str, None] = {}
-    for _ in range(count * 20):
-        texts.setdefault(describe(int(rng.integers(0, 10)), rng), None)
-        if len(texts) == count:
-            return list(texts)
-    raise ValueError(f"could not draw {count} distinct texts; ask for fewer")
+def _texts(count: int, images: int, seed: int) -> list[str]:
+    """``count`` distinct descriptions, as drawn after ``images`` images from ``seed`` (see the
+    module docstring: the pools in payload_texts.json)."""
+    data = json.loads(TEXTS_FILE.read_text(encoding="utf-8"))
+    pool: list[str] = (
+        data["texts_after_images"].get(str(images), []) if seed == data["seed"] else []
+    )
+    if count > len(pool):
+        raise ValueError(
+            f"{TEXTS_FILE.name} has {len(pool)} texts for {images} images and seed {seed}; "
+            f"{count} were asked for"
+        )
+    return pool[:count]
 
 
 def build_requests(images: int = 48, texts: int = 10000, seed: int = 20240603) -> RequestSet:
@@ -153,7 +179,8 @@ def build_requests(images: int = 48, texts: int = 10000, seed: int = 20240603) -
     Cached on disk (bench/.cache) because building takes ~8 s (sklearn import, resizing, PNG
     encoding) and every benchmark process needs the same set.
     """
-    cache = CACHE_DIR / f"requests-{images}-{texts}-{seed}-v2.pickle"
+    # v3: the pickled ImageParts' class moved from bench.payloads to bench.harness.payloads.
+    cache = CACHE_DIR / f"requests-{images}-{texts}-{seed}-v3.pickle"
     if cache.exists():
         parts, pool = pickle.loads(cache.read_bytes())
     else:
@@ -166,6 +193,7 @@ def build_requests(images: int = 48, texts: int = 10000, seed: int = 20240603) -
 
 
 def _build(images: int, texts: int, seed: int) -> tuple[list[ImagePart], list[str]]:
+    pool = _texts(texts, images, seed)  # first: a set the file cannot supply fails at once
     rng = np.random.default_rng(seed)
     photos = _photos()
     parts = []
@@ -174,7 +202,7 @@ def _build(images: int, texts: int, seed: int) -> tuple[list[ImagePart], list[st
         fmt = "PNG" if rng.random() < PNG_SHARE else "JPEG"
         data = _encode(_render(photos[index % len(photos)], size, rng), fmt, rng)
         parts.append(ImagePart(data, fmt, size, image_prefix(data, fmt)))
-    return parts, _texts(texts, rng)
+    return parts, pool
 
 
 def describe_requests(requests: RequestSet) -> dict[str, object]:

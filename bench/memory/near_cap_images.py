@@ -3,7 +3,7 @@
 Each is a few hundred kilobytes to a few megabytes (well under ``max_image_bytes``) and
 decodes to about ``0.98 * max_pixels`` pixels: a square of flat 100-pixel blocks in 16
 colours (so every format compresses it well), with a banded alpha where the format has one.
-Used by ``bench.decode_memory`` and by the end-to-end memory test.
+Used by ``bench.memory.decode_memory`` and by the end-to-end memory test.
 
 BMP is 8-bit palette with RLE8 compression (written here: Pillow reads RLE8 but does not
 write it); an uncompressed BMP near the cap would be far over the file-size limit.

@@ -16,8 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO_ROOT = BENCH_DIR.parent
+from bench.harness.paths import BENCH_DIR
+
 VENVS_DIR = BENCH_DIR / ".venvs"
 
 # The libraries app.bundle/app.preprocess/app.pipeline/app.runtime/app.engine import.
@@ -101,7 +101,10 @@ def versions(name: str) -> dict[str, str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="build the peer servers' virtual environments")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.harness.venvs",
+        description="build the peer servers' virtual environments",
+    )
     parser.add_argument("names", nargs="*", help=f"default: all of {', '.join(FRAMEWORKS)}")
     args = parser.parse_args()
     for name in args.names or list(FRAMEWORKS):

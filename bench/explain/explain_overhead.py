@@ -6,7 +6,8 @@ size and their ratio. On a busy machine the difference of two noisy medians can 
 than the noise, so the extra work is also timed alone: the one fusion-head call on 2N rows
 (null image, null text) that explain adds to a batch of N.
 
-Run: ``python -m bench.explain_overhead [--bundle models/default] [--rounds 60]``.
+Run: ``python -m bench.explain.explain_overhead [--bundle models/default] [--rounds 60]``;
+prints JSON.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,8 +25,10 @@ import numpy as np
 from app.engine import build_engine
 from app.pipeline import Pipeline
 from app.settings import Settings
+from bench.harness.paths import REPO_ROOT
+from bench.harness.statistics import median, ratio
 
-SAMPLES = Path(__file__).resolve().parents[1] / "models" / "samples"
+SAMPLES = REPO_ROOT / "models" / "samples"
 
 
 def _extra_head_call(pipeline: Pipeline, size: int) -> None:
@@ -59,15 +61,17 @@ def measure(
             started = time.perf_counter()
             run()
             times[name].append((time.perf_counter() - started) * 1000.0)
-    medians = {f"{name}_ms": round(statistics.median(t), 3) for name, t in times.items()}
+    medians = {f"{name}_ms": median(t) for name, t in times.items()}
     return medians | {
-        "ratio": round(medians["on_ms"] / medians["off_ms"], 4),
-        "extra_share": round(medians["extra_head_call_ms"] / medians["off_ms"], 4),
+        "ratio": ratio(medians["on_ms"], medians["off_ms"], 4),
+        "extra_share": ratio(medians["extra_head_call_ms"], medians["off_ms"], 4),
     }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.explain.explain_overhead", description=__doc__
+    )
     parser.add_argument("--bundle", type=Path, default=Path("models/default"))
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--rounds", type=int, default=60)

@@ -8,15 +8,16 @@ Reports the warmed-up, peak and final RSS and the growth after warm-up, which pa
 ``--bar-mb`` (50 MB, as Triton's L0_memory_growth bounds its own), and writes the figures
 and every sample to a JSON file.
 
-Every request carries a text never sent before (bench/payloads.py), so the text-embedding
+Every request carries a text never sent before (bench/harness/payloads.py), so the text-embedding
 LRU cache fills during the soak: bounded growth, by design, that counts against the bar.
 Its size is reported at both ends; ``--texts 500`` cycles a small pool instead, which the
 warm-up puts entirely in the cache.
 
-    python -m bench.soak --duration 300 --rate 34
+    python -m bench.soak.soak_benchmark --duration 300 --rate 34
 
-While it runs, /tmp/fusionserve-bench.lock exists (as for bench.run): other heavy work on
-the machine should wait, since the load generator and the server share its cores.
+Writes bench/results/soak.json. While it runs, /tmp/fusionserve-bench.lock exists (as for the
+other suites): other heavy work on the machine should wait, since the load generator and the
+server share its cores; it refuses to start while another benchmark holds it.
 """
 
 from __future__ import annotations
@@ -25,8 +26,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
-import platform
 import sys
 import time
 import urllib.request
@@ -36,14 +35,14 @@ from typing import Any
 
 import numpy as np
 
-from bench.loadgen import RunResult, open_loop, run
-from bench.payloads import RequestSet, build_requests
-from bench.systems import Server, SystemSpec
-from bench.venvs import REPO_ROOT
+from bench.harness.loadgen import RunResult, open_loop, run
+from bench.harness.paths import RESULTS_DIR
+from bench.harness.payloads import RequestSet, build_requests
+from bench.harness.procs import MB
+from bench.harness.servers import Server, SystemSpec
+from bench.harness.session import LOCK, bench_lock, lock_held, machine_brief
 
-RESULTS = REPO_ROOT / "bench" / "results" / "soak.json"
-LOCK = Path("/tmp/fusionserve-bench.lock")  # the same lock as bench/run.py's
-MB = 1e6  # the bar is in megabytes (10^6 bytes)
+RESULTS = RESULTS_DIR / "soak.json"
 
 
 def _rss_bytes(server: Server) -> int:
@@ -119,8 +118,8 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         stop = server.stop()
     return {
-        "command": " ".join(["python -m bench.soak", *sys.argv[1:]]),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "command": " ".join(["python -m bench.soak.soak_benchmark", *sys.argv[1:]]),
+        "machine": machine_brief(),
         "rate_rps": args.rate,
         "warmup_s": args.warmup,
         "duration_s": args.duration,
@@ -151,7 +150,7 @@ def _report(results: dict[str, Any]) -> str:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.soak", description=__doc__.split("\n")[0]
+        prog="python -m bench.soak.soak_benchmark", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--rate", type=float, default=34.0, help="requests per second")
     parser.add_argument("--duration", type=float, default=300.0, help="soak seconds")
@@ -166,14 +165,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if LOCK.exists():
+    if lock_held():
         print(f"{LOCK} exists: another benchmark is running; try later", file=sys.stderr)
         return 2
-    LOCK.write_text(f"{os.getpid()} python -m bench.soak\n")
-    try:
+    with bench_lock(" ".join(sys.argv)):
         results = soak(args)
-    finally:
-        LOCK.unlink(missing_ok=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     print(_report(results))

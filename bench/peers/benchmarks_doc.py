@@ -1,10 +1,64 @@
-"""Renders docs/benchmarks.md from a results file (the numbers are never typed by hand)."""
+"""docs/benchmarks.md (and its figure) rendered from a peer benchmark results file: the
+numbers are never typed by hand; the discussion comes from analysis.md beside this module.
+
+``python -m bench.peers.benchmarks_doc [bench/results/results.json]`` rebuilds the doc and the
+figure from a results file without re-running anything.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+from pathlib import Path
 from typing import Any
 
-from bench.report import fmt, summary_table, targets_table
+from bench.harness.formatting import fixed
+from bench.harness.paths import DOCS_DIR, RESULTS_DIR
+from bench.peers.peer_summary import summarize
+
+DOC = DOCS_DIR / "benchmarks.md"
+PLOT = DOCS_DIR / "img" / "throughput_vs_p99.png"
+ANALYSIS = Path(__file__).resolve().parent / "analysis.md"
+
+
+def summary_table(summary: dict[str, Any], labels: dict[str, str] | None = None) -> str:
+    """The main Markdown table (medians across repeats)."""
+    rows = [
+        "| System | Saturation (req/s) | p50 / p99 at saturation (ms) | p50 / p99 at the 70% "
+        "rate (ms) | non-200 at 70% | Single client p50 (ms) | Server CPU per request at "
+        "saturation (ms) | Start-up (s) | RSS (MiB) |",
+        "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for key, s in summary["systems"].items():
+        name = labels[key] if labels else key
+        non_200 = ", ".join(f"{k}: {v}" for k, v in s["open_non_200"].items()) or "none"
+        if s["errors"]:
+            non_200 += f"; {len(s['errors'])} failed run(s)"
+        rows.append(
+            f"| ({key}) {name} | {fixed(s['saturation_rps'])} | "
+            f"{fixed(s['saturation_p50_ms'], 0)} / "
+            f"{fixed(s['saturation_p99_ms'], 0)} | {fixed(s['open_p50_ms'], 0)} / "
+            f"{fixed(s['open_p99_ms'], 0)} | {non_200} | {fixed(s['single_p50_ms'])} | "
+            f"{fixed(s['server_cpu_ms_per_request'])} | {fixed(s['startup_s'])} | "
+            f"{fixed(s['rss_mib_tree'], 0)} |"
+        )
+    inproc = summary["inprocess"]
+    rows.append(
+        f"| (c) in-process limit (no HTTP) | {fixed(inproc['best_items_per_s'])} items/s (best "
+        f"batch size per repeat: {'/'.join(map(str, inproc['best_batch_sizes']))}) | - | - | - "
+        f"| {fixed(inproc['single_item_median_ms'])} (one item) | "
+        f"{fixed(inproc.get('cpu_ms_per_item_at_best'))} "
+        "(per item) | - | - |"
+    )
+    return "\n".join(rows)
+
+
+def targets_table(summary: dict[str, Any]) -> str:
+    rows = ["| Target | Measured | Verdict |", "| --- | --- | --- |"]
+    rows += [
+        f"| {t['target']} | {t['measured']} | **{t['verdict']}** |" for t in summary["targets"]
+    ]
+    return "\n".join(rows)
 
 
 def _overload_section(summary: dict[str, Any]) -> str:
@@ -62,7 +116,7 @@ side. Everything below is produced by one command, `{results["command"]}`, which
 **Machine:** {m["nproc"]} CPU cores ({m["cpu_model"]}), {m["mem_gib"]} GiB RAM, Linux
 {m["kernel"]}, no GPU. **The load generator runs on the same {m["nproc"]} cores** as the
 server under test (measured: {
-        fmt(s["systems"].get("a", {}).get("client_cpu_ms_per_request"), 2)
+        fixed(s["systems"].get("a", {}).get("client_cpu_ms_per_request"), 2)
     } ms of client CPU per request against FusionServe at saturation), so every HTTP number here
 includes that competition; the in-process limit (c) has no client at all.
 
@@ -102,7 +156,7 @@ tokenising and the three ONNX models (`app.engine.build_engine` ->
 - (a) FusionServe, default settings (dynamic batching up to 8 items, no extra wait, at most
   24 items in flight; refused clients are told `Retry-After` and wait, see the load generator).
 - (b) FusionServe with `FUSIONSERVE_MAX_BATCH_SIZE=1` (batching off).
-- (c) In-process limit (`bench/inprocess.py`): decode in a 2-thread pool overlapping
+- (c) In-process limit (`bench/harness/inprocess.py`): decode in a 2-thread pool overlapping
   `Pipeline.run` at fixed batch sizes 1, 4, 8, 16, 32 for {plan["inprocess_s"]:g} s each, no
   HTTP; the best batch size counts. Single-item latency: decode + run of one item, median of
   192 sequential items.
@@ -124,16 +178,15 @@ max absolute difference {agreement} (tolerance 1e-4).
 (`china.jpg`, `flower.jpg`), cropped and resized to {", ".join(req["dimensions"])}; {req["jpeg"]}
 JPEG and {req["png"]} PNG, median {req["image_kib_median"]} KiB, largest
 {req["image_kib_max"]} KiB. Texts: {req["distinct_texts"]} distinct generated product
-descriptions (`models.recipes.fashion_mnist.titles`); request *i* pairs image *i* mod {
-        req["images"]
-    } with text
+descriptions (`models.recipes.fashion_mnist.titles`, drawn once into
+`bench/harness/payload_texts.json`); request *i* pairs image *i* mod {req["images"]} with text
 *i*, and the index keeps counting across runs, so no server ever sees a text twice. This
 matters because FusionServe's pipeline caches text embeddings: with a few repeated texts the
 benchmark would measure that cache rather than the models (all systems share the cache, so
 repeated texts would help them alike). Multipart bodies are pre-built in two parts (image
 part, text part), so the client only concatenates bytes per request.
 
-**Load generator** (`bench/loadgen.py`, asyncio + aiohttp on uvloop, one process).
+**Load generator** (`bench/harness/loadgen.py`, asyncio + aiohttp on uvloop, one process).
 Closed-loop saturation: {plan["concurrency"]} clients back to back for {plan["saturation_s"]:g} s;
 throughput = 200 responses completed inside the window / window. Open loop: Poisson arrivals
 at a fixed rate for {plan["open_s"]:g} s, latency counted from each request's *scheduled* send
@@ -167,9 +220,42 @@ runs {_span(s["other_cpu_s"]["inprocess"])} CPU-s; 20 s saturation runs {
 ```bash
 . .venv/bin/activate
 pip install -e '.[bench]'          # aiohttp, matplotlib, scikit-learn, uvloop
-python -m bench.run --repeats 3    # builds bench/.venvs/* on first use; ~{
+python -m bench.peers.peer_benchmark --repeats 3    # builds bench/.venvs/* on first use; ~{
         round(results["wall_s"] / 60)
     } min here
-python -m bench.run --quick --repeats 1   # smoke test, results in bench/results/quick/
+python -m bench.peers.peer_benchmark --quick --repeats 1   # smoke test, into bench/results/quick/
 ```
 """
+
+
+def write_docs(results: dict[str, Any]) -> None:
+    from bench.peers.throughput_plot import plot  # matplotlib: only when drawing
+
+    PLOT.parent.mkdir(parents=True, exist_ok=True)
+    plot(results, PLOT)
+    analysis = ANALYSIS.read_text() if ANALYSIS.exists() else ""
+    DOC.write_text(render(results, analysis, PLOT.relative_to(DOC.parent).as_posix()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.peers.benchmarks_doc", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("results", nargs="?", type=Path, default=RESULTS_DIR / "results.json")
+    parser.add_argument(
+        "--resummarize",
+        action="store_true",
+        help="recompute the summary from the raw runs before writing",
+    )
+    args = parser.parse_args()
+    results = json.loads(args.results.read_text())
+    if args.resummarize or "summary" not in results:
+        results["summary"] = summarize(results)
+        args.results.write_text(json.dumps(results, indent=2))
+    write_docs(results)
+    print(summary_table(results["summary"], {k: v["label"] for k, v in results["systems"].items()}))
+    print(targets_table(results["summary"]))
+
+
+if __name__ == "__main__":
+    main()

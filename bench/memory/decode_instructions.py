@@ -8,7 +8,7 @@ PNG photos of the benchmark's request set (640x480 to 1600x1200) in a child proc
 of 3 runs); the same child decoding none of them (imports and one warm-up decode only) is
 subtracted. Needs valgrind (Debian: ``apt-get install valgrind``) and util-linux's setarch.
 
-    python -m bench.decode_instructions --baseline-root /tmp/fusionserve-before
+    python -m bench.memory.decode_instructions --baseline-root /tmp/fusionserve-before
 
 Writes bench/results/decode-instructions.json; about 12 minutes.
 """
@@ -21,17 +21,17 @@ import os
 import pickle
 import platform
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from bench.decode_memory import DECODER_SETUP
-from bench.payloads import build_requests
-from bench.venvs import REPO_ROOT
+from bench.harness.paths import REPO_ROOT, RESULTS_DIR
+from bench.harness.payloads import build_requests
+from bench.harness.statistics import median, ratio
+from bench.memory.decoder_child import DECODER_SETUP
 
-RESULTS = REPO_ROOT / "bench" / "results" / "decode-instructions.json"
+RESULTS = RESULTS_DIR / "decode-instructions.json"
 PHOTOS = {"JPEG": 12, "PNG": 4}
 REPEATS = 3
 # One warm-up decode of a photo of format argv[3], then the first argv[4] photos of it.
@@ -74,11 +74,13 @@ def instructions(root: Path, photos: Path, image_format: str, count: int) -> int
         match = re.search(r"Collected : (\d+)", done.stderr)
         assert match is not None, done.stderr[-2000:]
         counts.append(int(match.group(1)))
-    return int(statistics.median(counts))
+    return int(median(counts, digits=None))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.memory.decode_instructions", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--baseline-root", type=Path, required=True)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -95,7 +97,7 @@ def main() -> None:
                 total = instructions(root, Path(photos.name), image_format, count)
                 per_photo[label][image_format] = (total - base) / count
                 print(f"[{label}] {image_format}: {per_photo[label][image_format]:,.0f} per photo")
-    ratios = {f: round(per_photo["after"][f] / per_photo["before"][f], 4) for f in PHOTOS}
+    ratios = {f: ratio(per_photo["after"][f], per_photo["before"][f], 4) for f in PHOTOS}
     results = {"photos": PHOTOS, "instructions_per_photo": per_photo, "after_over_before": ratios}
     args.out.write_text(json.dumps(results, indent=1) + "\n")
     print(f"after/before: {ratios}; wrote {args.out}")

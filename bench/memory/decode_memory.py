@@ -4,18 +4,19 @@ decoding a normal photo costs; this checkout against a baseline checkout, in one
 For each checkout (``--baseline-root``, e.g. a ``git worktree`` of the commit before a change,
 then this one) a ``fusionserve serve`` process on the default bundle with default settings
 (device cpu, ONNX Runtime threads = cores, as in deploy/) gets, after a warm-up, bursts of
-N concurrent uploads of the same near-cap file (``bench.near_cap_images``: every format, N in
+N concurrent uploads of the same near-cap file (``bench.memory.near_cap_images``: every format, N in
 ``--concurrency``). The RSS of its process tree is sampled every 50 ms from /proc during each
 burst and for ``--settle-s`` seconds after its last answer. Reported per burst: statuses, peak
 RSS, RSS at the end of the settle time, and when RSS came back within 100 MB of the warmed-up
-figure. Then the decode of the benchmark's normal photos (``bench.payloads``: JPEG and PNG,
+figure. Then the decode of the benchmark's normal photos (``bench.harness.payloads``: JPEG and PNG,
 640x480 to 1600x1200) is timed in-process with each checkout's ``ImageDecoder``, in child
 processes that alternate between the checkouts, and compared as a ratio.
 
     git worktree add /tmp/fusionserve-before <commit>
-    python -m bench.decode_memory --baseline-root /tmp/fusionserve-before
+    python -m bench.memory.decode_memory --baseline-root /tmp/fusionserve-before
 
-Writes bench/results/decode-memory.json. Takes 10-20 minutes on 2 cores; while it runs,
+Writes bench/results/decode-memory.json (``--summary FILE`` prints a results file's table,
+bench.memory.decode_memory_table). Takes 10-20 minutes on 2 cores; while it runs,
 /tmp/fusionserve-bench.lock exists as for the other benchmarks.
 """
 
@@ -26,8 +27,6 @@ import asyncio
 import json
 import os
 import pickle
-import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,16 +39,19 @@ from typing import Any
 
 import aiohttp
 
-from bench import procs
-from bench.near_cap_images import CASES, near_cap_images
-from bench.payloads import build_requests
-from bench.systems import COMMON_ENV, Server, SystemSpec
-from bench.venvs import REPO_ROOT
+from bench.harness import procs
+from bench.harness.paths import REPO_ROOT, RESULTS_DIR
+from bench.harness.payloads import build_requests
+from bench.harness.procs import MB
+from bench.harness.servers import COMMON_ENV, Server, SystemSpec
+from bench.harness.session import bench_lock, machine_brief, rotated
+from bench.harness.statistics import median, ratio
+from bench.memory.decode_memory_table import summary_table
+from bench.memory.decoder_child import DECODER_SETUP
+from bench.memory.near_cap_images import CASES, near_cap_images
 
-RESULTS = REPO_ROOT / "bench" / "results" / "decode-memory.json"
+RESULTS = RESULTS_DIR / "decode-memory.json"
 BUNDLE = REPO_ROOT / "models" / "default"
-LOCK = Path("/tmp/fusionserve-bench.lock")
-MB = 1e6
 BACK_WITHIN_MB = 100.0  # "back" means within this of the warmed-up RSS
 MAX_PIXELS = 50_000_000  # the default FUSIONSERVE_MAX_IMAGE_PIXELS
 BOUNDARY = "decode-memory-bench"
@@ -192,7 +194,7 @@ def measure_server(
         time.sleep(2.0)
         with RssSampler(server) as sampler:
             time.sleep(1.0)
-        warm_mb = statistics.median(mb for _, mb in sampler.samples)
+        warm_mb = median((mb for _, mb in sampler.samples), digits=None)
         print(f"[{label}] warmed-up RSS {warm_mb:.1f} MB", flush=True)
         bursts = []
         for level in concurrency:
@@ -214,24 +216,6 @@ def measure_server(
     }
 
 
-# A child process's decoder, as the service calls it (with a decode budget where the checkout
-# has one): argv[1] the checkout, argv[2] a pickle of [(encoded image, format)].
-DECODER_SETUP = """
-import json, pickle, statistics, sys, time
-sys.path.insert(0, sys.argv[1])
-from app.preprocess.image import ImageDecoder
-from models.export.reference_preprocess import EFFICIENTNET_LITE_PREPROCESS
-images = pickle.load(open(sys.argv[2], "rb"))
-decoder = ImageDecoder(EFFICIENTNET_LITE_PREPROCESS, max_pixels=50_000_000, min_side=8)
-try:  # as the service calls it: with a decode budget, where the checkout has one
-    from app.memory_budget import MemoryBudget
-    from app.preprocess.decode_budget import DecodeBudget
-    from app.preprocess.decode_pace import DecodePace
-    budget = DecodeBudget(MemoryBudget(256 * 2**20), DecodePace(), float("inf"))
-    decode = lambda data: decoder(data, budget)
-except ImportError:
-    decode = decoder
-"""
 # Decodes every image argv[3] times after a warm-up; prints the mean, per format, of each
 # image's median time in ms.
 LATENCY_CHILD = (
@@ -262,8 +246,7 @@ def measure_latency(checkouts: list[Checkout], rounds: int, repeats: int) -> dic
         file.write(pickle.dumps(images))
         file.flush()
         for index in range(rounds):
-            order = checkouts if index % 2 == 0 else checkouts[::-1]
-            for checkout in order:
+            for checkout in rotated(checkouts, index):
                 label, root = checkout.label, checkout.root
                 env = {**os.environ, **COMMON_ENV, "PYTHONPATH": str(root), **checkout.env}
                 out = subprocess.run(
@@ -284,7 +267,7 @@ def measure_latency(checkouts: list[Checkout], rounds: int, repeats: int) -> dic
                 runs[label].append(json.loads(out.stdout))
                 print(f"[latency {label}] {runs[label][-1]}", flush=True)
     medians = {
-        label: {fmt: round(statistics.median(r[fmt] for r in results), 3) for fmt in results[0]}
+        label: {fmt: median(r[fmt] for r in results) for fmt in results[0]}
         for label, results in runs.items()
     }
     figures: dict[str, Any] = {
@@ -295,43 +278,15 @@ def measure_latency(checkouts: list[Checkout], rounds: int, repeats: int) -> dic
     }
     if "before" in medians:
         figures["after_over_before"] = {
-            fmt: round(medians["after"][fmt] / medians["before"][fmt], 3)
-            for fmt in medians["after"]
+            fmt: ratio(medians["after"][fmt], medians["before"][fmt]) for fmt in medians["after"]
         }
     return figures
 
 
-def summary(results: dict[str, Any]) -> str:
-    """A Markdown table: per checkout and concurrency, the worst burst over the formats."""
-    lines = [
-        "| checkout | concurrent | warmed up MB | peak MB (format) | 5 s after, worst MB | "
-        "not back within 100 MB | answers |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for label, server in results["servers"].items():
-        levels = sorted({b["concurrency"] for b in server["bursts"]})
-        for level in levels:
-            bursts = [b for b in server["bursts"] if b["concurrency"] == level]
-            worst = max(bursts, key=lambda b: b["peak_rss_mb"])
-            statuses: Counter[str] = Counter()
-            for burst in bursts:
-                statuses.update(burst["statuses"])
-            stuck = sum(b["back_within_100mb_after_s"] is None for b in bursts)
-            answers = ", ".join(f"{n} x {s}" for s, n in sorted(statuses.items()))
-            lines.append(
-                f"| {label} | {level} | {server['warm_rss_mb']} | {worst['peak_rss_mb']} "
-                f"({worst['case']}) | {max(b['settled_rss_mb'] for b in bursts)} | "
-                f"{stuck} of {len(bursts)} | {answers} |"
-            )
-    latency = results["decode_latency"]
-    for fmt, ratio in latency.get("after_over_before", {}).items():
-        medians = {label: m[fmt] for label, m in latency["median_ms"].items()}
-        lines.append(f"\nnormal {fmt} photos, mean decode ms {medians}: after/before {ratio}")
-    return "\n".join(lines)
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.memory.decode_memory", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--baseline-root", type=Path, help="checkout to compare against")
     parser.add_argument(
         "--baseline-env",
@@ -354,7 +309,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if args.summary is not None:
-        print(summary(json.loads(args.summary.read_text())))
+        print(summary_table(json.loads(args.summary.read_text())))
         return
     checkouts = [Checkout("after", REPO_ROOT, {})]
     if args.baseline_root is not None:
@@ -363,8 +318,7 @@ def main(argv: list[str] | None = None) -> None:
     concurrency = [int(c) for c in args.concurrency.split(",")]
     print("building near-cap payloads ...", flush=True)
     payloads = near_cap_images(MAX_PIXELS, tuple(args.cases.split(",")))
-    LOCK.touch()
-    try:
+    with bench_lock(" ".join(sys.argv)):
         servers = {
             checkout.label: measure_server(
                 checkout, args.port, payloads, concurrency, args.settle_s, args.out.parent / "logs"
@@ -372,18 +326,16 @@ def main(argv: list[str] | None = None) -> None:
             for checkout in checkouts
         }
         latency = measure_latency(checkouts, args.latency_rounds, args.latency_repeats)
-    finally:
-        LOCK.unlink(missing_ok=True)
     results = {
-        "command": " ".join(["python -m bench.decode_memory", *(argv or sys.argv[1:])]),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "command": " ".join(["python -m bench.memory.decode_memory", *(argv or sys.argv[1:])]),
+        "machine": machine_brief(),
         "max_pixels": MAX_PIXELS,
         "servers": servers,
         "decode_latency": latency,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1) + "\n")
-    print(summary(results))
+    print(summary_table(results))
     print(f"wrote {args.out}")
 
 

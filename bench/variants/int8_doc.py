@@ -1,13 +1,21 @@
-"""The benchmark section of docs/int8.md, rendered from bench/results/variants.json."""
+"""The benchmark section of docs/int8.md, rendered from bench/results/variants.json.
+
+``python -m bench.variants.int8_doc [bench/results/variants.json]`` rewrites that section from a
+results file without re-running anything.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+from pathlib import Path
 from typing import Any
 
-from bench.venvs import REPO_ROOT
+from bench.harness.formatting import fixed
+from bench.harness.paths import DOCS_DIR, RESULTS_DIR
 from models.reporting.doc_sections import replace_section
 
-DOC = REPO_ROOT / "docs" / "int8.md"
+DOC = DOCS_DIR / "int8.md"
 SECTION = "benchmark"
 TITLES = {
     "fp32": "fp32 (`models/default`)",
@@ -18,10 +26,6 @@ TITLES = {
 
 def _x(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}x"
-
-
-def _n(value: float | None, digits: int = 1) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def _others(machine: dict[str, Any]) -> str:
@@ -44,7 +48,7 @@ def _inprocess(s: dict[str, Any]) -> list[str]:
         "| ---: | ---: | ---: | ---: |",
     ]
     lines += [
-        f"| {b} | {_n(pipe['fp32'][b])} | {_n(pipe['int8'][b])} | **{_x(ratio[b])}** |"
+        f"| {b} | {fixed(pipe['fp32'][b])} | {fixed(pipe['int8'][b])} | **{_x(ratio[b])}** |"
         for b in pipe["fp32"]
     ]
     lines += [
@@ -58,8 +62,8 @@ def _inprocess(s: dict[str, Any]) -> list[str]:
     for encoder, by_bundle in s["encoder_items_per_s"].items():
         for b, fp32 in by_bundle["fp32"].items():
             lines.append(
-                f"| {encoder.replace('_', ' ')} | {b} | {_n(fp32)} | "
-                f"{_n(by_bundle['int8'][b])} | {_x(s['encoder_ratio_int8_fp32'][encoder][b])} |"
+                f"| {encoder.replace('_', ' ')} | {b} | {fixed(fp32)} | "
+                f"{fixed(by_bundle['int8'][b])} | {_x(s['encoder_ratio_int8_fp32'][encoder][b])} |"
             )
     return lines
 
@@ -74,8 +78,8 @@ def _http(s: dict[str, Any], concurrency: int) -> list[str]:
     for config, title in TITLES.items():
         p = m[config]
         lines.append(
-            f"| {title} | {_n(p['throughput_rps'])} | {_n(p['p50_ms'], 0)} / {_n(p['p99_ms'], 0)}"
-            f" | {_n(p['single_p50_ms'])} | {_n(p['other_cpu_s'])} |"
+            f"| {title} | {fixed(p['throughput_rps'])} | {fixed(p['p50_ms'], 0)} / "
+            f"{fixed(p['p99_ms'], 0)} | {fixed(p['single_p50_ms'])} | {fixed(p['other_cpu_s'])} |"
         )
     int8, explain = s["int8_vs_fp32"], s["explain_vs_plain"]
     per_repeat = "; ".join(
@@ -124,3 +128,17 @@ def render(results: dict[str, Any]) -> str:
 
 def write_doc(results: dict[str, Any]) -> None:
     replace_section(DOC, SECTION, render(results))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.variants.int8_doc", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("results", nargs="?", type=Path, default=RESULTS_DIR / "variants.json")
+    args = parser.parse_args()
+    write_doc(json.loads(args.results.read_text()))
+    print(f"wrote the {SECTION!r} section of {DOC}")
+
+
+if __name__ == "__main__":
+    main()

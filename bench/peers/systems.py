@@ -1,0 +1,44 @@
+"""The peer benchmark's systems: FusionServe with and without batching, and the three peer
+frameworks, each started from its own virtual environment (bench/harness/venvs.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.harness.servers import SystemSpec
+
+
+@dataclass(frozen=True)
+class PeerSpec(SystemSpec):
+    """A peer framework's server: this package's module for it, in the framework's venv."""
+
+    def command(self) -> list[str]:
+        port = str(self.port)
+        if self.name == "litserve":
+            return [self.python(), "-m", "bench.peers.litserve_server", "--port", port]
+        if self.name == "bentoml":
+            bentoml = str(Path(self.python()).parent / "bentoml")
+            service = "bench.peers.bentoml_service:Front"
+            return [bentoml, "serve", service, "--host", "127.0.0.1", "--port", port]
+        if self.name == "ray":
+            return [self.python(), "-m", "bench.peers.ray_server", "--port", port]
+        raise ValueError(self.name)
+
+
+SYSTEMS: dict[str, SystemSpec] = {
+    s.key: s
+    for s in (
+        SystemSpec("a", "fusionserve", "FusionServe (batching)", 8101),
+        SystemSpec(
+            "b",
+            "fusionserve-nobatch",
+            "FusionServe (max_batch_size=1)",
+            8102,
+            env={"FUSIONSERVE_MAX_BATCH_SIZE": "1"},
+        ),
+        PeerSpec("d", "litserve", "LitServe 0.2.19", 8103, venv="litserve"),
+        PeerSpec("e", "bentoml", "BentoML 1.4.30", 8104, venv="bentoml"),
+        PeerSpec("f", "ray", "Ray Serve 2.60", 8105, venv="ray", start_timeout_s=180.0),
+    )
+}
