@@ -11,9 +11,7 @@ import pytest
 from tests.support.repo_paths import ROOT as REPO_ROOT
 
 ARCHITECTURE = REPO_ROOT / "docs" / "architecture.md"
-# The folders whose paths docs/architecture.md must get right. bench/ and tests/ are described
-# by folder only while they are being reorganised; add them here once they settle.
-CHECKED_ROOTS = ("app", "models")
+CHECKED_ROOTS = ("app", "models", "bench", "tests")
 _ROOTS = "|".join(CHECKED_ROOTS)
 _PATH = re.compile(r"(?<![\w./-])((?:" + _ROOTS + r")/[\w./-]*[\w/])")
 _PATH_AND_NAME = re.compile(r"`((?:" + _ROOTS + r")/[\w/]+\.py)`\s+`([A-Za-z_][\w.]*)`")
@@ -83,7 +81,11 @@ def _imports(folder: str) -> list[tuple[str, str]]:
     [
         ("app", ("models", "bench", "tests")),
         ("models", ("bench", "tests")),
-        ("bench", ("models.recipes",)),
+        ("bench", ("models.recipes", "tests.app", "tests.models", "tests.bench", "tests.e2e")),
+        (
+            "tests/support",
+            ("tests.app", "tests.models", "tests.bench", "tests.deploy", "tests.e2e"),
+        ),
     ],
 )
 def test_architecture_import_directions(folder: str, forbidden: tuple[str, ...]) -> None:
@@ -93,3 +95,15 @@ def test_architecture_import_directions(folder: str, forbidden: tuple[str, ...])
         if any(module == name or module.startswith(name + ".") for name in forbidden)
     ]
     assert wrong == [], f"docs/architecture.md, Layers: {wrong}"
+
+
+def test_no_test_module_is_imported() -> None:
+    """Shared builders and fakes live in tests/support or fixtures, never in a test module."""
+    wrong = [
+        f"{path} imports {module}"
+        for folder in ("tests", "bench")
+        for path, module in _imports(folder)
+        if module.startswith("tests.")
+        and module.rsplit(".", 1)[-1].startswith(("test_", "conftest"))
+    ]
+    assert wrong == []

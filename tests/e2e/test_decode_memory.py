@@ -2,7 +2,7 @@
 
 A `fusionserve serve` process on the default bundle gets bursts of 4, 8 and 16 concurrent
 uploads of small files that decode to about 98% of the pixel cap, cycling through every
-format (bench.near_cap_images), then a burst of Open Inference Protocol JSON requests whose
+format (bench.memory.near_cap_images), then a burst of Open Inference Protocol JSON requests whose
 bodies together are far over the body budget. Every answer must be 200, 413 or 503 (with
 Retry-After) in the JSON error envelope; the process's peak RSS (VmHWM, reset before each
 burst) must stay under the 1 GiB limit deploy/ gives a replica; its RSS must come back within
@@ -24,9 +24,9 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from bench.near_cap_images import CASES, near_cap_images
 from PIL import Image
 
+from bench.memory.near_cap_images import CASES, near_cap_images
 from tests.support.memory_sizing import BODY_COPIES, measured_warm_rss_bytes
 from tests.support.repo_paths import SAMPLES
 from tests.support.server_process import ServerProcess, start_server

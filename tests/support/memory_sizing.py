@@ -3,7 +3,7 @@
 The terms, each bounded by a setting or by a measurement:
 
 - the warmed-up RSS of the default bundle (models, ONNX Runtime arenas after a warm-up at
-  the largest batch), as measured by ``python -m bench.decode_memory``
+  the largest batch), as measured by ``python -m bench.memory.decode_memory``
   (bench/results/decode-memory.json; tests/e2e/test_decode_memory.py checks a live server
   against it);
 - the text-embedding cache when full: ``text_cache_size`` entries of at most 4 KiB each

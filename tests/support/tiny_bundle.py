@@ -101,7 +101,8 @@ class TinyHead:
             image = np.where(image_present[:, None], image, self.null_image)
         if text_present is not None:
             text = np.where(text_present[:, None], text, self.null_text)
-        return np.concatenate([image, text], axis=1) @ self.weight + self.bias
+        logits: np.ndarray = np.concatenate([image, text], axis=1) @ self.weight + self.bias
+        return logits
 
 
 def fusion_head(

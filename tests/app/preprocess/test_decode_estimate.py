@@ -21,9 +21,9 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from bench.near_cap_images import bmp_rle8
 from PIL import Image
 
+from bench.memory.near_cap_images import bmp_rle8
 from tests.support.repo_paths import ROOT
 
 SIZE = (2400, 1600)
