@@ -20,6 +20,10 @@ for name in ("torch", "torch.nn", "torchvision"):
         raise SystemExit(f"{name} was imported")
     assert importlib.util.find_spec(name.split(".")[0]) is None, name
     assert name not in sys.modules, name
+import importlib.metadata
+assert importlib.metadata.version("pytest")  # other distributions are still found
+names = {(d.metadata["Name"] or "").lower() for d in importlib.metadata.distributions()}
+assert "torch" not in names and "onnxruntime" in names, sorted(names)
 import onnxruntime, numpy, app.main  # noqa: E401  (everything the service needs still imports)
 print("BLOCKED-OK")
 """

@@ -7,7 +7,8 @@ tests/bench) run without it: training and export need torch.
 
 The path-based finders on ``sys.meta_path`` are wrapped so that they do not find the blocked
 packages: ``import torch`` raises ``ModuleNotFoundError: No module named 'torch'``,
-``importlib.util.find_spec("torch")`` returns ``None`` and ``"torch" in sys.modules`` is false,
+``importlib.util.find_spec("torch")`` returns ``None``, ``"torch" in sys.modules`` is false and
+``importlib.metadata`` lists no torch distribution,
 exactly as when torch is not installed (libraries that probe for torch, such as ONNX Runtime's
 tools and SciPy's array API layer, then take their torch-free paths).
 """
@@ -16,8 +17,9 @@ from __future__ import annotations
 
 import importlib.abc
 import importlib.machinery
+import importlib.metadata
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -41,8 +43,23 @@ class HidingFinder(importlib.abc.MetaPathFinder):
         spec: importlib.machinery.ModuleSpec | None = self.finder.find_spec(fullname, path, target)
         return spec
 
+    def find_distributions(
+        self, context: importlib.metadata.DistributionFinder.Context | None = None
+    ) -> Iterator[importlib.metadata.Distribution]:
+        """The wrapped finder's installed distributions (``importlib.metadata`` asks every
+        finder on ``sys.meta_path``), without the blocked ones."""
+        find = getattr(self.finder, "find_distributions", None)
+        if find is None:
+            return iter(())
+        found: Iterable[importlib.metadata.Distribution] = find(
+            context or importlib.metadata.DistributionFinder.Context()
+        )
+        return (dist for dist in found if (dist.metadata["Name"] or "").lower() not in BLOCKED)
+
     def invalidate_caches(self) -> None:
-        self.finder.invalidate_caches()
+        invalidate = getattr(self.finder, "invalidate_caches", None)
+        if invalidate is not None:
+            invalidate()
 
 
 def block_torch() -> None:
