@@ -10,7 +10,9 @@ subtracted. Needs valgrind (Debian: ``apt-get install valgrind``) and util-linux
 
     python -m bench.memory.decode_instructions --baseline-root /tmp/fusionserve-before
 
-Writes bench/results/decode-instructions.json; about 12 minutes.
+Writes bench/results/decode-instructions.json, then, unless ``--no-docs``, rewrites the memory
+sections of docs/operations.md from the committed results (bench.memory.memory_doc); about
+12 minutes.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from bench.harness.paths import REPO_ROOT, RESULTS_DIR
 from bench.harness.payloads import build_requests
 from bench.harness.statistics import median, ratio
 from bench.memory.decoder_child import DECODER_SETUP
+from bench.memory.memory_doc import write_docs
 
 RESULTS = RESULTS_DIR / "decode-instructions.json"
 PHOTOS = {"JPEG": 12, "PNG": 4}
@@ -83,6 +86,9 @@ def main() -> None:
     )
     parser.add_argument("--baseline-root", type=Path, required=True)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--no-docs", action="store_true", help="do not rewrite docs/operations.md's sections"
+    )
     args = parser.parse_args()
     requests = build_requests(images=48, texts=200)
     images = [(part.data, part.image_format) for part in requests.images]
@@ -101,6 +107,8 @@ def main() -> None:
     results = {"photos": PHOTOS, "instructions_per_photo": per_photo, "after_over_before": ratios}
     args.out.write_text(json.dumps(results, indent=1) + "\n")
     print(f"after/before: {ratios}; wrote {args.out}")
+    if not args.no_docs:  # from the committed results: a run written elsewhere changes nothing
+        print(f"docs/operations.md sections rewritten: {write_docs() or 'none'}")
 
 
 if __name__ == "__main__":

@@ -16,8 +16,9 @@ processes that alternate between the checkouts, and compared as a ratio.
     python -m bench.memory.decode_memory --baseline-root /tmp/fusionserve-before
 
 Writes bench/results/decode-memory.json (``--summary FILE`` prints a results file's table,
-bench.memory.decode_memory_table). Takes 10-20 minutes on 2 cores; while it runs,
-/tmp/fusionserve-bench.lock exists as for the other benchmarks.
+bench.memory.decode_memory_table), then, unless ``--no-docs``, rewrites the memory sections of
+docs/operations.md from the committed results (bench.memory.memory_doc). Takes 10-20 minutes
+on 2 cores; while it runs, /tmp/fusionserve-bench.lock exists as for the other benchmarks.
 """
 
 from __future__ import annotations
@@ -46,8 +47,9 @@ from bench.harness.procs import MB
 from bench.harness.servers import COMMON_ENV, Server, SystemSpec
 from bench.harness.session import bench_lock, machine_brief, rotated
 from bench.harness.statistics import median, ratio
-from bench.memory.decode_memory_table import summary_table
+from bench.memory.decode_memory_table import SETTLE_S, summary_table
 from bench.memory.decoder_child import DECODER_SETUP
+from bench.memory.memory_doc import write_docs
 from bench.memory.near_cap_images import CASES, near_cap_images
 
 RESULTS = RESULTS_DIR / "decode-memory.json"
@@ -297,12 +299,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--concurrency", default="4,8,16")
     parser.add_argument("--cases", default=",".join(CASES))
-    parser.add_argument("--settle-s", type=float, default=5.0)
+    parser.add_argument("--settle-s", type=float, default=SETTLE_S)
     parser.add_argument("--latency-rounds", type=int, default=6)
     parser.add_argument("--latency-repeats", type=int, default=15)
     parser.add_argument("--port", type=int, default=8121)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--summary", type=Path, help="only print the summary of a results file")
+    parser.add_argument(
+        "--no-docs", action="store_true", help="do not rewrite docs/operations.md's sections"
+    )
     return parser
 
 
@@ -330,6 +335,7 @@ def main(argv: list[str] | None = None) -> None:
         "command": " ".join(["python -m bench.memory.decode_memory", *(argv or sys.argv[1:])]),
         "machine": machine_brief(),
         "max_pixels": MAX_PIXELS,
+        "settle_s": args.settle_s,
         "servers": servers,
         "decode_latency": latency,
     }
@@ -337,6 +343,8 @@ def main(argv: list[str] | None = None) -> None:
     args.out.write_text(json.dumps(results, indent=1) + "\n")
     print(summary_table(results))
     print(f"wrote {args.out}")
+    if not args.no_docs:  # from the committed results: a run written elsewhere changes nothing
+        print(f"docs/operations.md sections rewritten: {write_docs() or 'none'}")
 
 
 if __name__ == "__main__":

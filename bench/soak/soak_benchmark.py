@@ -15,9 +15,11 @@ warm-up puts entirely in the cache.
 
     python -m bench.soak.soak_benchmark --duration 300 --rate 34
 
-Writes bench/results/soak.json. While it runs, /tmp/fusionserve-bench.lock exists (as for the
-other suites): other heavy work on the machine should wait, since the load generator and the
-server share its cores; it refuses to start while another benchmark holds it.
+Writes bench/results/soak.json, then, unless ``--no-docs``, rewrites the soak section of
+docs/operations.md from the committed results (bench.soak.soak_doc). While it runs,
+/tmp/fusionserve-bench.lock exists (as for the other suites): other heavy work on the machine
+should wait, since the load generator and the server share its cores; it refuses to start
+while another benchmark holds it.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from bench.harness.payloads import RequestSet, build_requests
 from bench.harness.procs import MB
 from bench.harness.servers import Server, SystemSpec
 from bench.harness.session import LOCK, bench_lock, lock_held, machine_brief
+from bench.soak.soak_doc import TEXTS, write_docs
 
 RESULTS = RESULTS_DIR / "soak.json"
 
@@ -121,6 +124,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         "command": " ".join(["python -m bench.soak.soak_benchmark", *sys.argv[1:]]),
         "machine": machine_brief(),
         "rate_rps": args.rate,
+        "texts": args.texts,
         "warmup_s": args.warmup,
         "duration_s": args.duration,
         "startup_s": round(startup_s, 2),
@@ -157,9 +161,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=float, default=30.0, help="warm-up seconds")
     parser.add_argument("--interval", type=float, default=5.0, help="seconds between samples")
     parser.add_argument("--bar-mb", type=float, default=50.0, help="allowed growth, MB")
-    parser.add_argument("--texts", type=int, default=10000, help="distinct texts, cycled")
+    parser.add_argument("--texts", type=int, default=TEXTS, help="distinct texts, cycled")
     parser.add_argument("--port", type=int, default=8111)
     parser.add_argument("--out", type=Path, default=RESULTS, help="results JSON")
+    parser.add_argument(
+        "--no-docs", action="store_true", help="do not rewrite docs/operations.md's soak section"
+    )
     return parser
 
 
@@ -174,6 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.write_text(json.dumps(results, indent=2))
     print(_report(results))
     print(f"wrote {args.out}")
+    if not args.no_docs:  # from the committed results: a run written elsewhere changes nothing
+        print(f"docs/operations.md sections rewritten: {write_docs() or 'none'}")
     return 0 if results["memory"]["passed"] and results["server_alive_at_end"] else 1
 
 

@@ -1,28 +1,6 @@
-"""The most resident memory one FusionServe process can hold, from its settings.
-
-The terms, each bounded by a setting or by a measurement:
-
-- the warmed-up RSS of the default bundle (models, ONNX Runtime arenas after a warm-up at
-  the largest batch), as measured by ``python -m bench.memory.decode_memory``
-  (bench/results/decode-memory.json; tests/e2e/test_decode_memory.py checks a live server
-  against it);
-- the text-embedding cache when full: ``text_cache_size`` entries of at most 4 KiB each
-  (a 384-float embedding, its key and the cache's bookkeeping; bench/results/soak.json
-  measured +36.5 MB while 10,000 entries filled);
-- image decodes in progress: ``decode_memory_mb`` (each decode reserves its estimated peak);
-- request bodies held: ``body_memory_mb`` (reserved at the gate before a body is read), each
-  byte in memory up to ``BODY_COPIES`` times: an Open Inference Protocol JSON body as
-  received in chunks and joined (both, for a moment), its base64 text parsed, and decoded
-  (tests/e2e/test_decode_memory.py measured 3.25 times the bodies held). A multipart upload
-  takes two: the part as spooled (in memory under 1 MB; over it in /tmp, which is memory
-  too when /tmp is a tmpfs or an emptyDir of medium Memory) and the bytes read from it. So
-  spooled uploads are counted, whatever /tmp is, and never need more than JSON bodies do;
-- on a GPU, host memory taken by the CUDA libraries and context (not measured here: no GPU;
-  the 2 GiB upper figure NVIDIA's and ONNX Runtime's users report).
-
-A memory limit must cover their sum plus ``MARGIN`` (allocator fragmentation across threads,
-Python objects per request, what no budget counts).
-"""
+"""A deployment's memory figures for the tests: the sizing rule (``bench.memory.sizing_rule``)
+with the last measured warmed-up RSS, and memory quantities as Kubernetes and Compose write
+them."""
 
 from __future__ import annotations
 
@@ -30,14 +8,12 @@ import json
 import re
 
 from app.settings import Settings
+from bench.memory.sizing_rule import BODY_COPIES, needed_limit_bytes, worst_case_terms
 from tests.support.deploy_files import ROOT
 
-MiB = 2**20
+__all__ = ["BODY_COPIES", "needed_limit_bytes"]  # re-exported for the deploy and e2e tests
+
 RESULTS = ROOT / "bench" / "results" / "decode-memory.json"
-TEXT_CACHE_ENTRY_BYTES = 4096
-BODY_COPIES = 4
-CUDA_HOST_BYTES = 2 * 2**30
-MARGIN = 1.10
 _KUBERNETES_UNITS = {
     "": 1,
     "k": 10**3,
@@ -57,20 +33,8 @@ def measured_warm_rss_bytes() -> int:
 
 
 def worst_case_bytes(settings: Settings, *, cuda: bool) -> dict[str, int]:
-    """Each term of the worst case, in bytes."""
-    terms = {
-        "warmed-up process": measured_warm_rss_bytes(),
-        "text cache": settings.text_cache_size * TEXT_CACHE_ENTRY_BYTES,
-        "image decodes": settings.decode_memory_mb * MiB,
-        "request bodies and spooled uploads": BODY_COPIES * settings.body_memory_mb * MiB,
-    }
-    if cuda:
-        terms["CUDA host memory"] = CUDA_HOST_BYTES
-    return terms
-
-
-def needed_limit_bytes(terms: dict[str, int]) -> int:
-    return int(sum(terms.values()) * MARGIN)
+    """Each term of the worst case with the last measured warmed-up RSS, in bytes."""
+    return worst_case_terms(measured_warm_rss_bytes(), settings, cuda=cuda)
 
 
 def kubernetes_bytes(quantity: str) -> int:
