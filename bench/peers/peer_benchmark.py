@@ -8,7 +8,8 @@ until a real request succeeds, check its answers against the in-process referenc
 repeat), warm up, closed-loop saturation, open-loop at the common rate, single client, stop
 (whole process tree, port free). After the repeats: FusionServe overload at 2x its median
 saturation. Writes results JSON (summarised by bench.peers.peer_summary), docs/benchmarks.md and
-its figure (bench.peers.benchmarks_doc).
+its figure (bench.peers.benchmarks_doc), and the replica-sizing section of deploy/README.md from
+the committed results (bench.peers.sizing_doc); ``--no-docs`` skips the docs.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from bench.harness.payloads import RequestSet, build_requests, describe_requests
 from bench.harness.servers import COMMON_ENV, Server, ServerError, SystemSpec
 from bench.harness.session import bench_lock, git_head, logger, machine_info, rotated
 from bench.harness.statistics import median
+from bench.peers import sizing_doc
 from bench.peers.benchmarks_doc import summary_table, targets_table, write_docs
 from bench.peers.peer_summary import summarize
 from bench.peers.systems import SYSTEMS
@@ -341,7 +343,11 @@ def main() -> None:
         help="results directory (default: bench/results, or bench/results/quick with --quick)",
     )
     parser.add_argument("--overload-s", type=float, help="overload duration (0 skips it)")
-    parser.add_argument("--no-docs", action="store_true", help="skip docs/benchmarks.md + plot")
+    parser.add_argument(
+        "--no-docs",
+        action="store_true",
+        help="skip docs/benchmarks.md + plot and the sizing section of deploy/README.md",
+    )
     args = parser.parse_args()
     systems = [k.strip() for k in args.systems.split(",") if k.strip()]
     if unknown := [k for k in systems if k not in SYSTEMS]:
@@ -361,6 +367,11 @@ def main() -> None:
         log(f"wrote {path} (session took {results['wall_s'] / 60:.1f} min)")
         if not args.no_docs and not args.quick:
             write_docs(results)
+            # From the committed results: a run with --out elsewhere changes nothing there.
+            try:
+                log(f"deploy/README.md: rewrote {sizing_doc.write_docs() or 'nothing'}")
+            except sizing_doc.SizingError as exc:  # e.g. a session without FusionServe (a)
+                log(f"deploy/README.md: sizing section left as it was ({exc})")
         labels = {k: v["label"] for k, v in results["systems"].items()}
         print(summary_table(results["summary"], labels))
         print(targets_table(results["summary"]))
