@@ -14,6 +14,7 @@ from typing import Any
 
 from bench.harness.formatting import fixed
 from bench.harness.paths import DOCS_DIR, RESULTS_DIR
+from bench.harness.statistics import ratio_or_none
 from bench.peers.peer_summary import summarize
 
 DOC = DOCS_DIR / "benchmarks.md"
@@ -59,6 +60,131 @@ def targets_table(summary: dict[str, Any]) -> str:
         f"| {t['target']} | {t['measured']} | **{t['verdict']}** |" for t in summary["targets"]
     ]
     return "\n".join(rows)
+
+
+def _times(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}x"
+
+
+def _by_repeat(results: dict[str, Any], key: str) -> dict[int, dict[str, Any]]:
+    """System ``key``'s runs that completed, by repeat."""
+    return {
+        r["repeat"]: r for r in results["raw"]["systems"] if r["system"] == key and "error" not in r
+    }
+
+
+def _spread(values: list[float], digits: int = 1, scale: float = 1.0) -> str:
+    if not values:
+        return "-"
+    return f"{fixed(min(values) * scale, digits)} to {fixed(max(values) * scale, digits)}"
+
+
+def repeats_section(results: dict[str, Any]) -> str:
+    """Each repeat's own runs, which the medians above hide: the systems' ratios within a
+    repeat (run minutes apart), the in-process batch-size curve, and each system's spread."""
+    s, raw = results["summary"], results["raw"]
+    labels = {k: v["label"] for k, v in results["systems"].items()}
+    peer = s["ratios"]["best_peer"]
+    ours, theirs = _by_repeat(results, "a"), _by_repeat(results, peer) if peer else {}
+    rates = {c["repeat"]: c["open_rate_rps"] for c in raw["calibration"]}
+    inprocess = raw["inprocess"]
+    peer_head = (
+        f" | ({peer}) {labels[peer]} saturation (req/s) | (a) / ({peer}) | (c) / ({peer})"
+        if peer
+        else ""
+    )
+    rows = [
+        "| Repeat | Open-loop rate (req/s) | (c) in-process best (items/s) | (a) saturation "
+        f"(req/s) | (a) / (c){peer_head} |",
+        "| ---: | ---: | ---: | ---: | ---:" + " | ---: | ---: | ---:" * bool(peer) + " |",
+    ]
+    for i, run in enumerate(inprocess):
+        best = run["best_items_per_s"]
+        sat = ours[i]["saturation"]["throughput_rps"] if i in ours else None
+        cells = [
+            str(i + 1),
+            fixed(rates.get(i)),
+            fixed(best),
+            fixed(sat),
+            _times(ratio_or_none(sat, best)),
+        ]
+        if peer:
+            peer_sat = theirs[i]["saturation"]["throughput_rps"] if i in theirs else None
+            cells += [
+                fixed(peer_sat),
+                _times(ratio_or_none(sat, peer_sat)),
+                _times(ratio_or_none(best, peer_sat)),
+            ]
+        rows.append("| " + " | ".join(cells) + " |")
+
+    sizes = sorted({row["batch_size"] for run in inprocess for row in run["throughput"]})
+    curve = [
+        "| Repeat | "
+        + " | ".join(f"batch {b}" for b in sizes)
+        + " | best / batch 1 | single item, median (ms) |",
+        "| ---: |" + " ---: |" * (len(sizes) + 2),
+    ]
+    for i, run in enumerate(inprocess):
+        by_size = {row["batch_size"]: row["items_per_s"] for row in run["throughput"]}
+        curve.append(
+            f"| {i + 1} | "
+            + " | ".join(fixed(by_size.get(b)) for b in sizes)
+            + f" | {_times(ratio_or_none(run['best_items_per_s'], by_size.get(1)))} | "
+            f"{fixed(run['single_item']['median_ms'])} |"
+        )
+
+    spread = [
+        "| System | Saturation (req/s) | p99 at the 70% rate (ms) | Server + client CPU busy "
+        "at saturation (% of all cores) | Server CPU per request at saturation (ms) | "
+        "503s at saturation (per run) |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for key in results["systems"]:
+        runs = [r for _, r in sorted(_by_repeat(results, key).items())]
+        cpu = [r["saturation_cpu"] for r in runs if "saturation_cpu" in r]
+        refused = [str(r["saturation"]["status_counts"].get("503", 0)) for r in runs]
+        spread.append(
+            f"| ({key}) {labels[key]} | "
+            f"{_spread([r['saturation']['throughput_rps'] for r in runs])} | "
+            f"{_spread([r['open']['latency_ms']['p99'] for r in runs], 0)} | "
+            f"{_spread([c['cpu_utilisation'] for c in cpu], 0, 100)} | "
+            f"{_spread([c['server_cpu_ms_per_ok'] for c in cpu])} | "
+            f"{' / '.join(refused) if any(n != '0' for n in refused) else 'none'} |"
+        )
+
+    lines = []
+    if peer:
+        best_vs_peer = ratio_or_none(
+            s["inprocess"]["best_items_per_s"], s["systems"][peer]["saturation_rps"]
+        )
+        lines.append(f"- In-process limit / {labels[peer]} (medians): **{_times(best_vs_peer)}**")
+    server_p50 = s["systems"].get("a", {}).get("single_server_p50_ms")
+    if server_p50 is not None:
+        lines.append(
+            "- FusionServe's own `timing.total_ms` for the single-client requests (median of the "
+            f"repeats' medians): {fixed(server_p50)} ms"
+        )
+    return "\n".join(
+        [
+            "### Per repeat",
+            "",
+            "**Ratios by repeat.** The medians above hide how far runs moved between repeats",
+            "on this machine. Below, each repeat's own runs (`raw` in the results file); a ratio",
+            "within a repeat compares systems that ran minutes apart:",
+            "",
+            *rows,
+            "",
+            "**In-process limit by repeat**, items/s at each batch size:",
+            "",
+            *curve,
+            "",
+            "**Spread across repeats**, lowest to highest, per system:",
+            "",
+            *spread,
+            "",
+            *lines,
+        ]
+    )
 
 
 def _overload_section(summary: dict[str, Any]) -> str:
@@ -137,6 +263,8 @@ includes that competition; the in-process limit (c) has no client at all.
         ratios["single_minus_inprocess_ms"]
     } ms**
 - In-process items/s by batch size (medians): {by_batch}
+
+{repeats_section(results)}
 
 ## Targets
 
@@ -228,13 +356,20 @@ python -m bench.peers.peer_benchmark --quick --repeats 1   # smoke test, into be
 """
 
 
+def page(results: dict[str, Any], analysis: str | None = None) -> str:
+    """docs/benchmarks.md for ``results``, around ``analysis`` (by default analysis.md; "" gives
+    the generated part alone)."""
+    if analysis is None:
+        analysis = ANALYSIS.read_text() if ANALYSIS.exists() else ""
+    return render(results, analysis, PLOT.relative_to(DOC.parent).as_posix())
+
+
 def write_docs(results: dict[str, Any]) -> None:
     from bench.peers.throughput_plot import plot  # matplotlib: only when drawing
 
     PLOT.parent.mkdir(parents=True, exist_ok=True)
     plot(results, PLOT)
-    analysis = ANALYSIS.read_text() if ANALYSIS.exists() else ""
-    DOC.write_text(render(results, analysis, PLOT.relative_to(DOC.parent).as_posix()))
+    DOC.write_text(page(results))
 
 
 def main() -> None:
