@@ -12,8 +12,9 @@ import yaml
 from fastapi.testclient import TestClient
 
 from app.api.routes import READYZ
+from bench.memory.sizing_rule import needed_limit_bytes
 from tests.support.deploy_files import METRICS_PATH, ROOT, Manifest, is_setting, settings_from_env
-from tests.support.memory_sizing import compose_bytes, needed_limit_bytes, worst_case_bytes
+from tests.support.memory_sizing import compose_bytes, worst_case_bytes
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 
 from app.api.v2 import LIVE, READY
 from app.bundle.manifest import SCHEMA_VERSION
+from bench.memory.sizing_rule import needed_limit_bytes
 from tests.support.deploy_files import (
     KUBERNETES_VERSION,
     METRICS_PATH,
@@ -31,7 +32,7 @@ from tests.support.deploy_files import (
     is_setting,
     settings_from_env,
 )
-from tests.support.memory_sizing import kubernetes_bytes, needed_limit_bytes, worst_case_bytes
+from tests.support.memory_sizing import kubernetes_bytes, worst_case_bytes
 
 kubernetes_validate = pytest.importorskip(
     "kubernetes_validate", reason="kubernetes-validate (dev extra) is not installed"

@@ -27,6 +27,7 @@ from fastapi.testclient import TestClient
 from app import __version__
 from app.api.routes import LIVEZ, READYZ
 from app.settings import Settings
+from bench.memory.sizing_rule import needed_limit_bytes
 from tests.support.deploy_files import (
     KUBERNETES_VERSION,
     METRICS_PATH,
@@ -37,7 +38,7 @@ from tests.support.deploy_files import (
     is_setting,
     settings_from_env,
 )
-from tests.support.memory_sizing import kubernetes_bytes, needed_limit_bytes, worst_case_bytes
+from tests.support.memory_sizing import kubernetes_bytes, worst_case_bytes
 
 kubernetes_validate = pytest.importorskip(
     "kubernetes_validate", reason="kubernetes-validate (dev extra) is not installed"

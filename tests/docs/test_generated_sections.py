@@ -16,7 +16,7 @@ import pytest
 from app.settings import Settings
 from bench.harness.generated_docs import section_body
 from bench.memory import memory_doc
-from bench.memory.sizing_rule import MARGIN
+from bench.memory.sizing_rule import MARGIN, needed_limit_bytes
 from bench.soak import soak_doc
 from tests.support import memory_sizing
 from tests.support.repo_paths import ROOT
@@ -66,5 +66,5 @@ def test_the_doc_shows_the_sum_tests_deploy_checks() -> None:
     warm = memory_sizing.measured_warm_rss_bytes() / 1e6
     ours = memory_doc.sizing_terms_mb(warm, defaults)
     assert sum(ours.values()) * 1e6 == pytest.approx(sum(terms.values()), abs=4)
-    needed_gb = memory_sizing.needed_limit_bytes(terms) / 1e9
+    needed_gb = needed_limit_bytes(terms) / 1e9
     assert f"= **{needed_gb:.2f} GB**" in section_body(DOC.read_text(), "memory-sizing")

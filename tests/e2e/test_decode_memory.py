@@ -27,7 +27,8 @@ import pytest
 from PIL import Image
 
 from bench.memory.near_cap_images import CASES, near_cap_images
-from tests.support.memory_sizing import BODY_COPIES, measured_warm_rss_bytes
+from bench.memory.sizing_rule import BODY_COPIES
+from tests.support.memory_sizing import measured_warm_rss_bytes
 from tests.support.repo_paths import SAMPLES
 from tests.support.server_process import ServerProcess, start_server
 

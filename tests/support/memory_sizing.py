@@ -8,10 +8,8 @@ import json
 import re
 
 from app.settings import Settings
-from bench.memory.sizing_rule import BODY_COPIES, needed_limit_bytes, worst_case_terms
-from tests.support.deploy_files import ROOT
-
-__all__ = ["BODY_COPIES", "needed_limit_bytes"]  # re-exported for the deploy and e2e tests
+from bench.memory.sizing_rule import worst_case_terms
+from tests.support.repo_paths import ROOT
 
 RESULTS = ROOT / "bench" / "results" / "decode-memory.json"
 _KUBERNETES_UNITS = {
