@@ -12,6 +12,7 @@ import argparse
 import shlex
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from models.reporting.doc_sections import SectionError, replace_section
@@ -84,3 +85,21 @@ def recorded_option(command: str, option: str, default: str) -> str:
     ``default`` (the runner's default for it)."""
     values = recorded_options(command, option)
     return values[-1] if values else default
+
+
+@dataclass(frozen=True)
+class GeneratedDoc:
+    """The generated sections of one doc: ``sections()`` renders them from the committed
+    results; ``write`` rewrites the stale ones, ``main`` is the suite's ``[--check]`` command."""
+
+    prog: str
+    description: str
+    path: Path
+    sections: Callable[[], Mapping[str, str]]
+
+    def write(self) -> list[str]:
+        """Rewrite the stale sections; their names."""
+        return write_sections(self.path, self.sections())
+
+    def main(self, argv: Sequence[str] | None = None) -> int:
+        return sections_main(self.prog, self.description, self.path, self.sections, argv)

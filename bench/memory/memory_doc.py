@@ -20,7 +20,7 @@ from typing import Any
 
 from app.settings import Settings
 from bench.harness.formatting import fixed
-from bench.harness.generated_docs import recorded_options, sections_main, write_sections
+from bench.harness.generated_docs import GeneratedDoc, recorded_options
 from bench.harness.paths import DOCS_DIR, RESULTS_DIR
 from bench.harness.statistics import ratio
 from bench.memory.decode_memory_table import by_concurrency, settle_s, status_counts
@@ -263,21 +263,10 @@ def committed_sections(results_dir: Path = RESULTS_DIR) -> dict[str, str]:
     }
 
 
-def write_docs() -> list[str]:
-    """Rewrite the memory sections of docs/operations.md from the committed results; the
-    names of those that changed."""
-    return write_sections(DOC, committed_sections())
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    return sections_main(
-        "python -m bench.memory.memory_doc",
-        (__doc__ or "").split("\n\n")[0],
-        DOC,
-        committed_sections,
-        argv,
-    )
-
+GENERATED = GeneratedDoc(
+    "python -m bench.memory.memory_doc", (__doc__ or "").split("\n\n")[0], DOC, committed_sections
+)
+write_docs = GENERATED.write  # the suite's runner calls it after a run
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(GENERATED.main())

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.harness.generated_docs import sections_main, write_sections
+from bench.harness.generated_docs import GeneratedDoc
 from bench.harness.paths import REPO_ROOT, RESULTS_DIR
 from bench.harness.procs import MB
 
@@ -204,21 +204,10 @@ def committed_sections(
     return {SECTION: render(peers, soaks, requests)}
 
 
-def write_docs() -> list[str]:
-    """Rewrite the replica-sizing section of deploy/README.md from the committed results;
-    ``[name]`` if it changed."""
-    return write_sections(DOC, committed_sections())
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    return sections_main(
-        "python -m bench.peers.sizing_doc",
-        (__doc__ or "").split("\n\n")[0],
-        DOC,
-        committed_sections,
-        argv,
-    )
-
+GENERATED = GeneratedDoc(
+    "python -m bench.peers.sizing_doc", (__doc__ or "").split("\n\n")[0], DOC, committed_sections
+)
+write_docs = GENERATED.write  # the suite's runner calls it after a run
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(GENERATED.main())

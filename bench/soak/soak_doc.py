@@ -10,12 +10,12 @@ the same after a run unless ``--no-docs``.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from bench.harness.formatting import fixed
-from bench.harness.generated_docs import recorded_option, sections_main, write_sections
+from bench.harness.generated_docs import GeneratedDoc, recorded_option
 from bench.harness.paths import DOCS_DIR, RESULTS_DIR
 
 DOC = DOCS_DIR / "operations.md"
@@ -89,21 +89,10 @@ def committed_sections(results_dir: Path = RESULTS_DIR) -> dict[str, str]:
     return {SECTION: render(runs, system, saturation_rps)}
 
 
-def write_docs() -> list[str]:
-    """Rewrite the soak section of docs/operations.md from the committed results; ``[name]``
-    if it changed."""
-    return write_sections(DOC, committed_sections())
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    return sections_main(
-        "python -m bench.soak.soak_doc",
-        (__doc__ or "").split("\n\n")[0],
-        DOC,
-        committed_sections,
-        argv,
-    )
-
+GENERATED = GeneratedDoc(
+    "python -m bench.soak.soak_doc", (__doc__ or "").split("\n\n")[0], DOC, committed_sections
+)
+write_docs = GENERATED.write  # the suite's runner calls it after a run
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(GENERATED.main())
