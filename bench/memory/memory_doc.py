@@ -11,7 +11,6 @@ run unless ``--no-docs``.
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -21,7 +20,7 @@ from typing import Any
 from app.settings import Settings
 from bench.harness.formatting import fixed
 from bench.harness.generated_docs import GeneratedDoc, recorded_options
-from bench.harness.paths import DOCS_DIR, RESULTS_DIR
+from bench.harness.paths import DOCS_DIR, RESULTS_DIR, read_results
 from bench.harness.statistics import ratio
 from bench.memory.decode_memory_table import by_concurrency, settle_s, status_counts
 from bench.memory.near_cap_images import near_cap_side
@@ -245,17 +244,12 @@ def render_allocators(files: Mapping[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _read(path: Path) -> dict[str, Any]:
-    results: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return results
-
-
 def committed_sections(results_dir: Path = RESULTS_DIR) -> dict[str, str]:
     """Every memory section of docs/operations.md, from the results under ``results_dir``."""
-    memory = _read(results_dir / MEMORY_RESULTS.name)
-    instructions = _read(results_dir / INSTRUCTIONS_RESULTS.name)
+    memory = read_results(results_dir / MEMORY_RESULTS.name)
+    instructions = read_results(results_dir / INSTRUCTIONS_RESULTS.name)
     folder = results_dir / ALLOCATORS_DIR.name
-    allocators = {path.name: _read(path) for path in sorted(folder.glob("*.json"))}
+    allocators = {path.name: read_results(path) for path in sorted(folder.glob("*.json"))}
     return {
         "decode-memory": render_decode_memory(memory, instructions),
         "memory-sizing": render_sizing(memory, Settings.model_construct()),

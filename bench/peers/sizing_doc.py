@@ -12,7 +12,6 @@ elsewhere changes nothing there).
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness.generated_docs import GeneratedDoc
-from bench.harness.paths import REPO_ROOT, RESULTS_DIR
+from bench.harness.paths import REPO_ROOT, RESULTS_DIR, read_results
 from bench.harness.procs import MB
 
 DOC = REPO_ROOT / "deploy" / "README.md"
@@ -188,18 +187,13 @@ def render(peers: dict[str, Any], soaks: Mapping[str, dict[str, Any]], requests:
     return "\n".join(lines)
 
 
-def _read(path: Path) -> dict[str, Any]:
-    results: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return results
-
-
 def committed_sections(
     results_dir: Path = RESULTS_DIR, deployment: Path = DEPLOYMENT
 ) -> dict[str, str]:
     """The replica-sizing section of deploy/README.md, from the results under
     ``results_dir`` and the requests in ``deployment``."""
-    peers = _read(results_dir / PEER_RESULTS.name)
-    soaks = {name: _read(results_dir / name) for name in SOAK_RUNS}
+    peers = read_results(results_dir / PEER_RESULTS.name)
+    soaks = {name: read_results(results_dir / name) for name in SOAK_RUNS}
     requests = replica_requests(deployment.read_text(encoding="utf-8"))
     return {SECTION: render(peers, soaks, requests)}
 

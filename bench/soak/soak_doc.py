@@ -9,14 +9,13 @@ the same after a run unless ``--no-docs``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from bench.harness.formatting import fixed
 from bench.harness.generated_docs import GeneratedDoc, recorded_option
-from bench.harness.paths import DOCS_DIR, RESULTS_DIR
+from bench.harness.paths import DOCS_DIR, RESULTS_DIR, read_results
 
 DOC = DOCS_DIR / "operations.md"
 SECTION = "soak"
@@ -77,15 +76,10 @@ def render(runs: Mapping[str, dict[str, Any]], system: str, saturation_rps: floa
     return "\n".join(lines)
 
 
-def _read(path: Path) -> dict[str, Any]:
-    results: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return results
-
-
 def committed_sections(results_dir: Path = RESULTS_DIR) -> dict[str, str]:
     """The soak section of docs/operations.md, from the results under ``results_dir``."""
-    runs = {name: _read(results_dir / name) for name in RUNS}
-    system, saturation_rps = saturation(_read(results_dir / PEER_RESULTS.name))
+    runs = {name: read_results(results_dir / name) for name in RUNS}
+    system, saturation_rps = saturation(read_results(results_dir / PEER_RESULTS.name))
     return {SECTION: render(runs, system, saturation_rps)}
 
 
