@@ -195,6 +195,12 @@ class _StateCollector(Collector):
             "in_flight_items",
             "Items accepted and not yet answered (decoding, queued or running).",
         )
+        wait = _bundle_family(
+            GaugeMetricFamily,
+            "predicted_wait_seconds",
+            "Model time the items in flight are predicted to take, at the bundle's measured "
+            "cost per item: admission refuses once it would pass max_queue_wait_s.",
+        )
         hits = _bundle_family(CounterMetricFamily, "text_cache_hits", "Text-cache hits.")
         misses = _bundle_family(CounterMetricFamily, "text_cache_misses", "Text-cache misses.")
         bundles = GaugeMetricFamily(
@@ -217,10 +223,11 @@ class _StateCollector(Collector):
             versions = slot.classifiers()
             queued.add_metric([slot.name], sum(c.batcher.queue_depth for c in versions))
             in_flight.add_metric([slot.name], sum(c.in_flight for c in versions))
+            wait.add_metric([slot.name], classifier.admission.drain_s())
             hits.add_metric([slot.name], cache.hits)
             misses.add_metric([slot.name], cache.misses)
             _engine_info(slot.name, classifier.engine, bundles, providers)
-        yield from (ready, queued, in_flight, hits, misses, bundles, providers)
+        yield from (ready, queued, in_flight, wait, hits, misses, bundles, providers)
         yield from _memory_budgets(state)
 
 

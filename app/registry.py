@@ -165,8 +165,11 @@ class ModelRegistry:
                 )
             self._slots[name] = ModelSlot(name=name, path=path, default=index == 0)
 
-    def _build(self, slot: ModelSlot) -> Engine:
-        """Load and warm up ``slot``'s bundle (blocking: run it in a thread)."""
+    def _build(self, slot: ModelSlot) -> tuple[Engine, float | None]:
+        """Load and warm up ``slot``'s bundle (blocking: run it in a thread). Also returns
+        what an item cost in the warm-up, which seeds admission until batches have run: its
+        seconds over the items it ran (one, then a full batch with the longest text, on
+        arenas not grown yet), so an upper bound."""
         engine = self._factory(self._settings_for(slot.path))
         name = engine.bundle.manifest.name
         if name != slot.name:
@@ -174,18 +177,21 @@ class ModelRegistry:
                 f"the bundle at {slot.path} is now named {name!r}, not {slot.name!r}; "
                 "a served name cannot change (restart to rename)"
             )
-        if self._settings.warmup:
-            warm_up(engine, self._settings.max_batch_size)
-        return engine
+        if not self._settings.warmup:
+            return engine, None
+        seconds = warm_up(engine, self._settings.max_batch_size)
+        return engine, seconds / (1 + self._settings.max_batch_size)
 
-    def _serve(self, slot: ModelSlot, engine: Engine) -> _Leased | None:
-        """Put a classifier for ``engine`` in ``slot``; return the one it replaces."""
+    def _serve(self, slot: ModelSlot, built: tuple[Engine, float | None]) -> _Leased | None:
+        """Put a classifier for the built engine in ``slot``; return the one it replaces."""
+        engine, item_s = built
         classifier = Classifier(
             engine,
             self._settings,
             self._observer_for(slot.name),
             decode_memory=self.decode_memory,
             decode_pace=self.decode_pace,
+            item_s=item_s,
         )
         classifier.start()
         previous, slot.current = slot.current, _Leased(classifier)
@@ -195,13 +201,13 @@ class ModelRegistry:
     async def load(self, slot: ModelSlot) -> None:
         """First load of ``slot``; a failure marks it failed and propagates."""
         try:
-            engine = await asyncio.to_thread(self._build, slot)
+            built = await asyncio.to_thread(self._build, slot)
         except Exception as exc:
             slot.status, slot.error = ModelStatus.FAILED, str(exc)
             raise
         if self._stopping:
             return
-        self._serve(slot, engine)
+        self._serve(slot, built)
 
     async def reload(self, name: str | None) -> ReloadOutcome:
         """Load ``name``'s bundle again from its directory, switch to it once warm, and drain
@@ -218,7 +224,7 @@ class ModelRegistry:
             previous_version = slot.current.classifier.engine.bundle.manifest.version
             started = time.perf_counter()
             try:
-                engine = await asyncio.to_thread(self._build, slot)
+                built = await asyncio.to_thread(self._build, slot)
             except Exception as exc:
                 logger.error("reload of %s failed, old version kept: %s", slot.name, exc)
                 raise ReloadFailed(
@@ -228,11 +234,11 @@ class ModelRegistry:
             load_s = time.perf_counter() - started
             if self._stopping:
                 raise ShuttingDown()
-            previous = self._serve(slot, engine)
+            previous = self._serve(slot, built)
             assert previous is not None  # checked above, and only reload replaces
             slot.reloads += 1
             self._retire(slot, previous)
-        version = engine.bundle.manifest.version
+        version = built[0].bundle.manifest.version
         logger.info(
             "reloaded %s: %s -> %s in %.2fs; %d requests drain from the previous version",
             slot.name,

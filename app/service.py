@@ -13,10 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from app.admission import Admission, AdmissionLimits, ItemPace
 from app.batching import Batcher
 from app.bundle.manifest import Modality
 from app.engine import Engine
-from app.errors import DeadlineExceeded, MemoryBusy, Overloaded, RequestError, ShuttingDown
+from app.errors import DeadlineExceeded, MemoryBusy, Overloaded, RequestError
 from app.explanation import explain as explain_result
 from app.memory_budget import MemoryBudget, RoomWanted
 from app.observer import NullObserver, ServiceObserver
@@ -53,7 +54,9 @@ class Classifier:
     batcher, which runs batches on a separate inference pool so that decoding never queues
     in front of model execution. ``observer`` hears about each item and batch (metrics).
     ``decode_memory`` is the process-wide budget every image decode reserves from, and
-    ``decode_pace`` how fast decodes go here (both shared by every classifier)."""
+    ``decode_pace`` how fast decodes go here (both shared by every classifier).
+    ``item_s`` seeds what one item costs the model (from the warm-up) until batches have run:
+    admission is by expected wait (``app.admission``)."""
 
     def __init__(
         self,
@@ -63,6 +66,7 @@ class Classifier:
         *,
         decode_memory: MemoryBudget,
         decode_pace: DecodePace,
+        item_s: float | None = None,
     ) -> None:
         self.engine = engine
         self.decode_memory = decode_memory
@@ -71,8 +75,17 @@ class Classifier:
         self.default_top_k = settings.default_top_k
         self.request_timeout_s = settings.request_timeout_s
         self.retry_after_s = settings.retry_after_s
-        self.max_in_flight = settings.max_in_flight
-        self.rejected = 0
+        self.pace = ItemPace(item_s)
+        self.admission = Admission(
+            AdmissionLimits(
+                max_in_flight=settings.max_in_flight,
+                max_queue_wait_s=settings.max_queue_wait_s,
+                request_timeout_s=settings.request_timeout_s,
+                retry_after_s=settings.retry_after_s,
+            ),
+            self.pace,
+        )
+        self.rejected = 0  # refused while decoding (overload and memory); admission counts its own
         self._preprocess_pool = ThreadPoolExecutor(
             settings.preprocess_threads, thread_name_prefix="fusionserve-preprocess"
         )
@@ -88,16 +101,14 @@ class Classifier:
             retry_after_s=settings.retry_after_s,
             observer=self._observer,
         )
-        self._stopping = False
         self.stopped = False  # stop() has finished: batcher and threads released
-        self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
 
     @property
     def in_flight(self) -> int:
-        """Requests accepted and not yet answered."""
-        return self._in_flight
+        """Items accepted and not yet answered."""
+        return self.admission.in_flight
 
     def stats(self) -> dict[str, Any]:
         """Batcher and text-cache counters, for /info (Prometheus metrics: app.metrics)."""
@@ -105,13 +116,14 @@ class Classifier:
         cache = self.engine.pipeline.text_cache
         return {
             "queue_depth": self.batcher.queue_depth,
-            "in_flight": self._in_flight,
+            "in_flight": self.admission.in_flight,
+            "item_ms": None if self.pace.item_s is None else round(self.pace.item_s * 1000, 3),
             "batches": batch.batches,
             "items": batch.items,
             "batch_sizes": dict(sorted(batch.sizes.items())),
             "expired": batch.expired,
             "skipped": batch.skipped,
-            "rejected": self.rejected + batch.rejected,
+            "rejected": self.admission.rejected + self.rejected + batch.rejected,
             "failed_batches": batch.failed_batches,
             "text_cache": {
                 "size": len(cache),
@@ -122,7 +134,10 @@ class Classifier:
         }
 
     def _run_batch(self, items: list[PreparedItem]) -> list[ItemResult]:
-        return self.engine.pipeline.run_items(items)  # one result per item
+        started = time.perf_counter()
+        results = self.engine.pipeline.run_items(items)  # one result per item
+        self.pace.observe(len(items), time.perf_counter() - started)
+        return results
 
     def start(self) -> None:
         """Start the batcher; call on the event loop that will serve requests."""
@@ -131,32 +146,23 @@ class Classifier:
     def refusal(self, items: int = 1) -> RequestError | None:
         """Why ``items`` more items would be refused now, or None if they would be admitted.
         Counts the refusal: callers answer it."""
-        if self._stopping:
-            return ShuttingDown("the service is shutting down")
-        if self._in_flight + items > self.max_in_flight:
-            self.rejected += items
-            return Overloaded(
-                f"{self._in_flight} items in flight, the limit is {self.max_in_flight}; "
-                "retry later",
-                headers={"Retry-After": str(self.retry_after_s)},
-            )
-        return None
+        return self.admission.refusal(items)
 
     @contextlib.contextmanager
     def _accepted(self, items: int) -> Iterator[None]:
         """Admit ``items`` or refuse at once; admitted items count as in flight until
         answered, so that ``stop()`` waits for them. Admission happens before decoding, so
         nothing queues without bound in front of the decode pool either."""
-        refusal = self.refusal(items)
+        refusal = self.admission.refusal(items)
         if refusal is not None:
             raise refusal
-        self._in_flight += items
+        self.admission.admit(items)
         self._idle.clear()
         try:
             yield
         finally:
-            self._in_flight -= items
-            if self._in_flight == 0:
+            self.admission.release(items)
+            if self.admission.in_flight == 0:
                 self._idle.set()
 
     async def classify(
@@ -253,7 +259,7 @@ class Classifier:
     async def stop(self) -> None:
         """Refuse new requests, answer every accepted one (each has its own deadline, so this
         wait is bounded), then stop the batcher and release the threads."""
-        self._stopping = True
+        self.admission.stopping = True
         await self._idle.wait()
         await self.batcher.stop()
         self._preprocess_pool.shutdown(wait=True)

@@ -139,12 +139,25 @@ class Settings(BaseSettings):
         ),
     )
     max_in_flight: int = Field(
-        default=24,
+        default=128,
         ge=1,
         description=(
-            "Items accepted at once (decoding, queued or running); more get a fast 503 with "
-            "Retry-After, answered before the body is parsed. Bounds the queueing delay: "
-            "about max_in_flight / throughput (24 at ~55 items/s on 2 CPU cores is ~0.45 s)."
+            "Hard ceiling on items accepted at once (decoding, queued or running), whatever "
+            "the model's pace: it bounds the memory they hold. More get a fast 503 with "
+            "Retry-After, answered before the body is parsed. Admission proper is by "
+            "expected wait (max_queue_wait_s)."
+        ),
+    )
+    max_queue_wait_s: float = Field(
+        default=0.5,
+        gt=0.0,
+        le=60.0,
+        description=(
+            "Admission by expected wait: a request is admitted while the work already "
+            "accepted, at this bundle's measured cost per item, would be done within this "
+            "many seconds (and within request_timeout_s); beyond it, a fast 503 whose "
+            "Retry-After is the predicted time for that work to drain. Bounds the queueing "
+            "delay for fast and slow models alike."
         ),
     )
     queue_capacity: int = Field(

@@ -65,6 +65,7 @@ GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
             "max_batch_size",
             "max_batch_wait_ms",
             "max_in_flight",
+            "max_queue_wait_s",
             "queue_capacity",
             "request_timeout_s",
             "retry_after_s",

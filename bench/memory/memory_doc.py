@@ -148,7 +148,7 @@ def sizing_terms_mb(warm_rss_mb: float, settings: Settings) -> dict[str, float]:
     """The terms of a CPU replica's worst case (``bench.memory.sizing_rule``), in MB (10^6
     bytes), named as the doc names them."""
     terms = worst_case_terms(round(warm_rss_mb * MB), settings, cuda=False)
-    names = ("warmed up", "text cache", "decodes", "bodies")
+    names = ("warmed up", "text cache", "decodes", "waiting items", "bodies")
     return {name: value / MB for name, value in zip(names, terms.values(), strict=True)}
 
 

@@ -11,6 +11,9 @@ The terms, each bounded by a setting or by a measurement:
   (a 384-float embedding, its key and the cache's bookkeeping; bench/results/soak.json
   measured +36.5 MB while 10,000 entries filled);
 - image decodes in progress: ``decode_memory_mb`` (each decode reserves its estimated peak);
+- items accepted and decoded, waiting for their batch: ``max_in_flight`` of them at most,
+  each holding its image tensor (float32, the default bundle's crop; ``QUEUED_ITEM_BYTES``)
+  and its token ids (``max_length`` int64s, twice: ids and mask);
 - request bodies held: ``body_memory_mb`` (reserved at the gate before a body is read), each
   byte in memory up to ``BODY_COPIES`` times: an Open Inference Protocol JSON body as
   received in chunks and joined (both, for a moment), its base64 text parsed, and decoded
@@ -31,12 +34,16 @@ and ``bench.memory.memory_doc`` shows it summed in docs/operations.md: one rule 
 from __future__ import annotations
 
 from app.settings import Settings
+from models.export.reference_preprocess import EFFICIENTNET_LITE_PREPROCESS
 
 MiB = 2**20
 TEXT_CACHE_ENTRY_BYTES = 4096
 BODY_COPIES = 4
 CUDA_HOST_BYTES = 2 * 2**30
 MARGIN = 1.10
+_CROP = EFFICIENTNET_LITE_PREPROCESS.crop_size
+TEXT_MAX_LENGTH = 128  # the default bundle's text encoder (minilm_export.MAX_LENGTH in its recipe)
+QUEUED_ITEM_BYTES = 3 * _CROP * _CROP * 4 + 2 * TEXT_MAX_LENGTH * 8
 
 
 def worst_case_terms(warm_rss_bytes: int, settings: Settings, *, cuda: bool) -> dict[str, int]:
@@ -45,6 +52,7 @@ def worst_case_terms(warm_rss_bytes: int, settings: Settings, *, cuda: bool) -> 
         "warmed-up process": warm_rss_bytes,
         "text cache": settings.text_cache_size * TEXT_CACHE_ENTRY_BYTES,
         "image decodes": settings.decode_memory_mb * MiB,
+        "items waiting for a batch": settings.max_in_flight * QUEUED_ITEM_BYTES,
         "request bodies and spooled uploads": BODY_COPIES * settings.body_memory_mb * MiB,
     }
     if cuda:

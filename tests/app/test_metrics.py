@@ -91,7 +91,12 @@ async def test_metrics_before_the_bundle_is_loaded(tiny_bundle_dir: Path) -> Non
     async with _asgi_client(app) as client:  # no lifespan: the bundle never loads
         samples = await scrape(client)
         assert value(samples, "fusionserve_ready") == 0
-        for per_bundle in ("queue_depth", "in_flight_items", "text_cache_hits_total"):
+        for per_bundle in (
+            "queue_depth",
+            "in_flight_items",
+            "predicted_wait_seconds",
+            "text_cache_hits_total",
+        ):
             assert not by_label(samples, f"fusionserve_{per_bundle}", "bundle")
         assert value(samples, "fusionserve_build_info", version=__version__) == 1
         assert by_label(samples, "fusionserve_rejected_total", "reason") == dict.fromkeys(
@@ -178,6 +183,9 @@ async def test_metrics_after_real_traffic(tiny_bundle_dir: Path) -> None:
     assert value(busy, "fusionserve_queue_depth", bundle=BUNDLE) == 1
     assert value(samples, "fusionserve_in_flight_items", bundle=BUNDLE) == 0
     assert value(samples, "fusionserve_queue_depth", bundle=BUNDLE) == 0
+    # Two items in flight at the pace learned from the batches before: work ahead; then none.
+    assert value(busy, "fusionserve_predicted_wait_seconds", bundle=BUNDLE) > 0
+    assert value(samples, "fusionserve_predicted_wait_seconds", bundle=BUNDLE) == 0
     assert value(samples, "fusionserve_ready") == 1
     assert value(samples, "fusionserve_bundle_ready", bundle=BUNDLE) == 1
     assert value(stopped, "fusionserve_ready") == 0

@@ -145,18 +145,28 @@ def test_the_settle_time_is_recorded_or_read_from_the_command(
 
 def test_sizing_sums_the_terms_with_the_margin() -> None:
     settings = Settings.model_construct(
-        text_cache_size=1000, decode_memory_mb=100, body_memory_mb=10
+        text_cache_size=1000, decode_memory_mb=100, body_memory_mb=10, max_in_flight=10
     )
     terms = sizing_terms_mb(300.0, settings)
+    waiting = 10 * (3 * 224 * 224 * 4 + 2 * 128 * 8) / 1e6  # 10 items, tensor and tokens each
     assert terms == pytest.approx(
-        {"warmed up": 300.0, "text cache": 4.096, "decodes": 104.8576, "bodies": 41.94304}
+        {
+            "warmed up": 300.0,
+            "text cache": 4.096,
+            "decodes": 104.8576,
+            "waiting items": waiting,
+            "bodies": 41.94304,
+        }
     )
     memory = memory_results()
     memory["servers"]["after"]["warm_rss_mb"] = 300.0
     text = render_sizing(memory, settings)
     assert "**300.0 MB**" in text
-    # 1.1 x 450.897 MB
-    assert "1.1 x (300.0 + 4.1 text cache + 104.9 decodes + 41.9 bodies) MB = **0.50 GB**" in text
+    # 1.1 x 456.938 MB
+    assert (
+        "1.1 x (300.0 + 4.1 text cache + 104.9 decodes + 6.0 waiting items + 41.9 bodies) MB "
+        "= **0.50 GB**"
+    ) in text
 
 
 def allocator_file(

@@ -58,7 +58,9 @@ def server(
     request: pytest.FixtureRequest, default_bundle: Path, tmp_path: Path
 ) -> Iterator[Server]:
     env = {
-        "FUSIONSERVE_MAX_IN_FLIGHT": str(2 * BURST),  # the whole burst is admitted
+        # The whole burst is admitted: neither the ceiling nor the expected wait refuses any.
+        "FUSIONSERVE_MAX_IN_FLIGHT": str(2 * BURST),
+        "FUSIONSERVE_MAX_QUEUE_WAIT_S": str(GRACE_S),
         "FUSIONSERVE_SHUTDOWN_DELAY_S": str(request.param),
         "FUSIONSERVE_SHUTDOWN_GRACE_S": str(GRACE_S),
     }

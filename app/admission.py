@@ -1,0 +1,127 @@
+"""Admission by expected wait: take a request while the work ahead of it drains in time.
+
+A fixed count of items in flight is a delay bound only for the model it was tuned to: 24 items
+are ~0.45 s of work for a model that does 55 items/s, and milliseconds for one that does
+5,000. So the service measures what an item costs this bundle on this machine and admits a
+request while the work already accepted, at that cost, would be done within the wait target
+(``max_queue_wait_s``) and within the request's own deadline. Beyond that the answer is a fast
+503 whose ``Retry-After`` is the predicted time for the work ahead to drain.
+
+The cost of an item is learned online from the batches the model runs: an exponentially
+weighted mean of each batch's run time divided by its size (so batching's amortisation is in
+it), seeded from the warm-up before the first batch. ``max_in_flight`` stays as a hard
+ceiling on items accepted at once (it bounds the memory they hold whatever the model's pace).
+
+One ``Admission`` per classifier holds what every reader needs: the items in flight, whether
+the service is stopping, and the pace; the gate (before a body is read), the classifier (after
+parsing) and the metrics all read it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from app.errors import Overloaded, RequestError, ShuttingDown
+
+
+class ItemPace:
+    """Seconds of model time one item costs, learned from the batches that ran.
+
+    ``observe`` may be called from the inference thread and ``item_s`` read on the event loop:
+    each is a single attribute write or read.
+    """
+
+    WEIGHT = 0.2  # of the newest batch in the running mean (about the last 10 batches)
+
+    def __init__(self, seed_item_s: float | None = None) -> None:
+        self._item_s = seed_item_s
+        self.batches = 0
+
+    @property
+    def item_s(self) -> float | None:
+        """The current estimate; None before any batch or seed."""
+        return self._item_s
+
+    def observe(self, size: int, run_s: float) -> None:
+        """A batch of ``size`` items ran in ``run_s`` seconds."""
+        if size <= 0 or run_s < 0:
+            return
+        sample = run_s / size
+        current = self._item_s
+        self._item_s = (
+            sample if current is None or self.batches == 0
+            else current + self.WEIGHT * (sample - current)
+        )  # fmt: skip
+        self.batches += 1
+
+
+@dataclass(frozen=True)
+class AdmissionLimits:
+    max_in_flight: int  # hard ceiling on items accepted at once
+    max_queue_wait_s: float  # the wait a newly admitted item may be predicted to have
+    request_timeout_s: float  # each request's deadline, decoding and queueing included
+    retry_after_s: int  # the least Retry-After a refusal carries
+
+
+class Admission:
+    """Items in flight, stopping, and the decision to take ``items`` more."""
+
+    def __init__(self, limits: AdmissionLimits, pace: ItemPace) -> None:
+        self.limits = limits
+        self.pace = pace
+        self.in_flight = 0
+        self.stopping = False
+        self.rejected = 0  # refusals answered (counted once, where they are decided)
+
+    def predicted_wait_s(self, items: int = 1) -> float:
+        """Model time ahead of the last of ``items`` more items if they were admitted now:
+        every item in flight, then the others of the same request. 0 while the pace is not
+        known yet (nothing has run: the ceiling alone applies)."""
+        item_s = self.pace.item_s
+        if item_s is None:
+            return 0.0
+        return (self.in_flight + items - 1) * item_s
+
+    def refusal(self, items: int = 1) -> RequestError | None:
+        """Why ``items`` more items would be refused now, or None if they would be admitted.
+        A refusal is counted: the caller answers it."""
+        if self.stopping:
+            return ShuttingDown("the service is shutting down")
+        limits = self.limits
+        if self.in_flight + items > limits.max_in_flight:
+            return self._refuse(
+                items,
+                f"{self.in_flight} items in flight, the limit is {limits.max_in_flight}",
+            )
+        wait_s = self.predicted_wait_s(items)
+        allowed_s = min(limits.max_queue_wait_s, limits.request_timeout_s)
+        if wait_s > allowed_s:
+            return self._refuse(
+                items,
+                f"the work ahead would take about {wait_s:.2f} s, over the "
+                f"{allowed_s:g} s this service lets a request wait",
+            )
+        return None
+
+    def drain_s(self) -> float:
+        """Predicted seconds until the items in flight are done (0 when the pace is unknown)."""
+        item_s = self.pace.item_s
+        return 0.0 if item_s is None else self.in_flight * item_s
+
+    def retry_after_s(self) -> int:
+        """Whole seconds until the work in flight is predicted to have drained, at least the
+        configured ``retry_after_s``."""
+        return max(self.limits.retry_after_s, math.ceil(self.drain_s()))
+
+    def _refuse(self, items: int, why: str) -> Overloaded:
+        self.rejected += items
+        return Overloaded(f"{why}; retry later", headers={"Retry-After": str(self.retry_after_s())})
+
+    def admit(self, items: int) -> None:
+        """Count ``items`` as in flight (after ``refusal`` said None)."""
+        self.in_flight += items
+
+    def release(self, items: int) -> None:
+        """``items`` were answered."""
+        self.in_flight -= items

@@ -1,0 +1,95 @@
+"""Admission by expected wait: the pace learned from batches, the predicted wait, the ceiling,
+and Retry-After from the predicted drain time. No clock is needed: the pace is fed by hand."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.admission import Admission, AdmissionLimits, ItemPace
+from app.errors import Overloaded, ShuttingDown
+
+LIMITS = AdmissionLimits(
+    max_in_flight=100, max_queue_wait_s=0.5, request_timeout_s=10.0, retry_after_s=1
+)
+
+
+def admission(item_s: float | None, limits: AdmissionLimits = LIMITS) -> Admission:
+    return Admission(limits, ItemPace(item_s))
+
+
+def fill(gate: Admission, items: int) -> None:
+    for _ in range(items):
+        assert gate.refusal() is None
+        gate.admit(1)
+
+
+def test_pace_starts_at_the_first_batch_then_follows_a_weighted_mean() -> None:
+    pace = ItemPace(seed_item_s=0.5)  # the warm-up's pessimistic seed
+    assert pace.item_s == 0.5
+    pace.observe(4, 0.08)  # the first batch replaces the seed
+    assert pace.item_s == pytest.approx(0.02)
+    pace.observe(2, 0.08)
+    assert pace.item_s == pytest.approx(0.02 + ItemPace.WEIGHT * (0.04 - 0.02))
+    pace.observe(0, 1.0)  # nothing ran: ignored
+    assert pace.batches == 2
+
+
+def test_a_fast_model_admits_up_to_the_ceiling() -> None:
+    gate = admission(item_s=0.0005)  # 2,000 items/s: 100 items are 50 ms of work
+    fill(gate, 100)
+    refusal = gate.refusal()
+    assert isinstance(refusal, Overloaded)
+    assert "the limit is 100" in refusal.message
+
+
+def test_a_slow_model_admits_what_drains_within_the_target() -> None:
+    gate = admission(item_s=0.03)  # 0.5 s of work is 16 items ahead, the 17th admitted
+    fill(gate, 17)
+    assert gate.predicted_wait_s() == pytest.approx(17 * 0.03)
+    refusal = gate.refusal()
+    assert isinstance(refusal, Overloaded)
+    assert "about 0.51 s" in refusal.message
+    assert gate.rejected == 1
+    gate.release(1)
+    assert gate.refusal() is None
+
+
+def test_a_request_of_several_items_counts_its_own_items_ahead_of_its_last() -> None:
+    gate = admission(item_s=0.1)
+    assert gate.refusal(6) is None  # its last item waits for 5: 0.5 s
+    assert isinstance(gate.refusal(7), Overloaded)
+    assert gate.rejected == 7
+
+
+def test_the_request_deadline_bounds_the_wait_when_it_is_shorter() -> None:
+    short = AdmissionLimits(
+        max_in_flight=100, max_queue_wait_s=5.0, request_timeout_s=0.2, retry_after_s=1
+    )
+    gate = admission(item_s=0.1, limits=short)
+    fill(gate, 3)  # 0.2 s ahead of the third
+    assert isinstance(gate.refusal(), Overloaded)
+
+
+def test_retry_after_is_the_predicted_drain_time_at_least_the_setting() -> None:
+    gate = admission(item_s=0.3)
+    fill(gate, 2)
+    gate.admit(8)  # 10 items in flight: 3 s to drain
+    refusal = gate.refusal()
+    assert isinstance(refusal, Overloaded)
+    assert refusal.headers == {"Retry-After": "3"}
+    gate.release(9)  # 1 item: 0.3 s, below the configured least
+    assert gate.retry_after_s() == 1
+
+
+def test_before_any_pace_only_the_ceiling_applies() -> None:
+    gate = admission(item_s=None)
+    fill(gate, 100)
+    assert gate.predicted_wait_s() == 0.0
+    assert isinstance(gate.refusal(), Overloaded)
+
+
+def test_stopping_refuses_everything() -> None:
+    gate = admission(item_s=0.001)
+    gate.stopping = True
+    assert isinstance(gate.refusal(), ShuttingDown)
+    assert gate.rejected == 0  # a shutdown refusal is not overload

@@ -1,0 +1,110 @@
+"""Admission by expected wait on a real server (uvicorn on a socket, the tiny bundle):
+a fast model takes 64 concurrent clients with default settings and refuses none; a slow
+model offered three times what it can do answers only 200 or 503, and what it accepts is
+answered within the wait target plus a batch."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from app.engine import Engine, build_engine
+from app.main import create_app
+from app.pipeline import ItemResult, PreparedItem
+from app.settings import Settings
+from tests.support.app_setup import make_settings
+from tests.support.gated_service import numbered_form
+from tests.support.live_server import serving
+
+CLIENTS = 64
+ITEM_S = 0.02  # what one item costs the slow model: 50 items/s at most
+MAX_BATCH = 4
+
+
+async def closed_loop(address: str, clients: int, requests_each: int) -> list[int]:
+    """``clients`` clients, each sending its requests one after the other; the statuses."""
+    forms = [numbered_form(i) for i in range(8)]
+
+    async def client(http: httpx.AsyncClient, index: int) -> list[int]:
+        statuses = []
+        for n in range(requests_each):
+            files, data = forms[(index + n) % len(forms)]
+            response = await http.post("/classify", files=files, data=data)
+            statuses.append(response.status_code)
+        return statuses
+
+    limits = httpx.Limits(max_connections=clients)
+    async with httpx.AsyncClient(base_url=f"http://{address}", limits=limits, timeout=30) as http:
+        runs = await asyncio.gather(*(client(http, i) for i in range(clients)))
+    return [status for run in runs for status in run]
+
+
+def test_a_fast_model_takes_64_clients_with_default_settings(tiny_bundle_dir: Path) -> None:
+    app = create_app(make_settings(tiny_bundle_dir))
+    with serving(app) as address:
+        statuses = asyncio.run(closed_loop(address, CLIENTS, requests_each=3))
+    assert len(statuses) == CLIENTS * 3
+    assert set(statuses) == {200}
+
+
+def slow_model(settings: Settings) -> Engine:
+    """The tiny bundle, made to cost ``ITEM_S`` per item (a model that batching cannot
+    speed up: the hardest case for a wait prediction)."""
+    engine = build_engine(settings)
+    real_run = engine.pipeline.run_items
+
+    def run(items: Sequence[PreparedItem]) -> list[ItemResult]:
+        time.sleep(ITEM_S * len(items))
+        return real_run(items)
+
+    engine.pipeline.run_items = run  # type: ignore[method-assign]
+    return engine
+
+
+async def open_loop(address: str, rate: float, duration_s: float) -> list[tuple[int, float, str]]:
+    """Requests started at ``rate`` per second whatever the answers; (status, seconds,
+    Retry-After) of each."""
+    forms = [numbered_form(i) for i in range(8)]
+
+    async def one(http: httpx.AsyncClient, index: int) -> tuple[int, float, str]:
+        files, data = forms[index % len(forms)]
+        started = time.perf_counter()
+        response = await http.post("/classify", files=files, data=data)
+        return (
+            response.status_code,
+            time.perf_counter() - started,
+            response.headers.get("retry-after", ""),
+        )
+
+    limits = httpx.Limits(max_connections=1000)
+    async with httpx.AsyncClient(base_url=f"http://{address}", limits=limits, timeout=30) as http:
+        tasks = []
+        began = time.perf_counter()
+        for index in range(int(rate * duration_s)):
+            await asyncio.sleep(max(0.0, began + index / rate - time.perf_counter()))
+            tasks.append(asyncio.create_task(one(http, index)))
+        return list(await asyncio.gather(*tasks))
+
+
+def test_a_slow_model_at_three_times_its_rate_answers_200_or_503_in_time(
+    tiny_bundle_dir: Path,
+) -> None:
+    settings = make_settings(tiny_bundle_dir, max_batch_size=MAX_BATCH)
+    app = create_app(settings, engine_factory=slow_model)
+    with serving(app) as address:
+        answers = asyncio.run(open_loop(address, rate=3 / ITEM_S, duration_s=3.0))
+    statuses = {status for status, _, _ in answers}
+    assert statuses == {200, 503}, statuses
+    refused = [retry for status, _, retry in answers if status == 503]
+    assert all(retry.isdigit() and int(retry) >= 1 for retry in refused)
+    accepted = [seconds for status, seconds, _ in answers if status == 200]
+    # At most about the 50 items/s the model can do were accepted, and each was answered
+    # within the wait target, its own batch and the decoding around them.
+    assert len(accepted) <= 1.2 * 3.0 / ITEM_S
+    bound_s = settings.max_queue_wait_s + 2 * MAX_BATCH * ITEM_S + 0.5
+    assert float(np.percentile(accepted, 99)) < bound_s
