@@ -7,10 +7,14 @@ request while the work already accepted, at that cost, would be done within the 
 (``max_queue_wait_s``) and within the request's own deadline. Beyond that the answer is a fast
 503 whose ``Retry-After`` is the predicted time for the work ahead to drain.
 
-The cost of an item is learned online from the batches the model runs: an exponentially
-weighted mean of each batch's run time divided by its size (so batching's amortisation is in
-it), seeded from the warm-up before the first batch. ``max_in_flight`` stays as a hard
-ceiling on items accepted at once (it bounds the memory they hold whatever the model's pace).
+The cost of an item is learned online, by Little's law rather than from the model's run times
+(under load those include waits for the GIL and the cores, which say little about how fast
+work drains): the seconds the service was busy (at least one item in flight) over the items it
+answered in them, every ``SAMPLE_ITEMS`` answers, as an exponentially weighted mean. So the
+cost of every stage is in it (parsing, decoding, batching's amortisation, the model), and time
+with nothing in flight is not. Before the first sample it is seeded from the warm-up.
+``max_in_flight`` stays as a hard ceiling on items accepted at once (it bounds the memory they
+hold whatever the pace).
 
 One ``Admission`` per classifier holds what every reader needs: the items in flight, whether
 the service is stopping, and the pace; the gate (before a body is read), the classifier (after
@@ -20,19 +24,17 @@ parsing) and the metrics all read it.
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from app.errors import Overloaded, RequestError, ShuttingDown
 
 
 class ItemPace:
-    """Seconds of model time one item costs, learned from the batches that ran.
+    """Seconds of busy time one item costs, as a running mean of samples."""
 
-    ``observe`` may be called from the inference thread and ``item_s`` read on the event loop:
-    each is a single attribute write or read.
-    """
-
-    WEIGHT = 0.2  # of the newest batch in the running mean (about the last 10 batches)
+    WEIGHT = 0.2  # of the newest sample in the running mean (about the last 10 samples)
 
     def __init__(self, seed_item_s: float | None = None) -> None:
         self._item_s = seed_item_s
@@ -40,14 +42,14 @@ class ItemPace:
 
     @property
     def item_s(self) -> float | None:
-        """The current estimate; None before any batch or seed."""
+        """The current estimate; None before any sample or seed."""
         return self._item_s
 
-    def observe(self, size: int, run_s: float) -> None:
-        """A batch of ``size`` items ran in ``run_s`` seconds."""
-        if size <= 0 or run_s < 0:
+    def observe(self, items: int, busy_s: float) -> None:
+        """``items`` were answered in ``busy_s`` seconds of busy time."""
+        if items <= 0 or busy_s < 0:
             return
-        sample = run_s / size
+        sample = busy_s / items
         current = self._item_s
         self._item_s = (
             sample if current is None or self.batches == 0
@@ -65,17 +67,30 @@ class AdmissionLimits:
 
 
 class Admission:
-    """Items in flight, stopping, and the decision to take ``items`` more."""
+    """Items in flight, stopping, and the decision to take ``items`` more; it also measures
+    the pace (busy time per answered item) as items are admitted and released. Used on the
+    event loop only."""
 
-    def __init__(self, limits: AdmissionLimits, pace: ItemPace) -> None:
+    SAMPLE_ITEMS = 16  # answers per pace sample
+
+    def __init__(
+        self,
+        limits: AdmissionLimits,
+        pace: ItemPace,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self.limits = limits
         self.pace = pace
+        self.clock = clock
         self.in_flight = 0
         self.stopping = False
         self.rejected = 0  # refusals answered (counted once, where they are decided)
+        self._busy_since = 0.0  # when the current busy period began
+        self._busy_s = 0.0  # busy time of past periods not yet in a sample
+        self._answered = 0  # answers not yet in a sample
 
     def predicted_wait_s(self, items: int = 1) -> float:
-        """Model time ahead of the last of ``items`` more items if they were admitted now:
+        """Service time ahead of the last of ``items`` more items if they were admitted now:
         every item in flight, then the others of the same request. 0 while the pace is not
         known yet (nothing has run: the ceiling alone applies)."""
         item_s = self.pace.item_s
@@ -120,8 +135,21 @@ class Admission:
 
     def admit(self, items: int) -> None:
         """Count ``items`` as in flight (after ``refusal`` said None)."""
+        if self.in_flight == 0:
+            self._busy_since = self.clock()
         self.in_flight += items
 
     def release(self, items: int) -> None:
-        """``items`` were answered."""
+        """``items`` were answered (or failed: they took the service's time all the same)."""
         self.in_flight -= items
+        self._answered += items
+        if self._answered < self.SAMPLE_ITEMS and self.in_flight > 0:
+            return
+        now = self.clock()
+        busy_s = self._busy_s + (now - self._busy_since)
+        self._busy_since = now
+        if self._answered >= self.SAMPLE_ITEMS:
+            self.pace.observe(self._answered, busy_s)
+            self._busy_s, self._answered = 0.0, 0
+        else:  # idle now, too few answers yet: keep this period's busy time for the sample
+            self._busy_s = busy_s

@@ -198,8 +198,8 @@ class _StateCollector(Collector):
         wait = _bundle_family(
             GaugeMetricFamily,
             "predicted_wait_seconds",
-            "Model time the items in flight are predicted to take, at the bundle's measured "
-            "cost per item: admission refuses once it would pass max_queue_wait_s.",
+            "Seconds the items in flight are predicted to take to drain, at the measured busy "
+            "time per answered item: admission refuses once it would pass max_queue_wait_s.",
         )
         hits = _bundle_family(CounterMetricFamily, "text_cache_hits", "Text-cache hits.")
         misses = _bundle_family(CounterMetricFamily, "text_cache_misses", "Text-cache misses.")

@@ -24,6 +24,7 @@ from app.observer import NullObserver, ServiceObserver
 from app.pipeline import ItemResult, PreparedItem
 from app.preprocess.decode_budget import DecodeBudget, TooLate
 from app.preprocess.decode_pace import DecodePace
+from app.preprocess.image import header_pixels
 from app.rest_schemas import BundleRef, ClassifyResponse, Explanation, Timing, rank
 from app.settings import Settings
 
@@ -75,6 +76,7 @@ class Classifier:
         self.default_top_k = settings.default_top_k
         self.request_timeout_s = settings.request_timeout_s
         self.retry_after_s = settings.retry_after_s
+        self.inline_decode_max_pixels = settings.inline_decode_max_pixels
         self.pace = ItemPace(item_s)
         self.admission = Admission(
             AdmissionLimits(
@@ -134,10 +136,7 @@ class Classifier:
         }
 
     def _run_batch(self, items: list[PreparedItem]) -> list[ItemResult]:
-        started = time.perf_counter()
-        results = self.engine.pipeline.run_items(items)  # one result per item
-        self.pace.observe(len(items), time.perf_counter() - started)
-        return results
+        return self.engine.pipeline.run_items(items)  # one result per item
 
     def start(self) -> None:
         """Start the batcher; call on the event loop that will serve requests."""
@@ -209,30 +208,23 @@ class Classifier:
     async def _prepare(
         self, image: bytes | None, text: str | None, explain: bool, started: float
     ) -> PreparedItem:
-        """Decode and tokenise in the pool within the request's deadline (504 past it). A
-        decode that would end past the deadline (at the pace decodes of its format go) is not
-        started: 503. An image whose decode finds no room in the decode memory budget is
-        retried once room is seen, the wait holding nothing but the request; if no room
-        comes while there is still time to decode it, 503."""
-        loop = asyncio.get_running_loop()
+        """Decode and tokenise within the request's deadline (504 past it): on the event loop
+        when there is no image or a small one (``inline_decode_max_pixels``: the hand-offs
+        to and from the pool would cost more than the work), else in the pool. A decode that
+        would end past the deadline (at the pace decodes of its format go) is not started:
+        503. An image whose decode finds no room in the decode memory budget is retried once
+        room is seen, the wait holding nothing but the request; if no room comes while there
+        is still time to decode it, 503."""
         pipeline = self.engine.pipeline
         budget = DecodeBudget(
             self.decode_memory, self.decode_pace, started + self.request_timeout_s
         )
+        inline = self._inline(image)
         while True:
-            # run_in_executor does not carry the context over: copy it, so that log lines
-            # from decoding (Pillow logs at debug level) carry the request id.
-            prepare = functools.partial(
-                contextvars.copy_context().run, pipeline.prepare, image, text, explain, budget
-            )
             try:
-                return await asyncio.wait_for(
-                    loop.run_in_executor(self._preprocess_pool, prepare), self._left(started)
-                )
-            except TimeoutError:
-                # A decode not yet started is cancelled with the wait; a running one
-                # finishes in its thread and its result is dropped.
-                raise DeadlineExceeded("the request expired while its image was decoded") from None
+                if inline:
+                    return pipeline.prepare(image, text, explain, budget)
+                return await self._prepare_in_pool(image, text, explain, budget, started)
             except TooLate:
                 self.rejected += 1
                 raise Overloaded(
@@ -251,6 +243,44 @@ class Classifier:
                     f"({memory.capacity // 2**20} MiB); retry later",
                     headers={"Retry-After": str(self.retry_after_s)},
                 )
+
+    def _inline(self, image: bytes | None) -> bool:
+        """Whether to prepare on the event loop: no image, or one whose header says it is
+        small (an image the header check cannot read goes to the pool, which reports it)."""
+        if image is None:
+            return True
+        if self.inline_decode_max_pixels == 0:
+            return False
+        pixels = header_pixels(image)
+        return pixels is not None and pixels <= self.inline_decode_max_pixels
+
+    async def _prepare_in_pool(
+        self,
+        image: bytes | None,
+        text: str | None,
+        explain: bool,
+        budget: DecodeBudget,
+        started: float,
+    ) -> PreparedItem:
+        # run_in_executor does not carry the context over: copy it, so that log lines from
+        # decoding (Pillow logs at debug level) carry the request id.
+        prepare = functools.partial(
+            contextvars.copy_context().run,
+            self.engine.pipeline.prepare,
+            image,
+            text,
+            explain,
+            budget,
+        )
+        loop = asyncio.get_running_loop()
+        try:
+            return await asyncio.wait_for(
+                loop.run_in_executor(self._preprocess_pool, prepare), self._left(started)
+            )
+        except TimeoutError:
+            # A decode not yet started is cancelled with the wait; a running one finishes
+            # in its thread and its result is dropped.
+            raise DeadlineExceeded("the request expired while its image was decoded") from None
 
     def _left(self, started: float) -> float:
         """Seconds left of the deadline of a request that started at ``started``."""

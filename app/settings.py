@@ -113,6 +113,17 @@ class Settings(BaseSettings):
         le=64,
         description="Thread pool (per bundle) that decodes images and tokenises texts.",
     )
+    inline_decode_max_pixels: int = Field(
+        default=65_536,
+        ge=0,
+        le=1_048_576,
+        description=(
+            "Images of at most this many pixels (by their header) are decoded on the event "
+            "loop, without the hand-offs to and from the preprocess pool, which cost more "
+            "than decoding a thumbnail; larger ones in the pool. 0 decodes every image in "
+            "the pool."
+        ),
+    )
     inference_threads: int = Field(
         default=1,
         ge=1,
@@ -154,7 +165,7 @@ class Settings(BaseSettings):
         le=60.0,
         description=(
             "Admission by expected wait: a request is admitted while the work already "
-            "accepted, at this bundle's measured cost per item, would be done within this "
+            "accepted, at the measured busy time per answered item, would be done within this "
             "many seconds (and within request_timeout_s); beyond it, a fast 503 whose "
             "Retry-After is the predicted time for that work to drain. Bounds the queueing "
             "delay for fast and slow models alike."

@@ -55,6 +55,7 @@ GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
             "inter_op_threads",
             "allow_spinning",
             "preprocess_threads",
+            "inline_decode_max_pixels",
             "inference_threads",
         ),
     ),

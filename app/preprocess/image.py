@@ -233,6 +233,18 @@ class ImageDecoder:
         return np.ascontiguousarray(pixels, dtype=np.float32)
 
 
+def header_pixels(data: bytes) -> int | None:
+    """Width x height from the image's header (Pillow reads no pixel), or None when the
+    header does not say (not an allowed format, damaged): cheap enough to run on the event
+    loop before deciding where to decode."""
+    try:
+        with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as image:
+            width, height = image.size
+    except Exception:  # whatever it is, the decoder proper reports it
+        return None
+    return int(width) * int(height)
+
+
 def _undecodable(message: str) -> InvalidImage:
     """The error for any exception Pillow raised on the file's data. Its plugins raise many
     kinds on damaged files: OSError when truncated, SyntaxError, ValueError, EOFError, and

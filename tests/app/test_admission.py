@@ -1,5 +1,5 @@
-"""Admission by expected wait: the pace learned from batches, the predicted wait, the ceiling,
-and Retry-After from the predicted drain time. No clock is needed: the pace is fed by hand."""
+"""Admission by expected wait: the pace learned from busy time and answers (a fake clock), the
+predicted wait, the ceiling, and Retry-After from the predicted drain time."""
 
 from __future__ import annotations
 
@@ -23,15 +23,53 @@ def fill(gate: Admission, items: int) -> None:
         gate.admit(1)
 
 
-def test_pace_starts_at_the_first_batch_then_follows_a_weighted_mean() -> None:
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_pace_starts_at_the_first_sample_then_follows_a_weighted_mean() -> None:
     pace = ItemPace(seed_item_s=0.5)  # the warm-up's pessimistic seed
     assert pace.item_s == 0.5
-    pace.observe(4, 0.08)  # the first batch replaces the seed
+    pace.observe(4, 0.08)  # the first sample replaces the seed
     assert pace.item_s == pytest.approx(0.02)
     pace.observe(2, 0.08)
     assert pace.item_s == pytest.approx(0.02 + ItemPace.WEIGHT * (0.04 - 0.02))
     pace.observe(0, 1.0)  # nothing ran: ignored
     assert pace.batches == 2
+
+
+def test_the_pace_is_busy_time_over_answers_idle_time_left_out() -> None:
+    clock = FakeClock()
+    gate = Admission(LIMITS, ItemPace(seed_item_s=1.0), clock=clock)
+    n = Admission.SAMPLE_ITEMS
+    # A first busy period: half the sample's answers over 0.2 s, then idle for 10 s.
+    gate.admit(n // 2)
+    clock.now += 0.2
+    for _ in range(n // 2):
+        gate.release(1)
+    assert gate.pace.item_s == 1.0  # too few answers for a sample: still the seed
+    clock.now += 10.0
+    # A second busy period with overlapping items: the other half over 0.1 s.
+    gate.admit(n // 2)
+    clock.now += 0.1
+    gate.release(n // 2)
+    assert gate.pace.item_s == pytest.approx(0.3 / n)  # 0.3 s busy for n answers
+
+
+def test_with_items_always_in_flight_the_pace_is_the_drain_rate() -> None:
+    clock = FakeClock()
+    gate = Admission(LIMITS, ItemPace(), clock=clock)
+    gate.admit(64)
+    for _ in range(Admission.SAMPLE_ITEMS):  # one answer every 2 ms, 64 always in flight
+        clock.now += 0.002
+        gate.release(1)
+        gate.admit(1)
+    assert gate.pace.item_s == pytest.approx(0.002)
+    assert gate.predicted_wait_s() == pytest.approx(64 * 0.002)
 
 
 def test_a_fast_model_admits_up_to_the_ceiling() -> None:

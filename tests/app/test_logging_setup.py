@@ -170,16 +170,20 @@ def _classify(client: TestClient, request_id: str) -> int:
     return response.status_code
 
 
-def test_preprocessing_threads_log_with_the_request_id(
-    tiny_bundle_dir: Path, log_stream: io.StringIO
+@pytest.mark.parametrize("inline_pixels", [0, 1_000_000], ids=["in-the-pool", "inline"])
+def test_preprocessing_logs_with_the_request_id(
+    tiny_bundle_dir: Path, log_stream: io.StringIO, inline_pixels: int
 ) -> None:
-    app = create_app(make_settings(tiny_bundle_dir), engine_factory=_logging_prepare)
+    """In a pool thread (the context copied over) or on the event loop (small images)."""
+    settings = make_settings(tiny_bundle_dir, inline_decode_max_pixels=inline_pixels)
+    app = create_app(settings, engine_factory=_logging_prepare)
     with TestClient(app) as client:
         wait_ready(client)
         assert _classify(client, "pre-1") == 200
     record = _one(log_stream, "preparing")
-    assert record["worker"].startswith("fusionserve-preprocess")
     assert record["request_id"] == "pre-1"
+    in_pool = record["worker"].startswith("fusionserve-preprocess")
+    assert in_pool is (inline_pixels == 0), record["worker"]
 
 
 def test_inference_failure_is_logged_with_the_request_id(

@@ -64,7 +64,8 @@ def held_decoding(settings: Settings) -> Engine:
 
 
 def decode_memory_app(tiny_bundle_dir: Path, **overrides: object) -> FastAPI:
-    settings = make_settings(tiny_bundle_dir, **overrides)
+    # Every decode in the pool: a held decode must hold a pool thread, not the event loop.
+    settings = make_settings(tiny_bundle_dir, inline_decode_max_pixels=0, **overrides)
     return create_app(settings, engine_factory=held_decoding)
 
 

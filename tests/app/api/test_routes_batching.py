@@ -111,7 +111,10 @@ async def test_request_deadline_covers_decoding(tiny_bundle_dir: Path) -> None:
         engine.pipeline.prepare = prepare  # type: ignore[method-assign]
         return engine
 
-    settings = make_settings(tiny_bundle_dir, request_timeout_s=0.2, warmup=False)
+    # In the pool: the deadline covers a decode the event loop does not wait inside.
+    settings = make_settings(
+        tiny_bundle_dir, request_timeout_s=0.2, warmup=False, inline_decode_max_pixels=0
+    )
     app = create_app(settings, engine_factory=slow_decoding)
     async for client in ready_client(app):
         files, data = numbered_form(1)
