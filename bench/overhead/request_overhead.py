@@ -38,7 +38,9 @@ RESULTS = RESULTS_DIR / "request-overhead.json"
 TEXTS = [f"a small {c} bird near the big dog" for c in ("red", "blue", "grey", "green")]
 
 
-def _requests() -> RequestSet:
+def tiny_requests() -> RequestSet:
+    """The overhead-bound request: one 64x64 JPEG (seeded noise) and one of four short texts
+    in the tiny bundle's vocabulary."""
     pixels = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
@@ -56,7 +58,7 @@ def _measure(root: Path, bundle: Path, port: int, duration_s: float, log: Path) 
     server = Server(
         SystemSpec("overhead", "fusionserve", "overhead", port, env=env, root=root), log
     )
-    requests = _requests()
+    requests = tiny_requests()
     server.start()
     try:
         server.wait_ready(requests, 0)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness.formatting import fixed
+from bench.harness.generated_docs import section_body
 from bench.harness.paths import DOCS_DIR, RESULTS_DIR
 from bench.harness.statistics import ratio_or_none
 from bench.peers.peer_summary import summarize
@@ -20,6 +21,31 @@ from bench.peers.peer_summary import summarize
 DOC = DOCS_DIR / "benchmarks.md"
 PLOT = DOCS_DIR / "img" / "throughput_vs_p99.png"
 ANALYSIS = Path(__file__).resolve().parent / "analysis.md"
+# The generated section another suite writes into this page (bench.overhead.overhead_doc):
+# this renderer writes its heading and markers and keeps the body the page has.
+OVERHEAD = "overhead"
+OVERHEAD_HEAD = """## The overhead-bound case (tiny bundle)
+
+With a model that costs nothing, a server's throughput and CPU are those of its serving layer
+(HTTP, form parsing, hand-offs, response building). Issue 15 sets targets for FusionServe in
+this case against LitServe. Everything between the markers below is written by
+`python -m bench.overhead.overhead_benchmark` from `bench/results/overhead.json`
+(`python -m bench.overhead.overhead_doc` re-renders it, `--check` tells whether it is stale);
+see [bench/README.md](../bench/README.md).
+"""
+
+
+def kept_section(name: str) -> str:
+    """The body of the generated section ``name`` as the page has it now ("" if none)."""
+    try:
+        return section_body(DOC.read_text(encoding="utf-8"), name)
+    except (OSError, ValueError):  # no page yet, or no such section (SectionError)
+        return ""
+
+
+def overhead_part(body: str) -> str:
+    """The overhead-bound case's heading, intro and markers around ``body``."""
+    return f"\n{OVERHEAD_HEAD}\n<!-- begin {OVERHEAD} -->\n{body}\n<!-- end {OVERHEAD} -->\n"
 
 
 def summary_table(summary: dict[str, Any], labels: dict[str, str] | None = None) -> str:
@@ -216,7 +242,7 @@ def _versions(machine: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def render(results: dict[str, Any], analysis: str, plot_path: str) -> str:
+def render(results: dict[str, Any], analysis: str, plot_path: str, overhead: str = "") -> str:
     s, m, plan = results["summary"], results["machine"], results["plan"]
     req = results["requests"]
     labels = {k: v["label"] for k, v in results["systems"].items()}
@@ -353,7 +379,7 @@ python -m bench.peers.peer_benchmark --repeats 3    # builds bench/.venvs/* on f
     } min here
 python -m bench.peers.peer_benchmark --quick --repeats 1   # smoke test, into bench/results/quick/
 ```
-"""
+{overhead_part(overhead)}"""
 
 
 def page(results: dict[str, Any], analysis: str | None = None) -> str:
@@ -361,7 +387,8 @@ def page(results: dict[str, Any], analysis: str | None = None) -> str:
     the generated part alone)."""
     if analysis is None:
         analysis = ANALYSIS.read_text() if ANALYSIS.exists() else ""
-    return render(results, analysis, PLOT.relative_to(DOC.parent).as_posix())
+    plot_path = PLOT.relative_to(DOC.parent).as_posix()
+    return render(results, analysis, plot_path, kept_section(OVERHEAD))
 
 
 def write_docs(results: dict[str, Any]) -> None:
