@@ -167,7 +167,7 @@ class ModelRegistry:
 
     def _build(self, slot: ModelSlot) -> tuple[Engine, float | None]:
         """Load and warm up ``slot``'s bundle (blocking: run it in a thread). Also returns
-        what an item cost in the warm-up, which seeds admission until batches have run: its
+        what an item cost in the warm-up, which seeds admission until it has measured: its
         seconds over the items it ran (one, then a full batch with the longest text, on
         arenas not grown yet), so an upper bound."""
         engine = self._factory(self._settings_for(slot.path))

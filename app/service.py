@@ -56,8 +56,8 @@ class Classifier:
     in front of model execution. ``observer`` hears about each item and batch (metrics).
     ``decode_memory`` is the process-wide budget every image decode reserves from, and
     ``decode_pace`` how fast decodes go here (both shared by every classifier).
-    ``item_s`` seeds what one item costs the model (from the warm-up) until batches have run:
-    admission is by expected wait (``app.admission``)."""
+    ``item_s`` seeds what one item costs (from the warm-up) until admission has measured its
+    own pace: admission is by expected wait (``app.admission``)."""
 
     def __init__(
         self,

@@ -201,7 +201,7 @@ def test_openapi_documents_errors(client: TestClient) -> None:
     assert client.get("/docs").status_code == 200
 
 
-def test_info_reports_batches_and_text_cache(client: TestClient) -> None:
+def test_info_reports_batches_and_text_cache(client: TestClient, settings: Settings) -> None:
     before = client.get("/info").json()["stats"]
     assert _post(client, text="a blue bird").status_code == 200
     assert _post(client, text="  a blue bird ").status_code == 200  # same after normalising
@@ -210,6 +210,12 @@ def test_info_reports_batches_and_text_cache(client: TestClient) -> None:
     assert after["text_cache"]["hits"] == before["text_cache"]["hits"] + 1
     assert after["text_cache"]["misses"] == before["text_cache"]["misses"] + 1
     assert after["queue_depth"] == 0
+    assert after["in_flight"] == 0
+    assert after["item_ms"] > 0  # the warm-up's seed at least: admission has a pace
+    shown = client.get("/info").json()["settings"]
+    assert shown["max_queue_wait_s"] == settings.max_queue_wait_s
+    assert shown["max_in_flight"] == settings.max_in_flight
+    assert shown["inline_decode_max_pixels"] == settings.inline_decode_max_pixels
 
 
 def _batch_files(images: list[bytes]) -> list[tuple[str, tuple[str, bytes, str]]]:
