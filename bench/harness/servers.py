@@ -174,3 +174,17 @@ class Server:
             return self.log_path.read_text(errors="replace")[-chars:]
         except OSError:
             return ""
+
+
+def peer_command(name: str, python: str, port: int) -> list[str]:
+    """How a peer framework's server (its module in bench/peers) starts, from ``python`` (the
+    peer's venv): one place for every suite that measures the peers."""
+    if name == "litserve":
+        return [python, "-m", "bench.peers.litserve_server", "--port", str(port)]
+    if name == "bentoml":
+        bentoml = str(Path(python).parent / "bentoml")
+        service = "bench.peers.bentoml_service:Front"
+        return [bentoml, "serve", service, "--host", "127.0.0.1", "--port", str(port)]
+    if name == "ray":
+        return [python, "-m", "bench.peers.ray_server", "--port", str(port)]
+    raise ValueError(f"no peer named {name!r}")

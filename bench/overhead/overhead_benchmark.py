@@ -48,7 +48,7 @@ from bench.harness import procs, venvs
 from bench.harness.loadgen import RunResult, closed_loop, run
 from bench.harness.paths import output_dir
 from bench.harness.payloads import RequestSet
-from bench.harness.servers import Server, ServerError, SystemSpec
+from bench.harness.servers import Server, ServerError, SystemSpec, peer_command
 from bench.harness.session import LOCK, bench_lock, lock_held, logger, machine_info, rotated
 from bench.overhead.overhead_summary import summarize
 from bench.overhead.request_overhead import TEXTS, tiny_requests
@@ -64,22 +64,13 @@ log = logger("overhead")
 @dataclass(frozen=True)
 class OverheadSpec(SystemSpec):
     """A system of this suite other than FusionServe: a peer's server module in its venv
-    (started as bench.peers.systems starts them; a suite imports no other suite's code), or
-    the floor in the main environment."""
+    (``bench.harness.servers.peer_command``, as the peer benchmark starts them), or the floor
+    in the main environment."""
 
     def command(self) -> list[str]:
-        port = str(self.port)
-        if self.name == "litserve":
-            return [self.python(), "-m", "bench.peers.litserve_server", "--port", port]
-        if self.name == "bentoml":
-            bentoml = str(Path(self.python()).parent / "bentoml")
-            service = "bench.peers.bentoml_service:Front"
-            return [bentoml, "serve", service, "--host", "127.0.0.1", "--port", port]
-        if self.name == "ray":
-            return [self.python(), "-m", "bench.peers.ray_server", "--port", port]
         if self.name == "floor":
-            return [self.python(), "-m", "bench.overhead.asgi_floor", "--port", port]
-        raise ValueError(self.name)
+            return [self.python(), "-m", "bench.overhead.asgi_floor", "--port", str(self.port)]
+        return peer_command(self.name, self.python(), self.port)
 
 
 LABELS = {

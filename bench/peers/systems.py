@@ -4,9 +4,8 @@ frameworks, each started from its own virtual environment (bench/harness/venvs.p
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-from bench.harness.servers import SystemSpec
+from bench.harness.servers import SystemSpec, peer_command
 
 
 @dataclass(frozen=True)
@@ -14,16 +13,7 @@ class PeerSpec(SystemSpec):
     """A peer framework's server: this package's module for it, in the framework's venv."""
 
     def command(self) -> list[str]:
-        port = str(self.port)
-        if self.name == "litserve":
-            return [self.python(), "-m", "bench.peers.litserve_server", "--port", port]
-        if self.name == "bentoml":
-            bentoml = str(Path(self.python()).parent / "bentoml")
-            service = "bench.peers.bentoml_service:Front"
-            return [bentoml, "serve", service, "--host", "127.0.0.1", "--port", port]
-        if self.name == "ray":
-            return [self.python(), "-m", "bench.peers.ray_server", "--port", port]
-        raise ValueError(self.name)
+        return peer_command(self.name, self.python(), self.port)
 
 
 SYSTEMS: dict[str, SystemSpec] = {

@@ -1,6 +1,6 @@
 """bench.overhead.overhead_benchmark's systems: FusionServe with only the bundle and the
-intra-op threads set, the peers started exactly as the peer benchmark starts them (the suite
-repeats their commands, since a suite imports no other suite), the floor from this suite."""
+intra-op threads set, the peers started exactly as the peer benchmark starts them (both through
+bench.harness.servers.peer_command), the floor from this suite."""
 
 from __future__ import annotations
 
