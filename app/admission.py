@@ -38,7 +38,7 @@ class ItemPace:
 
     def __init__(self, seed_item_s: float | None = None) -> None:
         self._item_s = seed_item_s
-        self.batches = 0
+        self.samples = 0
 
     @property
     def item_s(self) -> float | None:
@@ -52,10 +52,10 @@ class ItemPace:
         sample = busy_s / items
         current = self._item_s
         self._item_s = (
-            sample if current is None or self.batches == 0
+            sample if current is None or self.samples == 0
             else current + self.WEIGHT * (sample - current)
         )  # fmt: skip
-        self.batches += 1
+        self.samples += 1
 
 
 @dataclass(frozen=True)
@@ -120,9 +120,9 @@ class Admission:
         return None
 
     def drain_s(self) -> float:
-        """Predicted seconds until the items in flight are done (0 when the pace is unknown)."""
-        item_s = self.pace.item_s
-        return 0.0 if item_s is None else self.in_flight * item_s
+        """Predicted seconds until the items in flight are done (0 when the pace is unknown):
+        the wait one more item would be predicted to have."""
+        return self.predicted_wait_s(1)
 
     def retry_after_s(self) -> int:
         """Whole seconds until the work in flight is predicted to have drained, at least the

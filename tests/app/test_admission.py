@@ -39,7 +39,7 @@ def test_pace_starts_at_the_first_sample_then_follows_a_weighted_mean() -> None:
     pace.observe(2, 0.08)
     assert pace.item_s == pytest.approx(0.02 + ItemPace.WEIGHT * (0.04 - 0.02))
     pace.observe(0, 1.0)  # nothing ran: ignored
-    assert pace.batches == 2
+    assert pace.samples == 2
 
 
 def test_the_pace_is_busy_time_over_answers_idle_time_left_out() -> None:
