@@ -24,6 +24,7 @@ from tests.support.live_server import serving
 CLIENTS = 64
 ITEM_S = 0.02  # what one item costs the slow model: 50 items/s at most
 MAX_BATCH = 4
+DURATION_S = 3.0  # of the slow model's open-loop run
 
 
 async def closed_loop(address: str, clients: int, requests_each: int) -> list[str]:
@@ -99,16 +100,18 @@ def test_a_slow_model_at_three_times_its_rate_answers_200_or_503_in_time(
     settings = make_settings(tiny_bundle_dir, max_batch_size=MAX_BATCH)
     app = create_app(settings, engine_factory=slow_model)
     with serving(app) as address:
-        answers = asyncio.run(open_loop(address, rate=3 / ITEM_S, duration_s=3.0))
+        answers = asyncio.run(open_loop(address, rate=3 / ITEM_S, duration_s=DURATION_S))
     statuses = {status for status, _, _ in answers}
     assert statuses == {200, 503}, statuses
     refused = [retry for status, _, retry in answers if status == 503]
     assert all(retry.isdigit() and int(retry) >= 1 for retry in refused)
     accepted = [seconds for status, seconds, _ in answers if status == 200]
-    # At most about the 50 items/s the model can do were accepted, and they were answered
-    # within the wait target, their batches and the decoding and HTTP around them, with room
-    # for a 2-core machine that also runs the client: typically a p99 of 0.7-0.85 s here,
-    # against 2.7 s when nothing bounds the wait (the limit below separates the two).
-    assert len(accepted) <= 1.2 * 3.0 / ITEM_S
+    # Accepted: about what the model does in the run plus what the wait target lets queue at
+    # its end, (3 s + 0.5 s) x 50 items/s = 175, with a quarter more for the error of the
+    # measured pace (one CI run accepted 180); all 450 are accepted when nothing bounds the
+    # wait. They were answered within the wait target, their batches and the decoding and
+    # HTTP around them, with room for a 2-core machine that also runs the client: typically
+    # a p99 of 0.7-0.85 s here, against 2.7 s when nothing bounds the wait.
+    assert len(accepted) <= 1.25 * (DURATION_S + settings.max_queue_wait_s) / ITEM_S
     bound_s = 2 * settings.max_queue_wait_s + 2 * MAX_BATCH * ITEM_S + 0.3
     assert float(np.percentile(accepted, 99)) < bound_s
