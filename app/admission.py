@@ -16,9 +16,11 @@ with nothing in flight is not. Before the first sample it is seeded from the war
 ``max_in_flight`` stays as a hard ceiling on items accepted at once (it bounds the memory they
 hold whatever the pace).
 
-One ``Admission`` per classifier holds what every reader needs: the items in flight, whether
-the service is stopping, and the pace; the gate (before a body is read), the classifier (after
-parsing) and the metrics all read it.
+One ``Admission`` per served bundle (``app.model_runner``) holds what every reader needs: the
+items in flight, the pace, the refusals counted once where they are decided, and the
+service's lifecycle (nothing is admitted once it stops accepting). The request gate (before a
+body is read), the runner (after parsing, and when a decode cannot start) and the metrics all
+read it; the batcher's queue is bounded by it (queued items are items in flight).
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from app.errors import Overloaded, RequestError, ShuttingDown
+from app.errors import Overloaded, RequestError
+from app.lifecycle import Lifecycle
 
 
 class ItemPace:
@@ -67,7 +70,7 @@ class AdmissionLimits:
 
 
 class Admission:
-    """Items in flight, stopping, and the decision to take ``items`` more; it also measures
+    """Items in flight and the decision to take ``items`` more; it also measures
     the pace (busy time per answered item) as items are admitted and released. Used on the
     event loop only."""
 
@@ -77,14 +80,15 @@ class Admission:
         self,
         limits: AdmissionLimits,
         pace: ItemPace,
+        lifecycle: Lifecycle,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.limits = limits
         self.pace = pace
+        self.lifecycle = lifecycle
         self.clock = clock
         self.in_flight = 0
-        self.stopping = False
-        self.rejected = 0  # refusals answered (counted once, where they are decided)
+        self.rejected = 0  # overload refusals answered (counted once, where they are decided)
         self._busy_since = 0.0  # when the current busy period began
         self._busy_s = 0.0  # busy time of past periods not yet in a sample
         self._answered = 0  # answers not yet in a sample
@@ -101,8 +105,8 @@ class Admission:
     def refusal(self, items: int = 1) -> RequestError | None:
         """Why ``items`` more items would be refused now, or None if they would be admitted.
         A refusal is counted: the caller answers it."""
-        if self.stopping:
-            return ShuttingDown("the service is shutting down")
+        if not self.lifecycle.accepting:
+            return self.lifecycle.unavailable()
         limits = self.limits
         if self.in_flight + items > limits.max_in_flight:
             return self._refuse(
@@ -129,8 +133,13 @@ class Admission:
         configured ``retry_after_s``."""
         return max(self.limits.retry_after_s, math.ceil(self.drain_s()))
 
-    def _refuse(self, items: int, why: str) -> Overloaded:
+    def count_refused(self, items: int) -> None:
+        """``items`` admitted earlier were refused later for overload (an image decode that
+        could not start in time or find memory): counted with admission's own refusals."""
         self.rejected += items
+
+    def _refuse(self, items: int, why: str) -> Overloaded:
+        self.count_refused(items)
         return Overloaded(f"{why}; retry later", headers={"Retry-After": str(self.retry_after_s())})
 
     def admit(self, items: int) -> None:

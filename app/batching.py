@@ -12,7 +12,8 @@ Design (after Ray Serve's and infinity's batchers, avoiding their known failure 
 - A lone request is dispatched at once. While a batch runs, new requests queue up; the next
   batch takes everything queued (up to ``max_batch_size``). So batches grow only when the
   model is busy. ``max_wait_s`` (default 0) may hold a non-full batch open a little longer.
-- The queue is bounded: a full queue answers ``Overloaded`` (503 + Retry-After) at once.
+- The queue holds only admitted items, so admission's ceiling on items in flight bounds it
+  (``app.admission``); the batcher has no second limit of its own.
 - Each request carries a deadline. One that expires while queued is answered
   ``DeadlineExceeded`` (504) and never computed; a submitter never waits past its deadline.
 - Futures are created and resolved on the event loop thread only, and only if not yet done
@@ -35,7 +36,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from app.errors import DeadlineExceeded, InferenceFailed, Overloaded, RequestError, ShuttingDown
+from app.errors import DeadlineExceeded, InferenceFailed, RequestError, ShuttingDown
 from app.observer import BatchObserver, NullObserver
 
 logger = logging.getLogger(__name__)
@@ -54,7 +55,6 @@ class BatchStats:
     items: int = 0
     expired: int = 0
     skipped: int = 0
-    rejected: int = 0
     failed_batches: int = 0
     sizes: collections.Counter[int] = field(default_factory=collections.Counter)
 
@@ -79,19 +79,15 @@ class Batcher(Generic[T, R]):
         executor: Executor | None,
         max_batch_size: int,
         max_wait_s: float = 0.0,
-        queue_capacity: int = 256,
-        retry_after_s: int = 1,
         clock: Clock = time.monotonic,
         observer: BatchObserver | None = None,
     ) -> None:
-        if max_batch_size < 1 or queue_capacity < 1 or max_wait_s < 0:
-            raise ValueError("max_batch_size and queue_capacity must be >= 1, max_wait_s >= 0")
+        if max_batch_size < 1 or max_wait_s < 0:
+            raise ValueError("max_batch_size must be >= 1, max_wait_s >= 0")
         self._run_batch = run_batch
         self._executor = executor
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_s
-        self.queue_capacity = queue_capacity
-        self.retry_after_s = retry_after_s
         self._clock = clock
         self._observer = observer or NullObserver()
         self._queue: collections.deque[_Pending[T, R]] = collections.deque()
@@ -109,15 +105,12 @@ class Batcher(Generic[T, R]):
             self._worker = asyncio.get_running_loop().create_task(self._loop())
 
     async def submit(self, item: T, timeout_s: float) -> R:
-        """Queue one prepared item and wait for its result, at most ``timeout_s`` seconds."""
+        """Queue one prepared item and wait for its result, at most ``timeout_s`` seconds.
+        The queue is not bounded here: what reaches it was admitted (``app.admission``),
+        whose ceiling on items in flight bounds it. ``ShuttingDown`` once ``stop`` has
+        begun (the owner stops the batcher only when nothing admitted is left)."""
         if self._closing or self._worker is None:
             raise ShuttingDown("the service is shutting down")
-        if len(self._queue) >= self.queue_capacity:
-            self.stats.rejected += 1
-            raise Overloaded(
-                f"the inference queue is full ({self.queue_capacity} requests); retry later",
-                headers={"Retry-After": str(self.retry_after_s)},
-            )
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         now = self._clock()
         self._queue.append(_Pending(item, future, now + timeout_s, now, contextvars.copy_context()))

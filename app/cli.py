@@ -44,7 +44,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from app.api.state import ServiceState, Status
+    from app.lifecycle import Status
     from app.logging_setup import setup_logging
     from app.main import create_app
     from app.server import DrainingServer
@@ -62,7 +62,7 @@ def _serve(args: argparse.Namespace) -> int:
             server.should_exit = True
 
     app = create_app(settings, on_startup_failure=stop)
-    state: ServiceState = app.state.fusion
+    lifecycle = app.state.core.lifecycle
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -74,17 +74,17 @@ def _serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=settings.shutdown_grace_s,
     )
     server = DrainingServer(
-        config, stop_accepting=state.stop_accepting, drain_delay_s=settings.shutdown_delay_s
+        config, stop_accepting=lifecycle.stop_accepting, drain_delay_s=settings.shutdown_delay_s
     )
     server.run()
     # A stop by SIGTERM/SIGINT after draining is a normal exit.
-    return 1 if state.status is Status.FAILED else 0
+    return 1 if lifecycle.status is Status.FAILED else 0
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from app.classification import ClassifiedItem, Timings
     from app.engine import build_engine
-    from app.rest_schemas import Timing
-    from app.service import build_response
+    from app.rest_answers import classify_response
 
     settings = _settings(args)
     # A one-shot command for people: warnings as plain text on stderr, the result on stdout.
@@ -93,15 +93,15 @@ def _predict(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         image = None if args.image is None else Path(args.image).read_bytes()
-        item = engine.pipeline.prepare(image, args.text)
+        item = engine.prepare(image, args.text)
     except RequestError as exc:
         print(f"error ({exc.code}): {exc.message}", file=sys.stderr)
         return 2
     prepared = time.perf_counter()
     probabilities = engine.pipeline.run([item])[0]
-    done = time.perf_counter()
-    timing = Timing.between(started, prepared, done)
-    response = build_response(probabilities, engine, args.top_k, timing, item.missing)
+    timings = Timings(prepared - started, time.perf_counter() - prepared)
+    answer = ClassifiedItem(probabilities, item.missing, timings)
+    response = classify_response(answer, engine.bundle.manifest, args.top_k)
     print(response.model_dump_json(indent=2))
     return 0
 

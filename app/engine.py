@@ -12,10 +12,13 @@ from PIL import Image
 
 from app.bundle import Bundle, load_bundle
 from app.bundle.signature import check_signatures
+from app.classification import ClassifyInput
 from app.errors import StartupError
-from app.pipeline import Pipeline
+from app.pipeline import Pipeline, PreparedItem
+from app.preprocess.decode_budget import DecodeBudget
 from app.preprocess.image import ImageDecoder
 from app.preprocess.text import TextTokenizer
+from app.request_policy import RequestPolicy
 from app.runtime import CUDA, active_providers, create_session, requested_providers
 from app.settings import Settings
 from app.text_cache import TextEmbeddingCache
@@ -27,15 +30,29 @@ WARMUP_TEXT = "warm-up request"
 
 @dataclass(frozen=True)
 class Engine:
-    """A loaded bundle and its pipeline, plus the providers each session really uses."""
+    """A loaded bundle: its pipeline, the providers each session really uses, and the
+    request policy of its head (what a request may ask of it)."""
 
     bundle: Bundle
     pipeline: Pipeline
     providers: dict[str, list[str]]
+    policy: RequestPolicy
 
     @property
     def on_cuda(self) -> bool:
         return all(CUDA in p for p in self.providers.values())
+
+    def prepare(
+        self,
+        image: bytes | None,
+        text: str | None,
+        explain: bool = False,
+        budget: DecodeBudget | None = None,
+    ) -> PreparedItem:
+        """One item checked by the request policy, then decoded and tokenised: what the
+        service does before an item joins a batch (for tools and in-process callers)."""
+        item = self.policy.check(ClassifyInput(image, text, explain))
+        return self.pipeline.prepare(item.image, item.text, item.explain, budget)
 
 
 def build_engine(settings: Settings) -> Engine:
@@ -67,7 +84,6 @@ def build_engine(settings: Settings) -> Engine:
         head,
         decoder,
         tokenizer,
-        settings.max_text_chars,
         TextEmbeddingCache(settings.text_cache_size),
     )
     active = {
@@ -83,7 +99,8 @@ def build_engine(settings: Settings) -> Engine:
         time.perf_counter() - started,
         active,
     )
-    return Engine(bundle=bundle, pipeline=pipeline, providers=active)
+    policy = RequestPolicy(manifest.fusion_head, settings.max_text_chars)
+    return Engine(bundle=bundle, pipeline=pipeline, providers=active, policy=policy)
 
 
 def _warmup_image(size: int) -> bytes:

@@ -20,17 +20,18 @@ from app.api.gate import RequestGate
 from app.api.http_metrics import HttpMetricsMiddleware
 from app.api.request_id import RequestIdMiddleware
 from app.api.routes import CLASSIFY_PATHS, router
-from app.api.state import ServiceState, Status
 from app.api.v2 import is_infer_path
 from app.api.v2 import router as v2_router
 from app.api.v2_errors import V2ErrorBodies
 from app.engine import build_engine
+from app.lifecycle import Lifecycle
 from app.logging_setup import setup_logging
 from app.memory_budget import MemoryBudget
 from app.memory_trim import MemoryTrimmer
 from app.metrics import Metrics
 from app.observer import ServiceObserver
 from app.registry import EngineFactory, ModelRegistry
+from app.serving_core import ServingCore
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -42,25 +43,23 @@ def _terminate() -> None:
 
 
 async def _load(
-    state: ServiceState,
+    registry: ModelRegistry,
     settings: Settings,
     on_startup_failure: Callable[[], None],
 ) -> None:
     """Load every bundle, the default first; each serves as soon as it is warm. Any failure
     fails the service: a replica without one of its bundles is not one to route to."""
-    registry = state.registry
     try:
         registry.declare()
         for slot in registry.slots:
             await registry.load(slot)
     except Exception as exc:
-        state.status, state.error = Status.FAILED, str(exc)
+        registry.lifecycle.failed(str(exc))
         logger.critical("start-up failed: %s", exc)
         if settings.exit_on_startup_failure:
             on_startup_failure()
         return
-    if state.status is Status.LOADING:
-        state.status = Status.READY
+    registry.lifecycle.loaded()
 
 
 def create_app(
@@ -89,17 +88,18 @@ def create_app(
     trimmer = MemoryTrimmer()
     decode_memory = MemoryBudget(settings.decode_memory_mb * 2**20, trimmer)
     body_memory = MemoryBudget(settings.body_memory_mb * 2**20, trimmer)
-    registry = ModelRegistry(settings, engine_factory, observer_for, decode_memory)
-    state = ServiceState(registry, body_memory=body_memory)
-    metrics = Metrics(state) if settings.metrics_enabled else None
+    lifecycle = Lifecycle()
+    registry = ModelRegistry(settings, engine_factory, observer_for, decode_memory, lifecycle)
+    core = ServingCore(registry, lifecycle, body_memory)
+    metrics = Metrics(core) if settings.metrics_enabled else None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        loader = asyncio.create_task(_load(state, settings, on_startup_failure))
+        loader = asyncio.create_task(_load(registry, settings, on_startup_failure))
         try:
             yield
         finally:
-            state.stop_accepting()
+            lifecycle.stop_accepting()
             with contextlib.suppress(asyncio.CancelledError):
                 await loader
             await registry.stop()
@@ -112,7 +112,7 @@ def create_app(
     )
     on_error: ErrorListener | None = metrics.count_error if metrics is not None else None
     app.state.settings = settings
-    app.state.fusion = state
+    app.state.core = core
     app.state.metrics = metrics
     app.state.error_listener = on_error
     install_error_handlers(app)
@@ -128,7 +128,7 @@ def create_app(
         RequestGate,
         paths=CLASSIFY_PATHS,
         media_type="multipart/form-data",
-        refusal=state.refusal,
+        refusal=core.refusal,
         max_body_bytes=settings.max_body_bytes,
         body_memory=body_memory,
         retry_after_s=settings.retry_after_s,
@@ -138,7 +138,7 @@ def create_app(
         RequestGate,
         paths=is_infer_path,
         media_type=None,
-        refusal=state.refusal,
+        refusal=core.refusal,
         max_body_bytes=settings.max_body_bytes,
         body_memory=body_memory,
         retry_after_s=settings.retry_after_s,

@@ -2,7 +2,7 @@
 
 Counters and histograms are fed through plain hooks (``ServiceObserver``, the HTTP metrics
 middleware, the error listener); gauges, info metrics and the text-cache counters are read
-from the service state at scrape time. Every metric is described in docs/metrics.md.
+from the serving core at scrape time. Every metric is described in docs/metrics.md.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.registry import Collector
 
 from app import __version__
-from app.api.state import ServiceState, Status
 from app.engine import Engine
 from app.errors import (
     ClientDisconnected,
@@ -33,8 +32,10 @@ from app.errors import (
     RequestError,
     ShuttingDown,
 )
+from app.lifecycle import Status
 from app.observer import ServiceObserver
 from app.registry import ModelStatus
+from app.serving_core import ServingCore
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_SIZE_BUCKETS = tuple(float(2**i) for i in range(11))  # 1 .. 1024, max_batch_size's cap
@@ -61,7 +62,7 @@ class Metrics:
 
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self, state: ServiceState) -> None:
+    def __init__(self, core: ServingCore) -> None:
         self.registry = registry = CollectorRegistry(auto_describe=True)
         self.http_requests = Counter(
             "fusionserve_http_requests",
@@ -111,7 +112,7 @@ class Metrics:
         )
         build = Gauge("fusionserve_build_info", "Always 1.", ["version"], registry=registry)
         build.labels(__version__).set(1)
-        registry.register(_StateCollector(state))
+        registry.register(_StateCollector(core))
         # process_resident_memory_bytes and the rest, to compare with the memory limit.
         ProcessCollector(registry=registry)
 
@@ -131,7 +132,7 @@ class Metrics:
             self.rejected.labels(reason).inc()
 
     def observer(self, bundle: str) -> ServiceObserver:
-        """The hooks of one bundle's classifier and batcher, labelled with its name."""
+        """The hooks of one bundle's runner and batcher, labelled with its name."""
         return _BundleObserver(self, bundle)
 
 
@@ -176,15 +177,15 @@ def _latency(stage: str, documentation: str, registry: CollectorRegistry) -> His
 class _StateCollector(Collector):
     """Values read from the service at scrape time; safe before the bundle has loaded."""
 
-    def __init__(self, state: ServiceState) -> None:
-        self._state = state
+    def __init__(self, core: ServingCore) -> None:
+        self._core = core
 
     def collect(self) -> Iterator[Metric]:
-        state = self._state
+        core = self._core
         yield GaugeMetricFamily(
             "fusionserve_ready",
             "1 when the service takes requests (every bundle loaded), else 0.",
-            value=int(state.status is Status.READY),
+            value=int(core.lifecycle.status is Status.READY),
         )
         ready = GaugeMetricFamily(
             "fusionserve_bundle_ready", "1 when the bundle serves, else 0.", labels=["bundle"]
@@ -213,26 +214,26 @@ class _StateCollector(Collector):
             "Execution providers each model's session really uses; always 1.",
             labels=["bundle", "model", "provider"],
         )
-        for slot in state.registry.slots:
-            classifier = slot.classifier
+        for slot in core.registry.slots:
+            runner = slot.runner
             ready.add_metric([slot.name], int(slot.status is ModelStatus.READY))
-            if classifier is None:
+            if runner is None:
                 continue
-            cache = classifier.engine.pipeline.text_cache
+            cache = runner.engine.pipeline.text_cache
             # A version draining after a reload still holds accepted items: count them.
-            versions = slot.classifiers()
-            queued.add_metric([slot.name], sum(c.batcher.queue_depth for c in versions))
-            in_flight.add_metric([slot.name], sum(c.in_flight for c in versions))
-            wait.add_metric([slot.name], classifier.admission.drain_s())
+            versions = slot.runners()
+            queued.add_metric([slot.name], sum(r.batcher.queue_depth for r in versions))
+            in_flight.add_metric([slot.name], sum(r.in_flight for r in versions))
+            wait.add_metric([slot.name], runner.admission.drain_s())
             hits.add_metric([slot.name], cache.hits)
             misses.add_metric([slot.name], cache.misses)
-            _engine_info(slot.name, classifier.engine, bundles, providers)
+            _engine_info(slot.name, runner.engine, bundles, providers)
         yield from (ready, queued, in_flight, wait, hits, misses, bundles, providers)
-        yield from _memory_budgets(state)
+        yield from _memory_budgets(core)
 
 
-def _memory_budgets(state: ServiceState) -> Iterator[Metric]:
-    budgets = {"decode": state.registry.decode_memory, "bodies": state.body_memory}
+def _memory_budgets(core: ServingCore) -> Iterator[Metric]:
+    budgets = {"decode": core.registry.decode_memory, "bodies": core.body_memory}
     capacity = GaugeMetricFamily(
         "fusionserve_memory_budget_bytes",
         "Size of each process-wide memory budget: image decodes, request bodies.",
@@ -252,7 +253,7 @@ def _memory_budgets(state: ServiceState) -> Iterator[Metric]:
     yield GaugeMetricFamily(
         "fusionserve_decode_memory_waiting",
         "Requests waiting for room in the decode memory budget.",
-        value=state.registry.decode_memory.waiting,
+        value=core.registry.decode_memory.waiting,
     )
 
 

@@ -1,8 +1,8 @@
 """The inference pipeline: prepare one item (decode + tokenise), then run a batch of items.
 
-``prepare`` is the CPU-bound per-request part and runs before anything is queued, so only
-well-formed arrays ever reach ``run``. ``run`` takes a batch (today of one; the dynamic batcher
-gathers more) through image encoder, text encoder and fusion head.
+``prepare`` is the CPU-bound per-item part (of an item the request policy has checked) and runs
+before anything is queued, so only well-formed arrays ever reach ``run``. ``run`` takes a batch
+(the dynamic batcher gathers it) through image encoder, text encoder and fusion head.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from typing import Protocol
 import numpy as np
 
 from app.bundle.manifest import Manifest, Modality
-from app.errors import ExplainUnsupported, InvalidRequest, ModalityRequired
+from app.errors import ModalityRequired
 from app.preprocess.decode_budget import DecodeBudget
 from app.preprocess.image import ImageDecoder
-from app.preprocess.text import TextTokenizer, clean_text
+from app.preprocess.text import TextTokenizer
 from app.text_cache import TextEmbeddingCache
 
 
@@ -84,7 +84,6 @@ class Pipeline:
         head_session: Session,
         decoder: ImageDecoder,
         tokenizer: TextTokenizer,
-        max_text_chars: int,
         text_cache: TextEmbeddingCache | None = None,
     ) -> None:
         self.manifest = manifest
@@ -93,7 +92,6 @@ class Pipeline:
         self._head = head_session
         self.decoder = decoder
         self.tokenizer = tokenizer
-        self.max_text_chars = max_text_chars
         self.text_cache = text_cache if text_cache is not None else TextEmbeddingCache(0)
 
     def accepts_missing(self, modality: Modality) -> bool:
@@ -107,35 +105,14 @@ class Pipeline:
         explain: bool = False,
         budget: DecodeBudget | None = None,
     ) -> PreparedItem:
-        """Validate and preprocess one request; raises ``RequestError`` subclasses.
-
-        Either modality may be ``None`` if the head accepts its absence (``accepts_missing``).
-        ``explain`` needs both modalities and a head that accepts either missing. With
+        """Decode and tokenise one item that passed the request policy
+        (``app.request_policy``: its text cleaned, its modalities and ``explain`` allowed);
+        raises ``RequestError`` subclasses for an image that cannot be decoded. With
         ``budget``, the image decode reserves its memory from it (``ImageDecoder``), which
-        may raise ``RoomWanted`` or ``TooLate``.
-        """
-        if image is None and text is None:
-            raise InvalidRequest("send an image, a text, or both")
-        given: tuple[tuple[Modality, bytes | str | None], ...] = (("image", image), ("text", text))
-        for modality, value in given:
-            if value is None and not self.accepts_missing(modality):
-                raise ModalityRequired(
-                    f"this bundle needs the {modality}: its fusion head was not trained to "
-                    f"answer without one"
-                )
-        if explain:
-            if not (self.accepts_missing("image") and self.accepts_missing("text")):
-                raise ExplainUnsupported(
-                    "explain is not available for this bundle: its fusion head cannot leave "
-                    "the image or the text out"
-                )
-            if image is None or text is None:
-                raise ExplainUnsupported("explain needs both the image and the text")
-        # The text first: checking it is cheap, decoding the image is not.
-        cleaned = None if text is None else clean_text(text, self.max_text_chars)
+        may raise ``RoomWanted`` or ``TooLate``."""
         pixels = None if image is None else self.decoder(image, budget)
-        token_ids = None if cleaned is None else self.tokenizer.encode(cleaned)
-        return PreparedItem(pixels=pixels, text=cleaned, token_ids=token_ids, explain=explain)
+        token_ids = None if text is None else self.tokenizer.encode(text)
+        return PreparedItem(pixels=pixels, text=text, token_ids=token_ids, explain=explain)
 
     def image_feed(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
         """The image encoder's inputs for a batch of decoded images."""

@@ -1,8 +1,8 @@
-"""The served bundles: one classifier (and batcher) each, looked up by name, reloaded in place.
+"""The served bundles: one runner (and batcher) each, looked up by name, reloaded in place.
 
-A request takes a *lease* on the classifier it is routed to, synchronously, at the moment it
+A request takes a *lease* on the runner it is routed to, synchronously, at the moment it
 looks the bundle up; a reload loads and warms the new version beside the old one, switches the
-name over (new leases get the new classifier), then waits for the old classifier's leases to
+name over (new leases get the new runner), then waits for the old runner's leases to
 end before stopping it. No request is refused or dropped by a reload.
 """
 
@@ -24,14 +24,14 @@ from app.errors import (
     NotReady,
     ReloadFailed,
     ReloadInProgress,
-    ShuttingDown,
     StartupError,
 )
+from app.lifecycle import Lifecycle
 from app.memory_budget import MemoryBudget
+from app.model_runner import ModelRunner
 from app.observer import ServiceObserver
 from app.oip.tensors import shown
 from app.preprocess.decode_pace import DecodePace
-from app.service import Classifier
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -48,9 +48,9 @@ class ModelStatus(enum.Enum):
 
 @dataclass
 class _Leased:
-    """A classifier and the number of requests holding it."""
+    """A runner and the number of requests holding it."""
 
-    classifier: Classifier
+    runner: ModelRunner
     leases: int = 0
     released: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -60,7 +60,7 @@ class _Leased:
 
 @dataclass
 class ModelSlot:
-    """One served name: where its bundle lives and the classifier now answering for it."""
+    """One served name: where its bundle lives and the runner now answering for it."""
 
     name: str
     path: Path
@@ -73,13 +73,13 @@ class ModelSlot:
     reloading: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
-    def classifier(self) -> Classifier | None:
-        return None if self.current is None else self.current.classifier
+    def runner(self) -> ModelRunner | None:
+        return None if self.current is None else self.current.runner
 
-    def classifiers(self) -> list[Classifier]:
+    def runners(self) -> list[ModelRunner]:
         """Every version still answering requests: the current one and any draining."""
         live = [] if self.current is None else [self.current]
-        return [leased.classifier for leased in (*live, *self.draining)]
+        return [leased.runner for leased in (*live, *self.draining)]
 
 
 @dataclass(frozen=True)
@@ -92,10 +92,11 @@ class ReloadOutcome:
 
 
 class ModelRegistry:
-    """The bundles of ``settings.bundle_dirs()``; the first is the default. Their
-    classifiers, old versions draining after a reload included, share one decode memory
-    budget (``decode_memory``, else one of ``settings.decode_memory_mb``) and what is known
-    of the pace of decodes."""
+    """The bundles of ``settings.bundle_dirs()``; the first is the default. Their runners,
+    old versions draining after a reload included, share one decode memory budget
+    (``decode_memory``, else one of ``settings.decode_memory_mb``), what is known of the pace
+    of decodes, and the service's ``lifecycle`` (nothing loads or reloads once it stops
+    accepting)."""
 
     def __init__(
         self,
@@ -103,13 +104,14 @@ class ModelRegistry:
         factory: EngineFactory,
         observer_for: ObserverFactory = lambda _: None,
         decode_memory: MemoryBudget | None = None,
+        lifecycle: Lifecycle | None = None,
     ) -> None:
         self._settings = settings
         self._factory = factory
         self._observer_for = observer_for
         self._slots: dict[str, ModelSlot] = {}
         self._retiring: set[asyncio.Task[None]] = set()
-        self._stopping = False
+        self.lifecycle = lifecycle or Lifecycle()
         self.decode_memory = decode_memory or MemoryBudget(settings.decode_memory_mb * 2**20)
         self.decode_pace = DecodePace()
 
@@ -134,8 +136,8 @@ class ModelRegistry:
         return found
 
     @contextlib.contextmanager
-    def lease(self, name: str | None = None) -> Iterator[Classifier]:
-        """Hold the classifier now serving ``name`` for the length of a request. Raises at
+    def lease(self, name: str | None = None) -> Iterator[ModelRunner]:
+        """Hold the runner now serving ``name`` for the length of a request. Raises at
         once (404 unknown name, 503 not loaded yet); never waits."""
         slot = self.slot(name)
         leased = slot.current
@@ -144,7 +146,7 @@ class ModelRegistry:
         leased.leases += 1
         leased.released.clear()
         try:
-            yield leased.classifier
+            yield leased.runner
         finally:
             leased.leases -= 1
             if leased.leases == 0:
@@ -183,18 +185,19 @@ class ModelRegistry:
         return engine, seconds / (1 + self._settings.max_batch_size)
 
     def _serve(self, slot: ModelSlot, built: tuple[Engine, float | None]) -> _Leased | None:
-        """Put a classifier for the built engine in ``slot``; return the one it replaces."""
+        """Put a runner for the built engine in ``slot``; return the one it replaces."""
         engine, item_s = built
-        classifier = Classifier(
+        runner = ModelRunner(
             engine,
             self._settings,
             self._observer_for(slot.name),
+            lifecycle=self.lifecycle,
             decode_memory=self.decode_memory,
             decode_pace=self.decode_pace,
             item_s=item_s,
         )
-        classifier.start()
-        previous, slot.current = slot.current, _Leased(classifier)
+        runner.start()
+        previous, slot.current = slot.current, _Leased(runner)
         slot.status, slot.error = ModelStatus.READY, None
         return previous
 
@@ -205,7 +208,7 @@ class ModelRegistry:
         except Exception as exc:
             slot.status, slot.error = ModelStatus.FAILED, str(exc)
             raise
-        if self._stopping:
+        if not self.lifecycle.accepting:
             return
         self._serve(slot, built)
 
@@ -214,14 +217,14 @@ class ModelRegistry:
         the previous version in the background. The previous version keeps answering while
         the new one loads, and for good if it fails (``ReloadFailed``)."""
         slot = self.slot(name)
-        if self._stopping:
-            raise ShuttingDown()
+        if not self.lifecycle.accepting:
+            raise self.lifecycle.unavailable()
         if slot.reloading.locked():
             raise ReloadInProgress(f"model {slot.name!r} is already being reloaded")
         async with slot.reloading:
             if slot.current is None:
                 raise NotReady(f"model {slot.name!r} is not loaded yet; nothing to reload")
-            previous_version = slot.current.classifier.engine.bundle.manifest.version
+            previous_version = slot.current.runner.engine.bundle.manifest.version
             started = time.perf_counter()
             try:
                 built = await asyncio.to_thread(self._build, slot)
@@ -232,8 +235,8 @@ class ModelRegistry:
                     f"{previous_version} serves on: {exc}"
                 ) from None
             load_s = time.perf_counter() - started
-            if self._stopping:
-                raise ShuttingDown()
+            if not self.lifecycle.accepting:
+                raise self.lifecycle.unavailable()
             previous = self._serve(slot, built)
             assert previous is not None  # checked above, and only reload replaces
             slot.reloads += 1
@@ -254,18 +257,16 @@ class ModelRegistry:
 
         async def drain() -> None:
             await leased.released.wait()  # every request holding it has been answered
-            await leased.classifier.stop()
+            await leased.runner.stop()
             slot.draining.remove(leased)
 
         task = asyncio.get_running_loop().create_task(drain())
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
 
-    def stop_accepting(self) -> None:
-        self._stopping = True
-
     async def stop(self) -> None:
-        """Answer what was accepted, then stop every classifier, old versions included."""
-        self._stopping = True
-        stops = [s.current.classifier.stop() for s in self.slots if s.current is not None]
+        """Stop accepting, answer what was accepted, then stop every runner, old versions
+        included."""
+        self.lifecycle.stop_accepting()
+        stops = [s.current.runner.stop() for s in self.slots if s.current is not None]
         await asyncio.gather(*stops, *self._retiring)

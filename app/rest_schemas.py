@@ -26,19 +26,6 @@ class Timing(BaseModel):
     )
     total_ms: float
 
-    @classmethod
-    def between(cls, started: float, prepared: float, finished: float) -> Timing:
-        """From three ``time.perf_counter()`` marks, in milliseconds."""
-
-        def ms(seconds: float) -> float:
-            return round(seconds * 1000.0, 3)
-
-        return cls(
-            preprocess_ms=ms(prepared - started),
-            inference_ms=ms(finished - prepared),
-            total_ms=ms(finished - started),
-        )
-
 
 class ClassContribution(BaseModel):
     label: str

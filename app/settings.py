@@ -171,14 +171,6 @@ class Settings(BaseSettings):
             "delay for fast and slow models alike."
         ),
     )
-    queue_capacity: int = Field(
-        default=128,
-        ge=1,
-        description=(
-            "Items the batcher's queue holds (a second guard behind max_in_flight); a full "
-            "queue answers 503 with Retry-After."
-        ),
-    )
     request_timeout_s: float = Field(
         default=10.0,
         gt=0.0,

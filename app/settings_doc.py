@@ -67,7 +67,6 @@ GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
             "max_batch_wait_ms",
             "max_in_flight",
             "max_queue_wait_s",
-            "queue_capacity",
             "request_timeout_s",
             "retry_after_s",
         ),

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path
 from fastapi.responses import JSONResponse
 
-from app.api.routes import SettingsDep, StateDep, error_responses
+from app.api.routes import CoreDep, SettingsDep, error_responses
 from app.errors import ReloadDisabled
 from app.registry import ModelSlot, ModelStatus
 from app.rest_schemas import ModelInfo, ModelList, ReloadResponse
@@ -19,8 +19,8 @@ NameParam = Annotated[str, Path(description="A served bundle's name (its manifes
 
 def model_info(slot: ModelSlot) -> ModelInfo:
     """What a client needs to know to use ``slot``; labels and abilities once loaded."""
-    classifier = slot.classifier
-    manifest = None if classifier is None else classifier.engine.bundle.manifest
+    runner = slot.runner
+    manifest = None if runner is None else runner.engine.bundle.manifest
     head = None if manifest is None else manifest.fusion_head
     image_only = head is not None and head.accepts_missing("text")
     text_only = head is not None and head.accepts_missing("image")
@@ -41,17 +41,17 @@ def model_info(slot: ModelSlot) -> ModelInfo:
     )
 
 
-async def _state_slot(state: StateDep, name: NameParam) -> ModelSlot:
-    return state.registry.slot(name)
+async def _named_slot(core: CoreDep, name: NameParam) -> ModelSlot:
+    return core.registry.slot(name)
 
 
-SlotDep = Annotated[ModelSlot, Depends(_state_slot)]
+SlotDep = Annotated[ModelSlot, Depends(_named_slot)]
 
 
 @router.get("", summary="The served bundles")
-async def list_models(state: StateDep) -> ModelList:
+async def list_models(core: CoreDep) -> ModelList:
     """Every bundle this replica serves, the default first, with its status and labels."""
-    return ModelList(models=[model_info(slot) for slot in state.registry.slots])
+    return ModelList(models=[model_info(slot) for slot in core.registry.slots])
 
 
 @router.get("/{name}", responses=error_responses(404), summary="One served bundle")
@@ -65,10 +65,10 @@ async def get_model(slot: SlotDep) -> ModelInfo:
     responses={**error_responses(404), 503: {"model": ModelInfo, "description": "Not loaded yet."}},
     summary="Readiness of one bundle",
 )
-async def model_ready(state: StateDep, slot: SlotDep) -> JSONResponse:
+async def model_ready(core: CoreDep, slot: SlotDep) -> JSONResponse:
     """200 once this bundle serves (the others may still be loading), else 503."""
     info = model_info(slot)
-    ready = info.ready and state.is_open
+    ready = info.ready and core.lifecycle.accepting
     return JSONResponse(info.model_dump(mode="json"), status_code=200 if ready else 503)
 
 
@@ -77,13 +77,13 @@ async def model_ready(state: StateDep, slot: SlotDep) -> JSONResponse:
     responses=error_responses(403, 404, 409, 500, 503),
     summary="Reload one bundle from its directory without dropping requests",
 )
-async def reload_model(state: StateDep, settings: SettingsDep, name: NameParam) -> ReloadResponse:
+async def reload_model(core: CoreDep, settings: SettingsDep, name: NameParam) -> ReloadResponse:
     """Load the bundle's directory again (new files, new version) beside the version now
     serving, warm it up, switch to it, and let the previous version finish the requests it
     holds. On failure the previous version serves on (500 reload_failed)."""
     if not settings.reload_enabled:
         raise ReloadDisabled()
-    outcome = await state.registry.reload(name)
+    outcome = await core.registry.reload(name)
     return ReloadResponse(
         name=outcome.name,
         previous_version=outcome.previous_version,

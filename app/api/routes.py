@@ -11,8 +11,11 @@ from app.api.disconnect import cancel_on_disconnect
 from app.api.error_responses import report_error
 from app.api.forms import expect_fields
 from app.api.request_id import current_request_id
-from app.api.state import ServiceState, Status
+from app.bundle.manifest import Manifest
+from app.classification import ClassifiedItem, ClassifyInput
 from app.errors import InvalidRequest, InvalidText, PayloadTooLarge, RequestError
+from app.lifecycle import Status
+from app.rest_answers import classify_response
 from app.rest_schemas import (
     BatchClassifyResponse,
     BatchItemResult,
@@ -22,6 +25,7 @@ from app.rest_schemas import (
     LiveResponse,
     ReadyResponse,
 )
+from app.serving_core import ServingCore
 from app.settings import Settings
 
 router = APIRouter()
@@ -39,9 +43,9 @@ HEALTH_PATHS = (LIVEZ, READYZ)
 # Dependencies are ``async def`` on purpose: FastAPI runs plain ``def`` dependencies in a
 # worker thread, which would add a thread hand-off (and a wait for a free worker under load)
 # to every request, health checks included.
-async def get_state(request: Request) -> ServiceState:
-    state: ServiceState = request.app.state.fusion
-    return state
+async def get_core(request: Request) -> ServingCore:
+    core: ServingCore = request.app.state.core
+    return core
 
 
 async def get_settings(request: Request) -> Settings:
@@ -49,7 +53,7 @@ async def get_settings(request: Request) -> Settings:
     return settings
 
 
-StateDep = Annotated[ServiceState, Depends(get_state)]
+CoreDep = Annotated[ServingCore, Depends(get_core)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
@@ -107,7 +111,7 @@ MODEL = (
 )
 async def classify(
     request: Request,
-    state: StateDep,
+    core: CoreDep,
     settings: SettingsDep,
     image: Annotated[
         UploadFile | None,
@@ -140,8 +144,9 @@ async def classify(
         # FastAPI turns an empty optional form field into None; sent empty is not left out.
         raise InvalidText("text must not be empty; leave the field out to send no text")
     data = None if image is None else await _read_image(image, settings.max_image_bytes)
-    with state.lease(model) as classifier:  # held until answered: a reload drains it
-        return await cancel_on_disconnect(request, classifier.classify(data, text, top_k, explain))
+    work = core.classify([ClassifyInput(data, text, explain)], model)
+    result = await cancel_on_disconnect(request, work)
+    return classify_response(result.single(), result.manifest, top_k or settings.default_top_k)
 
 
 @router.post(
@@ -154,7 +159,7 @@ async def classify(
 )
 async def classify_batch(
     request: Request,
-    state: StateDep,
+    core: CoreDep,
     settings: SettingsDep,
     images: Annotated[list[UploadFile], File(description="One file per item, in order.")],
     texts: Annotated[list[str], Form(description="One description per item, in order.")],
@@ -170,22 +175,28 @@ async def classify_batch(
     if len(images) != len(texts):
         raise InvalidRequest(f"got {len(images)} images and {len(texts)} texts; they must pair")
     items = [
-        (await _read_image(image, settings.max_image_bytes), text)
+        ClassifyInput(await _read_image(image, settings.max_image_bytes), text, explain)
         for image, text in zip(images, texts, strict=True)
     ]
-    with state.lease(model) as classifier:
-        work = classifier.classify_many(items, top_k, explain)
-        outcomes = await cancel_on_disconnect(request, work)
+    result = await cancel_on_disconnect(request, core.classify(items, model))
+    top_k = top_k or settings.default_top_k
     return BatchClassifyResponse(
-        results=[_item_result(request, i, outcome) for i, outcome in enumerate(outcomes)]
+        results=[
+            _item_result(request, i, outcome, top_k, result.manifest)
+            for i, outcome in enumerate(result.items)
+        ]
     )
 
 
 def _item_result(
-    request: Request, index: int, outcome: ClassifyResponse | RequestError
+    request: Request,
+    index: int,
+    outcome: ClassifiedItem | RequestError,
+    top_k: int | None,
+    manifest: Manifest,
 ) -> BatchItemResult:
-    if isinstance(outcome, ClassifyResponse):
-        return BatchItemResult(index=index, result=outcome)
+    if not isinstance(outcome, RequestError):
+        return BatchItemResult(index=index, result=classify_response(outcome, manifest, top_k))
     report_error(request, outcome)
     detail = ErrorDetail(
         code=outcome.code, message=outcome.message, request_id=current_request_id()
@@ -208,9 +219,9 @@ async def _read_image(image: UploadFile, limit: int) -> bytes:
     responses={503: {"model": LiveResponse, "description": "Loading failed."}},
     summary="Liveness",
 )
-async def livez(state: StateDep) -> JSONResponse:
+async def livez(core: CoreDep) -> JSONResponse:
     """200 while the process can serve or is still loading; 503 once loading has failed."""
-    if state.status is Status.FAILED:
+    if core.lifecycle.status is Status.FAILED:
         return JSONResponse(LiveResponse(status="failed").model_dump(), status_code=503)
     return JSONResponse(LiveResponse(status="alive").model_dump())
 
@@ -221,19 +232,19 @@ async def livez(state: StateDep) -> JSONResponse:
     responses={503: {"model": ReadyResponse, "description": "Not ready."}},
     summary="Readiness",
 )
-async def readyz(state: StateDep, settings: SettingsDep) -> JSONResponse:
+async def readyz(core: CoreDep, settings: SettingsDep) -> JSONResponse:
     """200 once every bundle is loaded and warmed up, with the default bundle's providers;
     ``models`` gives each bundle's status (GET /v1/models/{name}/ready asks for one)."""
-    registry = state.registry
+    registry, lifecycle = core.registry, core.lifecycle
     models = {slot.name: slot.status.value for slot in registry.slots}
     default = registry.default
-    classifier = None if default is None else default.classifier
-    if state.status is not Status.READY or classifier is None:
+    runner = None if default is None else default.runner
+    if lifecycle.status is not Status.READY or runner is None:
         body = ReadyResponse(
-            status=state.status.value, ready=False, detail=state.error, models=models
+            status=lifecycle.status.value, ready=False, detail=lifecycle.error, models=models
         )
         return JSONResponse(body.model_dump(exclude_none=True), status_code=503)
-    engine = classifier.engine
+    engine = runner.engine
     device = "cuda" if engine.on_cuda else "cpu"
     detail = None
     if settings.device == "auto" and device == "cpu":
@@ -252,12 +263,12 @@ async def readyz(state: StateDep, settings: SettingsDep) -> JSONResponse:
 @router.get(
     "/info", responses=error_responses(404, 503), summary="Bundle metadata and serving settings"
 )
-async def info(state: StateDep, settings: SettingsDep, model: str | None = None) -> dict[str, Any]:
+async def info(core: CoreDep, settings: SettingsDep, model: str | None = None) -> dict[str, Any]:
     """Bundle name, version, labels, preprocessing, providers and the settings that matter,
     for the bundle named ``model`` (the default bundle when left out)."""
-    with state.lease(model) as classifier:
-        engine = classifier.engine
-        stats = classifier.stats()
+    with core.lease(model) as runner:
+        engine = runner.engine
+        stats = runner.stats()
     manifest = engine.bundle.manifest
     return {
         "bundle": {
@@ -300,7 +311,6 @@ async def info(state: StateDep, settings: SettingsDep, model: str | None = None)
                 "max_batch_wait_ms",
                 "max_in_flight",
                 "max_queue_wait_s",
-                "queue_capacity",
                 "request_timeout_s",
                 "text_cache_size",
                 "text_length_buckets",

@@ -2,15 +2,15 @@
 
 Health, server and model metadata, model readiness and inference, so that FusionServe runs
 as a KServe custom runtime and answers standard clients (tritonclient, KServe's
-InferenceRESTClient). Inference items go through the same ``Classifier`` as /classify:
-limits, deadlines, overload refusals, metrics and authentication apply alike. Tensors and
+InferenceRESTClient). A thin adapter over the serving core (``app.serving_core``), as /classify
+is: limits, deadlines, overload refusals, metrics and authentication apply alike. Tensors and
 bodies are in ``app.oip``; error bodies under /v2 are shaped by ``app.api.v2_errors``.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -20,9 +20,11 @@ from fastapi.responses import JSONResponse
 from app import __version__
 from app.api.disconnect import cancel_on_disconnect
 from app.api.error_responses import report_error
-from app.api.routes import SettingsDep, StateDep
-from app.api.state import ServiceState, Status
-from app.errors import ModelNotFound, RequestError
+from app.api.routes import CoreDep, SettingsDep
+from app.classification import ClassifiedItem, ClassifyResult
+from app.errors import RequestError
+from app.lifecycle import Status
+from app.model_runner import ModelRunner
 from app.oip.classifier_model import (
     OUTPUTS,
     ItemFailed,
@@ -49,9 +51,7 @@ from app.oip.schemas import (
     ServerMetadata,
     ServerReady,
 )
-from app.oip.tensors import shown
-from app.rest_schemas import ClassifyResponse
-from app.service import Classifier
+from app.serving_core import ServingCore
 from app.settings import Settings
 
 SERVER = "/v2"
@@ -76,19 +76,12 @@ router = APIRouter(tags=["Open Inference Protocol (v2)"])
 
 
 @contextmanager
-def v2_model(request: Request, name: str, version: str | None = None) -> Iterator[Classifier]:
-    """The classifier serving bundle ``name`` (at ``version`` if given), held until the
-    request is answered (a reload drains it): 404 for a model or version not served here,
-    503 while it or the service cannot classify."""
-    state: ServiceState = request.app.state.fusion
-    with state.lease(name) as classifier:
-        manifest = classifier.engine.bundle.manifest
-        if version is not None and version != manifest.version:
-            raise ModelNotFound(
-                f"model '{manifest.name}' has no version {shown(version)}; "
-                f"it has version {manifest.version}"
-            )
-        yield classifier
+def v2_model(request: Request, name: str, version: str | None = None) -> Iterator[ModelRunner]:
+    """The runner serving bundle ``name`` (at ``version`` if given): 404 for a model or
+    version not served here, 503 while it or the service cannot classify."""
+    core: ServingCore = request.app.state.core
+    with core.lease(name, version) as runner:
+        yield runner
 
 
 _DESCRIPTIONS = {
@@ -123,10 +116,10 @@ async def server_metadata() -> ServerMetadata:
     responses={503: {"model": ServerLive, "description": "Loading failed."}},
     summary="Server live",
 )
-async def server_live(state: StateDep) -> JSONResponse:
+async def server_live(core: CoreDep) -> JSONResponse:
     """200 while the process can serve or is still loading; 503 once loading has failed
     (as /livez)."""
-    live = state.status is not Status.FAILED
+    live = core.lifecycle.status is not Status.FAILED
     return JSONResponse(ServerLive(live=live).model_dump(), status_code=200 if live else 503)
 
 
@@ -136,10 +129,10 @@ async def server_live(state: StateDep) -> JSONResponse:
     responses={503: {"model": ServerReady, "description": "Not ready."}},
     summary="Server ready",
 )
-async def server_ready(state: StateDep) -> JSONResponse:
+async def server_ready(core: CoreDep) -> JSONResponse:
     """200 once the model is loaded and warm; 503 while loading, failed or stopping (as
     /readyz)."""
-    ready = state.status is Status.READY
+    ready = core.lifecycle.status is Status.READY
     return JSONResponse(ServerReady(ready=ready).model_dump(), status_code=200 if ready else 503)
 
 
@@ -151,8 +144,8 @@ async def server_ready(state: StateDep) -> JSONResponse:
 )
 async def model(request: Request, model_name: str) -> ModelMetadata:
     """Inputs, outputs, version and labels of the model."""
-    with v2_model(request, model_name) as classifier:
-        return model_metadata(classifier.engine.bundle.manifest)
+    with v2_model(request, model_name) as runner:
+        return model_metadata(runner.engine.bundle.manifest)
 
 
 @router.get(
@@ -162,8 +155,8 @@ async def model(request: Request, model_name: str) -> ModelMetadata:
     summary="Model metadata (one version)",
 )
 async def model_version(request: Request, model_name: str, model_version: str) -> ModelMetadata:
-    with v2_model(request, model_name, model_version) as classifier:
-        return model_metadata(classifier.engine.bundle.manifest)
+    with v2_model(request, model_name, model_version) as runner:
+        return model_metadata(runner.engine.bundle.manifest)
 
 
 @router.get(
@@ -267,19 +260,17 @@ async def _infer(
     )
     parsed = parse_request(body, request.headers.get(HEADER_LENGTH))
     selection = select_outputs(parsed.request, OUTPUTS)
-    with v2_model(request, name, version) as classifier:
-        manifest = classifier.engine.bundle.manifest
-        limits = Limits.from_settings(settings)
-        items = request_items(parsed.inputs, manifest.fusion_head, limits)
-        # Every label ranked (whatever default_top_k says): the probabilities output has
-        # them all.
-        work = classifier.classify_many(items, top_k=len(manifest.labels))
-        outcomes = await cancel_on_disconnect(request, work)
+    with v2_model(request, name, version) as runner:
+        head = runner.engine.bundle.manifest.fusion_head
+    items = request_items(parsed.inputs, head, Limits.from_settings(settings))
+    core: ServingCore = request.app.state.core
+    result = await cancel_on_disconnect(request, core.classify(items, name, version))
+    manifest = result.manifest
     encoded = encode_response(
         model_name=manifest.name,
         model_version=manifest.version,
         request_id=parsed.request.id,
-        outputs=output_tensors(_classified(request, outcomes), manifest.labels),
+        outputs=output_tensors(_classified(request, result), manifest.labels),
         selection=selection,
     )
     if encoded.header_length is None:
@@ -291,14 +282,12 @@ async def _infer(
     )
 
 
-def _classified(
-    request: Request, outcomes: Sequence[ClassifyResponse | RequestError]
-) -> list[ClassifyResponse]:
-    """The responses, or ``ItemFailed`` for the first failed item (each failure is reported,
-    as /classify/batch does, so that metrics count them alike)."""
-    failures = [(i, o) for i, o in enumerate(outcomes) if isinstance(o, RequestError)]
+def _classified(request: Request, result: ClassifyResult) -> list[ClassifiedItem]:
+    """The items' answers, or ``ItemFailed`` for the first failed item (each failure is
+    reported, as /classify/batch does, so that metrics count them alike)."""
+    failures = [(i, o) for i, o in enumerate(result.items) if isinstance(o, RequestError)]
     for _, error in failures:
         report_error(request, error)
     if failures:
         raise ItemFailed(*failures[0])
-    return [o for o in outcomes if isinstance(o, ClassifyResponse)]
+    return [o for o in result.items if not isinstance(o, RequestError)]

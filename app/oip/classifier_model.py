@@ -1,5 +1,5 @@
 """FusionServe's classifier as an Open Inference Protocol model: its tensors and metadata, and
-the conversion between tensors and the (image, text) items ``Classifier`` takes.
+the conversion between tensors and the serving core's items (``app.classification``).
 
 Inputs, one element per item (shape ``[N]`` or ``[N, 1]``), both BYTES:
 
@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 
 from app.bundle.manifest import FusionHead, Manifest, Modality
+from app.classification import ClassifiedItem, ClassifyInput
 from app.errors import FieldTooLarge, InvalidTensor, PayloadTooLarge, RequestError, TooManyItems
 from app.oip.codec import InputTensor, OutputTensor
 from app.oip.schemas import MetadataTensor, ModelMetadata
 from app.oip.tensors import BYTES, FP32, shown
-from app.rest_schemas import ClassifyResponse
 from app.settings import Settings
 
 IMAGE: Modality = "image"
@@ -37,8 +37,6 @@ PROBABILITIES = "probabilities"
 LABEL = "label"
 OUTPUTS = (PROBABILITIES, LABEL)
 PLATFORM = "fusionserve"
-
-Item = tuple[bytes | None, str | None]
 
 
 def model_metadata(manifest: Manifest) -> ModelMetadata:
@@ -75,7 +73,9 @@ class Limits:
         )
 
 
-def request_items(inputs: Sequence[InputTensor], head: FusionHead, limits: Limits) -> list[Item]:
+def request_items(
+    inputs: Sequence[InputTensor], head: FusionHead, limits: Limits
+) -> list[ClassifyInput]:
     """One (image, text) item per batch row; ``InvalidTensor`` (400) for a malformed input and
     413 for one over a limit. The texts are checked further (length, characters) when each
     item is prepared, as for /classify."""
@@ -99,7 +99,7 @@ def request_items(inputs: Sequence[InputTensor], head: FusionHead, limits: Limit
     image, text = given.get(IMAGE), given.get(TEXT)
     images = [None] * count if image is None else _images(image, limits.max_image_bytes)
     texts = [None] * count if text is None else _texts(text, limits.max_text_bytes)
-    return list(zip(images, texts, strict=True))
+    return [ClassifyInput(i, t) for i, t in zip(images, texts, strict=True)]
 
 
 def _by_name(inputs: Sequence[InputTensor]) -> dict[str, InputTensor]:
@@ -170,20 +170,14 @@ def _check_text_size(index: int, size: int, limit: int) -> None:
         raise FieldTooLarge(f"input 'text' item {index} is over {limit} bytes")
 
 
-def output_tensors(
-    responses: Sequence[ClassifyResponse], labels: Sequence[str]
-) -> list[OutputTensor]:
-    """``probabilities`` in label order and ``label``, from responses that rank every label."""
-    column = {label: i for i, label in enumerate(labels)}
-    probabilities = np.zeros((len(responses), len(labels)), dtype=np.float32)
-    for row, response in enumerate(responses):
-        if len(response.predictions) != len(labels):
-            raise ValueError("output_tensors needs every label's probability")
-        for prediction in response.predictions:
-            probabilities[row, column[prediction.label]] = prediction.probability
+def output_tensors(items: Sequence[ClassifiedItem], labels: Sequence[str]) -> list[OutputTensor]:
+    """``probabilities`` (in label order) and ``label`` (the most probable) of each item."""
+    probabilities = np.stack([item.probabilities for item in items]).astype(np.float32)
+    if probabilities.shape != (len(items), len(labels)):
+        raise ValueError(f"probabilities of shape {probabilities.shape} for {len(labels)} labels")
     return [
         OutputTensor.of_fp32(PROBABILITIES, probabilities),
-        OutputTensor.of_bytes(LABEL, [response.label.encode("utf-8") for response in responses]),
+        OutputTensor.of_bytes(LABEL, [labels[item.top].encode("utf-8") for item in items]),
     ]
 
 

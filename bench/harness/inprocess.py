@@ -50,7 +50,7 @@ def throughput(
         def top_up() -> None:
             while len(pending) < window:
                 image, text = requests.inputs(requests.next_index())  # fresh text each time
-                pending.append(pool.submit(pipeline.prepare, image, text))
+                pending.append(pool.submit(engine.prepare, image, text))
 
         top_up()
         started, cpu_started = time.perf_counter(), time.process_time()
@@ -80,7 +80,7 @@ def single_item_latency(engine: Engine, requests: RequestSet, count: int) -> dic
     for _ in range(count):
         image, text = requests.inputs(requests.next_index())  # a fresh text, as over HTTP
         started = time.perf_counter()
-        pipeline.run([pipeline.prepare(image, text)])
+        pipeline.run([engine.prepare(image, text)])
         latencies.append((time.perf_counter() - started) * 1000)
     return {
         "count": count,
@@ -95,7 +95,7 @@ def reference(engine: Engine, requests: RequestSet, indices: Sequence[int]) -> l
     rows = []
     for index in indices:
         image, text = requests.inputs(index)
-        rows.append([float(p) for p in pipeline.run([pipeline.prepare(image, text)])[0]])
+        rows.append([float(p) for p in pipeline.run([engine.prepare(image, text)])[0]])
     return rows
 
 

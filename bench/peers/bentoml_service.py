@@ -60,6 +60,6 @@ class Front:
 
     @bentoml.api(route=CLASSIFY_PATH)
     def classify(self, image: Path, text: str) -> dict[str, Any]:
-        item: PreparedItem = self.engine.pipeline.prepare(image.read_bytes(), text)
+        item: PreparedItem = self.engine.prepare(image.read_bytes(), text)
         (probabilities,) = self.model.run([item])
         return response_body(self.engine, np.asarray(probabilities))

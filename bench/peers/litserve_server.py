@@ -33,7 +33,7 @@ class FusionLitAPI(ls.LitAPI):
         form: Any = request
         upload = form["image"]
         data = upload.file.read() if hasattr(upload, "file") else bytes(upload)
-        return self.engine.pipeline.prepare(data, str(form["text"]))
+        return self.engine.prepare(data, str(form["text"]))
 
     def batch(self, inputs: list[PreparedItem]) -> list[PreparedItem]:
         return inputs  # Pipeline.run stacks and pads the items itself

@@ -48,7 +48,7 @@ class Classifier:
         form = await request.form()
         upload: Any = form["image"]
         data = await upload.read()
-        item = await asyncio.to_thread(self.engine.pipeline.prepare, data, str(form["text"]))
+        item = await asyncio.to_thread(self.engine.prepare, data, str(form["text"]))
         probabilities = await self.run_batch(item)
         return response_body(self.engine, probabilities)
 

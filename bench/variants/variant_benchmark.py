@@ -132,7 +132,7 @@ def _encoder_inputs(
     assert pipeline.text_cache.capacity == 0
     pixels = np.stack([pipeline.decoder(requests.inputs(i)[0]) for i in range(size)])
     tokens = [pipeline.tokenizer.encode(requests.inputs(i)[1]) for i in range(size)]
-    items = [pipeline.prepare(*requests.inputs(i)) for i in range(size)]
+    items = [engine.prepare(*requests.inputs(i)) for i in range(size)]
     return {
         "image_encoder": lambda: pipeline.encode_images(pixels),
         "text_encoder": lambda: pipeline.encode_texts(tokens),

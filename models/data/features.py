@@ -164,7 +164,7 @@ class FeatureExtractor:
 
     def _clean_text(self, text: str, where: str) -> str:
         try:
-            return clean_text(text, self.engine.pipeline.max_text_chars)
+            return clean_text(text, self.engine.policy.max_text_chars)
         except RequestError as exc:
             raise FeatureError(f"{where}: {exc.message}") from None
 

@@ -2,11 +2,11 @@
 
 Static quantisation fixes every activation's int8 range from representative inputs, so those
 inputs must be exactly what the encoders see when serving: images through the bundle's
-``ImageDecoder`` (its manifest's resize, crop and normalisation), texts through ``clean_text``
-and ``TextTokenizer``, padded together to a length bucket as a served batch is
-(``Pipeline.image_feed`` / ``Pipeline.text_feed``). Rows come from a labelled dataset
-(``models.data.dataset``); a seeded sample calibrates and other rows check the result, and test
-rows are never used for either.
+``ImageDecoder`` (its manifest's resize, crop and normalisation), texts through the bundle's
+request policy (``clean_text``) and ``TextTokenizer``, padded together to a length bucket as a
+served batch is (``Pipeline.image_feed`` / ``Pipeline.text_feed``). Rows come from a labelled
+dataset (``models.data.dataset``); a seeded sample calibrates and other rows check the result,
+and test rows are never used for either.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 
+from app.classification import ClassifyInput
+from app.engine import Engine
 from app.errors import RequestError
 from app.pipeline import Pipeline
-from app.preprocess.text import clean_text
 from models.data.dataset import Dataset, Example
 
 CALIBRATION_SPLITS = ("train", "val", "all")
@@ -87,9 +88,11 @@ def _decode(pipeline: Pipeline, example: Example) -> np.ndarray:
         raise CalibrationError(f"line {example.line}: image {example.image}: {exc}") from None
 
 
-def _tokens(pipeline: Pipeline, example: Example) -> np.ndarray:
+def _tokens(engine: Engine, example: Example) -> np.ndarray:
     try:
-        return pipeline.tokenizer.encode(clean_text(example.text, pipeline.max_text_chars))
+        text = engine.policy.check(ClassifyInput(None, example.text)).text
+        assert text is not None  # a text in, a cleaned text out
+        return engine.pipeline.tokenizer.encode(text)
     except RequestError as exc:
         raise CalibrationError(f"line {example.line}: field 'text': {exc.message}") from None
 
@@ -102,11 +105,11 @@ def image_feeds(pipeline: Pipeline, examples: Sequence[Example], batch: int = BA
     ]
 
 
-def text_feeds(pipeline: Pipeline, examples: Sequence[Example], batch: int = BATCH) -> list[Feed]:
+def text_feeds(engine: Engine, examples: Sequence[Example], batch: int = BATCH) -> list[Feed]:
     """The text encoder's inputs for ``examples``' texts, in batches padded as the service
     pads a batch (to the smallest length bucket that fits its longest text)."""
     return [
-        pipeline.text_feed([_tokens(pipeline, e) for e in examples[i : i + batch]])
+        engine.pipeline.text_feed([_tokens(engine, e) for e in examples[i : i + batch]])
         for i in range(0, len(examples), batch)
     ]
 

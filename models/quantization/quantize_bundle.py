@@ -145,7 +145,7 @@ class Job:
         feeds = (
             calibration.image_feeds(pipeline, rows)
             if encoder == "image_encoder"
-            else calibration.text_feeds(pipeline, rows)
+            else calibration.text_feeds(self.engine, rows)
         )
         return calibration.FeedReader(feeds)
 

@@ -7,6 +7,7 @@ import pytest
 
 from app.admission import Admission, AdmissionLimits, ItemPace
 from app.errors import Overloaded, ShuttingDown
+from app.lifecycle import Lifecycle
 
 LIMITS = AdmissionLimits(
     max_in_flight=100, max_queue_wait_s=0.5, request_timeout_s=10.0, retry_after_s=1
@@ -14,7 +15,7 @@ LIMITS = AdmissionLimits(
 
 
 def admission(item_s: float | None, limits: AdmissionLimits = LIMITS) -> Admission:
-    return Admission(limits, ItemPace(item_s))
+    return Admission(limits, ItemPace(item_s), Lifecycle())
 
 
 def fill(gate: Admission, items: int) -> None:
@@ -44,7 +45,7 @@ def test_pace_starts_at_the_first_sample_then_follows_a_weighted_mean() -> None:
 
 def test_the_pace_is_busy_time_over_answers_idle_time_left_out() -> None:
     clock = FakeClock()
-    gate = Admission(LIMITS, ItemPace(seed_item_s=1.0), clock=clock)
+    gate = Admission(LIMITS, ItemPace(seed_item_s=1.0), Lifecycle(), clock=clock)
     n = Admission.SAMPLE_ITEMS
     # A first busy period: half the sample's answers over 0.2 s, then idle for 10 s.
     gate.admit(n // 2)
@@ -62,7 +63,7 @@ def test_the_pace_is_busy_time_over_answers_idle_time_left_out() -> None:
 
 def test_with_items_always_in_flight_the_pace_is_the_drain_rate() -> None:
     clock = FakeClock()
-    gate = Admission(LIMITS, ItemPace(), clock=clock)
+    gate = Admission(LIMITS, ItemPace(), Lifecycle(), clock=clock)
     gate.admit(64)
     for _ in range(Admission.SAMPLE_ITEMS):  # one answer every 2 ms, 64 always in flight
         clock.now += 0.002
@@ -128,6 +129,6 @@ def test_before_any_pace_only_the_ceiling_applies() -> None:
 
 def test_stopping_refuses_everything() -> None:
     gate = admission(item_s=0.001)
-    gate.stopping = True
+    gate.lifecycle.stop_accepting()
     assert isinstance(gate.refusal(), ShuttingDown)
     assert gate.rejected == 0  # a shutdown refusal is not overload

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from app.batching import Batcher
-from app.errors import DeadlineExceeded, InferenceFailed, Overloaded, ShuttingDown
+from app.errors import DeadlineExceeded, InferenceFailed, ShuttingDown
 from tests.support.fake_batching import FakeClock, FakeModel
 
 pytestmark = pytest.mark.anyio
@@ -28,9 +28,7 @@ def clock() -> FakeClock:
 @pytest.fixture
 async def batcher(model: FakeModel, clock: FakeClock) -> AsyncIterator[Batcher[int, int]]:
     with ThreadPoolExecutor(1) as executor:
-        b: Batcher[int, int] = Batcher(
-            model, executor=executor, max_batch_size=4, queue_capacity=6, clock=clock
-        )
+        b: Batcher[int, int] = Batcher(model, executor=executor, max_batch_size=4, clock=clock)
         b.start()
         yield b
         model.gate.set()
@@ -64,21 +62,6 @@ async def test_batches_grow_while_busy_and_keep_order(
     # One lone call, then the queued six split by max_batch_size=4, in arrival order.
     assert model.calls == [[1], [2, 3, 4, 5], [6, 7]]
     assert batcher.stats.sizes == {1: 1, 4: 1, 2: 1}
-
-
-async def test_full_queue_is_rejected_at_once(batcher: Batcher[int, int], model: FakeModel) -> None:
-    model.hold()
-    running = asyncio.create_task(batcher.submit(0, timeout_s=60))
-    await model.wait_entered()
-    queued = [asyncio.create_task(batcher.submit(i, timeout_s=60)) for i in range(1, 7)]
-    await _queued(batcher, 6)
-    with pytest.raises(Overloaded) as caught:
-        await batcher.submit(99, timeout_s=60)
-    assert caught.value.status_code == 503
-    assert caught.value.headers == {"Retry-After": "1"}
-    assert batcher.stats.rejected == 1
-    model.gate.set()
-    assert await asyncio.gather(running, *queued) == [0, 2, 4, 6, 8, 10, 12]
 
 
 async def test_expired_requests_are_dropped_before_inference(

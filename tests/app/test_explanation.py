@@ -208,7 +208,7 @@ def test_one_modality_cannot_be_explained(
 
 def test_plain_head_cannot_explain(tiny_bundle_dir: Path) -> None:
     with pytest.raises(ExplainUnsupported, match="cannot leave"):
-        build_engine(make_settings(tiny_bundle_dir)).pipeline.prepare(PNG, TEXT, explain=True)
+        build_engine(make_settings(tiny_bundle_dir)).prepare(PNG, TEXT, explain=True)
     with TestClient(create_app(make_settings(tiny_bundle_dir))) as client:
         wait_ready(client)
         response = _post(client, PNG, TEXT, explain="true")

@@ -48,7 +48,7 @@ def test_only_images_over_the_threshold_go_to_the_pool(
     seen: list[str] = []
     with TestClient(app) as client:
         wait_ready(client)
-        decoder = app.state.fusion.registry.default.classifier.engine.pipeline.decoder
+        decoder = app.state.core.registry.default.runner.engine.pipeline.decoder
         real_call = decoder.__class__.__call__
 
         def spy(self: object, *args: object, **kwargs: object) -> object:

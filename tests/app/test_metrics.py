@@ -16,7 +16,6 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from app import __version__
-from app.api.state import ServiceState
 from app.batching import Batcher
 from app.engine import build_engine
 from app.errors import (
@@ -29,9 +28,12 @@ from app.errors import (
     RequestError,
     ShuttingDown,
 )
+from app.lifecycle import Lifecycle
 from app.main import create_app
+from app.memory_budget import MemoryBudget
 from app.metrics import Metrics
 from app.registry import ModelRegistry
+from app.serving_core import ServingCore
 from app.settings import Settings
 from tests.support.app_setup import make_settings
 from tests.support.fake_batching import FakeClock, FakeModel
@@ -165,7 +167,7 @@ async def test_metrics_after_real_traffic(tiny_bundle_dir: Path) -> None:
             running = asyncio.create_task(_post(client, "dog"))
             await gate.wait_entered()
             queued = asyncio.create_task(_post(client, "small dog"))
-            classifier = app.state.fusion.registry.slot(BUNDLE).classifier
+            classifier = app.state.core.registry.slot(BUNDLE).runner
             while classifier.batcher.queue_depth < 1:
                 await asyncio.sleep(0.005)
             busy = await scrape(client)
@@ -278,7 +280,8 @@ def test_each_app_has_its_own_registry(tiny_bundle_dir: Path) -> None:
     ],
 )
 def test_refusals_are_counted_by_reason(error: RequestError, reason: str | None) -> None:
-    metrics = Metrics(ServiceState(ModelRegistry(Settings(), build_engine)))
+    core = ServingCore(ModelRegistry(Settings(), build_engine), Lifecycle(), MemoryBudget(2**20))
+    metrics = Metrics(core)
     metrics.count_error(error)
     metrics.count_error(error)
     rejected = by_label(parse(metrics.render().decode()), "fusionserve_rejected_total", "reason")

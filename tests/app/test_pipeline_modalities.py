@@ -103,13 +103,14 @@ def test_temperature_scales_the_logits(engine: Engine) -> None:
 
 
 def test_head_without_presence_inputs_needs_both(tiny_bundle_dir: Path) -> None:
-    pipeline = build_engine(make_settings(tiny_bundle_dir)).pipeline
+    engine = build_engine(make_settings(tiny_bundle_dir))
+    pipeline = engine.pipeline
     assert not pipeline.accepts_missing("image")
     assert not pipeline.accepts_missing("text")
     with pytest.raises(ModalityRequired, match="needs the image"):
-        pipeline.prepare(None, TEXT)
+        engine.prepare(None, TEXT)
     with pytest.raises(ModalityRequired, match="needs the text"):
-        pipeline.prepare(PNG, None)
+        engine.prepare(PNG, None)
     image, text = _features(build_engine(make_settings(tiny_bundle_dir)))
     with pytest.raises(ModalityRequired):
         pipeline.head_scores(image, text, np.array([False]), None)
@@ -117,7 +118,7 @@ def test_head_without_presence_inputs_needs_both(tiny_bundle_dir: Path) -> None:
 
 def test_neither_modality_is_refused(engine: Engine) -> None:
     with pytest.raises(InvalidRequest, match="an image, a text, or both"):
-        engine.pipeline.prepare(None, None)
+        engine.prepare(None, None)
 
 
 def _head_spec(**fields: object) -> FusionHead:

@@ -15,9 +15,9 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from app.api.state import ServiceState
 from app.engine import Engine, build_engine
 from app.main import create_app
+from app.serving_core import ServingCore
 from app.settings import Settings
 from tests.support.app_setup import make_settings, wait_ready
 from tests.support.gated_service import Gate, gated_factory, ready_client
@@ -119,8 +119,8 @@ def test_each_bundle_has_its_own_batcher(two_bundles: tuple[Path, Path]) -> None
         for _ in range(3):
             assert _classify(client, model="beta").status_code == 200
         assert _classify(client).status_code == 200
-        state: ServiceState = app.state.fusion
-        alpha, beta = (slot.classifier for slot in state.registry.slots)
+        core: ServingCore = app.state.core
+        alpha, beta = (slot.runner for slot in core.registry.slots)
         assert alpha is not None
         assert beta is not None
         assert alpha.batcher is not beta.batcher
@@ -239,7 +239,7 @@ async def test_reload_switches_without_dropping_a_request(two_bundles: tuple[Pat
     app = create_app(_settings(two_bundles), engine_factory=factory)
     async for client in ready_client(app):
         before = await _post(client, model="beta")
-        old = app.state.fusion.registry.slot("beta").classifier
+        old = app.state.core.registry.slot("beta").runner
         gate.hold()  # the old version's next batch blocks in the model
         held = asyncio.create_task(_post(client, model="beta"))
         await gate.wait_entered()

@@ -10,12 +10,9 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from app.api.state import ServiceState, Status
-from app.engine import build_engine
+from app.lifecycle import Lifecycle, Status
 from app.main import create_app
-from app.registry import ModelRegistry
 from app.server import DrainingServer
-from app.settings import Settings
 from tests.support.app_setup import make_settings
 from tests.support.gated_service import Gate, gated_factory, numbered_form, ready_client
 
@@ -32,7 +29,7 @@ async def test_stop_accepting_fails_readiness_and_refuses_new_work(
         accepted = asyncio.create_task(client.post("/classify", files=files, data=data))
         await gate.wait_entered()
 
-        app.state.fusion.stop_accepting()  # what SIGTERM does first
+        app.state.core.lifecycle.stop_accepting()  # what SIGTERM does first
 
         ready = await client.get("/readyz")
         assert (ready.status_code, ready.json()["status"]) == (503, "stopping")
@@ -54,10 +51,10 @@ async def test_stop_accepting_fails_readiness_and_refuses_new_work(
 
 
 def test_a_failed_service_stays_failed() -> None:
-    registry = ModelRegistry(Settings(), build_engine)
-    state = ServiceState(registry, status=Status.FAILED, error="bad bundle")
-    state.stop_accepting()
-    assert state.status is Status.FAILED
+    lifecycle = Lifecycle(status=Status.FAILED, error="bad bundle")
+    lifecycle.stop_accepting()
+    assert lifecycle.status is Status.FAILED
+    assert not lifecycle.accepting
 
 
 def _server(delay_s: float, stopped: list[str]) -> DrainingServer:
@@ -104,7 +101,7 @@ async def test_client_sees_clean_refusal_through_asgi(tiny_bundle_dir: Path) -> 
     # The gate refuses a stopping service before parsing: junk is not parsed, still a 503.
     app = create_app(make_settings(tiny_bundle_dir))
     async for client in ready_client(app):
-        app.state.fusion.stop_accepting()
+        app.state.core.lifecycle.stop_accepting()
         junk = {"Content-Type": "multipart/form-data; boundary=x"}
         refused = await client.post("/classify", content=b"not multipart", headers=junk)
         assert refused.status_code == 503

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 import httpx
 from fastapi import FastAPI
 
-from app.api.state import ServiceState
 from app.engine import Engine, build_engine
+from app.model_runner import ModelRunner
 from app.pipeline import ItemResult, PreparedItem
-from app.service import Classifier
+from app.serving_core import ServingCore
 from app.settings import Settings
 from tests.support.images import encode_image, photo
 
@@ -74,9 +74,9 @@ def numbered_form(i: int) -> tuple[dict[str, tuple[str, bytes, str]], dict[str, 
     return {"image": ("i.png", image, "image/png")}, {"text": TEXTS[i % len(TEXTS)]}
 
 
-def default_classifier(app: FastAPI) -> Classifier:
-    state: ServiceState = app.state.fusion
-    slot = state.registry.default
+def default_runner(app: FastAPI) -> ModelRunner:
+    core: ServingCore = app.state.core
+    slot = core.registry.default
     assert slot is not None
-    assert slot.classifier is not None
-    return slot.classifier
+    assert slot.runner is not None
+    return slot.runner

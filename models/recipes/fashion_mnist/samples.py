@@ -59,7 +59,7 @@ def write_samples(samples_dir: Path, bundle_dir: Path, dataset_path: Path) -> li
     for label in SAMPLE_CLASSES:
         position = choose(test, probabilities, label)
         example, index = test[position], LABELS.index(label)
-        item = pipeline.prepare(example.image.read_bytes(), example.text)
+        item = engine.prepare(example.image.read_bytes(), example.text)
         served = float(pipeline.run([item])[0][index])
         expected = float(probabilities[position, index])
         if abs(served - expected) > _CONSISTENCY_TOLERANCE:

@@ -240,7 +240,7 @@ async def test_401_comes_before_overload_and_not_ready(tiny_bundle_dir: Path) ->
         assert overloaded.status_code == 503  # with a key: the overload is reported
         anonymous = await client.post("/classify", files=files, data=data, headers=_bearer("x"))
         assert anonymous.status_code == 401  # without: nothing about the load leaks
-        app.state.fusion.stop_accepting()
+        app.state.core.lifecycle.stop_accepting()
         anonymous = await client.post("/classify", files=files, data=data, headers=_bearer("x"))
         assert anonymous.status_code == 401
         gate.open.set()

@@ -12,14 +12,14 @@ from PIL import Image
 from starlette.datastructures import Headers
 
 from app.api.gate import _body_bytes
-from app.api.state import ServiceState
 from app.engine import Engine, build_engine
 from app.main import create_app
 from app.preprocess.decode_pace import TIMED_BYTES
 from app.preprocess.image import ImageDecoder
+from app.serving_core import ServingCore
 from app.settings import Settings
 from tests.support.app_setup import make_settings
-from tests.support.gated_service import default_classifier, ready_client
+from tests.support.gated_service import default_runner, ready_client
 from tests.support.images import encode_image, photo
 
 pytestmark = pytest.mark.anyio
@@ -88,13 +88,13 @@ async def test_an_image_over_the_decode_budget_is_413_naming_the_setting(
         error = response.json()["error"]
         assert error["code"] == "image_too_large"
         assert "FUSIONSERVE_DECODE_MEMORY_MB" in error["message"]
-        assert default_classifier(app).decode_memory.used == 0
+        assert default_runner(app).decode_memory.used == 0
 
 
 async def test_a_decode_waits_for_room_then_runs(tiny_bundle_dir: Path) -> None:
     app = decode_memory_app(tiny_bundle_dir, decode_memory_mb=one_image_mib(tiny_bundle_dir))
     async for client in ready_client(app):
-        memory = default_classifier(app).decode_memory
+        memory = default_runner(app).decode_memory
         HeldDecoder.hold()
         first = asyncio.create_task(client.post("/classify", files=image_form(), data=TEXT))
         assert await asyncio.to_thread(HeldDecoder.entered.wait, 10)
@@ -136,7 +136,7 @@ async def test_no_room_before_the_deadline_is_503_with_retry_after(
         metrics = (await client.get("/metrics")).text
         assert 'fusionserve_rejected_total{reason="memory_busy"} 1.0' in metrics
         for _ in range(500):  # the held decode ends in its thread and gives its room back
-            if default_classifier(app).decode_memory.used == 0:
+            if default_runner(app).decode_memory.used == 0:
                 break
             await asyncio.sleep(0.01)
         assert (await client.post("/classify", files=image_form(), data=TEXT)).status_code == 200
@@ -147,7 +147,7 @@ async def test_a_decode_that_cannot_end_before_the_deadline_is_not_started(
 ) -> None:
     app = decode_memory_app(tiny_bundle_dir)
     async for client in ready_client(app):
-        default_classifier(app).decode_pace.learned("PNG", TIMED_BYTES, 1000.0)  # ages
+        default_runner(app).decode_pace.learned("PNG", TIMED_BYTES, 1000.0)  # ages
         HeldDecoder.hold()  # would block the test if the decode started
         response = await client.post("/classify", files=image_form(), data=TEXT)
         assert response.status_code == 503
@@ -174,14 +174,14 @@ async def test_bodies_over_the_body_budget_get_503_until_room_is_back(
     app = decode_memory_app(tiny_bundle_dir, **BODY_LIMITS)
     image = noisy_png(400_000)
     async for client in ready_client(app):
-        state: ServiceState = app.state.fusion
-        assert state.body_memory is not None
+        core: ServingCore = app.state.core
+        assert core.body_memory is not None
         HeldDecoder.hold()  # the first request holds its body while its image decodes
         first = asyncio.create_task(
             client.post("/classify", files={"image": ("i.png", image)}, data=TEXT)
         )
         assert await asyncio.to_thread(HeldDecoder.entered.wait, 10)
-        assert state.body_memory.used > 400_000
+        assert core.body_memory.used > 400_000
         second = await client.post("/classify", files={"image": ("i.png", image)}, data=TEXT)
         assert second.status_code == 200  # two fit
         third_body = {"image": ("i.png", image + image[:300_000])}  # still a PNG
@@ -191,7 +191,7 @@ async def test_bodies_over_the_body_budget_get_503_until_room_is_back(
         assert "Retry-After" in refused.headers
         HeldDecoder.released.set()
         assert (await first).status_code == 200
-        assert state.body_memory.used == 0
+        assert core.body_memory.used == 0
         again = await client.post("/classify", files=third_body, data=TEXT)
         assert again.status_code == 200
 

@@ -19,7 +19,7 @@ from app.settings import Settings
 from tests.support.app_setup import make_settings
 from tests.support.gated_service import (
     Gate,
-    default_classifier,
+    default_runner,
     gated_factory,
     numbered_form,
     ready_client,
@@ -44,7 +44,7 @@ async def test_batched_results_equal_solo_results(tiny_bundle_dir: Path, gate: G
         for i in range(1, 5):
             files, data = numbered_form(i)
             rest.append(asyncio.create_task(client.post("/classify", files=files, data=data)))
-        batcher = default_classifier(app).batcher
+        batcher = default_runner(app).batcher
         while batcher.queue_depth < 4:
             await asyncio.sleep(0.005)
         gate.open.set()
@@ -59,7 +59,7 @@ async def test_batched_results_equal_solo_results(tiny_bundle_dir: Path, gate: G
 
 
 async def test_overload_is_a_fast_503_with_retry_after(tiny_bundle_dir: Path, gate: Gate) -> None:
-    settings = make_settings(tiny_bundle_dir, queue_capacity=1, max_batch_size=1, retry_after_s=3)
+    settings = make_settings(tiny_bundle_dir, max_in_flight=2, max_batch_size=1, retry_after_s=3)
     app = create_app(settings, engine_factory=gated_factory(gate))  # type: ignore[arg-type]
     async for client in ready_client(app):
         gate.hold()
@@ -67,7 +67,7 @@ async def test_overload_is_a_fast_503_with_retry_after(tiny_bundle_dir: Path, ga
         running = asyncio.create_task(client.post("/classify", files=files, data=data))
         await gate.wait_entered()
         queued = asyncio.create_task(client.post("/classify", files=files, data=data))
-        batcher = default_classifier(app).batcher
+        batcher = default_runner(app).batcher
         while batcher.queue_depth < 1:
             await asyncio.sleep(0.005)
         refused = await client.post("/classify", files=files, data=data)
@@ -121,7 +121,7 @@ async def test_request_deadline_covers_decoding(tiny_bundle_dir: Path) -> None:
         response = await client.post("/classify", files=files, data=data)
         assert response.status_code == 504
         assert response.json()["error"]["code"] == "deadline_exceeded"
-        assert default_classifier(app).in_flight == 0
+        assert default_runner(app).in_flight == 0
         release.set()
         assert (await client.post("/classify", files=files, data=data)).status_code == 200
 
@@ -140,7 +140,7 @@ async def test_shutdown_answers_queued_requests(tiny_bundle_dir: Path, gate: Gat
                 for _ in range(3)
             ]
             await gate.wait_entered()
-            classifier = default_classifier(app)
+            classifier = default_runner(app)
             while classifier.in_flight < 3:  # all three accepted
                 await asyncio.sleep(0.005)
             threading.Timer(0.1, gate.open.set).start()
@@ -189,7 +189,7 @@ async def _request_then_leave(
 async def test_disconnected_client_is_not_computed(tiny_bundle_dir: Path, gate: Gate) -> None:
     app = create_app(make_settings(tiny_bundle_dir), engine_factory=gated_factory(gate))  # type: ignore[arg-type]
     async for client in ready_client(app):
-        batcher = default_classifier(app).batcher
+        batcher = default_runner(app).batcher
         gate.hold()
         files, data = numbered_form(0)
         running = asyncio.create_task(client.post("/classify", files=files, data=data))
@@ -219,7 +219,7 @@ async def test_admission_limit_refuses_before_decoding(tiny_bundle_dir: Path, ga
         admitted = [
             asyncio.create_task(client.post("/classify", files=files, data=data)) for _ in range(2)
         ]
-        classifier = default_classifier(app)
+        classifier = default_runner(app)
         while classifier.in_flight < 2:
             await asyncio.sleep(0.005)
         refused = await client.post("/classify", files=files, data=data)

@@ -24,7 +24,7 @@ from app.engine import Engine, build_engine
 from app.main import create_app
 from app.settings import Settings
 from tests.support.app_setup import answered, classify_files, make_settings, wait_ready
-from tests.support.gated_service import Gate, default_classifier, gated_factory, ready_client
+from tests.support.gated_service import Gate, default_runner, gated_factory, ready_client
 from tests.support.images import encode_image, photo
 from tests.support.tiny_bundle import LABELS, make_tiny_bundle_with_head
 
@@ -237,7 +237,7 @@ def test_compressed_request_body(client: TestClient) -> None:
 
 
 def test_same_classifier_as_classify(client: TestClient) -> None:
-    classifier = client.app.state.fusion.registry.default.classifier  # type: ignore[attr-defined]
+    classifier = client.app.state.core.registry.default.runner  # type: ignore[attr-defined]
     before = classifier.stats()["items"]
     assert client.post(INFER, json=_json_request()).status_code == 200
     assert classifier.stats()["items"] == before + 3
@@ -417,7 +417,7 @@ async def test_overload_is_503_with_retry_after(tiny_bundle_dir: Path, gate: Gat
     async for client in ready_client(app):
         gate.hold()
         running = asyncio.create_task(client.post(INFER, json=_json_request(IMAGES[:2], TEXTS[:2])))
-        classifier = default_classifier(app)
+        classifier = default_runner(app)
         while classifier.in_flight < 2:
             await asyncio.sleep(0.005)
         refused = await client.post(INFER, content=b"junk")  # refused before parsing

@@ -16,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.bundle.manifest import FusionHead
+from app.classification import ClassifyInput
 from app.errors import (
     DeadlineExceeded,
     FieldTooLarge,
@@ -340,16 +341,19 @@ def test_items_pair_images_and_texts() -> None:
     images = _bin_input("image", b"i0", b"i1", shape=[2, 1])
     texts = _json_input("text", ["t0", "t1"])
     items = request_items([texts, images], BOTH_REQUIRED, LIMITS)
-    assert items == [(b"i0", "t0"), (b"i1", "t1")]
+    assert items == [ClassifyInput(b"i0", "t0"), ClassifyInput(b"i1", "t1")]
     encoded = _json_input("image", [base64.b64encode(b"\x00\xff").decode()])
     text = _bin_input("text", "é".encode())
-    assert request_items([encoded, text], BOTH_REQUIRED, LIMITS) == [(b"\x00\xff", "é")]
+    assert request_items([encoded, text], BOTH_REQUIRED, LIMITS) == [
+        ClassifyInput(b"\x00\xff", "é")
+    ]
 
 
 def test_a_modality_may_be_left_out_when_the_head_allows() -> None:
     text = _json_input("text", ["t0"])
-    assert request_items([text], BOTH_OPTIONAL, LIMITS) == [(None, "t0")]
-    assert request_items([_bin_input("image", b"i")], BOTH_OPTIONAL, LIMITS) == [(b"i", None)]
+    assert request_items([text], BOTH_OPTIONAL, LIMITS) == [ClassifyInput(None, "t0")]
+    image = _bin_input("image", b"i")
+    assert request_items([image], BOTH_OPTIONAL, LIMITS) == [ClassifyInput(b"i", None)]
     with pytest.raises(InvalidTensor, match="input 'image' is required"):
         request_items([text], BOTH_REQUIRED, LIMITS)
 

@@ -138,11 +138,12 @@ def test_check_compares_with_the_source_on_validation_rows(quantized: Quantized)
 
 
 def test_calibration_inputs_are_the_services_own(quantized: Quantized) -> None:
-    pipeline = load_engine(quantized.source, threads=1).pipeline
+    engine = load_engine(quantized.source, threads=1)
+    pipeline = engine.pipeline
     dataset = load_dataset(quantized.dataset)
     rows = dataset.split("train")[:5]
     images = calibration.image_feeds(pipeline, rows, batch=4)
-    texts = calibration.text_feeds(pipeline, rows, batch=4)
+    texts = calibration.text_feeds(engine, rows, batch=4)
     assert [len(feed["pixel_values"]) for feed in images] == [4, 1]
     prepared = [pipeline.prepare(row.image.read_bytes(), row.text) for row in rows]
     pixels = np.concatenate([feed["pixel_values"] for feed in images])

@@ -1,4 +1,6 @@
-"""The classifier service: preprocessing and inference off the event loop, in bounded pools."""
+"""One loaded bundle at work: admission, preprocessing off the event loop, the dynamic batcher
+and the model's thread pool. It takes items the request policy has checked and answers each
+with its probabilities (``app.classification``); protocols are the adapters' business."""
 
 from __future__ import annotations
 
@@ -11,53 +13,30 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import numpy as np
-
 from app.admission import Admission, AdmissionLimits, ItemPace
 from app.batching import Batcher
-from app.bundle.manifest import Modality
+from app.classification import ClassifiedItem, ClassifyInput, Timings
 from app.engine import Engine
 from app.errors import DeadlineExceeded, MemoryBusy, Overloaded, RequestError
-from app.explanation import explain as explain_result
+from app.lifecycle import Lifecycle
 from app.memory_budget import MemoryBudget, RoomWanted
 from app.observer import NullObserver, ServiceObserver
 from app.pipeline import ItemResult, PreparedItem
 from app.preprocess.decode_budget import DecodeBudget, TooLate
 from app.preprocess.decode_pace import DecodePace
 from app.preprocess.image import header_pixels
-from app.rest_schemas import BundleRef, ClassifyResponse, Explanation, Timing, rank
 from app.settings import Settings
 
 
-def build_response(
-    probabilities: np.ndarray,
-    engine: Engine,
-    top_k: int | None,
-    timing: Timing,
-    missing: Modality | None = None,
-    explanation: Explanation | None = None,
-) -> ClassifyResponse:
-    manifest = engine.bundle.manifest
-    predictions = rank(probabilities, manifest.labels, top_k)
-    return ClassifyResponse(
-        label=predictions[0].label,
-        probability=predictions[0].probability,
-        predictions=predictions,
-        missing_modality=missing,
-        explanation=explanation,
-        bundle=BundleRef(name=manifest.name, version=manifest.version),
-        timing=timing,
-    )
-
-
-class Classifier:
-    """Runs requests through an engine: decode/tokenise in a thread pool, then the dynamic
-    batcher, which runs batches on a separate inference pool so that decoding never queues
-    in front of model execution. ``observer`` hears about each item and batch (metrics).
-    ``decode_memory`` is the process-wide budget every image decode reserves from, and
-    ``decode_pace`` how fast decodes go here (both shared by every classifier).
-    ``item_s`` seeds what one item costs (from the warm-up) until admission has measured its
-    own pace: admission is by expected wait (``app.admission``)."""
+class ModelRunner:
+    """Runs items through one engine: admission (``app.admission``), decode and tokenise (on
+    the event loop for small images, else in a thread pool), then the dynamic batcher, which
+    runs batches on a separate inference pool so that decoding never queues in front of
+    model execution. ``observer`` hears about each item and batch (metrics). ``lifecycle``
+    is the service's: nothing is admitted once it stops accepting. ``decode_memory`` is the
+    process-wide budget every image decode reserves from, and ``decode_pace`` how fast
+    decodes go here (both shared by every runner). ``item_s`` seeds what one item costs
+    (from the warm-up) until admission has measured its own pace."""
 
     def __init__(
         self,
@@ -65,6 +44,7 @@ class Classifier:
         settings: Settings,
         observer: ServiceObserver | None = None,
         *,
+        lifecycle: Lifecycle,
         decode_memory: MemoryBudget,
         decode_pace: DecodePace,
         item_s: float | None = None,
@@ -73,7 +53,6 @@ class Classifier:
         self.decode_memory = decode_memory
         self.decode_pace = decode_pace
         self._observer = observer or NullObserver()
-        self.default_top_k = settings.default_top_k
         self.request_timeout_s = settings.request_timeout_s
         self.retry_after_s = settings.retry_after_s
         self.inline_decode_max_pixels = settings.inline_decode_max_pixels
@@ -86,8 +65,8 @@ class Classifier:
                 retry_after_s=settings.retry_after_s,
             ),
             self.pace,
+            lifecycle,
         )
-        self.rejected = 0  # refused while decoding (overload and memory); admission counts its own
         self._preprocess_pool = ThreadPoolExecutor(
             settings.preprocess_threads, thread_name_prefix="fusionserve-preprocess"
         )
@@ -99,8 +78,6 @@ class Classifier:
             executor=self._inference_pool,
             max_batch_size=settings.max_batch_size,
             max_wait_s=settings.max_batch_wait_ms / 1000.0,
-            queue_capacity=settings.queue_capacity,
-            retry_after_s=settings.retry_after_s,
             observer=self._observer,
         )
         self.stopped = False  # stop() has finished: batcher and threads released
@@ -125,7 +102,7 @@ class Classifier:
             "batch_sizes": dict(sorted(batch.sizes.items())),
             "expired": batch.expired,
             "skipped": batch.skipped,
-            "rejected": self.admission.rejected + self.rejected + batch.rejected,
+            "rejected": self.admission.rejected,
             "failed_batches": batch.failed_batches,
             "text_cache": {
                 "size": len(cache),
@@ -164,46 +141,38 @@ class Classifier:
             if self.admission.in_flight == 0:
                 self._idle.set()
 
-    async def classify(
-        self, image: bytes | None, text: str | None, top_k: int | None, explain: bool = False
-    ) -> ClassifyResponse:
-        with self._accepted(1):
-            return await self._classify(image, text, top_k, explain)
-
-    async def classify_many(
-        self,
-        items: Sequence[tuple[bytes | None, str | None]],
-        top_k: int | None,
-        explain: bool = False,
-    ) -> list[ClassifyResponse | RequestError]:
-        """Classify several items through the same batcher; each fails or succeeds alone."""
+    async def classify(self, items: Sequence[ClassifyInput]) -> list[ClassifiedItem | RequestError]:
+        """Admit every item or refuse the whole request (raises); then each item is checked,
+        prepared and classified through the batcher on its own, and fails or succeeds alone."""
         with self._accepted(len(items)):
+            if len(items) == 1:  # the common case, without a task per item
+                return [await self._classify_caught(items[0])]
+            return list(await asyncio.gather(*(self._classify_caught(item) for item in items)))
 
-            async def one(image: bytes | None, text: str | None) -> ClassifyResponse | RequestError:
-                try:
-                    return await self._classify(image, text, top_k, explain)
-                except RequestError as error:
-                    return error
+    async def _classify_caught(self, item: ClassifyInput) -> ClassifiedItem | RequestError:
+        try:
+            return await self._classify(item)
+        except RequestError as error:
+            return error
 
-            return list(await asyncio.gather(*(one(image, text) for image, text in items)))
-
-    async def _classify(
-        self, image: bytes | None, text: str | None, top_k: int | None, explain: bool
-    ) -> ClassifyResponse:
+    async def _classify(self, given: ClassifyInput) -> ClassifiedItem:
         started = time.perf_counter()
-        item = await self._prepare(image, text, explain, started)
+        item = self.engine.policy.check(given)
+        prepared_item = await self._prepare(item.image, item.text, item.explain, started)
         prepared = time.perf_counter()
         self._observer.preprocessed(prepared - started)
-        result = await self.batcher.submit(item, self._left(started))
-        finished = time.perf_counter()
-        timing = Timing.between(started, prepared, finished)
-        top_k = top_k or self.default_top_k
-        explanation = explain_result(result, self.engine.bundle.manifest.labels, top_k)
-        response = build_response(
-            result.probabilities, self.engine, top_k, timing, item.missing, explanation
+        result = await self.batcher.submit(prepared_item, self._left(started))
+        answered = ClassifiedItem(
+            probabilities=result.probabilities,
+            missing=prepared_item.missing,
+            timings=Timings(prepared - started, time.perf_counter() - prepared),
+            without_image=result.without_image,
+            without_text=result.without_text,
         )
-        self._observer.predicted(response.label, response.probability)
-        return response
+        top = answered.top
+        labels = self.engine.bundle.manifest.labels
+        self._observer.predicted(labels[top], float(result.probabilities[top]))
+        return answered
 
     async def _prepare(
         self, image: bytes | None, text: str | None, explain: bool, started: float
@@ -226,7 +195,7 @@ class Classifier:
                     return pipeline.prepare(image, text, explain, budget)
                 return await self._prepare_in_pool(image, text, explain, budget, started)
             except TooLate:
-                self.rejected += 1
+                self.admission.count_refused(1)
                 raise Overloaded(
                     "image decoding is backed up: this image would not be decoded before its "
                     "deadline; retry later",
@@ -237,7 +206,7 @@ class Classifier:
             memory = self.decode_memory
             time_to_wait = self._left(started) - decode_s
             if time_to_wait <= 0 or not await memory.wait_for_room(needed, time_to_wait):
-                self.rejected += 1
+                self.admission.count_refused(1)
                 raise MemoryBusy(
                     "image decoding is using all of its memory budget "
                     f"({memory.capacity // 2**20} MiB); retry later",
@@ -287,9 +256,9 @@ class Classifier:
         return self.request_timeout_s - (time.perf_counter() - started)
 
     async def stop(self) -> None:
-        """Refuse new requests, answer every accepted one (each has its own deadline, so this
-        wait is bounded), then stop the batcher and release the threads."""
-        self.admission.stopping = True
+        """Answer every accepted item (each has its own deadline, so this wait is bounded),
+        then stop the batcher and release the threads. Called once nothing new can reach this
+        runner: the service stopped accepting, or a reload switched its name to a new one."""
         await self._idle.wait()
         await self.batcher.stop()
         self._preprocess_pool.shutdown(wait=True)
