@@ -123,7 +123,8 @@ class InferenceFailed(RequestError):
 
 
 class Overloaded(RequestError):
-    """The queue is full: retry later (``Retry-After`` says when)."""
+    """The work already accepted would not drain in time (``app.admission``): retry later
+    (``Retry-After`` says when)."""
 
     status_code = 503
     code = "overloaded"

@@ -17,7 +17,7 @@ A gate for paths whose endpoints read the body themselves (the Open Inference Pr
 infer, whose body is JSON possibly followed by binary data) is given no media type, and
 matches its paths with a predicate (their model name is part of the path).
 
-The admission check here is a fast path only: admission proper happens in ``Classifier`` once
+The admission check here is a fast path only: admission proper happens in ``ModelRunner`` once
 the request is parsed, so a request that passes the gate can still be refused there.
 
 What passes holds its body in memory (parsed, or read whole by the Open Inference Protocol)

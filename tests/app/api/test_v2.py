@@ -236,11 +236,11 @@ def test_compressed_request_body(client: TestClient) -> None:
     )
 
 
-def test_same_classifier_as_classify(client: TestClient) -> None:
-    classifier = client.app.state.core.registry.default.runner  # type: ignore[attr-defined]
-    before = classifier.stats()["items"]
+def test_same_runner_as_classify(client: TestClient) -> None:
+    runner = client.app.state.core.registry.default.runner  # type: ignore[attr-defined]
+    before = runner.stats()["items"]
     assert client.post(INFER, json=_json_request()).status_code == 200
-    assert classifier.stats()["items"] == before + 3
+    assert runner.stats()["items"] == before + 3
     metrics = client.get("/metrics").text
     assert 'route="/v2/models/{model_name}/infer"' in metrics
 
