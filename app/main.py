@@ -15,7 +15,6 @@ from app import __version__
 from app.api import bundle_routes, demo, metrics_route
 from app.api.auth import install_auth
 from app.api.error_responses import ErrorListener, install_error_handlers
-from app.api.forms import form_limits
 from app.api.gate import RequestGate
 from app.api.http_metrics import HttpMetricsMiddleware
 from app.api.request_id import RequestIdMiddleware
@@ -116,7 +115,7 @@ def create_app(
     app.state.metrics = metrics
     app.state.error_listener = on_error
     install_error_handlers(app)
-    app.include_router(router, form_limits=form_limits(settings))
+    app.include_router(router)
     app.include_router(bundle_routes.router)
     app.include_router(v2_router)
     if metrics is not None:

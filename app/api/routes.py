@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, Request, UploadFile
 from fastapi.responses import JSONResponse
 
 from app.api.disconnect import cancel_on_disconnect
 from app.api.error_responses import report_error
-from app.api.forms import expect_fields
+from app.api.forms import form_limits, form_openapi, parsed_form
 from app.api.request_id import current_request_id
+from app.api.rest_forms import ClassifyBatchForm, ClassifyForm
 from app.bundle.manifest import Manifest
 from app.classification import ClassifiedItem, ClassifyInput
 from app.errors import InvalidRequest, InvalidText, PayloadTooLarge, RequestError
@@ -91,95 +92,57 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 # of ``ClientDisconnected`` is for logs only, so it is not documented.
 CLASSIFY_ERRORS = error_responses(400, 404, 413, 415, 422, 500, 503, 504)
 
-EXPLAIN = (
-    "Also return `explanation`: how much the image and the text each moved the predicted "
-    "class and the top classes (the fusion head re-run with each modality left out; the "
-    "encoders do not run again). Needs both modalities and a head that accepts either "
-    "missing (422 explain_unsupported otherwise)."
-)
-MODEL = (
-    "The bundle to classify with, by name (GET /v1/models lists them); the default bundle "
-    "when left out."
-)
-
 
 @router.post(
     CLASSIFY,
+    response_model=ClassifyResponse,
     responses=CLASSIFY_ERRORS,
-    dependencies=[Depends(expect_fields(once=("image", "text", "top_k", "explain", "model")))],
+    openapi_extra=form_openapi(ClassifyForm),
     summary="Classify one image with its text description",
 )
-async def classify(
-    request: Request,
-    core: CoreDep,
-    settings: SettingsDep,
-    image: Annotated[
-        UploadFile | None,
-        File(
-            description=(
-                "The image (JPEG, PNG, WebP, BMP, GIF, TIFF). May be left out if the bundle's "
-                "head accepts text alone (422 modality_required otherwise)."
-            )
-        ),
-    ] = None,
-    text: Annotated[
-        str | None,
-        Form(
-            description=(
-                "A text description of the item. May be left out if the bundle's head accepts "
-                "an image alone (422 modality_required otherwise)."
-            )
-        ),
-    ] = None,
-    top_k: Annotated[
-        int | None, Form(ge=1, description="Return only the k most probable classes.")
-    ] = None,
-    explain: Annotated[bool, Form(description=EXPLAIN)] = False,
-    model: Annotated[str | None, Form(description=MODEL)] = None,
-) -> ClassifyResponse:
+async def classify(request: Request) -> ClassifyResponse:
     """Class probabilities for an image and its text description, or for one of the two when
     the bundle's head was trained to answer without the other (``missing_modality`` in the
     response then says which was left out)."""
-    if text is None and "text" in await request.form():
-        # FastAPI turns an empty optional form field into None; sent empty is not left out.
-        raise InvalidText("text must not be empty; leave the field out to send no text")
-    data = None if image is None else await _read_image(image, settings.max_image_bytes)
-    work = core.classify([ClassifyInput(data, text, explain)], model)
+    settings: Settings = request.app.state.settings
+    core: ServingCore = request.app.state.core
+    async with parsed_form(request, ClassifyForm, form_limits(settings)) as parsed:
+        form = parsed.fields
+        if form.text is None and parsed.data.get("text") == "":
+            # An empty field counts as left out, but an empty text is not no text.
+            raise InvalidText("text must not be empty; leave the field out to send no text")
+        image = None if form.image is None else await _read_image(form.image, settings)
+    work = core.classify([ClassifyInput(image, form.text, form.explain)], form.model)
     result = await cancel_on_disconnect(request, work)
-    return classify_response(result.single(), result.manifest, top_k or settings.default_top_k)
+    top_k = form.top_k or settings.default_top_k
+    return classify_response(result.single(), result.manifest, top_k)
 
 
 @router.post(
     CLASSIFY_BATCH,
+    response_model=BatchClassifyResponse,
     responses=CLASSIFY_ERRORS,
-    dependencies=[
-        Depends(expect_fields(once=("top_k", "explain", "model"), repeated=("images", "texts")))
-    ],
+    openapi_extra=form_openapi(ClassifyBatchForm),
     summary="Classify several image+text items in one request",
 )
-async def classify_batch(
-    request: Request,
-    core: CoreDep,
-    settings: SettingsDep,
-    images: Annotated[list[UploadFile], File(description="One file per item, in order.")],
-    texts: Annotated[list[str], Form(description="One description per item, in order.")],
-    top_k: Annotated[
-        int | None, Form(ge=1, description="Return only the k most probable classes.")
-    ] = None,
-    explain: Annotated[bool, Form(description=EXPLAIN + " Applies to every item.")] = False,
-    model: Annotated[str | None, Form(description=MODEL)] = None,
-) -> BatchClassifyResponse:
+async def classify_batch(request: Request) -> BatchClassifyResponse:
     """Items go through the same batcher as single requests. A bad item gets its own error
     in ``results``; the others are classified as usual."""
+    settings: Settings = request.app.state.settings
+    core: ServingCore = request.app.state.core
     # More than max_items_per_request files are refused while parsing (app.api.forms).
-    if len(images) != len(texts):
-        raise InvalidRequest(f"got {len(images)} images and {len(texts)} texts; they must pair")
-    items = [
-        ClassifyInput(await _read_image(image, settings.max_image_bytes), text, explain)
-        for image, text in zip(images, texts, strict=True)
-    ]
-    result = await cancel_on_disconnect(request, core.classify(items, model))
-    top_k = top_k or settings.default_top_k
+    async with parsed_form(request, ClassifyBatchForm, form_limits(settings)) as parsed:
+        form = parsed.fields
+        if len(form.images) != len(form.texts):
+            raise InvalidRequest(
+                f"got {len(form.images)} images and {len(form.texts)} texts; they must pair"
+            )
+        items = [
+            ClassifyInput(await _read_image(image, settings), text, form.explain)
+            for image, text in zip(form.images, form.texts, strict=True)
+        ]
+    result = await cancel_on_disconnect(request, core.classify(items, form.model))
+    top_k = form.top_k or settings.default_top_k
     return BatchClassifyResponse(
         results=[
             _item_result(request, i, outcome, top_k, result.manifest)
@@ -204,7 +167,8 @@ def _item_result(
     return BatchItemResult(index=index, error=detail)
 
 
-async def _read_image(image: UploadFile, limit: int) -> bytes:
+async def _read_image(image: UploadFile, settings: Settings) -> bytes:
+    limit = settings.max_image_bytes
     if image.size is not None and image.size > limit:
         raise PayloadTooLarge(f"image file is over {limit} bytes")
     data = await image.read(limit + 1)

@@ -1,0 +1,51 @@
+"""The REST classification forms, one pydantic model each: the one description of their
+fields, which the routes parse with and document (``app/api/forms.py``)."""
+
+from __future__ import annotations
+
+from fastapi import UploadFile
+from pydantic import BaseModel, Field
+
+EXPLAIN = (
+    "Also return `explanation`: how much the image and the text each moved the predicted "
+    "class and the top classes (the fusion head re-run with each modality left out; the "
+    "encoders do not run again). Needs both modalities and a head that accepts either "
+    "missing (422 explain_unsupported otherwise)."
+)
+MODEL = (
+    "The bundle to classify with, by name (GET /v1/models lists them); the default bundle "
+    "when left out."
+)
+TOP_K = "Return only the k most probable classes."
+
+
+class ClassifyForm(BaseModel):
+    """The multipart form of ``POST /classify``."""
+
+    image: UploadFile | None = Field(
+        default=None,
+        description=(
+            "The image (JPEG, PNG, WebP, BMP, GIF, TIFF). May be left out if the bundle's "
+            "head accepts text alone (422 modality_required otherwise)."
+        ),
+    )
+    text: str | None = Field(
+        default=None,
+        description=(
+            "A text description of the item. May be left out if the bundle's head accepts "
+            "an image alone (422 modality_required otherwise)."
+        ),
+    )
+    top_k: int | None = Field(default=None, ge=1, description=TOP_K)
+    explain: bool = Field(default=False, description=EXPLAIN)
+    model: str | None = Field(default=None, description=MODEL)
+
+
+class ClassifyBatchForm(BaseModel):
+    """The multipart form of ``POST /classify/batch``."""
+
+    images: list[UploadFile] = Field(description="One file per item, in order.")
+    texts: list[str] = Field(description="One description per item, in order.")
+    top_k: int | None = Field(default=None, ge=1, description=TOP_K)
+    explain: bool = Field(default=False, description=EXPLAIN + " Applies to every item.")
+    model: str | None = Field(default=None, description=MODEL)
