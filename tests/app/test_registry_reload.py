@@ -352,8 +352,9 @@ def test_openapi_documents_the_model_routes(two_bundles: tuple[Path, Path]) -> N
     schema = TestClient(create_app(_settings(two_bundles))).get("/openapi.json").json()
     reload = schema["paths"]["/v1/models/{name}/reload"]["post"]["responses"]
     assert set(reload) == {"200", "403", "404", "409", "422", "500", "503"}
-    form = schema["components"]["schemas"]["Body_classify_classify_post"]["properties"]
-    assert "model" in form
+    for path in ("/classify", "/classify/batch"):
+        body = schema["paths"][path]["post"]["requestBody"]["content"]["multipart/form-data"]
+        assert "model" in body["schema"]["properties"]
 
 
 async def test_reloads_under_steady_traffic_drop_nothing(two_bundles: tuple[Path, Path]) -> None:
