@@ -102,7 +102,7 @@ def test_a_slow_model_at_three_times_its_rate_answers_200_or_503_in_time(
     with serving(app) as address:
         answers = asyncio.run(open_loop(address, rate=3 / ITEM_S, duration_s=DURATION_S))
     statuses = {status for status, _, _ in answers}
-    assert statuses == {200, 503}, statuses
+    assert statuses == {200, 503}, sorted(statuses)
     refused = [retry for status, _, retry in answers if status == 503]
     assert all(retry.isdigit() and int(retry) >= 1 for retry in refused)
     accepted = [seconds for status, seconds, _ in answers if status == 200]
@@ -112,6 +112,8 @@ def test_a_slow_model_at_three_times_its_rate_answers_200_or_503_in_time(
     # wait. They were answered within the wait target, their batches and the decoding and
     # HTTP around them, with room for a 2-core machine that also runs the client: typically
     # a p99 of 0.7-0.85 s here, against 2.7 s when nothing bounds the wait.
-    assert len(accepted) <= 1.25 * (DURATION_S + settings.max_queue_wait_s) / ITEM_S
+    most = 1.25 * (DURATION_S + settings.max_queue_wait_s) / ITEM_S
+    assert len(accepted) <= most, (len(accepted), most)
     bound_s = 2 * settings.max_queue_wait_s + 2 * MAX_BATCH * ITEM_S + 0.3
-    assert float(np.percentile(accepted, 99)) < bound_s
+    p99 = float(np.percentile(accepted, 99))
+    assert p99 < bound_s, (p99, bound_s, len(accepted))
