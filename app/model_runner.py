@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import functools
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +23,7 @@ from app.observer import NullObserver, ServiceObserver
 from app.pipeline import ItemResult, PreparedItem
 from app.preprocess.decode_budget import DecodeBudget, TooLate
 from app.preprocess.decode_pace import DecodePace
-from app.preprocess.image import header_pixels
+from app.preprocess.image import OpenedImage
 from app.settings import Settings
 
 
@@ -177,23 +176,26 @@ class ModelRunner:
     async def _prepare(
         self, image: bytes | None, text: str | None, explain: bool, started: float
     ) -> PreparedItem:
-        """Decode and tokenise within the request's deadline (504 past it): on the event loop
-        when there is no image or a small one (``inline_decode_max_pixels``: the hand-offs
-        to and from the pool would cost more than the work), else in the pool. A decode that
-        would end past the deadline (at the pace decodes of its format go) is not started:
-        503. An image whose decode finds no room in the decode memory budget is retried once
-        room is seen, the wait holding nothing but the request; if no room comes while there
-        is still time to decode it, 503."""
-        pipeline = self.engine.pipeline
+        """Decode and tokenise within the request's deadline (504 past it). The image's
+        header is read here, once (a hostile or broken one is refused at once); then the
+        item is prepared on the event loop when there is no image or a small one
+        (``inline_decode_max_pixels``: the hand-offs to and from the pool would cost more
+        than the work), else in the pool. A decode that would end past the deadline (at the
+        pace decodes of its format go) is not started: 503. An image whose decode finds no
+        room in the decode memory budget is retried once room is seen, the wait holding
+        nothing but the request; if no room comes while there is still time to decode it,
+        503."""
+        decoder = self.engine.pipeline.decoder
+        opened = None if image is None else decoder.open(image)
+        inline = opened is None or opened.pixels <= self.inline_decode_max_pixels
         budget = DecodeBudget(
             self.decode_memory, self.decode_pace, started + self.request_timeout_s
         )
-        inline = self._inline(image)
         while True:
             try:
                 if inline:
-                    return pipeline.prepare(image, text, explain, budget)
-                return await self._prepare_in_pool(image, text, explain, budget, started)
+                    return self._prepare_now(opened, text, explain, budget)
+                return await self._prepare_in_pool(opened, text, explain, budget, started)
             except TooLate:
                 self.admission.count_refused(1)
                 raise Overloaded(
@@ -212,43 +214,43 @@ class ModelRunner:
                     f"({memory.capacity // 2**20} MiB); retry later",
                     headers={"Retry-After": str(self.retry_after_s)},
                 )
+            opened = None if image is None else decoder.open(image)  # the try closed it
 
-    def _inline(self, image: bytes | None) -> bool:
-        """Whether to prepare on the event loop: no image, or one whose header says it is
-        small (an image the header check cannot read goes to the pool, which reports it)."""
-        if image is None:
-            return True
-        if self.inline_decode_max_pixels == 0:
-            return False
-        pixels = header_pixels(image)
-        return pixels is not None and pixels <= self.inline_decode_max_pixels
+    def _prepare_now(
+        self,
+        opened: OpenedImage | None,
+        text: str | None,
+        explain: bool,
+        budget: DecodeBudget,
+    ) -> PreparedItem:
+        """Prepare the item here and now, closing its image whatever happens."""
+        try:
+            return self.engine.pipeline.prepare(opened, text, explain, budget)
+        finally:
+            if opened is not None:
+                opened.close()
 
     async def _prepare_in_pool(
         self,
-        image: bytes | None,
+        opened: OpenedImage | None,
         text: str | None,
         explain: bool,
         budget: DecodeBudget,
         started: float,
     ) -> PreparedItem:
-        # run_in_executor does not carry the context over: copy it, so that log lines from
+        # The pool's threads do not carry the context over: copy it, so that log lines from
         # decoding (Pillow logs at debug level) carry the request id.
-        prepare = functools.partial(
-            contextvars.copy_context().run,
-            self.engine.pipeline.prepare,
-            image,
-            text,
-            explain,
-            budget,
+        context = contextvars.copy_context()
+        work = self._preprocess_pool.submit(
+            context.run, self._prepare_now, opened, text, explain, budget
         )
-        loop = asyncio.get_running_loop()
         try:
-            return await asyncio.wait_for(
-                loop.run_in_executor(self._preprocess_pool, prepare), self._left(started)
-            )
+            return await asyncio.wait_for(asyncio.wrap_future(work), self._left(started))
         except TimeoutError:
-            # A decode not yet started is cancelled with the wait; a running one finishes
-            # in its thread and its result is dropped.
+            # Not started yet: cancelled, so its image is closed here. Running: it finishes
+            # in its thread (which closes the image) and its result is dropped.
+            if work.cancel() and opened is not None:
+                opened.close()
             raise DeadlineExceeded("the request expired while its image was decoded") from None
 
     def _left(self, started: float) -> float:

@@ -16,7 +16,7 @@ import numpy as np
 from app.bundle.manifest import Manifest, Modality
 from app.errors import ModalityRequired
 from app.preprocess.decode_budget import DecodeBudget
-from app.preprocess.image import ImageDecoder
+from app.preprocess.image import ImageDecoder, OpenedImage
 from app.preprocess.text import TextTokenizer
 from app.text_cache import TextEmbeddingCache
 
@@ -100,17 +100,21 @@ class Pipeline:
 
     def prepare(
         self,
-        image: bytes | None,
+        image: bytes | OpenedImage | None,
         text: str | None,
         explain: bool = False,
         budget: DecodeBudget | None = None,
     ) -> PreparedItem:
         """Decode and tokenise one item that passed the request policy
         (``app.request_policy``: its text cleaned, its modalities and ``explain`` allowed);
-        raises ``RequestError`` subclasses for an image that cannot be decoded. With
-        ``budget``, the image decode reserves its memory from it (``ImageDecoder``), which
-        may raise ``RoomWanted`` or ``TooLate``."""
-        pixels = None if image is None else self.decoder(image, budget)
+        raises ``RequestError`` subclasses for an image that cannot be decoded. The image
+        may come already opened (``ImageDecoder.open``; ``ImageDecoder.decode`` says who
+        closes it). With ``budget``, the image decode reserves its memory from it, which may
+        raise ``RoomWanted`` or ``TooLate``."""
+        if isinstance(image, OpenedImage):
+            pixels: np.ndarray | None = self.decoder.decode(image, budget)
+        else:
+            pixels = None if image is None else self.decoder(image, budget)
         token_ids = None if text is None else self.tokenizer.encode(text)
         return PreparedItem(pixels=pixels, text=text, token_ids=token_ids, explain=explain)
 

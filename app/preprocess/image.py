@@ -26,6 +26,7 @@ import io
 import logging
 import math
 import time
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
@@ -76,6 +77,25 @@ _SIGNATURES = (
 )
 
 
+@dataclass(frozen=True)
+class OpenedImage:
+    """An image whose header was read and checked, no pixel decoded yet (``ImageDecoder.open``):
+    how big it is decides where it is decoded."""
+
+    image: Image.Image
+    data: bytes
+    header_size: tuple[int, int]
+
+    @property
+    def pixels(self) -> int:
+        """Width x height, from the header."""
+        width, height = self.header_size
+        return width * height
+
+    def close(self) -> None:
+        self.image.close()
+
+
 class ImageDecoder:
     """Decode one encoded image into the encoder's input array (no batch axis)."""
 
@@ -98,19 +118,36 @@ class ImageDecoder:
         self._std = np.asarray(spec.std, dtype=np.float32)
 
     def __call__(self, data: bytes, budget: DecodeBudget | None = None) -> np.ndarray:
-        """The encoder input for ``data``. With ``budget``, the decode's estimated peak memory
-        is reserved before any pixel is decoded and released after (``DecodeBudget``)."""
+        """The encoder input for ``data``: ``open``, then ``decode``."""
+        opened = self.open(data)
+        try:
+            return self.decode(opened, budget)
+        finally:
+            opened.close()
+
+    def open(self, data: bytes) -> OpenedImage:
+        """``data`` opened, its header read and checked (no pixel decoded); raises the
+        request's error for an empty, unknown, hostile or damaged file."""
         if not data:
             raise InvalidImage("the image file is empty")
         image, header_size = self._open(data)
+        return OpenedImage(image, data, header_size)
+
+    def decode(self, opened: OpenedImage, budget: DecodeBudget | None = None) -> np.ndarray:
+        """The encoder input for an opened image. With ``budget``, the decode's estimated
+        peak memory is reserved before any pixel is decoded and released after
+        (``DecodeBudget``); when the reservation raises (``RoomWanted``, ``TooLate``) the
+        image stays open, to be decoded later. Once decoding starts the image is closed at
+        its end, success or not: that frees the decoded pixels."""
+        image = opened.image
         needed = 0
-        try:
-            if budget is not None:
-                needed = self._peak_bytes(image, data, header_size)
-                budget.reserve(needed, str(image.format), image.size)
-        except BaseException:
-            image.close()
-            raise
+        if budget is not None:
+            try:
+                needed = self._peak_bytes(image, opened.data, opened.header_size)
+            except BaseException:
+                image.close()
+                raise
+            budget.reserve(needed, str(image.format), image.size)
         started = time.perf_counter()
         try:
             return self._decode(image)
@@ -231,18 +268,6 @@ class ImageDecoder:
         if self.spec.layout == "NCHW":
             pixels = pixels.transpose(2, 0, 1)
         return np.ascontiguousarray(pixels, dtype=np.float32)
-
-
-def header_pixels(data: bytes) -> int | None:
-    """Width x height from the image's header (Pillow reads no pixel), or None when the
-    header does not say (not an allowed format, damaged): cheap enough to run on the event
-    loop before deciding where to decode."""
-    try:
-        with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as image:
-            width, height = image.size
-    except Exception:  # whatever it is, the decoder proper reports it
-        return None
-    return int(width) * int(height)
 
 
 def _undecodable(message: str) -> InvalidImage:

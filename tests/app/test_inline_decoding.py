@@ -1,25 +1,38 @@
-"""Where an image is decoded: small ones on the event loop, larger ones (by their header) and
-unreadable ones in the pool; the answer is the same either way."""
+"""Where an image is decoded: its header is read once, on the event loop; small ones are then
+decoded there, larger ones in the pool; the answer is the same either way, and a broken
+header is refused before any hand-off."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
+from app.errors import InvalidImage, UnsupportedImageFormat
 from app.main import create_app
-from app.preprocess.image import header_pixels
+from app.preprocess.image import ImageDecoder
 from tests.support.app_setup import answered, make_settings, wait_ready
 from tests.support.images import encode_image, photo
 
 
-def test_header_pixels_reads_the_header_only() -> None:
-    assert header_pixels(encode_image(photo(40, 30), "JPEG")) == 1200
-    assert header_pixels(encode_image(photo(300, 200), "PNG")) == 60_000
-    assert header_pixels(b"not an image") is None
-    assert header_pixels(encode_image(photo(40, 30), "PNG")[:20]) is None  # header cut short
+def test_open_reads_the_header_only(tiny_bundle_dir: Path) -> None:
+    app = create_app(make_settings(tiny_bundle_dir))
+    with TestClient(app) as client:
+        wait_ready(client)
+        decoder: ImageDecoder = app.state.core.registry.default.runner.engine.pipeline.decoder
+    for size, kind in (((40, 30), "JPEG"), ((300, 200), "PNG")):
+        opened = decoder.open(encode_image(photo(*size), kind))
+        assert opened.pixels == size[0] * size[1]
+        assert opened.image.tile  # its data still to decode: nothing decoded yet
+        pixels = decoder.decode(opened)
+        assert pixels.shape[-2:] == (decoder.spec.crop_size, decoder.spec.crop_size)
+    with pytest.raises(UnsupportedImageFormat):
+        decoder.open(b"not an image")
+    with pytest.raises(InvalidImage):
+        decoder.open(encode_image(photo(40, 30), "PNG")[:20])  # header cut short
 
 
 @pytest.mark.parametrize("size", [(40, 30), (400, 300)], ids=["small", "large"])
@@ -45,19 +58,28 @@ def test_only_images_over_the_threshold_go_to_the_pool(
 ) -> None:
     settings = make_settings(tiny_bundle_dir, inline_decode_max_pixels=65_536)
     app = create_app(settings)
-    seen: list[str] = []
+    seen: dict[str, list[str]] = {"_open": [], "decode": []}
     with TestClient(app) as client:
         wait_ready(client)
-        decoder = app.state.core.registry.default.runner.engine.pipeline.decoder
-        real_call = decoder.__class__.__call__
-
-        def spy(self: object, *args: object, **kwargs: object) -> object:
-            seen.append(threading.current_thread().name)
-            return real_call(self, *args, **kwargs)  # type: ignore[arg-type]
-
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(decoder.__class__, "__call__", spy)
+            for name, calls in seen.items():
+                patch.setattr(ImageDecoder, name, _spy(getattr(ImageDecoder, name), calls))
             files = {"image": ("a.jpg", encode_image(photo(*size), "JPEG"), "image/jpeg")}
             answered(client.post("/classify", files=files, data={"text": "a"}))
-    assert len(seen) == 1
-    assert seen[0].startswith("fusionserve-preprocess") is in_pool, seen
+            broken = {"image": ("b.png", encode_image(photo(*size), "PNG")[:30], "image/png")}
+            refused = client.post("/classify", files=broken, data={"text": "a"})
+    assert refused.status_code == 422
+    assert len(seen["_open"]) == 2  # the header is read once per request
+    assert not any(name.startswith("fusionserve-preprocess") for name in seen["_open"])
+    assert len(seen["decode"]) == 1  # the broken one was refused before any hand-off
+    assert seen["decode"][0].startswith("fusionserve-preprocess") is in_pool, seen
+
+
+def _spy(method: Callable[..., object], calls: list[str]) -> Callable[..., object]:
+    """``method``, noting the thread of each call in ``calls``."""
+
+    def spy(*args: object, **kwargs: object) -> object:
+        calls.append(threading.current_thread().name)
+        return method(*args, **kwargs)
+
+    return spy
