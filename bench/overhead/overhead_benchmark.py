@@ -26,6 +26,9 @@ answered in it; the load generator's own CPU per request; CPU used by anything e
     python -m bench.overhead.overhead_benchmark             # ~5 min on 2 cores
     python -m bench.overhead.overhead_benchmark --quick     # 1 repeat of 3 s, results/quick/
 
+After the runs, FusionServe's CPU per request is split into the work one request needs and
+the serving layer around it (bench.overhead.cpu_split).
+
 Writes bench/results/overhead.json, then (unless ``--no-docs``) the "overhead" section of
 docs/benchmarks.md and docs/img/overhead.png from the committed results.
 """
@@ -50,6 +53,7 @@ from bench.harness.paths import output_dir
 from bench.harness.payloads import RequestSet
 from bench.harness.servers import Server, ServerError, SystemSpec, peer_command
 from bench.harness.session import LOCK, bench_lock, lock_held, logger, machine_info, rotated
+from bench.overhead.cpu_split import measure_split
 from bench.overhead.overhead_summary import summarize
 from bench.overhead.request_overhead import TEXTS, tiny_requests
 from tests.support.tiny_bundle import make_tiny_bundle
@@ -214,6 +218,7 @@ def execute(plan: Plan, systems: Sequence[str], out: Path, base_port: int) -> di
                         f" other CPU {record['other_cpu_s']} s"
                     )
                 runs.append(record)
+        split = measure_split(bundle, requests) if "fusionserve" in systems else None
     return {
         "started": started,
         "wall_s": round(time.monotonic() - wall, 1),
@@ -227,6 +232,7 @@ def execute(plan: Plan, systems: Sequence[str], out: Path, base_port: int) -> di
         },
         "runs": runs,
         "summary": summarize(runs, systems),
+        "cpu_split": split,
     }
 
 

@@ -119,6 +119,45 @@ def _targets(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+_PIECES = {
+    "multipart_parse_us": "Parsing the multipart body (Starlette's parser, within the form limits)",
+    "image_header_us": "Reading the image's header (once per request)",
+    "image_decode_us": "Decoding and preprocessing the image (resize, crop, normalise)",
+    "policy_and_tokenise_us": "The request policy and tokenising the text",
+    "models_batch_1_us": "The three models, one item alone (not in the sum)",
+    "models_batch_8_per_item_us": "The three models, per item of a batch of 8",
+    "answer_json_us": "Ranking the answer and encoding its JSON",
+}
+
+
+def _split(results: dict[str, Any], summary: dict[str, Any]) -> list[str]:
+    """FusionServe's CPU per request: the work one request needs, and the rest."""
+    split = results.get("cpu_split")
+    total = summary["systems"].get("fusionserve", {}).get("cpu_ms_per_request", {})
+    if not split or total.get("median") is None:
+        return []
+    total_us = 1000 * total["median"]
+    lines = [
+        "Where FusionServe's server CPU per request goes (`bench/overhead/cpu_split.py`: each "
+        "piece of the work one request needs, timed alone on the same request in the "
+        "benchmark's process after the runs, single-threaded, median of 7 rounds; the "
+        "serving layer is what the server spends beyond their sum):",
+        "",
+        "| Piece | Microseconds per request |",
+        "| --- | ---: |",
+    ]
+    lines += [f"| {_PIECES[key]} | {value:.1f} |" for key, value in split["pieces_us"].items()]
+    lines += [
+        f"| **The work, in all** | **{split['work_us']:.1f}** |",
+        f"| Server CPU per request (median above) | {total_us:.1f} |",
+        "| **The serving layer**: HTTP parsing, ASGI middleware and routing, asyncio tasks and "
+        "futures, hand-offs to and from the inference thread, metrics, logging | "
+        f"**{total_us - split['work_us']:.1f}** |",
+        "",
+    ]
+    return lines
+
+
 def _versions(machine: dict[str, Any]) -> str:
     parts = []
     for env, pins in machine["versions"].items():
@@ -169,6 +208,7 @@ def render(results: dict[str, Any], plot_path: str = "img/overhead.png") -> str:
         "",
         *_targets(summary),
         "",
+        *_split(results, summary),
         f"The load generator runs on the same {machine['nproc']} cores. Beside each system: "
         "its CPU per request, the CPU used outside the measured processes during a window "
         "(from `/proc/stat`: kernel time for loopback networking, which no process is "

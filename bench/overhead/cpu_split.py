@@ -1,0 +1,115 @@
+"""Where FusionServe's server CPU per request goes on the tiny bundle: each piece of work one
+request needs, timed alone in this process on the suite's own request, single-threaded.
+
+The pieces: parsing the multipart body (Starlette's parser, as the route runs it), reading
+the image's header, decoding and preprocessing the image, the request policy and
+tokenising the text, the three models per item (at batch 1 and at batch 8: under load the
+batcher runs batches of several), and building and encoding the JSON answer. What the
+server spends beyond their sum is the serving layer: HTTP parsing, the ASGI middleware and
+routing, asyncio tasks and futures, the hand-offs to and from the inference thread, metrics
+and logging. The suite (``bench.overhead.overhead_benchmark``) records it beside its runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import Request
+from starlette.types import Message
+
+from app.api.forms import form_limits
+from app.classification import ClassifiedItem, ClassifyInput, Timings
+from app.engine import build_engine
+from app.rest_answers import classify_response
+from app.settings import Settings
+from bench.harness.payloads import RequestSet
+from bench.harness.statistics import median
+
+ROUNDS = 7  # timed rounds per piece; the median round is kept
+
+
+def _per_call_us(work: Callable[[], object], calls: int) -> float:
+    """Median over ``ROUNDS`` rounds of microseconds per call of ``work``."""
+    work()
+    rounds = []
+    for _ in range(ROUNDS):
+        started = time.perf_counter()
+        for _ in range(calls):
+            work()
+        rounds.append((time.perf_counter() - started) / calls * 1e6)
+    return float(median(rounds, digits=None))
+
+
+def _multipart_us(body: bytes, content_type: str, settings: Settings, calls: int) -> float:
+    """Microseconds to parse ``body`` as the route does (``request.form`` within the
+    settings' limits) and read the image part."""
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/classify",
+        "headers": [(b"content-type", content_type.encode())],
+        "query_string": b"",
+    }
+
+    async def parse() -> bytes:
+        sent = False
+
+        async def receive() -> Message:
+            nonlocal sent
+            if sent:
+                return {"type": "http.disconnect"}
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async with Request(scope, receive).form(**form_limits(settings)) as form:
+            image = form["image"]
+            assert not isinstance(image, str)
+            return await image.read()
+
+    loop = asyncio.new_event_loop()
+    try:
+        return _per_call_us(lambda: loop.run_until_complete(parse()), calls)
+    finally:
+        loop.close()
+
+
+def measure_split(bundle: Path, requests: RequestSet, calls: int = 2000) -> dict[str, Any]:
+    """Microseconds per request of each piece (see the module's docstring)."""
+    settings = Settings(bundle_path=bundle, intra_op_threads=1, inter_op_threads=1)
+    engine = build_engine(settings)
+    pipeline, decoder = engine.pipeline, engine.pipeline.decoder
+    image, text = requests.images[0].data, requests.texts[0]
+    body, content_type = requests.body(0), requests.content_type
+    items = [engine.prepare(image, text) for _ in range(8)]
+    result = pipeline.run_items(items[:1])[0]
+    answered = ClassifiedItem(result.probabilities, None, Timings(0.001, 0.002))
+    manifest = engine.bundle.manifest
+    pieces = {
+        "multipart_parse_us": _multipart_us(body, content_type, settings, calls),
+        "image_header_us": _per_call_us(lambda: decoder.open(image).close(), calls),
+        "image_decode_us": _per_call_us(lambda: decoder.decode(decoder.open(image)), calls),
+        "policy_and_tokenise_us": _per_call_us(
+            lambda: pipeline.tokenizer.encode(
+                str(engine.policy.check(ClassifyInput(image, text)).text)
+            ),
+            calls,
+        ),
+        "models_batch_1_us": _per_call_us(lambda: pipeline.run_items(items[:1]), calls),
+        "models_batch_8_per_item_us": _per_call_us(lambda: pipeline.run_items(items), calls // 8)
+        / 8,
+        "answer_json_us": _per_call_us(
+            lambda: classify_response(answered, manifest, None).model_dump_json(), calls
+        ),
+    }
+    # The decode piece opened the image too: count the header once.
+    pieces["image_decode_us"] -= pieces["image_header_us"]
+    counted = [key for key in pieces if key != "models_batch_1_us"]
+    return {
+        "pieces_us": {key: round(value, 1) for key, value in pieces.items()},
+        "work_us": round(sum(pieces[key] for key in counted), 1),
+        "work_counts": counted,
+    }
