@@ -43,7 +43,7 @@ from bench.harness.statistics import median
 from bench.peers import sizing_doc
 from bench.peers.benchmarks_doc import summary_table, targets_table, write_docs
 from bench.peers.peer_summary import summarize
-from bench.peers.systems import SYSTEMS
+from bench.peers.systems import BASELINE, SYSTEMS, baseline_spec
 
 AGREEMENT_TOLERANCE = 1e-4
 AGREEMENT_COUNT = 48  # one request per image
@@ -335,7 +335,13 @@ def main() -> None:
     parser.add_argument(
         "--systems",
         default="a,b,d,e,f",
-        help="keys: a,b (FusionServe), d (LitServe), e (BentoML), f (Ray Serve)",
+        help="keys: a,b (FusionServe), d (LitServe), e (BentoML), f (Ray Serve), "
+        "z (FusionServe at --baseline-root)",
+    )
+    parser.add_argument(
+        "--baseline-root",
+        type=Path,
+        help="a checkout of another commit (git worktree) to run as system z beside this one",
     )
     parser.add_argument(
         "--out",
@@ -350,6 +356,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     systems = [k.strip() for k in args.systems.split(",") if k.strip()]
+    if args.baseline_root is not None:
+        SYSTEMS[BASELINE] = baseline_spec(args.baseline_root.resolve())
     if unknown := [k for k in systems if k not in SYSTEMS]:
         parser.error(f"unknown systems {unknown}")
     plan = Plan.quick(args.repeats, systems) if args.quick else Plan(args.repeats, systems)

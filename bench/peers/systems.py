@@ -4,7 +4,9 @@ frameworks, each started from its own virtual environment (bench/harness/venvs.p
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
+from bench.harness.paths import REPO_ROOT
 from bench.harness.servers import SystemSpec, peer_command
 
 
@@ -32,3 +34,20 @@ SYSTEMS: dict[str, SystemSpec] = {
         PeerSpec("f", "ray", "Ray Serve 2.60", 8105, venv="ray", start_timeout_s=180.0),
     )
 }
+
+
+BASELINE = "z"
+
+
+def baseline_spec(root: Path) -> SystemSpec:
+    """FusionServe (batching) as checked out at ``root`` (a git worktree of another commit),
+    serving this checkout's default bundle: to compare two versions in one run."""
+    bundle = REPO_ROOT / "models" / "default"
+    return SystemSpec(
+        BASELINE,
+        "fusionserve-baseline",
+        f"FusionServe (batching) at {root.name}",
+        8106,
+        env={"FUSIONSERVE_BUNDLE_PATH": str(bundle)},
+        root=root,
+    )
