@@ -9,7 +9,6 @@ import logging
 import subprocess
 import sys
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -42,43 +41,16 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from app.lifecycle import Status
     from app.logging_setup import setup_logging
-    from app.main import create_app
-    from app.server import DrainingServer
+    from app.server import run_server
+    from app.worker_pool import available_cores, resolve_workers, serve_workers
 
     settings = _settings(args)
     setup_logging(settings.log_level, settings.log_format, access_log=settings.access_log)
-    # Pillow warns about damaged files it still decodes (e.g. corrupt EXIF); those files are
-    # answered or refused per request, and the warnings registry would otherwise keep every
-    # distinct message a hostile client makes it print.
-    warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
-    server: uvicorn.Server | None = None
-
-    def stop() -> None:
-        if server is not None:
-            server.should_exit = True
-
-    app = create_app(settings, on_startup_failure=stop)
-    lifecycle = app.state.core.lifecycle
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,  # setup_logging above configured uvicorn's loggers too
-        log_level=settings.log_level,
-        access_log=settings.access_log,
-        lifespan="on",
-        timeout_graceful_shutdown=settings.shutdown_grace_s,
-    )
-    server = DrainingServer(
-        config, stop_accepting=lifecycle.stop_accepting, drain_delay_s=settings.shutdown_delay_s
-    )
-    server.run()
-    # A stop by SIGTERM/SIGINT after draining is a normal exit.
-    return 1 if lifecycle.status is Status.FAILED else 0
+    workers = resolve_workers(settings.workers, available_cores())
+    if workers == 1:
+        return run_server(settings)
+    return serve_workers(settings, workers)
 
 
 def _predict(args: argparse.Namespace) -> int:

@@ -5,7 +5,8 @@ health routes and the metrics), so that there is one answer to "are we stopping?
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from app.errors import NotReady, RequestError, ShuttingDown
 
@@ -24,6 +25,15 @@ class Lifecycle:
 
     status: Status = Status.LOADING
     error: str | None = None
+    # Told of the status and of every change (a worker process publishes it to the pod).
+    on_change: Callable[[Status], None] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self._changed()
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change(self.status)
 
     @property
     def accepting(self) -> bool:
@@ -34,15 +44,18 @@ class Lifecycle:
         """Every bundle is loaded (unless stopping or failed meanwhile)."""
         if self.status is Status.LOADING:
             self.status = Status.READY
+            self._changed()
 
     def failed(self, error: str) -> None:
         self.status, self.error = Status.FAILED, error
+        self._changed()
 
     def stop_accepting(self) -> None:
         """From now on readiness is 503 and new requests are refused; accepted ones carry on.
         Cheap and synchronous: it runs in the signal handler. A failed service stays failed."""
         if self.status is not Status.FAILED:
             self.status = Status.STOPPING
+            self._changed()
 
     def unavailable(self) -> RequestError:
         """The error a request gets while the service cannot take it."""

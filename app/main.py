@@ -29,6 +29,7 @@ from app.memory_budget import MemoryBudget
 from app.memory_trim import MemoryTrimmer
 from app.metrics import Metrics
 from app.observer import ServiceObserver
+from app.pod_status import PodStatus
 from app.registry import EngineFactory, ModelRegistry
 from app.serving_core import ServingCore
 from app.settings import Settings
@@ -66,6 +67,7 @@ def create_app(
     *,
     engine_factory: EngineFactory = build_engine,
     on_startup_failure: Callable[[], None] = _terminate,
+    pod: PodStatus | None = None,
 ) -> FastAPI:
     """Build the FastAPI app. The bundle loads in the background; /readyz says when it is done.
 
@@ -74,6 +76,8 @@ def create_app(
     Raises ``StartupError`` if the API key file cannot be read.
 
     Logging is left alone unless ``settings.configure_logging`` is set (see app.logging_setup).
+    A worker process of several (``app.worker_pool``) passes its ``pod`` status: readiness
+    then waits for every worker.
     """
     settings = settings or Settings()
     if settings.configure_logging:
@@ -87,9 +91,9 @@ def create_app(
     trimmer = MemoryTrimmer()
     decode_memory = MemoryBudget(settings.decode_memory_mb * 2**20, trimmer)
     body_memory = MemoryBudget(settings.body_memory_mb * 2**20, trimmer)
-    lifecycle = Lifecycle()
+    lifecycle = Lifecycle(on_change=None if pod is None else pod.publish)
     registry = ModelRegistry(settings, engine_factory, observer_for, decode_memory, lifecycle)
-    core = ServingCore(registry, lifecycle, body_memory)
+    core = ServingCore(registry, lifecycle, body_memory, pod)
     metrics = Metrics(core) if settings.metrics_enabled else None
 
     @asynccontextmanager

@@ -13,11 +13,17 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Sequence
 from types import FrameType
 
 import uvicorn
+
+from app.lifecycle import Status
+from app.pod_status import PodStatus
+from app.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -64,3 +70,44 @@ class DrainingServer(uvicorn.Server):
             )
         elapsed = time.monotonic() - self._signalled_at
         return self.force_exit or elapsed >= self._drain_delay_s
+
+
+def run_server(
+    settings: Settings,
+    *,
+    sockets: Sequence[socket.socket] | None = None,
+    pod: PodStatus | None = None,
+) -> int:
+    """Serve ``settings`` until stopped: on ``sockets`` when given (a worker process of
+    several: the supervisor bound the port), else on its host and port; 1 if loading failed,
+    else 0. Logging must be set up already."""
+    from app.main import create_app  # the app and its imports: only when serving
+
+    # Pillow warns about damaged files it still decodes (e.g. corrupt EXIF); those files are
+    # answered or refused per request, and the warnings registry would otherwise keep every
+    # distinct message a hostile client makes it print.
+    warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
+    server: DrainingServer | None = None
+
+    def stop() -> None:
+        if server is not None:
+            server.should_exit = True
+
+    app = create_app(settings, on_startup_failure=stop, pod=pod)
+    lifecycle = app.state.core.lifecycle
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,  # setup_logging configured uvicorn's loggers too
+        log_level=settings.log_level,
+        access_log=settings.access_log,
+        lifespan="on",
+        timeout_graceful_shutdown=settings.shutdown_grace_s,
+    )
+    server = DrainingServer(
+        config, stop_accepting=lifecycle.stop_accepting, drain_delay_s=settings.shutdown_delay_s
+    )
+    server.run(sockets=None if sockets is None else list(sockets))
+    # A stop by SIGTERM/SIGINT after draining is a normal exit.
+    return 1 if lifecycle.status is Status.FAILED else 0

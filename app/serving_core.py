@@ -17,17 +17,23 @@ from app.lifecycle import Lifecycle
 from app.memory_budget import MemoryBudget
 from app.model_runner import ModelRunner
 from app.oip.tensors import shown
+from app.pod_status import PodStatus
 from app.registry import ModelRegistry
 
 
 @dataclass
 class ServingCore:
     """The service's lifecycle, its bundles and the memory budget of request bodies (which
-    the request gate reserves from)."""
+    the request gate reserves from); in a worker process of several, the pod's status."""
 
     registry: ModelRegistry
     lifecycle: Lifecycle
     body_memory: MemoryBudget
+    pod: PodStatus | None = None
+
+    def workers_not_ready(self) -> list[str]:
+        """The other worker processes that are not ready (none with a single process)."""
+        return [] if self.pod is None else self.pod.not_ready()
 
     def refusal(self) -> RequestError | None:
         """Why a classification request would be refused before its body is read, or None

@@ -50,6 +50,18 @@ class Settings(BaseSettings):
     port: int = Field(
         default=8000, ge=0, le=65535, description="Port to listen on; 0 picks a free port."
     )
+    workers: Annotated[int, Field(ge=1, le=64)] | Literal["auto"] = Field(
+        default=1,
+        description=(
+            "Serving processes on the one port (`fusionserve serve`), each with its own "
+            "sessions and batcher: 1 to 64, or auto (one per two cores, at least 1). With "
+            "several, max_in_flight is the pod's and is divided between the workers, and so "
+            "are the cores for ONNX Runtime's intra-op threads when that is 0; the memory "
+            "budgets (decode_memory_mb, body_memory_mb) are each worker's, so a pod needs "
+            "that much memory per worker. Readiness waits for every worker; metrics and "
+            "reloads are still per worker (the one that answers)."
+        ),
+    )
     log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
         default="info",
         description="Log level. At info nothing is logged per request unless access_log is on.",

@@ -15,7 +15,7 @@ import json
 import re
 import types
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode
@@ -42,8 +42,9 @@ GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ),
     (
         "Server",
-        "Where the service listens, what it serves besides the API, and how it stops.",
-        ("host", "port", "demo_enabled", "shutdown_delay_s", "shutdown_grace_s"),
+        "Where the service listens, in how many processes, what it serves besides the API, "
+        "and how it stops.",
+        ("host", "port", "workers", "demo_enabled", "shutdown_delay_s", "shutdown_grace_s"),
     ),
     (
         "Execution",
@@ -241,6 +242,11 @@ def type_text(field: FieldInfo) -> str:
 
 def _type_name(annotation: Any, decoded: bool) -> str:
     origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:  # a member of a union with its own limits
+        metadata = [m for info in args[1:] for m in getattr(info, "metadata", [info])]
+        limits = _limits(metadata)
+        text = _type_name(args[0], decoded)
+        return f"{text} {limits}" if limits else text
     if origin is Literal:
         return "one of " + ", ".join(f"`{value}`" for value in args)
     if origin in (Union, types.UnionType):

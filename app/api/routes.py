@@ -197,8 +197,9 @@ async def livez(core: CoreDep) -> JSONResponse:
     summary="Readiness",
 )
 async def readyz(core: CoreDep, settings: SettingsDep) -> JSONResponse:
-    """200 once every bundle is loaded and warmed up, with the default bundle's providers;
-    ``models`` gives each bundle's status (GET /v1/models/{name}/ready asks for one)."""
+    """200 once every bundle is loaded and warmed up (in every worker process), with the
+    default bundle's providers; ``models`` gives each bundle's status (GET
+    /v1/models/{name}/ready asks for one)."""
     registry, lifecycle = core.registry, core.lifecycle
     models = {slot.name: slot.status.value for slot in registry.slots}
     default = registry.default
@@ -207,6 +208,10 @@ async def readyz(core: CoreDep, settings: SettingsDep) -> JSONResponse:
         body = ReadyResponse(
             status=lifecycle.status.value, ready=False, detail=lifecycle.error, models=models
         )
+        return JSONResponse(body.model_dump(exclude_none=True), status_code=503)
+    if waiting := core.workers_not_ready():
+        pending = "waiting for the other worker processes: " + ", ".join(waiting)
+        body = ReadyResponse(status="ready", ready=False, detail=pending, models=models)
         return JSONResponse(body.model_dump(exclude_none=True), status_code=503)
     engine = runner.engine
     device = "cuda" if engine.on_cuda else "cpu"

@@ -132,7 +132,7 @@ async def server_live(core: CoreDep) -> JSONResponse:
 async def server_ready(core: CoreDep) -> JSONResponse:
     """200 once the model is loaded and warm; 503 while loading, failed or stopping (as
     /readyz)."""
-    ready = core.lifecycle.status is Status.READY
+    ready = core.lifecycle.status is Status.READY and not core.workers_not_ready()
     return JSONResponse(ServerReady(ready=ready).model_dump(), status_code=200 if ready else 503)
 
 

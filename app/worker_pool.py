@@ -1,0 +1,171 @@
+"""Several serving processes on one port: the supervisor and its workers (``workers``).
+
+One FusionServe process does about one core of Python work (the GIL). With ``workers`` > 1
+the supervisor binds the port once and starts that many worker processes on it (spawned:
+each a fresh interpreter, nothing shared by fork); the kernel hands each new connection to
+one of them. Each worker is a whole FusionServe with its own sessions, batcher and
+admission, holding its share of the pod's limits (``worker_settings``). Readiness is the
+pod's: every worker publishes its status into one shared array (``app.pod_status``).
+
+On SIGTERM or SIGINT the supervisor passes SIGTERM to every worker; each drains as a single
+process does (``app.server``: readiness 503, new requests refused, accepted ones answered),
+and the supervisor exits once all have: 0 when every worker drained cleanly. A worker that
+dies while the pod serves (killed, crashed) is started again; its slot reads "starting"
+meanwhile, so the pod is not ready. A worker that exits by itself (its bundle failed to load)
+stops the pod with status 1, so that the orchestrator restarts it.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import time
+from multiprocessing.connection import wait
+from multiprocessing.context import SpawnProcess
+from multiprocessing.sharedctypes import SynchronizedArray
+from types import FrameType
+from typing import Literal
+
+import uvicorn
+
+from app.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+# Seconds a stopping pod waits for its workers beyond their own drain and grace times.
+STOP_MARGIN_S = 10.0
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its affinity, as a container's cpuset limits it)."""
+    return len(os.sched_getaffinity(0))
+
+
+def resolve_workers(setting: int | Literal["auto"], cores: int) -> int:
+    """The number of worker processes: ``setting``, or for ``auto`` one per two cores (at
+    least 1): each worker's event loop takes about a core, and its decoding and ONNX Runtime
+    threads the other."""
+    if setting == "auto":
+        return max(1, cores // 2)
+    return setting
+
+
+def worker_settings(settings: Settings, workers: int, cores: int) -> Settings:
+    """One worker's settings: ``max_in_flight`` is the pod's, divided between the workers
+    (at least 1 each), so that admission means for the pod what it means for one process;
+    ONNX Runtime's intra-op threads, when 0 (ONNX Runtime would take every core in every
+    worker), are the cores divided between the workers. The rest is unchanged."""
+    if workers == 1:
+        return settings
+    update: dict[str, object] = {
+        "workers": 1,
+        "max_in_flight": max(1, settings.max_in_flight // workers),
+    }
+    if settings.intra_op_threads == 0:
+        update["intra_op_threads"] = max(1, cores // workers)
+    return settings.model_copy(update=update)
+
+
+def _worker(
+    settings: Settings, index: int, statuses: SynchronizedArray[int], sock: socket.socket
+) -> None:
+    """A worker process: serve on the supervisor's socket, publishing into ``statuses``."""
+    from app.logging_setup import setup_logging
+    from app.pod_status import PodStatus
+    from app.server import run_server
+
+    setup_logging(settings.log_level, settings.log_format, access_log=settings.access_log)
+    raise SystemExit(run_server(settings, sockets=[sock], pod=PodStatus(statuses, index)))
+
+
+class Supervisor:
+    """Starts the workers, restarts one that dies, stops them all on a signal."""
+
+    def __init__(self, settings: Settings, workers: int) -> None:
+        self.settings = worker_settings(settings, workers, available_cores())
+        self.workers = workers
+        self._context = multiprocessing.get_context("spawn")
+        self.statuses: SynchronizedArray[int] = self._context.Array("i", workers)
+        self._processes: list[SpawnProcess] = []
+        self._stopping = False
+        self._socket: socket.socket | None = None
+
+    def bind(self) -> socket.socket:
+        """The listening socket every worker serves on (bound once, here)."""
+        config = uvicorn.Config(
+            "app.main:create_app", host=self.settings.host, port=self.settings.port
+        )
+        self._socket = config.bind_socket()
+        return self._socket
+
+    def _start(self, index: int) -> SpawnProcess:
+        assert self._socket is not None
+        self.statuses[index] = 0  # starting
+        process = self._context.Process(
+            target=_worker,
+            args=(self.settings, index, self.statuses, self._socket),
+            name=f"fusionserve-worker-{index}",
+        )
+        process.start()
+        logger.info("worker %d started (pid %s)", index, process.pid)
+        return process
+
+    def _signal(self, sig: int, frame: FrameType | None) -> None:
+        if not self._stopping:
+            logger.info("%s: stopping %d workers", signal.Signals(sig).name, self.workers)
+        self._stopping = True
+        for process in self._processes:
+            if process.is_alive() and process.pid is not None:
+                os.kill(process.pid, signal.SIGTERM)
+
+    def run(self) -> int:
+        """Serve until a signal, or until a worker fails to load; the exit status."""
+        self.bind()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._signal)
+        self._processes = [self._start(i) for i in range(self.workers)]
+        failed = False
+        while not self._stopping:
+            wait([p.sentinel for p in self._processes], timeout=1.0)
+            for index, process in enumerate(self._processes):
+                if process.is_alive() or self._stopping:
+                    continue
+                if process.exitcode == 1:  # it could not load its bundles: so can no other
+                    logger.critical("worker %d failed to start; stopping the pod", index)
+                    failed = True
+                    self._signal(signal.SIGTERM, None)
+                    break
+                logger.error(
+                    "worker %d (pid %s) exited with status %s; starting it again",
+                    index,
+                    process.pid,
+                    process.exitcode,
+                )
+                self._processes[index] = self._start(index)
+        return 1 if self._stop() or failed else 0
+
+    def _stop(self) -> bool:
+        """Wait for every worker to drain; True if any did not exit cleanly."""
+        settings = self.settings
+        deadline = time.monotonic() + (
+            settings.shutdown_delay_s + settings.shutdown_grace_s + STOP_MARGIN_S
+        )
+        unclean = False
+        for index, process in enumerate(self._processes):
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                logger.error("worker %d did not stop in time; killing it", index)
+                process.kill()
+                process.join()
+            unclean = unclean or process.exitcode != 0
+        if self._socket is not None:
+            self._socket.close()
+        return unclean
+
+
+def serve_workers(settings: Settings, workers: int) -> int:
+    """Serve ``settings`` with ``workers`` worker processes (see the module's docstring)."""
+    return Supervisor(settings, workers).run()

@@ -1,0 +1,92 @@
+"""Worker processes: how many, each one's share of the pod's limits, and readiness that
+waits for every worker (a real two-worker server is in tests/e2e/test_workers.py)."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import ValidationError
+
+from app.lifecycle import Lifecycle, Status
+from app.main import create_app
+from app.pod_status import PodStatus
+from app.settings import Settings
+from app.worker_pool import resolve_workers, worker_settings
+from tests.support.app_setup import make_settings
+
+
+def test_auto_is_one_worker_per_two_cores() -> None:
+    assert [resolve_workers("auto", cores) for cores in (1, 2, 3, 4, 16)] == [1, 1, 1, 2, 8]
+    assert resolve_workers(3, 16) == 3
+
+
+def test_the_setting_takes_a_count_or_auto(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().workers == 1
+    monkeypatch.setenv("FUSIONSERVE_WORKERS", "auto")
+    assert Settings().workers == "auto"
+    monkeypatch.setenv("FUSIONSERVE_WORKERS", "4")
+    assert Settings().workers == 4
+    for bad in ("0", "65", "many"):
+        monkeypatch.setenv("FUSIONSERVE_WORKERS", bad)
+        with pytest.raises(ValidationError):
+            Settings()
+
+
+def test_each_worker_gets_its_share_of_the_pods_limits() -> None:
+    pod = Settings(max_in_flight=128, intra_op_threads=0, workers=2)
+    share = worker_settings(pod, 2, cores=16)
+    assert (share.workers, share.max_in_flight, share.intra_op_threads) == (1, 64, 8)
+    # Memory budgets are each worker's; other settings are unchanged.
+    assert (share.decode_memory_mb, share.body_memory_mb) == (
+        pod.decode_memory_mb,
+        pod.body_memory_mb,
+    )
+    assert share.max_queue_wait_s == pod.max_queue_wait_s
+    # Set threads are kept; shares never fall to 0.
+    assert worker_settings(Settings(intra_op_threads=2), 4, cores=16).intra_op_threads == 2
+    tiny = worker_settings(Settings(max_in_flight=3, intra_op_threads=0), 8, cores=2)
+    assert (tiny.max_in_flight, tiny.intra_op_threads) == (1, 1)
+    assert worker_settings(pod, 1, cores=16) is pod
+
+
+def _statuses(workers: int) -> multiprocessing.sharedctypes.SynchronizedArray[int]:
+    return multiprocessing.get_context("spawn").Array("i", workers)
+
+
+def test_the_pod_is_ready_when_every_worker_is() -> None:
+    statuses = _statuses(3)
+    first, second, third = (PodStatus(statuses, i) for i in range(3))
+    assert first.not_ready() == ["worker 0: starting", "worker 1: starting", "worker 2: starting"]
+    Lifecycle(on_change=first.publish).loaded()  # publishes loading, then ready
+    second.publish(Status.LOADING)
+    third.publish(Status.READY)
+    assert third.not_ready() == ["worker 1: loading"]
+    second.publish(Status.READY)
+    assert first.not_ready() == []
+    with pytest.raises(ValueError, match="worker 3 of 3"):
+        PodStatus(statuses, 3)
+
+
+def test_readiness_waits_for_the_other_workers(tiny_bundle_dir: Path) -> None:
+    statuses = _statuses(2)
+    app = create_app(make_settings(tiny_bundle_dir), pod=PodStatus(statuses, 0))
+    with TestClient(app) as client:
+        for _ in range(500):
+            if app.state.core.lifecycle.status is Status.READY:
+                break
+            client.get("/livez")
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert (
+            ready.json()["detail"] == "waiting for the other worker processes: worker 1: starting"
+        )
+        assert client.get("/v2/health/ready").status_code == 503
+        assert client.get("/livez").status_code == 200
+        PodStatus(statuses, 1).publish(Status.READY)
+        assert client.get("/readyz").status_code == 200
+        assert client.get("/v2/health/ready").status_code == 200
+        app.state.core.lifecycle.stop_accepting()
+        assert PodStatus(statuses, 1).not_ready() == ["worker 0: stopping"]
