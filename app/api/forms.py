@@ -25,6 +25,7 @@ Two things a form model leaves open are done here:
 
 from __future__ import annotations
 
+import functools
 import re
 import typing
 from collections import Counter
@@ -85,13 +86,16 @@ class ParsedForm(Generic[Form]):
     data: FormData
 
 
-def repeated_fields(form: type[BaseModel]) -> frozenset[str]:
-    """The fields of ``form`` that take several values (its list-typed ones)."""
-    return frozenset(
+@functools.cache
+def form_fields(form: type[BaseModel]) -> tuple[frozenset[str], frozenset[str]]:
+    """The fields of ``form`` that take one value, and those that take several (its
+    list-typed ones); read once per form model."""
+    repeated = frozenset(
         name
         for name, field in form.model_fields.items()
         if typing.get_origin(field.annotation) is list
     )
+    return frozenset(form.model_fields) - repeated, repeated
 
 
 def check_fields(data: FormData, once: Collection[str], repeated: Collection[str]) -> None:
@@ -111,8 +115,7 @@ async def parsed_form(
 ) -> AsyncIterator[ParsedForm[Form]]:
     """The request's multipart body as ``form``, within ``limits``; its uploaded files are
     closed when the block ends."""
-    repeated = repeated_fields(form)
-    once = set(form.model_fields) - repeated
+    once, repeated = form_fields(form)
     async with request.form(**limits) as data:
         check_fields(data, once, repeated)
         values: dict[str, Any] = {name: data.getlist(name) for name in repeated if name in data}

@@ -335,8 +335,8 @@ def main() -> None:
     parser.add_argument(
         "--systems",
         default="a,b,d,e,f",
-        help="keys: a,b (FusionServe), d (LitServe), e (BentoML), f (Ray Serve), "
-        "z (FusionServe at --baseline-root)",
+        help="keys: a,b (FusionServe), w (FusionServe, 2 workers), d (LitServe), e (BentoML), "
+        "f (Ray Serve), z (FusionServe at --baseline-root)",
     )
     parser.add_argument(
         "--baseline-root",

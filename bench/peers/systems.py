@@ -29,6 +29,13 @@ SYSTEMS: dict[str, SystemSpec] = {
             8102,
             env={"FUSIONSERVE_MAX_BATCH_SIZE": "1"},
         ),
+        SystemSpec(
+            "w",
+            "fusionserve-2workers",
+            "FusionServe (batching, 2 worker processes)",
+            8107,
+            env={"FUSIONSERVE_WORKERS": "2"},
+        ),
         PeerSpec("d", "litserve", "LitServe 0.2.19", 8103, venv="litserve"),
         PeerSpec("e", "bentoml", "BentoML 1.4.30", 8104, venv="bentoml"),
         PeerSpec("f", "ray", "Ray Serve 2.60", 8105, venv="ray", start_timeout_s=180.0),

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import uvicorn
 
-from app import cli
+from app import server
 from bench.overhead import asgi_floor
 
 pytestmark = pytest.mark.anyio
@@ -93,7 +93,7 @@ def test_uvicorn_runs_the_floor_as_fusionserve_serve_runs_fusionserve() -> None:
     defaults = uvicorn.Config(asgi_floor.app)
     # fusionserve serve leaves the HTTP implementation and the loop at uvicorn's defaults
     # ("auto": httptools and uvloop when installed); so does the floor.
-    assert not {"http", "loop"} & _keywords_of_uvicorn_config_in(cli._serve)
+    assert not {"http", "loop"} & _keywords_of_uvicorn_config_in(server.run_server)
     assert (config.http, config.loop) == (defaults.http, defaults.loop) == ("auto", "auto")
     assert config.lifespan == "on"
     assert config.access_log is False
