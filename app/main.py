@@ -94,15 +94,23 @@ def create_app(
     lifecycle = Lifecycle(on_change=None if pod is None else pod.publish)
     registry = ModelRegistry(settings, engine_factory, observer_for, decode_memory, lifecycle)
     core = ServingCore(registry, lifecycle, body_memory, pod)
-    metrics = Metrics(core) if settings.metrics_enabled else None
+    pod_state = None
+    if settings.metrics_enabled and pod is not None and pod.metrics_dir is not None:
+        from app.pod_metrics import PodState  # only in a worker of several
+
+        pod_state = PodState(core, pod.metrics_dir)
+    metrics = Metrics(core, pod_state) if settings.metrics_enabled else None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         loader = asyncio.create_task(_load(registry, settings, on_startup_failure))
+        refresher = None if pod_state is None else asyncio.create_task(pod_state.keep_fresh())
         try:
             yield
         finally:
             lifecycle.stop_accepting()
+            if refresher is not None:
+                refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loader
             await registry.stop()

@@ -1,4 +1,5 @@
-"""Prometheus metrics, one registry per app. The only module that uses prometheus_client.
+"""Prometheus metrics, one registry per app. With ``app.pod_metrics`` (a pod of worker
+processes), the only module that uses prometheus_client.
 
 Counters and histograms are fed through plain hooks (``ServiceObserver``, the HTTP metrics
 middleware, the error listener); gauges, info metrics and the text-cache counters are read
@@ -8,6 +9,8 @@ from the serving core at scrape time. Every metric is described in docs/metrics.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 from prometheus_client import (
     CollectorRegistry,
@@ -22,7 +25,6 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.registry import Collector
 
 from app import __version__
-from app.engine import Engine
 from app.errors import (
     ClientDisconnected,
     DeadlineExceeded,
@@ -36,6 +38,9 @@ from app.lifecycle import Status
 from app.observer import ServiceObserver
 from app.registry import ModelStatus
 from app.serving_core import ServingCore
+
+if TYPE_CHECKING:
+    from app.pod_metrics import PodState
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_SIZE_BUCKETS = tuple(float(2**i) for i in range(11))  # 1 .. 1024, max_batch_size's cap
@@ -62,7 +67,10 @@ class Metrics:
 
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self, core: ServingCore) -> None:
+    def __init__(self, core: ServingCore, pod_state: PodState | None = None) -> None:
+        """``pod_state``: in a worker process of several, where this worker's state goes
+        for the pod's scrape (``app.pod_metrics``)."""
+        self._pod_state = pod_state
         self.registry = registry = CollectorRegistry(auto_describe=True)
         self.http_requests = Counter(
             "fusionserve_http_requests",
@@ -110,14 +118,23 @@ class Metrics:
             ["bundle", "label"],
             registry=registry,
         )
-        build = Gauge("fusionserve_build_info", "Always 1.", ["version"], registry=registry)
+        build = Gauge(
+            "fusionserve_build_info",
+            "Always 1.",
+            ["version"],
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
         build.labels(__version__).set(1)
-        registry.register(_StateCollector(core))
-        # process_resident_memory_bytes and the rest, to compare with the memory limit.
-        ProcessCollector(registry=registry)
+        if pod_state is None:
+            registry.register(_StateCollector(core))
+            # process_resident_memory_bytes and the rest, to compare with the memory limit.
+            ProcessCollector(registry=registry)
 
     def render(self) -> bytes:
-        """The text exposition format."""
+        """The text exposition format: this process's metrics, or the pod's."""
+        if self._pod_state is not None:
+            return self._pod_state.render()
         return generate_latest(self.registry)
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
@@ -174,100 +191,123 @@ def _latency(stage: str, documentation: str, registry: CollectorRegistry) -> His
     )
 
 
+@dataclass(frozen=True)
+class StateMetric:
+    """A metric read from the serving core at scrape time: its name, help, labels, kind,
+    and how a pod of worker processes combines the workers' values (prometheus-client's
+    multiprocess modes, for gauges)."""
+
+    name: str
+    documentation: str
+    labels: tuple[str, ...] = ()
+    counter: bool = False
+    pod_mode: Literal["livesum", "livemin", "livemax"] = "livesum"
+
+
+STATE_METRICS = (
+    StateMetric(
+        "fusionserve_ready",
+        "1 when the service takes requests (every bundle loaded), else 0.",
+        pod_mode="livemin",
+    ),
+    StateMetric(
+        "fusionserve_bundle_ready",
+        "1 when the bundle serves, else 0.",
+        ("bundle",),
+        pod_mode="livemin",
+    ),
+    StateMetric("fusionserve_queue_depth", "Items waiting for a batch.", ("bundle",)),
+    StateMetric(
+        "fusionserve_in_flight_items",
+        "Items accepted and not yet answered (decoding, queued or running).",
+        ("bundle",),
+    ),
+    StateMetric(
+        "fusionserve_predicted_wait_seconds",
+        "Seconds the items in flight are predicted to take to drain, at the measured busy "
+        "time per answered item: admission refuses once it would pass max_queue_wait_s.",
+        ("bundle",),
+        pod_mode="livemax",
+    ),
+    StateMetric("fusionserve_text_cache_hits", "Text-cache hits.", ("bundle",), counter=True),
+    StateMetric("fusionserve_text_cache_misses", "Text-cache misses.", ("bundle",), counter=True),
+    StateMetric(
+        "fusionserve_bundle_info",
+        "The loaded bundles; always 1.",
+        ("bundle", "name", "version"),
+        pod_mode="livemax",
+    ),
+    StateMetric(
+        "fusionserve_execution_provider_info",
+        "Execution providers each model's session really uses; always 1.",
+        ("bundle", "model", "provider"),
+        pod_mode="livemax",
+    ),
+    StateMetric(
+        "fusionserve_memory_budget_bytes",
+        "Size of each process-wide memory budget: image decodes, request bodies.",
+        ("budget",),
+    ),
+    StateMetric(
+        "fusionserve_memory_reserved_bytes",
+        "Bytes reserved now from each memory budget.",
+        ("budget",),
+    ),
+    StateMetric(
+        "fusionserve_decode_memory_waiting",
+        "Requests waiting for room in the decode memory budget.",
+    ),
+)
+
+StateValues = dict[str, list[tuple[tuple[str, ...], float]]]
+
+
+def state_values(core: ServingCore) -> StateValues:
+    """Every ``STATE_METRICS`` metric's samples now: (label values, value) each; safe
+    before the bundles have loaded."""
+    values: StateValues = {metric.name: [] for metric in STATE_METRICS}
+
+    def add(name: str, labels: tuple[str, ...], value: float) -> None:
+        values[f"fusionserve_{name}"].append((labels, value))
+
+    add("ready", (), int(core.lifecycle.status is Status.READY))
+    for slot in core.registry.slots:
+        runner = slot.runner
+        add("bundle_ready", (slot.name,), int(slot.status is ModelStatus.READY))
+        if runner is None:
+            continue
+        cache = runner.engine.pipeline.text_cache
+        # A version draining after a reload still holds accepted items: count them.
+        versions = slot.runners()
+        add("queue_depth", (slot.name,), sum(r.batcher.queue_depth for r in versions))
+        add("in_flight_items", (slot.name,), sum(r.in_flight for r in versions))
+        add("predicted_wait_seconds", (slot.name,), runner.admission.drain_s())
+        add("text_cache_hits", (slot.name,), cache.hits)
+        add("text_cache_misses", (slot.name,), cache.misses)
+        manifest = runner.engine.bundle.manifest
+        add("bundle_info", (slot.name, manifest.name, manifest.version), 1)
+        for model, names in runner.engine.providers.items():
+            for provider in names:
+                add("execution_provider_info", (slot.name, model, provider), 1)
+    budgets = {"decode": core.registry.decode_memory, "bodies": core.body_memory}
+    for budget_name, budget in budgets.items():
+        add("memory_budget_bytes", (budget_name,), budget.capacity)
+        add("memory_reserved_bytes", (budget_name,), budget.used)
+    add("decode_memory_waiting", (), core.registry.decode_memory.waiting)
+    return values
+
+
 class _StateCollector(Collector):
-    """Values read from the service at scrape time; safe before the bundle has loaded."""
+    """The ``STATE_METRICS`` of one process, read at scrape time."""
 
     def __init__(self, core: ServingCore) -> None:
         self._core = core
 
     def collect(self) -> Iterator[Metric]:
-        core = self._core
-        yield GaugeMetricFamily(
-            "fusionserve_ready",
-            "1 when the service takes requests (every bundle loaded), else 0.",
-            value=int(core.lifecycle.status is Status.READY),
-        )
-        ready = GaugeMetricFamily(
-            "fusionserve_bundle_ready", "1 when the bundle serves, else 0.", labels=["bundle"]
-        )
-        queued = _bundle_family(GaugeMetricFamily, "queue_depth", "Items waiting for a batch.")
-        in_flight = _bundle_family(
-            GaugeMetricFamily,
-            "in_flight_items",
-            "Items accepted and not yet answered (decoding, queued or running).",
-        )
-        wait = _bundle_family(
-            GaugeMetricFamily,
-            "predicted_wait_seconds",
-            "Seconds the items in flight are predicted to take to drain, at the measured busy "
-            "time per answered item: admission refuses once it would pass max_queue_wait_s.",
-        )
-        hits = _bundle_family(CounterMetricFamily, "text_cache_hits", "Text-cache hits.")
-        misses = _bundle_family(CounterMetricFamily, "text_cache_misses", "Text-cache misses.")
-        bundles = GaugeMetricFamily(
-            "fusionserve_bundle_info",
-            "The loaded bundles; always 1.",
-            labels=["bundle", "name", "version"],
-        )
-        providers = GaugeMetricFamily(
-            "fusionserve_execution_provider_info",
-            "Execution providers each model's session really uses; always 1.",
-            labels=["bundle", "model", "provider"],
-        )
-        for slot in core.registry.slots:
-            runner = slot.runner
-            ready.add_metric([slot.name], int(slot.status is ModelStatus.READY))
-            if runner is None:
-                continue
-            cache = runner.engine.pipeline.text_cache
-            # A version draining after a reload still holds accepted items: count them.
-            versions = slot.runners()
-            queued.add_metric([slot.name], sum(r.batcher.queue_depth for r in versions))
-            in_flight.add_metric([slot.name], sum(r.in_flight for r in versions))
-            wait.add_metric([slot.name], runner.admission.drain_s())
-            hits.add_metric([slot.name], cache.hits)
-            misses.add_metric([slot.name], cache.misses)
-            _engine_info(slot.name, runner.engine, bundles, providers)
-        yield from (ready, queued, in_flight, wait, hits, misses, bundles, providers)
-        yield from _memory_budgets(core)
-
-
-def _memory_budgets(core: ServingCore) -> Iterator[Metric]:
-    budgets = {"decode": core.registry.decode_memory, "bodies": core.body_memory}
-    capacity = GaugeMetricFamily(
-        "fusionserve_memory_budget_bytes",
-        "Size of each process-wide memory budget: image decodes, request bodies.",
-        labels=["budget"],
-    )
-    reserved = GaugeMetricFamily(
-        "fusionserve_memory_reserved_bytes",
-        "Bytes reserved now from each memory budget.",
-        labels=["budget"],
-    )
-    for name, budget in budgets.items():
-        if budget is not None:
-            capacity.add_metric([name], budget.capacity)
-            reserved.add_metric([name], budget.used)
-    yield capacity
-    yield reserved
-    yield GaugeMetricFamily(
-        "fusionserve_decode_memory_waiting",
-        "Requests waiting for room in the decode memory budget.",
-        value=core.registry.decode_memory.waiting,
-    )
-
-
-def _bundle_family(
-    kind: type[GaugeMetricFamily] | type[CounterMetricFamily], name: str, documentation: str
-) -> GaugeMetricFamily | CounterMetricFamily:
-    return kind(f"fusionserve_{name}", documentation, labels=["bundle"])
-
-
-def _engine_info(
-    bundle: str, engine: Engine, bundles: GaugeMetricFamily, providers: GaugeMetricFamily
-) -> None:
-    manifest = engine.bundle.manifest
-    bundles.add_metric([bundle, manifest.name, manifest.version], 1)
-    for model, names in engine.providers.items():
-        for name in names:
-            providers.add_metric([bundle, model, name], 1)
+        values = state_values(self._core)
+        for metric in STATE_METRICS:
+            kind = CounterMetricFamily if metric.counter else GaugeMetricFamily
+            family = kind(metric.name, metric.documentation, labels=list(metric.labels))
+            for labels, value in values[metric.name]:
+                family.add_metric(list(labels), value)
+            yield family

@@ -7,6 +7,7 @@ all. With one process there is no array and readiness is the process's own."""
 from __future__ import annotations
 
 from multiprocessing.sharedctypes import SynchronizedArray
+from pathlib import Path
 
 from app.lifecycle import Status
 
@@ -18,11 +19,15 @@ _STATUSES = {code: status for status, code in _CODES.items()}
 class PodStatus:
     """One worker's view of every worker's status."""
 
-    def __init__(self, statuses: SynchronizedArray[int], index: int) -> None:
+    def __init__(
+        self, statuses: SynchronizedArray[int], index: int, metrics_dir: Path | None = None
+    ) -> None:
+        """``metrics_dir``: where the workers' metrics are merged (``app.pod_metrics``)."""
         if not 0 <= index < len(statuses):
             raise ValueError(f"worker {index} of {len(statuses)}")
         self._statuses = statuses
         self.index = index
+        self.metrics_dir = metrics_dir
 
     @property
     def workers(self) -> int:

@@ -5,7 +5,8 @@ the supervisor binds the port once and starts that many worker processes on it (
 each a fresh interpreter, nothing shared by fork); the kernel hands each new connection to
 one of them. Each worker is a whole FusionServe with its own sessions, batcher and
 admission, holding its share of the pod's limits (``worker_settings``). Readiness is the
-pod's: every worker publishes its status into one shared array (``app.pod_status``).
+pod's: every worker publishes its status into one shared array (``app.pod_status``); so are
+the metrics: a scrape answered by any worker gives the pod's totals (``app.pod_metrics``).
 
 On SIGTERM or SIGINT the supervisor passes SIGTERM to every worker; each drains as a single
 process does (``app.server``: readiness 503, new requests refused, accepted ones answered),
@@ -20,12 +21,15 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
+import tempfile
 import time
 from multiprocessing.connection import wait
 from multiprocessing.context import SpawnProcess
 from multiprocessing.sharedctypes import SynchronizedArray
+from pathlib import Path
 from types import FrameType
 from typing import Literal
 
@@ -37,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 # Seconds a stopping pod waits for its workers beyond their own drain and grace times.
 STOP_MARGIN_S = 10.0
+METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def available_cores() -> int:
@@ -70,7 +75,11 @@ def worker_settings(settings: Settings, workers: int, cores: int) -> Settings:
 
 
 def _worker(
-    settings: Settings, index: int, statuses: SynchronizedArray[int], sock: socket.socket
+    settings: Settings,
+    index: int,
+    statuses: SynchronizedArray[int],
+    sock: socket.socket,
+    metrics_dir: Path,
 ) -> None:
     """A worker process: serve on the supervisor's socket, publishing into ``statuses``."""
     from app.logging_setup import setup_logging
@@ -78,7 +87,8 @@ def _worker(
     from app.server import run_server
 
     setup_logging(settings.log_level, settings.log_format, access_log=settings.access_log)
-    raise SystemExit(run_server(settings, sockets=[sock], pod=PodStatus(statuses, index)))
+    pod = PodStatus(statuses, index, metrics_dir)
+    raise SystemExit(run_server(settings, sockets=[sock], pod=pod))
 
 
 class Supervisor:
@@ -92,6 +102,10 @@ class Supervisor:
         self._processes: list[SpawnProcess] = []
         self._stopping = False
         self._socket: socket.socket | None = None
+        # The workers' metrics are merged here; prometheus-client reads the variable when a
+        # worker first imports it, so it is set before any worker starts.
+        self.metrics_dir = Path(tempfile.mkdtemp(prefix="fusionserve-metrics-"))
+        os.environ[METRICS_DIR_VARIABLE] = str(self.metrics_dir)
 
     def bind(self) -> socket.socket:
         """The listening socket every worker serves on (bound once, here)."""
@@ -106,7 +120,7 @@ class Supervisor:
         self.statuses[index] = 0  # starting
         process = self._context.Process(
             target=_worker,
-            args=(self.settings, index, self.statuses, self._socket),
+            args=(self.settings, index, self.statuses, self._socket, self.metrics_dir),
             name=f"fusionserve-worker-{index}",
         )
         process.start()
@@ -133,6 +147,7 @@ class Supervisor:
             for index, process in enumerate(self._processes):
                 if process.is_alive() or self._stopping:
                     continue
+                self._forget(process)
                 if process.exitcode == 1:  # it could not load its bundles: so can no other
                     logger.critical("worker %d failed to start; stopping the pod", index)
                     failed = True
@@ -163,7 +178,15 @@ class Supervisor:
             unclean = unclean or process.exitcode != 0
         if self._socket is not None:
             self._socket.close()
+        shutil.rmtree(self.metrics_dir, ignore_errors=True)
         return unclean
+
+    def _forget(self, process: SpawnProcess) -> None:
+        """Drop a dead worker from the pod's live gauges (its counters keep counting)."""
+        from prometheus_client import multiprocess
+
+        if process.pid is not None:
+            multiprocess.mark_process_dead(process.pid, str(self.metrics_dir))  # type: ignore[no-untyped-call]
 
 
 def serve_workers(settings: Settings, workers: int) -> int:

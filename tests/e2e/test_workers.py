@@ -1,12 +1,14 @@
 """Two worker processes on one port (`FUSIONSERVE_WORKERS=2`), on the default bundle: both
-serve, the pod is ready only when both are, a worker that dies is started again, and SIGTERM
-drains both without losing an accepted request."""
+serve, the pod is ready only when both are, /metrics counts the pod's requests whichever
+worker answers the scrape, a worker that dies is started again, and SIGTERM drains both
+without losing an accepted request."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -63,6 +65,25 @@ def pod(default_bundle: Path, tmp_path: Path) -> Iterator[ServerProcess]:
                     os.kill(worker, signal.SIGKILL)
 
 
+async def pod_counts(base: str) -> set[tuple[float, float]]:
+    """(/classify 200s, predictions) in the pod's metrics, from scrapes on fresh connections
+    (answered by either worker)."""
+    seen = set()
+    for _ in range(6):
+        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+            text = (await client.get("/metrics")).text
+        answered = [
+            line.rpartition(" ")[2]
+            for line in text.splitlines()
+            if line.startswith("fusionserve_http_requests_total{")
+            and 'route="/classify"' in line
+            and 'status="200"' in line
+        ]
+        predicted = re.findall(r"fusionserve_predictions_total\{[^}]*\} (\S+)", text)
+        seen.add((sum(map(float, answered)), sum(map(float, predicted))))
+    return seen
+
+
 def _form(sample: dict[str, Any]) -> dict[str, Any]:
     image = (SAMPLES / sample["file"]).read_bytes()
     return {"files": {"image": ("item.png", image, "image/png")}, "data": {"text": sample["text"]}}
@@ -96,6 +117,7 @@ async def test_both_workers_serve_and_a_dead_one_is_replaced(
     for i, response in enumerate(responses):
         assert response.status_code == 200, response.text
         assert response.json()["label"] == samples[i % len(samples)]["label"]
+    assert await pod_counts(pod.base) == {(BURST, BURST)}
     os.kill(workers[0], signal.SIGKILL)
     deadline = time.monotonic() + 60
     while (current := workers_of(pod.process.pid)) == workers or len(current) < 2:
@@ -108,6 +130,8 @@ async def test_both_workers_serve_and_a_dead_one_is_replaced(
     async with httpx.AsyncClient(base_url=pod.base, timeout=30) as client:
         answered = await client.post("/classify", **_form(samples[0]))
         assert answered.status_code == 200
+    # The dead worker's counts are kept: the pod's counters never go back.
+    assert await pod_counts(pod.base) == {(BURST + 1, BURST + 1)}
 
 
 async def test_sigterm_drains_every_worker(
