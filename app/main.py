@@ -7,7 +7,8 @@ import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
@@ -23,16 +24,20 @@ from app.api.v2 import is_infer_path
 from app.api.v2 import router as v2_router
 from app.api.v2_errors import V2ErrorBodies
 from app.engine import build_engine
-from app.lifecycle import Lifecycle
+from app.lifecycle import Lifecycle, Status
 from app.logging_setup import setup_logging
 from app.memory_budget import MemoryBudget
 from app.memory_trim import MemoryTrimmer
 from app.metrics import Metrics
 from app.observer import ServiceObserver
+from app.pod_reloads import PodReloads, follow_reloads
 from app.pod_status import PodStatus
 from app.registry import EngineFactory, ModelRegistry
 from app.serving_core import ServingCore
 from app.settings import Settings
+
+if TYPE_CHECKING:
+    from app.pod_metrics import PodState
 
 logger = logging.getLogger(__name__)
 
@@ -46,11 +51,15 @@ async def _load(
     registry: ModelRegistry,
     settings: Settings,
     on_startup_failure: Callable[[], None],
+    reloads: PodReloads | None,
 ) -> None:
     """Load every bundle, the default first; each serves as soon as it is warm. Any failure
-    fails the service: a replica without one of its bundles is not one to route to."""
+    fails the service: a replica without one of its bundles is not one to route to. A worker
+    of several counts the reloads announced so far as done: it reads the files as they are."""
     try:
         registry.declare()
+        if reloads is not None:
+            reloads.catch_up()  # the files are read now: any earlier reload is in them
         for slot in registry.slots:
             await registry.load(slot)
     except Exception as exc:
@@ -60,6 +69,53 @@ async def _load(
             on_startup_failure()
         return
     registry.lifecycle.loaded()
+
+
+async def _follow_reloads(
+    registry: ModelRegistry, loader: asyncio.Task[None], reloads: PodReloads
+) -> None:
+    """Once loaded, do the reloads the other workers announce (until cancelled)."""
+    await asyncio.shield(loader)
+    if registry.lifecycle.status is not Status.READY:
+        return
+
+    async def reload(bundle: int) -> None:
+        await registry.reload(registry.slots[bundle].name)
+
+    await follow_reloads(reloads, reload)
+
+
+def _lifespan(
+    registry: ModelRegistry,
+    settings: Settings,
+    on_startup_failure: Callable[[], None],
+    pod: PodStatus | None,
+    pod_state: PodState | None,
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Load in the background while serving; on shutdown stop accepting, answer what was
+    accepted and stop. In a worker of several, also keep the pod's metrics fresh and follow
+    the other workers' reloads."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        reloads = None if pod is None else pod.reloads
+        loader = asyncio.create_task(_load(registry, settings, on_startup_failure, reloads))
+        background = []
+        if pod_state is not None:
+            background.append(asyncio.create_task(pod_state.keep_fresh()))
+        if reloads is not None:
+            background.append(asyncio.create_task(_follow_reloads(registry, loader, reloads)))
+        try:
+            yield
+        finally:
+            registry.lifecycle.stop_accepting()
+            for task in background:
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loader
+            await registry.stop()
+
+    return lifespan
 
 
 def create_app(
@@ -94,26 +150,14 @@ def create_app(
     lifecycle = Lifecycle(on_change=None if pod is None else pod.publish)
     registry = ModelRegistry(settings, engine_factory, observer_for, decode_memory, lifecycle)
     core = ServingCore(registry, lifecycle, body_memory, pod)
-    pod_state = None
+    pod_state: PodState | None = None
     if settings.metrics_enabled and pod is not None and pod.metrics_dir is not None:
-        from app.pod_metrics import PodState  # only in a worker of several
+        from app.pod_metrics import PodState as WorkerPodState  # a worker of several only
 
-        pod_state = PodState(core, pod.metrics_dir)
+        pod_state = WorkerPodState(core, pod.metrics_dir)
     metrics = Metrics(core, pod_state) if settings.metrics_enabled else None
 
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        loader = asyncio.create_task(_load(registry, settings, on_startup_failure))
-        refresher = None if pod_state is None else asyncio.create_task(pod_state.keep_fresh())
-        try:
-            yield
-        finally:
-            lifecycle.stop_accepting()
-            if refresher is not None:
-                refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await loader
-            await registry.stop()
+    lifespan = _lifespan(registry, settings, on_startup_failure, pod, pod_state)
 
     app = FastAPI(
         title="FusionServe",

@@ -10,6 +10,7 @@ from multiprocessing.sharedctypes import SynchronizedArray
 from pathlib import Path
 
 from app.lifecycle import Status
+from app.pod_reloads import PodReloads
 
 # Status codes in the shared array (0: not started yet).
 _CODES = {status: code for code, status in enumerate(Status, start=1)}
@@ -20,14 +21,20 @@ class PodStatus:
     """One worker's view of every worker's status."""
 
     def __init__(
-        self, statuses: SynchronizedArray[int], index: int, metrics_dir: Path | None = None
+        self,
+        statuses: SynchronizedArray[int],
+        index: int,
+        metrics_dir: Path | None = None,
+        reloads: PodReloads | None = None,
     ) -> None:
-        """``metrics_dir``: where the workers' metrics are merged (``app.pod_metrics``)."""
+        """``metrics_dir``: where the workers' metrics are merged (``app.pod_metrics``);
+        ``reloads``: how reloads reach every worker (``app.pod_reloads``)."""
         if not 0 <= index < len(statuses):
             raise ValueError(f"worker {index} of {len(statuses)}")
         self._statuses = statuses
         self.index = index
         self.metrics_dir = metrics_dir
+        self.reloads = reloads
 
     @property
     def workers(self) -> int:

@@ -154,6 +154,12 @@ class ReloadResponse(BaseModel):
         description="Requests the previous version was still answering at the switch; it "
         "stops once they are answered."
     )
+    workers: int = Field(default=1, description="Worker processes in this replica.")
+    workers_reloaded: int = Field(
+        default=1,
+        description="Worker processes serving the new version when this answer was sent (all "
+        "of them unless some were still loading it after the wait).",
+    )
 
 
 def rank(

@@ -58,8 +58,8 @@ class Settings(BaseSettings):
             "several, max_in_flight is the pod's and is divided between the workers, and so "
             "are the cores for ONNX Runtime's intra-op threads when that is 0; the memory "
             "budgets (decode_memory_mb, body_memory_mb) are each worker's, so a pod needs "
-            "that much memory per worker. Readiness waits for every worker and /metrics gives "
-            "the pod's totals; a reload still reaches only the worker that answers it."
+            "that much memory per worker. Readiness waits for every worker, /metrics gives the "
+            "pod's totals and a reload reaches every worker."
         ),
     )
     log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(

@@ -80,14 +80,16 @@ def _worker(
     statuses: SynchronizedArray[int],
     sock: socket.socket,
     metrics_dir: Path,
+    reloads: tuple[SynchronizedArray[int], SynchronizedArray[int]],
 ) -> None:
     """A worker process: serve on the supervisor's socket, publishing into ``statuses``."""
     from app.logging_setup import setup_logging
+    from app.pod_reloads import PodReloads
     from app.pod_status import PodStatus
     from app.server import run_server
 
     setup_logging(settings.log_level, settings.log_format, access_log=settings.access_log)
-    pod = PodStatus(statuses, index, metrics_dir)
+    pod = PodStatus(statuses, index, metrics_dir, PodReloads(*reloads, index))
     raise SystemExit(run_server(settings, sockets=[sock], pod=pod))
 
 
@@ -99,6 +101,12 @@ class Supervisor:
         self.workers = workers
         self._context = multiprocessing.get_context("spawn")
         self.statuses: SynchronizedArray[int] = self._context.Array("i", workers)
+        # Reloads per bundle, and the last each worker has done (app.pod_reloads).
+        bundles = len(settings.bundle_dirs())
+        self.reloads: tuple[SynchronizedArray[int], SynchronizedArray[int]] = (
+            self._context.Array("i", bundles),
+            self._context.Array("i", workers * bundles),
+        )
         self._processes: list[SpawnProcess] = []
         self._stopping = False
         self._socket: socket.socket | None = None
@@ -120,7 +128,14 @@ class Supervisor:
         self.statuses[index] = 0  # starting
         process = self._context.Process(
             target=_worker,
-            args=(self.settings, index, self.statuses, self._socket, self.metrics_dir),
+            args=(
+                self.settings,
+                index,
+                self.statuses,
+                self._socket,
+                self.metrics_dir,
+                self.reloads,
+            ),
             name=f"fusionserve-worker-{index}",
         )
         process.start()

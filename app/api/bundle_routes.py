@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Path
 from fastapi.responses import JSONResponse
 
 from app.api.routes import CoreDep, SettingsDep, error_responses
-from app.errors import ReloadDisabled
+from app.errors import ReloadDisabled, ReloadFailed
 from app.registry import ModelSlot, ModelStatus
 from app.rest_schemas import ModelInfo, ModelList, ReloadResponse
 
@@ -80,14 +80,31 @@ async def model_ready(core: CoreDep, slot: SlotDep) -> JSONResponse:
 async def reload_model(core: CoreDep, settings: SettingsDep, name: NameParam) -> ReloadResponse:
     """Load the bundle's directory again (new files, new version) beside the version now
     serving, warm it up, switch to it, and let the previous version finish the requests it
-    holds. On failure the previous version serves on (500 reload_failed)."""
+    holds. On failure the previous version serves on (500 reload_failed). With several
+    worker processes, every worker reloads: the answer comes once they all have (or
+    ``workers_reloaded`` says how many had in time)."""
     if not settings.reload_enabled:
         raise ReloadDisabled()
     outcome = await core.registry.reload(name)
+    workers, reloaded = 1, 1
+    reloads = None if core.pod is None else core.pod.reloads
+    if reloads is not None:  # a worker of several: the others follow (app.pod_reloads)
+        bundle = [slot.name for slot in core.registry.slots].index(outcome.name)
+        number = reloads.announce(bundle)
+        followed, failed = await reloads.wait_for_followers(bundle, number)
+        if failed:
+            raise ReloadFailed(
+                f"{outcome.name!r} is at version {outcome.version} in this worker, but "
+                f"worker(s) {', '.join(map(str, failed))} could not reload it and serve the "
+                "previous version (their log says why)"
+            )
+        workers, reloaded = reloads.workers, 1 + followed
     return ReloadResponse(
         name=outcome.name,
         previous_version=outcome.previous_version,
         version=outcome.version,
         load_ms=round(outcome.load_s * 1000.0, 1),
         draining=outcome.draining,
+        workers=workers,
+        workers_reloaded=reloaded,
     )

