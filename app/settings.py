@@ -54,7 +54,8 @@ class Settings(BaseSettings):
         default=1,
         description=(
             "Serving processes on the one port (`fusionserve serve`), each with its own "
-            "sessions and batcher: 1 to 64, or auto (one per two cores, at least 1). With "
+            "sessions and batcher: 1 to 64, or auto (one per two of the cores the process may "
+            "use, by its CPU affinity and its cgroup's CPU quota; at least 1). With "
             "several, max_in_flight is the pod's and is divided between the workers, and so "
             "are the cores for ONNX Runtime's intra-op threads when that is 0; the memory "
             "budgets (decode_memory_mb, body_memory_mb) are each worker's, so a pod needs "

@@ -19,6 +19,7 @@ stops the pod with status 1, so that the orchestrator restarts it.
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
 import os
 import shutil
@@ -42,11 +43,36 @@ logger = logging.getLogger(__name__)
 # Seconds a stopping pod waits for its workers beyond their own drain and grace times.
 STOP_MARGIN_S = 10.0
 METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
-def available_cores() -> int:
-    """The cores this process may run on (its affinity, as a container's cpuset limits it)."""
-    return len(os.sched_getaffinity(0))
+def available_cores(cgroup_root: Path = CGROUP_ROOT) -> int:
+    """The cores this process may use: those it may run on (its affinity: a container's
+    cpuset), fewer when its cgroup's CPU quota allows less (a container's CPU limit, as
+    Kubernetes sets it), rounded up."""
+    cores = len(os.sched_getaffinity(0))
+    quota = cgroup_cpu_quota(cgroup_root)
+    return cores if quota is None else max(1, min(cores, math.ceil(quota)))
+
+
+def cgroup_cpu_quota(root: Path = CGROUP_ROOT) -> float | None:
+    """CPUs' worth of time the cgroup may use (quota / period), or None when unlimited or
+    unknown: cgroup v2's ``cpu.max``, else v1's ``cpu.cfs_quota_us`` and
+    ``cpu.cfs_period_us``."""
+    try:
+        v2 = root / "cpu.max"
+        if v2.is_file():
+            quota, period = v2.read_text().split()[:2]
+            return None if quota == "max" else int(quota) / int(period)
+        for v1 in (root / "cpu", root / "cpu,cpuacct"):
+            quota_file = v1 / "cpu.cfs_quota_us"
+            if quota_file.is_file():
+                quota_us = int(quota_file.read_text())
+                period_us = int((v1 / "cpu.cfs_period_us").read_text())
+                return None if quota_us < 0 else quota_us / period_us
+    except (OSError, ValueError, ZeroDivisionError):
+        return None
+    return None
 
 
 def resolve_workers(setting: int | Literal["auto"], cores: int) -> int:

@@ -4,6 +4,7 @@ waits for every worker (a real two-worker server is in tests/e2e/test_workers.py
 from __future__ import annotations
 
 import multiprocessing
+import os
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from app.lifecycle import Lifecycle, Status
 from app.main import create_app
 from app.pod_status import PodStatus
 from app.settings import Settings
-from app.worker_pool import resolve_workers, worker_settings
+from app.worker_pool import available_cores, cgroup_cpu_quota, resolve_workers, worker_settings
 from tests.support.app_setup import make_settings
 
 
@@ -90,3 +91,23 @@ def test_readiness_waits_for_the_other_workers(tiny_bundle_dir: Path) -> None:
         assert client.get("/v2/health/ready").status_code == 200
         app.state.core.lifecycle.stop_accepting()
         assert PodStatus(statuses, 1).not_ready() == ["worker 0: stopping"]
+
+
+def test_the_cores_are_the_cgroup_quota_when_it_allows_fewer(tmp_path: Path) -> None:
+    affinity = len(os.sched_getaffinity(0))
+    assert available_cores(tmp_path) == affinity  # no cgroup files: the affinity
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert cgroup_cpu_quota(tmp_path) is None
+    assert available_cores(tmp_path) == affinity
+    (tmp_path / "cpu.max").write_text("150000 100000\n")  # 1.5 CPUs: rounded up
+    assert cgroup_cpu_quota(tmp_path) == 1.5
+    assert available_cores(tmp_path) == min(affinity, 2)
+    v1 = tmp_path / "v1"
+    (v1 / "cpu").mkdir(parents=True)
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert cgroup_cpu_quota(v1) is None
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("50000\n")
+    assert (cgroup_cpu_quota(v1), available_cores(v1)) == (0.5, 1)
+    (tmp_path / "cpu.max").write_text("garbage")
+    assert cgroup_cpu_quota(tmp_path) is None
