@@ -13,6 +13,7 @@ from app.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+TENSORRT = "TensorrtExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 
@@ -33,7 +34,36 @@ def requested_providers(settings: Settings) -> Providers:
             )
         logger.warning("CUDA provider not available (have %s): running on CPU", available)
         return [CPU]
-    return [(CUDA, {"device_id": settings.cuda_device_id}), CPU]
+    providers: Providers = [(CUDA, cuda_options(settings)), CPU]
+    if settings.tensorrt:
+        if TENSORRT in available:
+            providers.insert(0, (TENSORRT, tensorrt_options(settings)))
+        else:
+            logger.warning("tensorrt is set but ONNX Runtime has no %s: using CUDA", TENSORRT)
+    return providers
+
+
+def cuda_options(settings: Settings) -> dict[str, Any]:
+    """The CUDA provider's options from the settings."""
+    options: dict[str, Any] = {
+        "device_id": settings.cuda_device_id,
+        "arena_extend_strategy": settings.cuda_arena_extend_strategy,
+    }
+    if settings.cuda_mem_limit_mb:
+        options["gpu_mem_limit"] = settings.cuda_mem_limit_mb * 2**20
+    return options
+
+
+def tensorrt_options(settings: Settings) -> dict[str, Any]:
+    """The TensorRT provider's options: the same GPU, engines cached between runs."""
+    cache = str(settings.tensorrt_cache_dir)
+    return {
+        "device_id": settings.cuda_device_id,
+        "trt_engine_cache_enable": True,
+        "trt_engine_cache_path": cache,
+        "trt_timing_cache_enable": True,
+        "trt_timing_cache_path": cache,
+    }
 
 
 def session_options(settings: Settings) -> ort.SessionOptions:

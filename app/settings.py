@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -109,6 +110,36 @@ class Settings(BaseSettings):
         ),
     )
     cuda_device_id: int = Field(default=0, ge=0, description="The GPU the CUDA provider uses.")
+    cuda_arena_extend_strategy: Literal["kNextPowerOfTwo", "kSameAsRequested"] = Field(
+        default="kNextPowerOfTwo",
+        description=(
+            "How the CUDA provider's memory arena grows: kNextPowerOfTwo (ONNX Runtime's "
+            "default, fewer allocations) or kSameAsRequested (no headroom: less GPU memory "
+            "for varied batch sizes)."
+        ),
+    )
+    cuda_mem_limit_mb: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "Most GPU memory (MiB) the CUDA provider's arena may take, per session; 0: no limit."
+        ),
+    )
+    tensorrt: bool = Field(
+        default=False,
+        description=(
+            "Ask for ONNX Runtime's TensorRT provider before CUDA (GPU only; skipped, with a "
+            "warning, when this ONNX Runtime has none). Its engines are built on first use "
+            "and cached in tensorrt_cache_dir."
+        ),
+    )
+    tensorrt_cache_dir: Path = Field(
+        default=Path(tempfile.gettempdir()) / "fusionserve-tensorrt",
+        description=(
+            "Where TensorRT engines (and timing data) are cached; keep it on a volume so that "
+            "a restart does not build them again."
+        ),
+    )
     intra_op_threads: int = Field(
         default=0, ge=0, description="ONNX Runtime threads within an operator; 0 lets it decide."
     )

@@ -48,10 +48,14 @@ GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ),
     (
         "Execution",
-        "ONNX Runtime's device and threads, and the thread pools around it.",
+        "ONNX Runtime's device, GPU options and threads, and the thread pools around it.",
         (
             "device",
             "cuda_device_id",
+            "cuda_arena_extend_strategy",
+            "cuda_mem_limit_mb",
+            "tensorrt",
+            "tensorrt_cache_dir",
             "intra_op_threads",
             "inter_op_threads",
             "allow_spinning",

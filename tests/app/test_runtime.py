@@ -57,7 +57,8 @@ def test_cuda_requested_when_available(
 ) -> None:
     monkeypatch.setattr(runtime.ort, "get_available_providers", lambda: [runtime.CUDA, runtime.CPU])
     providers = runtime.requested_providers(Settings(device="auto", cuda_device_id=1))
-    assert providers == [(runtime.CUDA, {"device_id": 1}), runtime.CPU]
+    cuda = {"device_id": 1, "arena_extend_strategy": "kNextPowerOfTwo"}
+    assert providers == [(runtime.CUDA, cuda), runtime.CPU]
     assert runtime.requested_providers(Settings(device="cpu")) == [runtime.CPU]
 
 
@@ -73,7 +74,7 @@ def test_session_that_silently_drops_cuda_is_caught(
         runtime.create_session(path, Settings(device="cuda"))
     session = runtime.create_session(path, Settings(device="auto"))
     assert session.get_providers() == [runtime.CPU]
-    assert session.requested[0] == (runtime.CUDA, {"device_id": 0})
+    assert session.requested[0] == (runtime.CUDA, runtime.cuda_options(Settings()))
     assert "fell back" in caplog.text
 
 
@@ -93,3 +94,34 @@ def test_broken_model_file_is_a_startup_error(tmp_path: Path) -> None:
     broken.write_bytes(b"not an onnx graph")
     with pytest.raises(StartupError, match="could not load broken.onnx"):
         runtime.create_session(broken, Settings(device="cpu"))
+
+
+def test_cuda_arena_settings_reach_the_provider(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runtime.ort, "get_available_providers", lambda: [runtime.CUDA, runtime.CPU])
+    settings = Settings(cuda_arena_extend_strategy="kSameAsRequested", cuda_mem_limit_mb=512)
+    ((name, options), cpu) = runtime.requested_providers(settings)
+    assert (name, cpu) == (runtime.CUDA, runtime.CPU)
+    assert options == {
+        "device_id": 0,
+        "arena_extend_strategy": "kSameAsRequested",
+        "gpu_mem_limit": 512 * 2**20,
+    }
+
+
+def test_tensorrt_goes_first_with_its_engine_cache(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = Settings(tensorrt=True, tensorrt_cache_dir=tmp_path, cuda_device_id=1)
+    gpu = [runtime.TENSORRT, runtime.CUDA, runtime.CPU]
+    monkeypatch.setattr(runtime.ort, "get_available_providers", lambda: gpu)
+    providers = runtime.requested_providers(settings)
+    assert [p[0] if isinstance(p, tuple) else p for p in providers] == gpu
+    trt = providers[0]
+    assert isinstance(trt, tuple)
+    assert trt[1]["device_id"] == 1
+    assert trt[1]["trt_engine_cache_enable"] is True
+    assert trt[1]["trt_engine_cache_path"] == str(tmp_path)
+    # Without TensorRT in this ONNX Runtime: CUDA alone, and a warning.
+    monkeypatch.setattr(runtime.ort, "get_available_providers", lambda: gpu[1:])
+    assert [p[0] for p in runtime.requested_providers(settings)[:1]] == [runtime.CUDA]
+    assert "no TensorrtExecutionProvider" in caplog.text
