@@ -1,0 +1,1 @@
+"""Sizing a cluster: the shipped HPA simulated on a traffic ramp (docs/scaling.md)."""
