@@ -25,7 +25,10 @@ The terms, each bounded by a setting or by a measurement:
   the 2 GiB upper figure NVIDIA's and ONNX Runtime's users report).
 
 A memory limit must cover their sum plus ``MARGIN`` (allocator fragmentation across threads,
-Python objects per request, what no budget counts).
+Python objects per request, what no budget counts). With several worker processes
+(``workers``, app/worker_pool.py) each worker is a whole process with its own models, cache,
+budgets and CUDA context, so those terms count once per worker; ``max_in_flight`` is the
+pod's, divided between the workers, so the items waiting count once.
 
 tests/deploy checks deploy/'s limits against this rule (through tests/support/memory_sizing.py)
 and ``bench.memory.memory_doc`` shows it summed in docs/operations.md: one rule for both.
@@ -46,18 +49,22 @@ TEXT_MAX_LENGTH = 128  # the default bundle's text encoder (minilm_export.MAX_LE
 QUEUED_ITEM_BYTES = 3 * _CROP * _CROP * 4 + 2 * TEXT_MAX_LENGTH * 8
 
 
-def worst_case_terms(warm_rss_bytes: int, settings: Settings, *, cuda: bool) -> dict[str, int]:
-    """Each term of the worst case, in bytes."""
-    terms = {
+def worst_case_terms(
+    warm_rss_bytes: int, settings: Settings, *, cuda: bool, workers: int = 1
+) -> dict[str, int]:
+    """Each term of the worst case, in bytes, for a pod of ``workers`` processes."""
+    per_worker = {
         "warmed-up process": warm_rss_bytes,
         "text cache": settings.text_cache_size * TEXT_CACHE_ENTRY_BYTES,
         "image decodes": settings.decode_memory_mb * MiB,
-        "items waiting for a batch": settings.max_in_flight * QUEUED_ITEM_BYTES,
         "request bodies and spooled uploads": BODY_COPIES * settings.body_memory_mb * MiB,
     }
     if cuda:
-        terms["CUDA host memory"] = CUDA_HOST_BYTES
-    return terms
+        per_worker["CUDA host memory"] = CUDA_HOST_BYTES
+    terms = {name: workers * value for name, value in per_worker.items()}
+    terms["items waiting for a batch"] = settings.max_in_flight * QUEUED_ITEM_BYTES
+    order = ["warmed-up process", "text cache", "image decodes", "items waiting for a batch"]
+    return {name: terms[name] for name in [*order, *(n for n in terms if n not in order)]}
 
 
 def needed_limit_bytes(terms: dict[str, int]) -> int:

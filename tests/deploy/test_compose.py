@@ -72,7 +72,8 @@ def test_compose_memory_limit_covers_the_worst_case(
     (tmp,) = [t for t in service["tmpfs"] if t.split(":")[0] == "/tmp"]
     # A tmpfs is memory: uploads spooled there count against mem_limit (they are among the
     # copies of the bodies held that the worst case counts).
-    terms = worst_case_bytes(settings, cuda=settings.device == "cuda")
+    cpus = float(service["cpus"])
+    terms = worst_case_bytes(settings, cuda=settings.device == "cuda", cpus=cpus)
     assert compose_bytes(service["mem_limit"]) >= needed_limit_bytes(terms), terms
     size = compose_bytes(re.fullmatch(r"/tmp:size=(\w+)", tmp).group(1))  # type: ignore[union-attr]
     bodies = settings.body_memory_mb * 2**20

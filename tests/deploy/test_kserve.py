@@ -212,7 +212,8 @@ def test_memory_limit_covers_the_worst_case(
     resources = _container(runtime)["resources"]
     limit = kubernetes_bytes(resources["limits"]["memory"])
     assert kubernetes_bytes(resources["requests"]["memory"]) == limit
-    terms = worst_case_bytes(settings, cuda=settings.device == "cuda")
+    cpus = float(resources["limits"]["cpu"])
+    terms = worst_case_bytes(settings, cuda=settings.device == "cuda", cpus=cpus)
     assert limit >= needed_limit_bytes(terms), terms
 
 

@@ -298,7 +298,8 @@ def test_memory_limit_covers_the_worst_case(
     resources = container(manifests)["resources"]
     limit = kubernetes_bytes(resources["limits"]["memory"])
     assert kubernetes_bytes(resources["requests"]["memory"]) == limit  # not overcommitted
-    terms = worst_case_bytes(settings, cuda=settings.device == "cuda")
+    cpus = float(resources["limits"]["cpu"])  # what workers=auto would divide
+    terms = worst_case_bytes(settings, cuda=settings.device == "cuda", cpus=cpus)
     assert limit >= needed_limit_bytes(terms), terms
 
 

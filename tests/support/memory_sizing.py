@@ -5,9 +5,11 @@ them."""
 from __future__ import annotations
 
 import json
+import math
 import re
 
 from app.settings import Settings
+from app.worker_pool import resolve_workers
 from bench.memory.sizing_rule import worst_case_terms
 from tests.support.repo_paths import ROOT
 
@@ -30,9 +32,11 @@ def measured_warm_rss_bytes() -> int:
     return int(results["servers"]["after"]["warm_rss_mb"] * 1e6)
 
 
-def worst_case_bytes(settings: Settings, *, cuda: bool) -> dict[str, int]:
-    """Each term of the worst case with the last measured warmed-up RSS, in bytes."""
-    return worst_case_terms(measured_warm_rss_bytes(), settings, cuda=cuda)
+def worst_case_bytes(settings: Settings, *, cuda: bool, cpus: float = 1.0) -> dict[str, int]:
+    """Each term of the worst case with the last measured warmed-up RSS, in bytes, for a
+    container of ``cpus`` (its CPU limit: what ``workers=auto`` resolves from)."""
+    workers = resolve_workers(settings.workers, max(1, math.ceil(cpus)))
+    return worst_case_terms(measured_warm_rss_bytes(), settings, cuda=cuda, workers=workers)
 
 
 def kubernetes_bytes(quantity: str) -> int:
