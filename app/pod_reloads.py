@@ -23,14 +23,13 @@ logger = logging.getLogger(__name__)
 
 WATCH_S = 0.25
 WAIT_S = 120.0
-FAILED = -1  # a worker's record for a reload it could not do
 
 ReloadBundle = Callable[[int], Awaitable[object]]  # reload the bundle at this position
 
 
 class PodReloads:
     """One worker's view of the pod's reloads. ``announced[b]`` counts the reloads of bundle
-    ``b``; ``done[w * bundles + b]`` is the last of them worker ``w`` has done (``FAILED``
+    ``b``; ``done[w * bundles + b]`` is the last of them worker ``w`` has done (negative
     for one it could not)."""
 
     def __init__(
@@ -72,7 +71,7 @@ class PodReloads:
         return found
 
     def record(self, bundle: int, number: int, ok: bool) -> None:
-        self._done[self._slot(self.index, bundle)] = number if ok else FAILED
+        self._done[self._slot(self.index, bundle)] = number if ok else -number
 
     def followers(self, bundle: int, number: int) -> tuple[int, list[int]]:
         """How many other workers have done reload ``number`` of ``bundle``, and which
@@ -82,7 +81,7 @@ class PodReloads:
             if worker == self.index:
                 continue
             record = self._done[self._slot(worker, bundle)]
-            if record == FAILED:
+            if -record >= number:  # it failed this reload (or a later one)
                 failed.append(worker)
             elif record >= number:
                 done += 1

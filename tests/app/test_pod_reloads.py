@@ -76,3 +76,16 @@ async def test_the_others_follow_and_the_announcer_waits_for_them() -> None:
             task.cancel()
     assert sorted(reloaded) == [(1, 0), (1, 1), (2, 0)]
     assert third.pending() == []
+
+
+def test_a_failure_belongs_to_its_own_reload() -> None:
+    first, second, _ = pod()
+    first.announce(0)
+    second.record(0, 1, ok=False)
+    assert first.followers(0, 1) == (0, [1])
+    number = first.announce(0)  # reload 2: the old failure says nothing about it
+    assert first.followers(0, number) == (0, [])
+    assert second.pending() == [(0, 2)]
+    second.record(0, 2, ok=False)
+    assert second.pending() == []  # failed once: not tried again and again
+    assert first.followers(0, number) == (0, [1])
