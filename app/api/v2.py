@@ -260,10 +260,10 @@ async def _infer(
     )
     parsed = parse_request(body, request.headers.get(HEADER_LENGTH))
     selection = select_outputs(parsed.request, OUTPUTS)
-    with v2_model(request, name, version) as runner:
+    core: ServingCore = request.app.state.core
+    with core.lease(name, version) as runner:  # the head the inputs are checked against
         head = runner.engine.bundle.manifest.fusion_head
     items = request_items(parsed.inputs, head, Limits.from_settings(settings))
-    core: ServingCore = request.app.state.core
     result = await cancel_on_disconnect(request, core.classify(items, name, version))
     manifest = result.manifest
     encoded = encode_response(
