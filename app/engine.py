@@ -8,13 +8,15 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import onnxruntime as ort
 from PIL import Image
 
+from app.bound_session import BoundSession
 from app.bundle import Bundle, load_bundle
 from app.bundle.signature import check_signatures
 from app.classification import ClassifyInput
 from app.errors import StartupError
-from app.pipeline import Pipeline, PreparedItem
+from app.pipeline import Pipeline, PreparedItem, Session
 from app.preprocess.decode_budget import DecodeBudget
 from app.preprocess.image import ImageDecoder
 from app.preprocess.text import TextTokenizer
@@ -65,6 +67,11 @@ def build_engine(settings: Settings) -> Engine:
     text = create_session(bundle.path(manifest.text_encoder.file), settings, providers)
     head = create_session(bundle.path(manifest.fusion_head.file), settings, providers)
     check_signatures(manifest, image, text, head)
+    active = {
+        "image_encoder": active_providers(image),
+        "text_encoder": active_providers(text),
+        "fusion_head": active_providers(head),
+    }
     decoder = ImageDecoder(
         manifest.image_encoder.preprocess,
         max_pixels=settings.max_image_pixels,
@@ -79,18 +86,13 @@ def build_engine(settings: Settings) -> Engine:
     )
     pipeline = Pipeline(
         manifest,
-        image,
-        text,
-        head,
+        _bound(image, settings),
+        _bound(text, settings),
+        _bound(head, settings),
         decoder,
         tokenizer,
         TextEmbeddingCache(settings.text_cache_size),
     )
-    active = {
-        "image_encoder": active_providers(image),
-        "text_encoder": active_providers(text),
-        "fusion_head": active_providers(head),
-    }
     logger.info(
         "loaded bundle %s %s from %s in %.2fs; providers %s",
         manifest.name,
@@ -101,6 +103,15 @@ def build_engine(settings: Settings) -> Engine:
     )
     policy = RequestPolicy(manifest.fusion_head, settings.max_text_chars)
     return Engine(bundle=bundle, pipeline=pipeline, providers=active, policy=policy)
+
+
+def _bound(session: ort.InferenceSession, settings: Settings) -> Session:
+    """``session`` as the pipeline runs it: through IO binding (``settings.io_binding``)."""
+    on_cuda = CUDA in active_providers(session)
+    if settings.io_binding == "on" or (settings.io_binding == "auto" and on_cuda):
+        return BoundSession.on_active_device(session, settings.cuda_device_id)
+    plain: Session = session
+    return plain
 
 
 def _warmup_image(size: int) -> bytes:

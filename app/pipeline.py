@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -27,6 +27,22 @@ class Session(Protocol):
     def run(
         self, output_names: list[str] | None, input_feed: dict[str, np.ndarray]
     ) -> list[np.ndarray]: ...
+
+
+class DeviceFeatures(Protocol):
+    """An output kept on the session's device (``onnxruntime.OrtValue``)."""
+
+    def shape(self) -> list[int]: ...
+
+
+@runtime_checkable
+class KeepingSession(Protocol):
+    """A session that can keep an output on its device for the next model
+    (``app.bound_session.BoundSession``)."""
+
+    def run(self, output_names: list[str] | None, input_feed: Any) -> list[np.ndarray]: ...
+
+    def run_kept(self, output_name: str, input_feed: Any) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -93,6 +109,14 @@ class Pipeline:
         self.decoder = decoder
         self.tokenizer = tokenizer
         self.text_cache = text_cache if text_cache is not None else TextEmbeddingCache(0)
+        # Image features stay on the device between the image encoder and the head when both
+        # sessions can keep and take device outputs (IO binding): see ``_features``.
+        self._keeping: KeepingSession | None = (
+            image_session
+            if isinstance(image_session, KeepingSession)
+            and isinstance(head_session, KeepingSession)
+            else None
+        )
 
     def accepts_missing(self, modality: Modality) -> bool:
         """Whether requests without ``modality`` can be answered by this bundle's head."""
@@ -167,7 +191,7 @@ class Pipeline:
 
     def head_scores(
         self,
-        image_features: np.ndarray,
+        image_features: np.ndarray | DeviceFeatures,
         text_features: np.ndarray,
         image_present: np.ndarray | None = None,
         text_present: np.ndarray | None = None,
@@ -176,13 +200,18 @@ class Pipeline:
 
         ``image_present``/``text_present`` are boolean [N] (default: all present); a missing
         row's features are ignored by the head, which uses what it learned for absence.
+        ``image_features`` may be kept on the device by the image encoder (``_features``).
         """
         spec = self.manifest.fusion_head
-        feed = {
-            spec.image_input: image_features.astype(np.float32, copy=False),
+        feed: dict[str, Any] = {
+            spec.image_input: (
+                image_features.astype(np.float32, copy=False)
+                if isinstance(image_features, np.ndarray)
+                else image_features
+            ),
             spec.text_input: text_features.astype(np.float32, copy=False),
         }
-        rows = len(image_features)
+        rows = len(text_features)
         for name, present, modality in (
             (spec.image_present, image_present, "image"),
             (spec.text_present, text_present, "text"),
@@ -212,37 +241,52 @@ class Pipeline:
 
         Items without an image or a text get zero features and a 0 presence flag for it; each
         encoder runs only on the items that have its modality."""
-        return self._classify(items, self._features(items))
+        return self._classify(items, self._features(items, keep=True))
 
     def run_items(self, items: Sequence[PreparedItem]) -> list[ItemResult]:
         """``run``, one ``ItemResult`` per item; the items with ``explain`` also get their
         probabilities without the image and without the text. Those come from one more call
         of the fusion head for the whole batch, on the features already computed: no encoder
         runs again."""
-        features = self._features(items)
-        probabilities = self._classify(items, features)
         asked = [i for i, item in enumerate(items) if item.explain]
+        features = self._features(items, keep=not asked)
+        probabilities = self._classify(items, features)
         if not asked:
             return [ItemResult(row) for row in probabilities]
-        without_image, without_text = self._ablate(features[0][asked], features[1][asked])
+        image_features = features[0]
+        assert isinstance(image_features, np.ndarray)  # not kept on the device: see above
+        without_image, without_text = self._ablate(image_features[asked], features[1][asked])
         results = [ItemResult(row) for row in probabilities]
         for row, i in enumerate(asked):
             results[i] = ItemResult(probabilities[i], without_image[row], without_text[row])
         return results
 
     def _features(
-        self, items: Sequence[PreparedItem]
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Image features, text features, image present, text present; one row per item."""
+        self, items: Sequence[PreparedItem], keep: bool = False
+    ) -> tuple[np.ndarray | DeviceFeatures, np.ndarray, np.ndarray, np.ndarray]:
+        """Image features, text features, image present, text present; one row per item.
+
+        With ``keep``, when every item has an image and the sessions allow it, the image
+        features stay on the device for the head (IO binding): the pixels are copied there
+        once and nothing comes back until the probabilities. Text features always come back
+        to the host: the text cache keeps them there, and they are small (one embedding per
+        distinct text). Missing images need zero rows and explanations need the features on
+        the host, so those batches take the host path."""
         image_present = np.asarray([item.pixels is not None for item in items], dtype=bool)
         text_present = np.asarray([item.token_ids is not None for item in items], dtype=bool)
-        image_features = self._rows(
-            image_present,
-            self.manifest.image_encoder.embedding_dim,
-            lambda: self.encode_images(
-                np.stack([item.pixels for item in items if item.pixels is not None])
-            ),
-        )
+        image_features: np.ndarray | DeviceFeatures
+        if keep and self._keeping is not None and image_present.all():
+            pixels = np.stack([item.pixels for item in items if item.pixels is not None])
+            output = self.manifest.image_encoder.output
+            image_features = self._keeping.run_kept(output, self.image_feed(pixels))
+        else:
+            image_features = self._rows(
+                image_present,
+                self.manifest.image_encoder.embedding_dim,
+                lambda: self.encode_images(
+                    np.stack([item.pixels for item in items if item.pixels is not None])
+                ),
+            )
         text_features = self._rows(
             text_present,
             self.manifest.text_encoder.embedding_dim,
@@ -253,7 +297,7 @@ class Pipeline:
     def _classify(
         self,
         items: Sequence[PreparedItem],
-        features: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+        features: tuple[np.ndarray | DeviceFeatures, np.ndarray, np.ndarray, np.ndarray],
     ) -> np.ndarray:
         probabilities = self.probabilities(self.head_scores(*features))
         if probabilities.shape != (len(items), len(self.manifest.labels)):

@@ -140,6 +140,14 @@ class Settings(BaseSettings):
             "a restart does not build them again."
         ),
     )
+    io_binding: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description=(
+            "Run the models through ONNX Runtime IO binding: inputs copied to the device once, "
+            "image features kept on the GPU between the image encoder and the fusion head. "
+            "auto: on for sessions on CUDA, off on CPU (where it saves nothing); on; off."
+        ),
+    )
     intra_op_threads: int = Field(
         default=0, ge=0, description="ONNX Runtime threads within an operator; 0 lets it decide."
     )

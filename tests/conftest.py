@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from app.settings import Settings
 from tests.support.app_setup import make_settings, wait_ready
+from tests.support.cuda import cuda_available
 from tests.support.gated_service import Gate
 from tests.support.tiny_bundle import make_tiny_bundle
 from tests.support.without_torch import block_torch
@@ -73,6 +74,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not cuda_available():
+        no_cuda = pytest.mark.skip(reason="cuda: no CUDA provider or GPU here")
+        for item in items:
+            if "cuda" in item.keywords:
+                item.add_marker(no_cuda)
     if config.getoption("--run-slow") or os.environ.get(RUN_SLOW_ENV, "") not in ("", "0"):
         return
     skip = pytest.mark.skip(reason=f"slow: run with --run-slow or {RUN_SLOW_ENV}=1")
