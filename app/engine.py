@@ -18,6 +18,7 @@ from app.classification import ClassifyInput
 from app.errors import StartupError
 from app.pipeline import Pipeline, PreparedItem, Session
 from app.preprocess.decode_budget import DecodeBudget
+from app.preprocess.gpu_decoder_choice import gpu_decoder
 from app.preprocess.image import ImageDecoder
 from app.preprocess.text import TextTokenizer
 from app.request_policy import RequestPolicy
@@ -78,6 +79,9 @@ def build_engine(settings: Settings) -> Engine:
         min_side=settings.min_image_side,
         max_aspect_ratio=settings.max_image_aspect_ratio,
         jpeg_draft=settings.jpeg_draft,
+        gpu=gpu_decoder(
+            settings, manifest.image_encoder.preprocess, CUDA in active["image_encoder"]
+        ),
     )
     tokenizer = TextTokenizer(
         bundle.path(manifest.text_encoder.tokenizer.file),

@@ -140,6 +140,15 @@ class Settings(BaseSettings):
             "a restart does not build them again."
         ),
     )
+    image_decoder: Literal["auto", "cpu", "gpu"] = Field(
+        default="auto",
+        description=(
+            "Who decodes JPEG uploads. gpu: nvImageCodec (the gpu extra) decodes on the GPU "
+            "and ONNX Runtime resizes there; fail start-up when that cannot work. auto: gpu "
+            "when nvImageCodec is installed and the image encoder runs on CUDA, else cpu "
+            "(Pillow). Other formats, and JPEGs the GPU cannot decode, always decode on the CPU."
+        ),
+    )
     io_binding: Literal["auto", "on", "off"] = Field(
         default="auto",
         description=(

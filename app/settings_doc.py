@@ -56,6 +56,8 @@ GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
             "cuda_mem_limit_mb",
             "tensorrt",
             "tensorrt_cache_dir",
+            "io_binding",
+            "image_decoder",
             "intra_op_threads",
             "inter_op_threads",
             "allow_spinning",

@@ -36,6 +36,7 @@ from app.errors import ImageTooLarge, InvalidImage, UnsupportedImageFormat
 from app.preprocess.decode_budget import DecodeBudget
 from app.preprocess.decode_estimate import decode_peak_bytes
 from app.preprocess.downscale import SIXTEEN_BIT_MODES, downscale, reduction_factor
+from app.preprocess.gpu_jpeg import GpuDecodeFailed, GpuJpegDecoder
 
 logger = logging.getLogger(__name__)
 
@@ -107,8 +108,13 @@ class ImageDecoder:
         min_side: int = 1,
         max_aspect_ratio: float = 20.0,
         jpeg_draft: bool = True,
+        gpu: GpuJpegDecoder | None = None,
     ) -> None:
+        """``gpu``: decode JPEGs with it (``app.preprocess.gpu_jpeg``), falling back to this
+        decoder per image."""
         self.spec = spec
+        self.gpu = gpu
+        self.gpu_fallbacks = 0  # JPEGs the GPU decoder handed back to the CPU
         self.max_pixels = max_pixels
         self.min_side = min_side
         self.max_aspect_ratio = max_aspect_ratio
@@ -150,6 +156,12 @@ class ImageDecoder:
             budget.reserve(needed, str(image.format), image.size)
         started = time.perf_counter()
         try:
+            if self.gpu is not None and image.format == "JPEG" and image.mode in ("RGB", "L"):
+                try:
+                    return self.gpu.decode_jpeg(opened.data)
+                except GpuDecodeFailed as exc:
+                    self.gpu_fallbacks += 1
+                    logger.debug("GPU decoding failed, decoding on the CPU: %s", exc)
             return self._decode(image)
         finally:
             image.close()  # frees the decoded pixels (leaving a `with` block does not)
