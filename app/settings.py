@@ -52,11 +52,13 @@ class Settings(BaseSettings):
         default=8000, ge=0, le=65535, description="Port to listen on; 0 picks a free port."
     )
     workers: Annotated[int, Field(ge=1, le=64)] | Literal["auto"] = Field(
-        default=1,
+        default="auto",
         description=(
             "Serving processes on the one port (`fusionserve serve`), each with its own "
             "sessions and batcher: 1 to 64, or auto (one per two of the cores the process may "
-            "use, by its CPU affinity and its cgroup's CPU quota; at least 1). With "
+            "use, by its CPU affinity and its cgroup's CPU quota; at least 1: on the CPU a "
+            "worker's event loop takes a core and its ONNX Runtime threads another, on a GPU "
+            "its decoding, tokenising and kernel launches do; so 1 on 2 or 3 cores). With "
             "several, max_in_flight is the pod's and is divided between the workers, and so "
             "are the cores for ONNX Runtime's intra-op threads when that is 0; the memory "
             "budgets (decode_memory_mb, body_memory_mb) are each worker's, so a pod needs "

@@ -25,9 +25,9 @@ def test_auto_is_one_worker_per_two_cores() -> None:
 
 
 def test_the_setting_takes_a_count_or_auto(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert Settings().workers == 1
-    monkeypatch.setenv("FUSIONSERVE_WORKERS", "auto")
     assert Settings().workers == "auto"
+    monkeypatch.setenv("FUSIONSERVE_WORKERS", "1")
+    assert Settings().workers == 1
     monkeypatch.setenv("FUSIONSERVE_WORKERS", "4")
     assert Settings().workers == 4
     for bad in ("0", "65", "many"):
