@@ -118,6 +118,11 @@ class Pipeline:
             else None
         )
 
+    @property
+    def io_bound(self) -> bool:
+        """Whether the sessions run through IO binding (``app.bound_session``)."""
+        return isinstance(self._head, KeepingSession)
+
     def accepts_missing(self, modality: Modality) -> bool:
         """Whether requests without ``modality`` can be answered by this bundle's head."""
         return self.manifest.fusion_head.accepts_missing(modality)

@@ -256,6 +256,11 @@ async def info(core: CoreDep, settings: SettingsDep, model: str | None = None) -
             "accepts_text_only": manifest.fusion_head.accepts_missing("image"),
         },
         "providers": engine.providers,
+        "execution": {
+            "io_binding": engine.pipeline.io_bound,
+            "image_decoder": "gpu" if engine.pipeline.decoder.gpu is not None else "cpu",
+            "gpu_decode_fallbacks": engine.pipeline.decoder.gpu_fallbacks,
+        },
         "stats": stats,
         "settings": settings.model_dump(
             mode="json",

@@ -25,6 +25,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+import threading
 import time
 from dataclasses import dataclass
 
@@ -114,7 +115,8 @@ class ImageDecoder:
         decoder per image."""
         self.spec = spec
         self.gpu = gpu
-        self.gpu_fallbacks = 0  # JPEGs the GPU decoder handed back to the CPU
+        self._gpu_fallbacks = 0  # JPEGs the GPU decoder handed back to the CPU
+        self._fallback_lock = threading.Lock()  # decodes run in several threads
         self.max_pixels = max_pixels
         self.min_side = min_side
         self.max_aspect_ratio = max_aspect_ratio
@@ -130,6 +132,11 @@ class ImageDecoder:
             return self.decode(opened, budget)
         finally:
             opened.close()
+
+    @property
+    def gpu_fallbacks(self) -> int:
+        """JPEGs the GPU decoder could not decode, decoded on the CPU instead."""
+        return self._gpu_fallbacks
 
     def open(self, data: bytes) -> OpenedImage:
         """``data`` opened, its header read and checked (no pixel decoded); raises the
@@ -160,7 +167,8 @@ class ImageDecoder:
                 try:
                     return self.gpu.decode_jpeg(opened.data)
                 except GpuDecodeFailed as exc:
-                    self.gpu_fallbacks += 1
+                    with self._fallback_lock:
+                        self._gpu_fallbacks += 1
                     logger.debug("GPU decoding failed, decoding on the CPU: %s", exc)
             return self._decode(image)
         finally:

@@ -10,11 +10,13 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import pytest
+from fastapi.testclient import TestClient
 
 from app.bound_session import BoundSession
 from app.engine import Engine, build_engine
+from app.main import create_app
 from app.pipeline import PreparedItem
-from tests.support.app_setup import make_settings
+from tests.support.app_setup import make_settings, wait_ready
 from tests.support.images import encode_image, photo
 from tests.support.tiny_bundle import TinyHead, make_tiny_bundle_with_head
 
@@ -147,3 +149,16 @@ def test_on_cuda_features_stay_on_the_gpu_and_answers_match_the_cpu(
     value = kept.run_kept(gpu.bundle.manifest.image_encoder.output, gpu.pipeline.image_feed(pixels))
     assert value.device_name().lower() == "cuda"
     np.testing.assert_allclose(gpu.pipeline.run(items), cpu.pipeline.run(items), atol=1e-4)
+
+
+def test_info_says_how_the_models_run(optional_bundle: tuple[Path, TinyHead]) -> None:
+    for io_binding, bound in (("auto", False), ("on", True)):
+        settings = make_settings(optional_bundle[0], io_binding=io_binding)
+        with TestClient(create_app(settings)) as client:
+            wait_ready(client)
+            execution = client.get("/info").json()["execution"]
+        assert execution == {
+            "io_binding": bound,
+            "image_decoder": "cpu",
+            "gpu_decode_fallbacks": 0,
+        }
