@@ -8,9 +8,10 @@ test fails when the committed files differ from what this module builds.
 
 Each graph: ``image`` uint8 [H, W, C] (as decoders give it) -> planar float [1, C, H, W] ->
 ``Resize`` to ``sizes`` [2] (axes H, W; antialiased like Pillow when reducing, pixel centres
-as Pillow places them) -> clamped to 0..255 as Pillow does -> ``Slice`` from ``starts`` to ``ends`` [2] (H, W) ->
-``(x - mean) / std`` ([C, 1, 1] each) -> ``pixels`` float32 [C, crop, crop]. The planar NCHW
-form is the one ONNX Runtime's antialiased Resize supports for every mode.
+as Pillow places them) -> clamped to 0..255 as Pillow does -> ``Slice`` from ``starts`` to
+``ends`` [2] (H, W) -> ``(x - mean) / std`` ([C, 1, 1] each) -> ``pixels`` float32
+[C, crop, crop]. The planar NCHW form is the one ONNX Runtime's antialiased Resize supports
+for every mode.
 Pillow's bicubic filter is Keys' with a = -0.5, so the cubic graph uses the same.
 """
 
