@@ -110,6 +110,10 @@ PASS_THROUGH = {
         "models.quantization.quantize_bundle",
         "write an int8 copy of a bundle (ONNX Runtime quantisation) and check it",
     ),
+    "fp16-bundle": (
+        "models.precision.fp16_bundle",
+        "write an fp16 copy of a bundle for GPUs and check it",
+    ),
 }
 
 

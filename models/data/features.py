@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import Literal, NoReturn, TypeVar
 
 import numpy as np
 from tqdm import tqdm
@@ -43,6 +43,8 @@ IMAGE_BATCH = 32
 SHARD_ROWS = 4096
 
 _T = TypeVar("_T")
+Device = Literal["auto", "cuda", "cpu"]
+DEVICES: tuple[Device, ...] = ("auto", "cuda", "cpu")
 
 
 class FeatureError(ValueError):
@@ -63,11 +65,12 @@ class Features:
         return Features(image=self.image[rows], text=self.text[rows])
 
 
-def load_engine(bundle_dir: Path, threads: int = 0) -> Engine:
-    """The bundle as the service loads it (hashes and signatures checked), on CPU."""
+def load_engine(bundle_dir: Path, threads: int = 0, device: Device = "cpu") -> Engine:
+    """The bundle as the service loads it (hashes and signatures checked), on CPU unless
+    ``device`` says otherwise (the service's own ``device`` setting)."""
     settings = Settings(
         bundle_path=bundle_dir,
-        device="cpu",
+        device=device,
         intra_op_threads=threads,
         text_cache_size=0,
         exit_on_startup_failure=False,

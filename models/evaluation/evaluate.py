@@ -31,6 +31,8 @@ from app.pipeline import Pipeline
 from models.data.dataset import SPLITS, Dataset, DatasetError, Example, load_dataset
 from models.data.features import (
     DEFAULT_CACHE_DIR,
+    DEVICES,
+    Device,
     FeatureError,
     FeatureExtractor,
     Features,
@@ -204,8 +206,10 @@ def evaluate(
     bins: int = classification_metrics.DEFAULT_BINS,
     cache_dir: Path | None = DEFAULT_CACHE_DIR,
     progress: bool = True,
+    device: Device = "cpu",
 ) -> dict[str, Any]:
-    """Run the bundle over the dataset; the report as a JSON-serialisable dict."""
+    """Run the bundle over the dataset (its sessions on ``device``, the service's setting);
+    the report as a JSON-serialisable dict."""
     if bins < 1:
         raise ValueError(f"bins must be at least 1, got {bins}")
     clock = time.perf_counter()
@@ -217,7 +221,7 @@ def evaluate(
         timings[name] = round(now - clock, 4)
         clock = now
 
-    engine = load_engine(bundle_dir)
+    engine = load_engine(bundle_dir, device=device)
     pipeline, manifest = engine.pipeline, engine.bundle.manifest
     lap("load_bundle_s")
     dataset = load_labelled(dataset_path, image_root, manifest.labels, manifest.name)
@@ -243,6 +247,7 @@ def evaluate(
                 "image": pipeline.accepts_missing("image"),
                 "text": pipeline.accepts_missing("text"),
             },
+            "providers": engine.providers,  # what each model really ran on
         },
         "dataset": {
             "path": str(dataset_path),
@@ -338,6 +343,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--device",
+        choices=DEVICES,
+        default="cpu",
+        help="where the models run, as the service's device setting (default: cpu)",
+    )
     return parser
 
 
@@ -355,6 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             bins=args.bins,
             cache_dir=args.cache_dir,
             progress=not args.no_progress,
+            device=args.device,
         )
         paths = write_report(report, args.out)
     except (DatasetError, FeatureError, FusionServeError, OSError) as exc:

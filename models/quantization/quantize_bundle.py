@@ -30,24 +30,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import onnx
-import onnxruntime
-
-from app.bundle.loader import Bundle, load_bundle, sha256_file
-from app.bundle.manifest import MANIFEST_FILENAME, Manifest
+from app.bundle.loader import Bundle, load_bundle
+from app.bundle.manifest import MANIFEST_FILENAME
 from app.engine import Engine, warm_up
 from app.errors import BundleError, StartupError
 from models.data.dataset import DatasetError, load_dataset
-from models.data.features import FeatureError, FeatureExtractor, load_engine
+from models.data.features import FeatureError, load_engine
+from models.evaluation.bundle_comparison import compare
 from models.export.bundle_files import OutputError, link_or_copy, staged_bundle
+from models.export.derived_bundle import derived_manifest, file_info, tool_versions
 from models.quantization import calibration
 from models.quantization import encoder_quantization as quantize
 from models.reporting.quantize_card import render_card
@@ -118,10 +115,6 @@ def _check_args(args: argparse.Namespace) -> None:
         raise quantize.QuantizeError("--image-mode none and --text-mode none: nothing to do")
 
 
-def _file_info(path: Path) -> dict[str, Any]:
-    return {"file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size}
-
-
 class Job:
     """One quantisation: the source bundle as served, the rows, the options."""
 
@@ -154,10 +147,10 @@ class Job:
         spec = getattr(self.source.manifest, encoder)
         mode = self.args.image_mode if encoder == "image_encoder" else self.args.text_mode
         source_path, target = self.source.path(spec.file), staging / spec.file
-        entry: dict[str, Any] = {"mode": mode, "source": _file_info(source_path)}
+        entry: dict[str, Any] = {"mode": mode, "source": file_info(source_path)}
         if mode == "none":
             link_or_copy(source_path, target)
-            return entry | {"quantized": _file_info(target)}
+            return entry | {"quantized": file_info(target)}
         started = time.perf_counter()
         prepared = work / f"{encoder}.prepared.onnx"
         dropped = quantize.prepare(source_path, prepared, spec.output)
@@ -173,7 +166,7 @@ class Job:
             method=self.args.calibration_method,
             exclude_nodes=[name for name in self.args.exclude_node if name in known],
         )
-        quantized = _file_info(target)
+        quantized = file_info(target)
         return entry | {
             "recipe": recipe.describe() if mode == "static" else {"op_types": "default"},
             "calibration_method": self.args.calibration_method if mode == "static" else None,
@@ -194,22 +187,20 @@ class Job:
 
     def manifest(self, staging: Path) -> dict[str, Any]:
         """SRC's manifest with the new name, version, description, hashes and model card."""
-        raw: dict[str, Any] = json.loads(self.source.path(MANIFEST_FILENAME).read_text())
         source = self.source.manifest
         modes = f"image encoder {self.args.image_mode}, text encoder {self.args.text_mode}"
-        raw |= {
-            "name": self.args.name or f"{source.name}-int8",
-            "version": self.args.version or source.version,
-            "description": (
+        return derived_manifest(
+            self.source,
+            staging,
+            ENCODERS,
+            name=self.args.name or f"{source.name}-int8",
+            version=self.args.version or source.version,
+            description=(
                 f"{source.name} {source.version} with int8 encoders ({modes}; ONNX Runtime "
                 f"quantisation, see {MODEL_CARD_FILE}). {source.description}"
             ).strip(),
-            "model_card": MODEL_CARD_FILE,
-        }
-        for encoder in ENCODERS:
-            raw[encoder]["sha256"] = sha256_file(staging / raw[encoder]["file"])
-        Manifest.model_validate(raw)  # the service's own schema, before anything is written
-        return raw
+            model_card=MODEL_CARD_FILE,
+        )
 
     def calibration_entry(self) -> dict[str, Any] | None:
         if self.sample is None:
@@ -224,35 +215,6 @@ class Job:
             "check_rows": len(self.sample.check),
             "check_source": self.sample.check_source,
         }
-
-
-def _cosine(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
-    a64, b64 = a.astype(np.float64), b.astype(np.float64)
-    norms = np.linalg.norm(a64, axis=1) * np.linalg.norm(b64, axis=1)
-    cosine = (a64 * b64).sum(axis=1) / np.maximum(norms, 1e-12)
-    return {
-        "mean": round(float(cosine.mean()), 6),
-        "p1": round(float(np.percentile(cosine, 1)), 6),
-        "min": round(float(cosine.min()), 6),
-    }
-
-
-def compare(
-    source: Engine, quantized: Engine, rows: calibration.Sample, progress: bool
-) -> dict[str, Any]:
-    """Embeddings and fused probabilities of both bundles on the check rows, as served."""
-    before = FeatureExtractor(source, None, progress=progress).extract(rows.check)
-    after = FeatureExtractor(quantized, None, progress=progress).extract(rows.check)
-    p_before = source.pipeline.fuse(before.image, before.text)
-    p_after = quantized.pipeline.fuse(after.image, after.text)
-    return {
-        "rows": len(rows.check),
-        "source": rows.check_source,
-        "image_cosine": _cosine(before.image, after.image),
-        "text_cosine": _cosine(before.text, after.text),
-        "fused_top1_agreement": round(float((p_before.argmax(1) == p_after.argmax(1)).mean()), 6),
-        "fused_max_abs_probability_diff": round(float(np.abs(p_before - p_after).max()), 6),
-    }
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -278,17 +240,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         manifest = job.manifest(staging)
         (staging / MANIFEST_FILENAME).write_text(json.dumps(manifest, indent=2) + "\n")
         report["bundle"] = {"name": manifest["name"], "version": manifest["version"]}
-        report["versions"] = {
-            "python": platform.python_version(),
-            "onnxruntime": onnxruntime.__version__,
-            "onnx": onnx.__version__,
-            "numpy": np.__version__,
-        }
+        report["versions"] = tool_versions()
         (staging / MODEL_CARD_FILE).write_text(render_card(report), encoding="utf-8")
         quantized = load_engine(staging)  # as the service loads it: hashes, signatures
         warm_up(quantized, 8)
         report["check"] = (
-            compare(job.engine, quantized, job.sample, not args.no_progress)
+            compare(
+                job.engine,
+                quantized,
+                job.sample.check,
+                job.sample.check_source,
+                not args.no_progress,
+            )
             if job.sample is not None and job.sample.check
             else None
         )
