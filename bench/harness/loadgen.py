@@ -186,28 +186,36 @@ async def closed_loop(
     timeout_s: float = 30.0,
     mode: str = "closed",
     server_timing: bool = False,
+    max_requests: int | None = None,
 ) -> RunResult:
     """``concurrency`` clients back to back for ``duration_s``; counts answers in the window.
 
     A client told to come back later (an answer with ``Retry-After``) waits that long before
     its next request, as a well-behaved client does; without the wait, clients beyond a
     server's admission limit would spin on instant refusals and the run would measure how
-    fast the server can say no rather than its throughput."""
+    fast the server can say no rather than its throughput. With ``max_requests`` the clients
+    stop once that many were sent (``duration_s`` still bounds the run), and the window is
+    the time they took."""
     url = classify_url(base_url)
     samples: list[Sample] = []
+    sent = 0
     async with _session(concurrency, timeout_s) as session:
         start = time.perf_counter()
         end = start + duration_s
 
         async def client() -> None:
-            while time.perf_counter() < end:
+            nonlocal sent
+            while time.perf_counter() < end and (max_requests is None or sent < max_requests):
+                sent += 1
                 sample = await _send(session, url, requests, time.perf_counter(), server_timing)
                 samples.append(sample)
                 if sample.backoff_s:
                     await asyncio.sleep(min(sample.backoff_s, max(0.0, end - time.perf_counter())))
 
         await asyncio.gather(*(client() for _ in range(concurrency)))
-    result = RunResult(mode, duration_s, concurrency=concurrency, window_s=duration_s)
+        elapsed = time.perf_counter() - start
+    window_s = duration_s if max_requests is None else min(duration_s, elapsed)
+    result = RunResult(mode, duration_s, concurrency=concurrency, window_s=window_s)
     # Requests still running at the deadline are finished but not counted.
     result.samples = [s for s in samples if s.finished <= end]
     return result

@@ -97,6 +97,15 @@ class RequestSet:
         """The same requests with more form fields after ``text`` (e.g. ``explain``)."""
         return RequestSet(self.images, self.texts, [text_suffix(t, fields) for t in self.texts])
 
+    def of_format(self, image_format: str) -> RequestSet:
+        """The requests whose image is ``image_format`` (``JPEG`` or ``PNG``) alone, with the
+        same texts; its indices continue this set's (one counter), so a server measured with
+        both still never sees a text twice."""
+        images = [part for part in self.images if part.image_format == image_format]
+        if not images:
+            raise ValueError(f"no {image_format} image in the request set")
+        return RequestSet(images, self.texts, self.suffixes, self._counter)
+
 
 def _photos() -> list[Image.Image]:
     """scikit-learn's sample photos, decoded as its ``load_sample_image`` decodes them (PIL,
@@ -203,6 +212,20 @@ def _build(images: int, texts: int, seed: int) -> tuple[list[ImagePart], list[st
         data = _encode(_render(photos[index % len(photos)], size, rng), fmt, rng)
         parts.append(ImagePart(data, fmt, size, image_prefix(data, fmt)))
     return parts, pool
+
+
+TINY_TEXTS = [f"a small {c} bird near the big dog" for c in ("red", "blue", "grey", "green")]
+
+
+def tiny_requests() -> RequestSet:
+    """The overhead-bound request: one 64x64 JPEG (seeded noise) and one of four short texts
+    in the tiny bundle's vocabulary (tests/support/tiny_bundle.py)."""
+    pixels = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
+    data = buffer.getvalue()
+    part = ImagePart(data, "JPEG", (64, 64), image_prefix(data, "JPEG"))
+    return RequestSet([part], TINY_TEXTS, [text_suffix(t) for t in TINY_TEXTS])
 
 
 def describe_requests(requests: RequestSet) -> dict[str, object]:

@@ -50,12 +50,11 @@ from typing import Any
 from bench.harness import procs, venvs
 from bench.harness.loadgen import RunResult, closed_loop, run
 from bench.harness.paths import output_dir
-from bench.harness.payloads import RequestSet
+from bench.harness.payloads import TINY_TEXTS, RequestSet, tiny_requests
 from bench.harness.servers import Server, ServerError, SystemSpec, peer_command
 from bench.harness.session import LOCK, bench_lock, lock_held, logger, machine_info, rotated
 from bench.overhead.cpu_split import measure_split
 from bench.overhead.overhead_summary import summarize
-from bench.overhead.request_overhead import TEXTS, tiny_requests
 from tests.support.tiny_bundle import make_tiny_bundle
 
 RESULTS_NAME = "overhead.json"
@@ -177,7 +176,7 @@ def _request_info(requests: RequestSet) -> dict[str, Any]:
     return {
         "image": "64x64 JPEG of seeded noise",
         "image_bytes": len(requests.images[0].data),
-        "texts": len(TEXTS),
+        "texts": len(TINY_TEXTS),
         "body_bytes": len(body),
     }
 

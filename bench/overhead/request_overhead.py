@@ -16,37 +16,21 @@ Writes bench/results/request-overhead.json; about 2 minutes.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from PIL import Image
-
 from bench.harness import procs
 from bench.harness.loadgen import closed_loop, run
 from bench.harness.paths import REPO_ROOT, RESULTS_DIR
-from bench.harness.payloads import ImagePart, RequestSet, image_prefix, text_suffix
+from bench.harness.payloads import tiny_requests
 from bench.harness.servers import Server, SystemSpec
 from bench.harness.session import rotated
 from bench.harness.statistics import median, ratio
 from tests.support.tiny_bundle import make_tiny_bundle
 
 RESULTS = RESULTS_DIR / "request-overhead.json"
-TEXTS = [f"a small {c} bird near the big dog" for c in ("red", "blue", "grey", "green")]
-
-
-def tiny_requests() -> RequestSet:
-    """The overhead-bound request: one 64x64 JPEG (seeded noise) and one of four short texts
-    in the tiny bundle's vocabulary."""
-    pixels = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
-    data = buffer.getvalue()
-    part = ImagePart(data, "JPEG", (64, 64), image_prefix(data, "JPEG"))
-    return RequestSet([part], TEXTS, [text_suffix(t) for t in TEXTS])
 
 
 def _measure(root: Path, bundle: Path, port: int, duration_s: float, log: Path) -> dict[str, Any]:

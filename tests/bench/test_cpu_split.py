@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bench.harness.payloads import tiny_requests
 from bench.overhead import overhead_doc
 from bench.overhead.cpu_split import measure_split
 from bench.overhead.overhead_summary import summarize
-from bench.overhead.request_overhead import tiny_requests
 
 
 def test_every_piece_is_timed_and_summed(tiny_bundle_dir: Path) -> None:
