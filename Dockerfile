@@ -68,10 +68,11 @@ COPY --from=bundle /bundle /srv/bundle
 ENV PATH=/opt/venv/bin:$PATH \
     FUSIONSERVE_HOST=0.0.0.0 \
     FUSIONSERVE_PORT=8000 \
+    FUSIONSERVE_GRPC_PORT=8001 \
     FUSIONSERVE_BUNDLE_PATH=/srv/bundle \
     FUSIONSERVE_DEVICE=cpu
 USER 10001:10001
-EXPOSE 8000
+EXPOSE 8000 8001
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
   CMD ["/opt/venv/bin/python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/livez' % os.environ.get('FUSIONSERVE_PORT', '8000'), timeout=2)"]
 # Exec form: the server is PID 1 and gets SIGTERM itself; it drains and exits 0.
@@ -115,10 +116,11 @@ COPY --from=bundle /bundle /srv/bundle
 ENV PATH=/opt/venv/bin:$PATH \
     FUSIONSERVE_HOST=0.0.0.0 \
     FUSIONSERVE_PORT=8000 \
+    FUSIONSERVE_GRPC_PORT=8001 \
     FUSIONSERVE_BUNDLE_PATH=/srv/bundle \
     FUSIONSERVE_DEVICE=cuda
 USER 10001:10001
-EXPOSE 8000
+EXPOSE 8000 8001
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
   CMD ["/opt/venv/bin/python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/livez' % os.environ.get('FUSIONSERVE_PORT', '8000'), timeout=2)"]
 CMD ["/opt/venv/bin/fusionserve", "serve"]

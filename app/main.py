@@ -6,15 +6,16 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING
 
+import grpc
 from fastapi import FastAPI
 
 from app import __version__
 from app.api import bundle_routes, demo, metrics_route
-from app.api.auth import install_auth
+from app.api.auth import install_auth, load_api_keys
 from app.api.error_responses import ErrorListener, install_error_handlers
 from app.api.gate import RequestGate
 from app.api.http_metrics import HttpMetricsMiddleware
@@ -91,13 +92,16 @@ def _lifespan(
     on_startup_failure: Callable[[], None],
     pod: PodStatus | None,
     pod_state: PodState | None,
+    start_grpc: Callable[[], Awaitable[grpc.aio.Server]] | None,
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     """Load in the background while serving; on shutdown stop accepting, answer what was
     accepted and stop. In a worker of several, also keep the pod's metrics fresh and follow
-    the other workers' reloads."""
+    the other workers' reloads. With ``start_grpc``, the gRPC server runs beside HTTP and
+    stops first, its calls in progress given ``shutdown_grace_s`` to end."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        grpc_server = None if start_grpc is None else await start_grpc()
         reloads = None if pod is None else pod.reloads
         loader = asyncio.create_task(_load(registry, settings, on_startup_failure, reloads))
         background = []
@@ -109,6 +113,8 @@ def _lifespan(
             yield
         finally:
             registry.lifecycle.stop_accepting()
+            if grpc_server is not None:
+                await grpc_server.stop(settings.shutdown_grace_s)
             for task in background:
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -157,7 +163,17 @@ def create_app(
         pod_state = WorkerPodState(core, pod.metrics_dir)
     metrics = Metrics(core, pod_state) if settings.metrics_enabled else None
 
-    lifespan = _lifespan(registry, settings, on_startup_failure, pod, pod_state)
+    keys = load_api_keys(settings)
+    on_error: ErrorListener | None = metrics.count_error if metrics is not None else None
+    start_grpc = None
+    if settings.grpc_port:
+
+        async def start_grpc() -> grpc.aio.Server:
+            from app.oip_grpc.grpc_server import start_grpc_server
+
+            return await start_grpc_server(core, settings, keys, metrics, on_error)
+
+    lifespan = _lifespan(registry, settings, on_startup_failure, pod, pod_state, start_grpc)
 
     app = FastAPI(
         title="FusionServe",
@@ -165,7 +181,6 @@ def create_app(
         summary="Image + text classification on ONNX Runtime",
         lifespan=lifespan,
     )
-    on_error: ErrorListener | None = metrics.count_error if metrics is not None else None
     app.state.settings = settings
     app.state.core = core
     app.state.metrics = metrics
@@ -199,7 +214,7 @@ def create_app(
         retry_after_s=settings.retry_after_s,
         on_error=on_error,
     )
-    install_auth(app, settings)  # outside the gate: no key, no 503 and no parsing
+    install_auth(app, settings, keys)  # outside the gate: no key, no 503 and no parsing
     app.add_middleware(V2ErrorBodies)  # outside auth and the gates: their errors too
     if metrics is not None:
         # Paths of the routes a request may be refused on before routing (app.routes does

@@ -85,6 +85,19 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self.grpc_requests = Counter(
+            "fusionserve_grpc_requests",
+            "gRPC calls answered (the Open Inference Protocol), by method and status code.",
+            ["method", "code"],
+            registry=registry,
+        )
+        self.grpc_duration = Histogram(
+            "fusionserve_grpc_request_duration_seconds",
+            "Time from receiving a gRPC call to its answer.",
+            ["method"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
         self.preprocess = _latency("preprocess", "Decoding and tokenising one item.", registry)
         self.queue_wait = _latency(
             "queue_wait", "One item's wait from submission to the start of its batch.", registry
@@ -141,6 +154,10 @@ class Metrics:
         method = method if method in HTTP_METHODS else "other"
         self.http_requests.labels(route, method, str(status)).inc()
         self.http_duration.labels(route).observe(seconds)
+
+    def observe_grpc(self, method: str, code: str, seconds: float) -> None:
+        self.grpc_requests.labels(method, code).inc()
+        self.grpc_duration.labels(method).observe(seconds)
 
     def count_error(self, error: RequestError) -> None:
         """Count ``error`` if it is a refusal; other errors show in the HTTP status counts."""

@@ -51,6 +51,16 @@ class Settings(BaseSettings):
     port: int = Field(
         default=8000, ge=0, le=65535, description="Port to listen on; 0 picks a free port."
     )
+    grpc_port: int = Field(
+        default=8001,
+        ge=0,
+        le=65535,
+        description=(
+            "Port of the Open Inference Protocol over gRPC (inference.GRPCInferenceService, "
+            "as Triton and KServe serve it), on host, in the same process and event loop as "
+            "HTTP; 0 turns it off. Messages are limited to max_body_bytes."
+        ),
+    )
     workers: Annotated[int, Field(ge=1, le=64)] | Literal["auto"] = Field(
         default="auto",
         description=(

@@ -44,7 +44,15 @@ GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "Server",
         "Where the service listens, in how many processes, what it serves besides the API, "
         "and how it stops.",
-        ("host", "port", "workers", "demo_enabled", "shutdown_delay_s", "shutdown_grace_s"),
+        (
+            "host",
+            "port",
+            "grpc_port",
+            "workers",
+            "demo_enabled",
+            "shutdown_delay_s",
+            "shutdown_grace_s",
+        ),
     ),
     (
         "Execution",

@@ -140,10 +140,10 @@ def open_paths(app: FastAPI, settings: Settings) -> frozenset[str]:
     return frozenset(paths)
 
 
-def install_auth(app: FastAPI, settings: Settings) -> bool:
-    """Protect ``app`` if keys are configured (reading the key file now); True if on.
-    Call after every other middleware is added, so that this one runs first."""
-    keys = load_api_keys(settings)
+def install_auth(app: FastAPI, settings: Settings, keys: ApiKeys | None = None) -> bool:
+    """Protect ``app`` if keys are configured (``keys``, else read now from the settings);
+    True if on. Call after every other middleware is added, so that this one runs first."""
+    keys = load_api_keys(settings) if keys is None else keys
     if not keys:
         return False
     unprotected = open_paths(app, settings)

@@ -49,7 +49,8 @@ def test_compose_service_matches_the_app(
     for variable in env:
         assert is_setting(variable), variable
     settings = settings_from_env(env, clean_env)
-    assert [str(p).rsplit(":", 1)[1] for p in service["ports"]] == [str(settings.port)]
+    published = [str(p).rsplit(":", 1)[1] for p in service["ports"]]
+    assert published == [str(settings.port), str(settings.grpc_port)]
     check = " ".join(service["healthcheck"]["test"])
     url = re.search(r"http://127\.0\.0\.1:(\d+)(/\w+)", check)
     assert url is not None

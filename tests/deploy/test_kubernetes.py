@@ -222,12 +222,11 @@ def test_ports_and_scrape_annotations_match_the_settings(
 ) -> None:
     manifests = renderings[name]
     settings = settings_from_env(config(manifests), clean_env)
-    (port,) = container(manifests)["ports"]
-    assert port["name"] == "http"
-    assert port["containerPort"] == settings.port
+    ports = {p["name"]: p["containerPort"] for p in container(manifests)["ports"]}
+    assert ports == {"http": settings.port, "grpc": settings.grpc_port}
     assert settings.host == "0.0.0.0"
     service_ports = one(manifests, "Service")["spec"]["ports"]
-    assert [p["targetPort"] for p in service_ports] == ["http"]
+    assert [p["targetPort"] for p in service_ports] == ["http", "grpc"]
     annotations = one(manifests, "Deployment")["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
     assert int(annotations["prometheus.io/port"]) == settings.port

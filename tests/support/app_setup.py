@@ -41,11 +41,13 @@ def wait_ready(client: TestClient, timeout_s: float = 30.0) -> None:
 
 
 def make_settings(bundle: Path, **overrides: object) -> Settings:
-    """Test settings: CPU, one ORT thread, and a failed load leaves the process running."""
+    """Test settings: CPU, one ORT thread, a failed load leaves the process running, and no
+    gRPC port unless asked for (many apps live in one test process)."""
     base: dict[str, object] = {
         "bundle_path": bundle,
         "device": "cpu",
         "intra_op_threads": 1,
         "exit_on_startup_failure": False,
+        "grpc_port": 0,
     }
     return Settings(**(base | overrides))
