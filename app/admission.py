@@ -67,6 +67,7 @@ class AdmissionLimits:
     max_queue_wait_s: float  # the wait a newly admitted item may be predicted to have
     request_timeout_s: float  # each request's deadline, decoding and queueing included
     retry_after_s: int  # the least Retry-After a refusal carries
+    overload_status: int = 503  # a refusal's HTTP status: 503 or 429
 
 
 class Admission:
@@ -140,7 +141,11 @@ class Admission:
 
     def _refuse(self, items: int, why: str) -> Overloaded:
         self.count_refused(items)
-        return Overloaded(f"{why}; retry later", headers={"Retry-After": str(self.retry_after_s())})
+        return Overloaded(
+            f"{why}; retry later",
+            headers={"Retry-After": str(self.retry_after_s())},
+            status_code=self.limits.overload_status,
+        )
 
     def admit(self, items: int) -> None:
         """Count ``items`` as in flight (after ``refusal`` said None)."""

@@ -124,10 +124,17 @@ class InferenceFailed(RequestError):
 
 class Overloaded(RequestError):
     """The work already accepted would not drain in time (``app.admission``): retry later
-    (``Retry-After`` says when)."""
+    (``Retry-After`` says when). Its status is 503 or, as configured (``overload_status``),
+    429."""
 
     status_code = 503
     code = "overloaded"
+
+    def __init__(
+        self, message: str, *, headers: dict[str, str] | None = None, status_code: int = 503
+    ) -> None:
+        super().__init__(message, headers=headers)
+        self.status_code = status_code
 
 
 class MemoryBusy(Overloaded):

@@ -202,6 +202,7 @@ def create_app(
         max_body_bytes=settings.max_body_bytes,
         body_memory=body_memory,
         retry_after_s=settings.retry_after_s,
+        overload_status=settings.overload_status,
         on_error=on_error,
     )
     app.add_middleware(  # the Open Inference Protocol's infer reads its body itself
@@ -212,6 +213,7 @@ def create_app(
         max_body_bytes=settings.max_body_bytes,
         body_memory=body_memory,
         retry_after_s=settings.retry_after_s,
+        overload_status=settings.overload_status,
         on_error=on_error,
     )
     install_auth(app, settings, keys)  # outside the gate: no key, no 503 and no parsing

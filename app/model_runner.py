@@ -54,6 +54,7 @@ class ModelRunner:
         self._observer = observer or NullObserver()
         self.request_timeout_s = settings.request_timeout_s
         self.retry_after_s = settings.retry_after_s
+        self.overload_status = settings.overload_status
         self.inline_decode_max_pixels = settings.inline_decode_max_pixels
         self.pace = ItemPace(item_s)
         self.admission = Admission(
@@ -62,6 +63,7 @@ class ModelRunner:
                 max_queue_wait_s=settings.max_queue_wait_s,
                 request_timeout_s=settings.request_timeout_s,
                 retry_after_s=settings.retry_after_s,
+                overload_status=settings.overload_status,
             ),
             self.pace,
             lifecycle,
@@ -202,6 +204,7 @@ class ModelRunner:
                     "image decoding is backed up: this image would not be decoded before its "
                     "deadline; retry later",
                     headers={"Retry-After": str(self.retry_after_s)},
+                    status_code=self.overload_status,
                 ) from None
             except RoomWanted as wanted:
                 needed, decode_s = wanted.nbytes, wanted.seconds
@@ -213,6 +216,7 @@ class ModelRunner:
                     "image decoding is using all of its memory budget "
                     f"({memory.capacity // 2**20} MiB); retry later",
                     headers={"Retry-After": str(self.retry_after_s)},
+                    status_code=self.overload_status,
                 )
             opened = None if image is None else decoder.open(image)  # the try closed it
 

@@ -252,7 +252,17 @@ class Settings(BaseSettings):
             "request that expires in the queue is never computed."
         ),
     )
-    retry_after_s: int = Field(default=1, ge=1, description="Retry-After on overload (503).")
+    retry_after_s: int = Field(
+        default=1, ge=1, description="The least Retry-After on overload (503 or 429)."
+    )
+    overload_status: int = Field(
+        default=503,
+        description=(
+            "The HTTP status of an overload refusal (overloaded, memory busy): 503 or 429, "
+            "with Retry-After either way; over gRPC, UNAVAILABLE or RESOURCE_EXHAUSTED. "
+            "Not ready and stopping stay 503."
+        ),
+    )
 
     # Access control and shutdown
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
@@ -300,6 +310,13 @@ class Settings(BaseSettings):
     def bundle_dirs(self) -> list[Path]:
         """The bundles to serve, the default first."""
         return list(self.bundles) or [self.bundle_path]
+
+    @field_validator("overload_status")
+    @classmethod
+    def _overload_status(cls, value: int) -> int:
+        if value not in (503, 429):
+            raise ValueError("overload_status must be 503 or 429")
+        return value
 
     @field_validator("api_keys", "bundles", mode="before")
     @classmethod

@@ -84,6 +84,7 @@ GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
             "max_queue_wait_s",
             "request_timeout_s",
             "retry_after_s",
+            "overload_status",
         ),
     ),
     (

@@ -63,6 +63,7 @@ class RequestGate:
         max_body_bytes: int,
         body_memory: MemoryBudget,
         retry_after_s: int = 1,
+        overload_status: int = 503,
         on_error: ErrorListener | None = None,
     ) -> None:
         self.app = app
@@ -74,6 +75,7 @@ class RequestGate:
         self.max_body_bytes = max_body_bytes
         self.body_memory = body_memory
         self.retry_after_s = retry_after_s
+        self.overload_status = overload_status
         self.on_error = on_error
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -109,6 +111,7 @@ class RequestGate:
                 "the request bodies in progress use all of their memory budget "
                 f"({self.body_memory.capacity // 2**20} MiB); retry later",
                 headers={"Retry-After": str(self.retry_after_s)},
+                status_code=self.overload_status,
             )
         return refusal
 

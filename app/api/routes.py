@@ -84,13 +84,17 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
             "is stopping."
         ),
         504: "The request's deadline passed before it was answered.",
+        429: (
+            "Overloaded or memory busy, when FUSIONSERVE_OVERLOAD_STATUS is 429 (instead of "
+            "503); Retry-After says when to retry."
+        ),
     }
     return {s: {"model": ErrorResponse, "description": descriptions[s]} for s in statuses}
 
 
 # Every status the classification routes answer. A client that leaves gets nothing: the 499
 # of ``ClientDisconnected`` is for logs only, so it is not documented.
-CLASSIFY_ERRORS = error_responses(400, 404, 413, 415, 422, 500, 503, 504)
+CLASSIFY_ERRORS = error_responses(400, 404, 413, 415, 422, 429, 500, 503, 504)
 
 
 @router.post(

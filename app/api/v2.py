@@ -96,6 +96,7 @@ _DESCRIPTIONS = {
     503: "The model is not loaded yet or failed to load, the service is overloaded or its "
     "memory budgets have no room (Retry-After says when to retry), or it is stopping.",
     504: "The request's deadline passed before it was answered.",
+    429: "Overloaded, when FUSIONSERVE_OVERLOAD_STATUS is 429 (instead of 503); Retry-After.",
 }
 
 
@@ -221,7 +222,7 @@ INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
         ),
         "content": {BINARY_CONTENT_TYPE: {"schema": {"type": "string", "format": "binary"}}},
     },
-    **_errors(400, 401, 404, 413, 415, 500, 503, 504),
+    **_errors(400, 401, 404, 413, 415, 429, 500, 503, 504),
 }
 
 

@@ -186,8 +186,10 @@ class ItemFailed(RequestError):
     It keeps the item's error code and, for a limit (413) or a server-side failure (5xx), its
     status; any other client error is a 400."""
 
+    KEPT = (PayloadTooLarge.status_code, 429, 499)  # a limit, overload (429), client gone
+
     def __init__(self, index: int, error: RequestError) -> None:
         super().__init__(f"item {index}: {error.message}", headers=error.headers)
         self.code = error.code
-        kept = error.status_code >= 500 or error.status_code in (PayloadTooLarge.status_code, 499)
+        kept = error.status_code >= 500 or error.status_code in self.KEPT
         self.status_code = error.status_code if kept else InvalidTensor.status_code

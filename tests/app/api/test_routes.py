@@ -194,7 +194,9 @@ def test_openapi_documents_errors(client: TestClient) -> None:
     schema = client.get("/openapi.json").json()
     for path in ("/classify", "/classify/batch"):
         responses = schema["paths"][path]["post"]["responses"]
-        assert set(responses) == {"200", "400", "404", "413", "415", "422", "500", "503", "504"}
+        assert set(responses) == {
+            *("200", "400", "404", "413", "415", "422", "429", "500", "503", "504")
+        }
         assert "ErrorResponse" in str(responses["415"])
     form = schema["paths"]["/classify"]["post"]["requestBody"]["content"]
     assert set(form) == {"multipart/form-data"}
