@@ -201,3 +201,25 @@ class ReloadFailed(RequestError):
 
     status_code = 500
     code = "reload_failed"
+
+
+class RepositoryDisabled(RequestError):
+    """Loading and unloading bundles by name is off (no model repository configured, or
+    several worker processes, whose bundles are fixed)."""
+
+    status_code = 403
+    code = "repository_disabled"
+
+
+class InvalidModelName(RequestError):
+    """A model name that is not a plain name (it could reach outside the repository)."""
+
+    status_code = 400
+    code = "invalid_model_name"
+
+
+class LoadFailed(RequestError):
+    """A bundle of the repository could not be loaded; nothing changed."""
+
+    status_code = 500
+    code = "load_failed"

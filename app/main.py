@@ -14,7 +14,7 @@ import grpc
 from fastapi import FastAPI
 
 from app import __version__
-from app.api import bundle_routes, demo, metrics_route
+from app.api import bundle_routes, demo, metrics_route, repository_routes
 from app.api.auth import install_auth, load_api_keys
 from app.api.error_responses import ErrorListener, install_error_handlers
 from app.api.gate import RequestGate
@@ -30,6 +30,7 @@ from app.logging_setup import setup_logging
 from app.memory_budget import MemoryBudget
 from app.memory_trim import MemoryTrimmer
 from app.metrics import Metrics
+from app.model_repository import ModelRepository
 from app.observer import ServiceObserver
 from app.pod_reloads import PodReloads, follow_reloads
 from app.pod_status import PodStatus
@@ -155,7 +156,8 @@ def create_app(
     body_memory = MemoryBudget(settings.body_memory_mb * 2**20, trimmer)
     lifecycle = Lifecycle(on_change=None if pod is None else pod.publish)
     registry = ModelRegistry(settings, engine_factory, observer_for, decode_memory, lifecycle)
-    core = ServingCore(registry, lifecycle, body_memory, pod)
+    repository = ModelRepository(registry, settings.model_repository, pod is not None)
+    core = ServingCore(registry, lifecycle, body_memory, pod, repository)
     pod_state: PodState | None = None
     if settings.metrics_enabled and pod is not None and pod.metrics_dir is not None:
         from app.pod_metrics import PodState as WorkerPodState  # a worker of several only
@@ -189,6 +191,7 @@ def create_app(
     app.include_router(router)
     app.include_router(bundle_routes.router)
     app.include_router(v2_router)
+    app.include_router(repository_routes.router)
     if metrics is not None:
         app.include_router(metrics_route.router)
     if settings.demo_enabled:

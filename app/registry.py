@@ -44,6 +44,7 @@ class ModelStatus(enum.Enum):
     LOADING = "loading"
     READY = "ready"
     FAILED = "failed"
+    UNLOADED = "unloaded"
 
 
 @dataclass
@@ -252,7 +253,7 @@ class ModelRegistry:
         )
         return ReloadOutcome(slot.name, previous_version, version, load_s, previous.leases)
 
-    def _retire(self, slot: ModelSlot, leased: _Leased) -> None:
+    def _retire(self, slot: ModelSlot, leased: _Leased) -> asyncio.Task[None]:
         slot.draining.append(leased)
 
         async def drain() -> None:
@@ -260,9 +261,49 @@ class ModelRegistry:
             await leased.runner.stop()
             slot.draining.remove(leased)
 
-        task = asyncio.get_running_loop().create_task(drain())
+        task = asyncio.get_running_loop().create_task(drain(), name=slot.name)
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
+        return task
+
+    async def add(self, path: Path) -> ModelSlot:
+        """Serve the bundle at ``path`` under its manifest's name, beside the others (the
+        model repository's load): declared, loaded and warmed up, then routed to. A name
+        already served raises ``ValueError`` (reload it instead); a bundle that fails to load
+        leaves nothing behind and raises."""
+        root, manifest = read_manifest(path)
+        if manifest.name in self._slots:
+            raise ValueError(f"model {manifest.name!r} is already served")
+        if not self.lifecycle.accepting:
+            raise self.lifecycle.unavailable()
+        slot = ModelSlot(name=manifest.name, path=root, default=not self._slots)
+        self._slots[slot.name] = slot
+        try:
+            await self.load(slot)
+        except BaseException:
+            del self._slots[slot.name]
+            raise
+        if slot.current is None:  # the service stopped accepting while it loaded
+            del self._slots[slot.name]
+            raise self.lifecycle.unavailable()
+        return slot
+
+    async def unload(self, name: str) -> int:
+        """Stop serving ``name`` (the model repository's unload): new requests get 404 at
+        once, the requests already holding it are answered, then its runners stop. Returns
+        how many requests were still holding it. 404 for a name not served."""
+        slot = self.slot(name)
+        del self._slots[slot.name]
+        slot.status = ModelStatus.UNLOADED
+        holding = sum(held.leases for held in slot.draining)
+        drains = [task for task in self._retiring if task.get_name() == slot.name]
+        if slot.current is not None:
+            holding += slot.current.leases
+            drains.append(self._retire(slot, slot.current))
+            slot.current = None
+        await asyncio.gather(*drains)
+        logger.info("unloaded %s; %d requests drained", slot.name, holding)
+        return holding
 
     async def stop(self) -> None:
         """Stop accepting, answer what was accepted, then stop every runner, old versions

@@ -126,7 +126,7 @@ class ReadyResponse(BaseModel):
 class ModelInfo(BaseModel):
     name: str = Field(description="The bundle's manifest name; send it as `model`.")
     version: str | None = Field(description="The version now serving; null until loaded.")
-    status: Literal["loading", "ready", "failed"]
+    status: Literal["loading", "ready", "failed", "unloaded"]
     ready: bool
     default: bool = Field(description="Answers requests that name no model.")
     path: str

@@ -15,6 +15,7 @@ from app.classification import ClassifyInput, ClassifyResult
 from app.errors import ModelNotFound, RequestError
 from app.lifecycle import Lifecycle
 from app.memory_budget import MemoryBudget
+from app.model_repository import ModelRepository
 from app.model_runner import ModelRunner
 from app.oip.tensors import shown
 from app.pod_status import PodStatus
@@ -30,6 +31,7 @@ class ServingCore:
     lifecycle: Lifecycle
     body_memory: MemoryBudget
     pod: PodStatus | None = None
+    repository: ModelRepository | None = None  # Triton's model repository extension
 
     def workers_not_ready(self) -> list[str]:
         """The other worker processes that are not ready (none with a single process)."""

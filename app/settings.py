@@ -40,6 +40,15 @@ class Settings(BaseSettings):
             "reload; a mismatch fails the load."
         ),
     )
+    model_repository: Path | None = Field(
+        default=None,
+        description=(
+            "A directory whose subdirectories are bundles: POST /v2/repository/models/{name}/"
+            "load and /unload (and their gRPC calls, Triton's model repository extension) "
+            "load and unload them by manifest name, behind the API keys. Unset: the "
+            "extension answers 403. One worker process only."
+        ),
+    )
     reload_enabled: bool = Field(
         default=True,
         description=(

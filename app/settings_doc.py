@@ -38,6 +38,7 @@ GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
             "warmup",
             "exit_on_startup_failure",
             "reload_enabled",
+            "model_repository",
         ),
     ),
     (

@@ -1,6 +1,7 @@
 """``inference.GRPCInferenceService``: a thin adapter over the serving core, as the HTTP
-routes of ``app.api.v2`` are. Health, server and model metadata, model readiness and
-inference; the other calls of Triton's service answer UNIMPLEMENTED (the base class's).
+routes of ``app.api.v2`` are. Health, server and model metadata, model readiness,
+inference and the model repository extension (``app.model_repository``); the other calls of
+Triton's service answer UNIMPLEMENTED (the base class's).
 
 Every call but ServerLive and ServerReady needs an API key when keys are configured
 (``authorization: Bearer <key>`` metadata, as HTTP). Inference goes through
@@ -22,9 +23,16 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 from app import __version__
 from app.api.auth import ApiKeys
 from app.classification import ClassifiedItem
-from app.errors import DeadlineExceeded, RequestError, Unauthorized
+from app.errors import (
+    DeadlineExceeded,
+    InvalidTensor,
+    RepositoryDisabled,
+    RequestError,
+    Unauthorized,
+)
 from app.lifecycle import Status
 from app.metrics import Metrics
+from app.model_repository import ModelRepository
 from app.oip.classifier_model import ItemFailed, Limits, output_tensors, request_items
 from app.oip_grpc.messages import (
     infer_response,
@@ -97,6 +105,39 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
     async def ModelInfer(self, request: Any, context: Any) -> Any:  # noqa: N802
         return await self._answer("ModelInfer", context, lambda: self._infer(request, context))
 
+    async def RepositoryIndex(self, request: Any, context: Any) -> Any:  # noqa: N802
+        async def index() -> Any:
+            entries = self._repository().index(ready_only=request.ready)
+            response = service_pb2.RepositoryIndexResponse()
+            for entry in entries:
+                response.models.add(
+                    name=entry.name, version=entry.version, state=entry.state, reason=entry.reason
+                )
+            return response
+
+        return await self._answer("RepositoryIndex", context, index)
+
+    async def RepositoryModelLoad(self, request: Any, context: Any) -> Any:  # noqa: N802
+        async def load() -> Any:
+            _refuse_parameters(request.parameters)
+            await self._repository().load(request.model_name)
+            return service_pb2.RepositoryModelLoadResponse()
+
+        return await self._answer("RepositoryModelLoad", context, load)
+
+    async def RepositoryModelUnload(self, request: Any, context: Any) -> Any:  # noqa: N802
+        async def unload() -> Any:
+            _refuse_parameters(request.parameters, allowed=("unload_dependents",))
+            await self._repository().unload(request.model_name)
+            return service_pb2.RepositoryModelUnloadResponse()
+
+        return await self._answer("RepositoryModelUnload", context, unload)
+
+    def _repository(self) -> ModelRepository:
+        if self._core.repository is None:
+            raise RepositoryDisabled("the model repository extension is not available")
+        return self._core.repository
+
     async def _infer(self, request: Any, context: Any) -> Any:
         name, version = request.model_name or None, request.model_version or None
         inputs = input_tensors(request)
@@ -151,6 +192,14 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
     def _report(self, error: RequestError) -> None:
         if self._on_error is not None:
             self._on_error(error)
+
+
+def _refuse_parameters(parameters: Any, allowed: tuple[str, ...] = ()) -> None:
+    """Triton's ``config`` and ``file:`` parameters override a model's files: not here."""
+    if set(parameters) - set(allowed):
+        raise InvalidTensor(
+            "load and unload take no parameters here (config and file overrides are not supported)"
+        )
 
 
 def _bearer(context: Any) -> bytes | None:

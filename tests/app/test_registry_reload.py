@@ -22,7 +22,7 @@ from app.settings import Settings
 from tests.support.app_setup import make_settings, wait_ready
 from tests.support.gated_service import Gate, gated_factory, ready_client
 from tests.support.images import encode_image, photo
-from tests.support.tiny_bundle import LABELS, make_tiny_bundle, manifest_dict, write_manifest
+from tests.support.tiny_bundle import LABELS, make_named_bundle
 
 pytestmark = pytest.mark.anyio
 
@@ -30,19 +30,11 @@ PNG = encode_image(photo(60, 50, seed=3))
 FORM = {"text": "a small red bird"}
 
 
-def named_bundle(root: Path, name: str, *, seed: int, version: str = "1.0.0") -> Path:
-    """A tiny bundle with its own weights (``seed``), name and version."""
-    make_tiny_bundle(root, seed)
-    manifest = manifest_dict(root) | {"name": name, "version": version}
-    write_manifest(root, manifest)
-    return root
-
-
 @pytest.fixture
 def two_bundles(tmp_path: Path) -> tuple[Path, Path]:
     return (
-        named_bundle(tmp_path / "a", "alpha", seed=1),
-        named_bundle(tmp_path / "b", "beta", seed=2),
+        make_named_bundle(tmp_path / "a", "alpha", seed=1),
+        make_named_bundle(tmp_path / "b", "beta", seed=2),
     )
 
 
@@ -131,8 +123,8 @@ def test_each_bundle_has_its_own_batcher(two_bundles: tuple[Path, Path]) -> None
 
 
 def test_names_must_differ(tmp_path: Path) -> None:
-    first = named_bundle(tmp_path / "one", "same", seed=1)
-    second = named_bundle(tmp_path / "two", "same", seed=2)
+    first = make_named_bundle(tmp_path / "one", "same", seed=1)
+    second = make_named_bundle(tmp_path / "two", "same", seed=2)
     with TestClient(create_app(_settings((first, second)))) as client:
         body = client.get("/readyz").json()
     assert client.get("/livez").status_code == 503
@@ -217,7 +209,7 @@ def _rewrite(path: Path, *, seed: int, version: str) -> None:
     """Replace the bundle at ``path`` by new weights and a new version, same name."""
     name = json.loads((path / "manifest.json").read_text())["name"]
     shutil.rmtree(path)
-    named_bundle(path, name, seed=seed, version=version)
+    make_named_bundle(path, name, seed=seed, version=version)
 
 
 def _gate_version(gate: Gate, name: str, version: str) -> Callable[[Settings], Engine]:
@@ -287,7 +279,7 @@ async def test_a_failed_reload_leaves_the_old_version_serving(
         failed = await client.post("/v1/models/beta/reload")
         after = await _post(client, model="beta")
         listing = (await client.get("/v1/models/beta")).json()
-        named_bundle(two_bundles[1], "gamma", seed=2)  # intact again, but renamed
+        make_named_bundle(two_bundles[1], "gamma", seed=2)  # intact again, but renamed
         rename = await client.post("/v1/models/beta/reload")
 
     assert failed.status_code == 500

@@ -223,6 +223,14 @@ def make_tiny_bundle(root: Path, seed: int = 0) -> Path:
     return root
 
 
+def make_named_bundle(root: Path, name: str, *, seed: int, version: str = "1.0.0") -> Path:
+    """A tiny bundle with its own weights (``seed``), name and version."""
+    make_tiny_bundle(root, seed)
+    manifest = manifest_dict(root) | {"name": name, "version": version}
+    write_manifest(root, manifest)
+    return root
+
+
 def make_tiny_bundle_with_head(
     root: Path, seed: int = 0, *, presence: bool = False, temperature: float = 1.0
 ) -> TinyHead:
