@@ -1,0 +1,1 @@
+"""gRPC against HTTP: the same classification over both protocols, side by side."""
