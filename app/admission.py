@@ -68,6 +68,13 @@ class AdmissionLimits:
     request_timeout_s: float  # each request's deadline, decoding and queueing included
     retry_after_s: int  # the least Retry-After a refusal carries
     overload_status: int = 503  # a refusal's HTTP status: 503 or 429
+    priority_levels: int = 1  # level 0 is the most urgent; see ``share``
+
+    def share(self, level: int) -> float:
+        """The part of the limits a request of priority ``level`` may use: all of them at
+        level 0, down to 1/levels at the last, so that under overload the lowest levels are
+        refused first, while the higher ones still find room."""
+        return (self.priority_levels - level) / self.priority_levels
 
 
 class Admission:
@@ -103,24 +110,28 @@ class Admission:
             return 0.0
         return (self.in_flight + items - 1) * item_s
 
-    def refusal(self, items: int = 1) -> RequestError | None:
-        """Why ``items`` more items would be refused now, or None if they would be admitted.
-        A refusal is counted: the caller answers it."""
+    def refusal(self, items: int = 1, level: int = 0) -> RequestError | None:
+        """Why ``items`` more items of priority ``level`` (0 the most urgent) would be
+        refused now, or None if they would be admitted. A level may fill only its share of
+        the in-flight ceiling and of the wait (``AdmissionLimits.share``). A refusal is
+        counted: the caller answers it."""
         if not self.lifecycle.accepting:
             return self.lifecycle.unavailable()
         limits = self.limits
-        if self.in_flight + items > limits.max_in_flight:
+        share = limits.share(level)
+        of_level = f" for priority {level + 1}" if level > 0 else ""  # the top level: as ever
+        ceiling = max(1, math.floor(limits.max_in_flight * share))
+        if self.in_flight + items > ceiling:
             return self._refuse(
-                items,
-                f"{self.in_flight} items in flight, the limit is {limits.max_in_flight}",
+                items, f"{self.in_flight} items in flight, the limit{of_level} is {ceiling}"
             )
         wait_s = self.predicted_wait_s(items)
-        allowed_s = min(limits.max_queue_wait_s, limits.request_timeout_s)
+        allowed_s = min(limits.max_queue_wait_s * share, limits.request_timeout_s)
         if wait_s > allowed_s:
             return self._refuse(
                 items,
                 f"the work ahead would take about {wait_s:.2f} s, over the "
-                f"{allowed_s:g} s this service lets a request wait",
+                f"{allowed_s:g} s this service lets a request{of_level} wait",
             )
         return None
 

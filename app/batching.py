@@ -22,6 +22,10 @@ Design (after Ray Serve's and infinity's batchers, avoiding their known failure 
 - The worker loop survives every error; ``stop()`` answers everything still queued.
 - An optional observer hears each batch's queue waits, size and run time (for metrics). An
   item's own log lines are emitted in its submitter's context, so they carry its request id.
+- Priorities: each item has a level (0 the most urgent, ``levels`` of them). A batch takes the
+  most urgent items first, in arrival order within a level; an item that has waited
+  ``aging_s`` counts as most urgent, so no level starves behind a stream of urgent ones for
+  longer than that (then its deadline answers it, as any item's).
 """
 
 from __future__ import annotations
@@ -66,6 +70,7 @@ class _Pending(Generic[T, R]):
     deadline: float
     submitted: float
     context: contextvars.Context
+    level: int = 0
 
 
 class Batcher(Generic[T, R]):
@@ -81,16 +86,21 @@ class Batcher(Generic[T, R]):
         max_wait_s: float = 0.0,
         clock: Clock = time.monotonic,
         observer: BatchObserver | None = None,
+        levels: int = 1,
+        aging_s: float = float("inf"),
     ) -> None:
-        if max_batch_size < 1 or max_wait_s < 0:
-            raise ValueError("max_batch_size must be >= 1, max_wait_s >= 0")
+        if max_batch_size < 1 or max_wait_s < 0 or levels < 1 or aging_s < 0:
+            raise ValueError("max_batch_size, levels >= 1 and max_wait_s, aging_s >= 0")
         self._run_batch = run_batch
         self._executor = executor
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_s
         self._clock = clock
         self._observer = observer or NullObserver()
-        self._queue: collections.deque[_Pending[T, R]] = collections.deque()
+        self._queues: list[collections.deque[_Pending[T, R]]] = [
+            collections.deque() for _ in range(levels)
+        ]
+        self.aging_s = aging_s
         self._wakeup = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._closing = False
@@ -98,22 +108,30 @@ class Batcher(Generic[T, R]):
 
     @property
     def queue_depth(self) -> int:
-        return len(self._queue)
+        return sum(len(queue) for queue in self._queues)
+
+    @property
+    def levels(self) -> int:
+        return len(self._queues)
 
     def start(self) -> None:
         if self._worker is None:
             self._worker = asyncio.get_running_loop().create_task(self._loop())
 
-    async def submit(self, item: T, timeout_s: float) -> R:
-        """Queue one prepared item and wait for its result, at most ``timeout_s`` seconds.
-        The queue is not bounded here: what reaches it was admitted (``app.admission``),
-        whose ceiling on items in flight bounds it. ``ShuttingDown`` once ``stop`` has
-        begun (the owner stops the batcher only when nothing admitted is left)."""
+    async def submit(self, item: T, timeout_s: float, level: int = 0) -> R:
+        """Queue one prepared item at priority ``level`` (0 the most urgent) and wait for its
+        result, at most ``timeout_s`` seconds. The queue is not bounded here: what reaches
+        it was admitted (``app.admission``), whose ceiling on items in flight bounds it.
+        ``ShuttingDown`` once ``stop`` has begun (the owner stops the batcher only when
+        nothing admitted is left)."""
         if self._closing or self._worker is None:
             raise ShuttingDown("the service is shutting down")
+        if not 0 <= level < len(self._queues):
+            raise ValueError(f"level {level} of {len(self._queues)}")
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         now = self._clock()
-        self._queue.append(_Pending(item, future, now + timeout_s, now, contextvars.copy_context()))
+        context = contextvars.copy_context()
+        self._queues[level].append(_Pending(item, future, now + timeout_s, now, context, level))
         self._wakeup.set()
         try:
             return await asyncio.wait_for(future, timeout=max(timeout_s, 0.0))
@@ -129,7 +147,7 @@ class Batcher(Generic[T, R]):
 
     async def _loop(self) -> None:
         while True:
-            if not self._queue:
+            if not self.queue_depth:
                 if self._closing:
                     return
                 self._wakeup.clear()
@@ -163,11 +181,26 @@ class Batcher(Generic[T, R]):
 
     def _take(self, batch: list[_Pending[T, R]]) -> list[_Pending[T, R]]:
         now = self._clock()
-        while self._queue and len(batch) < self.max_batch_size:
-            pending = self._queue.popleft()
+        while len(batch) < self.max_batch_size and (queue := self._next_queue(now)) is not None:
+            pending = queue.popleft()
             if self._live(pending, now):
                 batch.append(pending)
         return batch
+
+    def _next_queue(self, now: float) -> collections.deque[_Pending[T, R]] | None:
+        """The queue whose head goes next: the most urgent level's, unless a less urgent
+        head has waited ``aging_s``, which then counts as most urgent (oldest first)."""
+        best: collections.deque[_Pending[T, R]] | None = None
+        best_key = (0, 0.0)
+        for queue in self._queues:
+            if not queue:
+                continue
+            head = queue[0]
+            level = 0 if now - head.submitted >= self.aging_s else head.level
+            key = (level, head.submitted)
+            if best is None or key < best_key:
+                best, best_key = queue, key
+        return best
 
     def _live(self, pending: _Pending[T, R], now: float) -> bool:
         """False, after settling it, for an item not worth computing any more."""

@@ -16,7 +16,7 @@ from app.admission import Admission, AdmissionLimits, ItemPace
 from app.batching import Batcher
 from app.classification import ClassifiedItem, ClassifyInput, Timings
 from app.engine import Engine
-from app.errors import DeadlineExceeded, MemoryBusy, Overloaded, RequestError
+from app.errors import DeadlineExceeded, InvalidRequest, MemoryBusy, Overloaded, RequestError
 from app.lifecycle import Lifecycle
 from app.memory_budget import MemoryBudget, RoomWanted
 from app.observer import NullObserver, ServiceObserver
@@ -55,6 +55,7 @@ class ModelRunner:
         self.request_timeout_s = settings.request_timeout_s
         self.retry_after_s = settings.retry_after_s
         self.overload_status = settings.overload_status
+        self.default_priority = settings.default_priority
         self.inline_decode_max_pixels = settings.inline_decode_max_pixels
         self.pace = ItemPace(item_s)
         self.admission = Admission(
@@ -64,6 +65,7 @@ class ModelRunner:
                 request_timeout_s=settings.request_timeout_s,
                 retry_after_s=settings.retry_after_s,
                 overload_status=settings.overload_status,
+                priority_levels=settings.priority_levels,
             ),
             self.pace,
             lifecycle,
@@ -79,6 +81,8 @@ class ModelRunner:
             executor=self._inference_pool,
             max_batch_size=settings.max_batch_size,
             max_wait_s=settings.max_batch_wait_ms / 1000.0,
+            levels=settings.priority_levels,
+            aging_s=settings.max_queue_wait_s,
             observer=self._observer,
         )
         self.stopped = False  # stop() has finished: batcher and threads released
@@ -126,11 +130,11 @@ class ModelRunner:
         return self.admission.refusal(items)
 
     @contextlib.contextmanager
-    def _accepted(self, items: int) -> Iterator[None]:
+    def _accepted(self, items: int, level: int = 0) -> Iterator[None]:
         """Admit ``items`` or refuse at once; admitted items count as in flight until
         answered, so that ``stop()`` waits for them. Admission happens before decoding, so
         nothing queues without bound in front of the decode pool either."""
-        refusal = self.admission.refusal(items)
+        refusal = self.admission.refusal(items, level)
         if refusal is not None:
             raise refusal
         self.admission.admit(items)
@@ -142,27 +146,44 @@ class ModelRunner:
             if self.admission.in_flight == 0:
                 self._idle.set()
 
-    async def classify(self, items: Sequence[ClassifyInput]) -> list[ClassifiedItem | RequestError]:
-        """Admit every item or refuse the whole request (raises); then each item is checked,
-        prepared and classified through the batcher on its own, and fails or succeeds alone."""
-        with self._accepted(len(items)):
+    async def classify(
+        self, items: Sequence[ClassifyInput], priority: int | None = None
+    ) -> list[ClassifiedItem | RequestError]:
+        """Admit every item at ``priority`` or refuse the whole request (raises); then each
+        item is checked, prepared and classified through the batcher on its own, and fails or
+        succeeds alone."""
+        level = self.level(priority)
+        with self._accepted(len(items), level):
             if len(items) == 1:  # the common case, without a task per item
-                return [await self._classify_caught(items[0])]
-            return list(await asyncio.gather(*(self._classify_caught(item) for item in items)))
+                return [await self._classify_caught(items[0], level)]
+            answers = (self._classify_caught(item, level) for item in items)
+            return list(await asyncio.gather(*answers))
 
-    async def _classify_caught(self, item: ClassifyInput) -> ClassifiedItem | RequestError:
+    def level(self, priority: int | None) -> int:
+        """The batcher's and admission's level (0 the most urgent) of a request's
+        ``priority`` (1 the most urgent; 0 or None: the default); 422 out of range."""
+        levels = self.batcher.levels
+        if priority is None or priority == 0:
+            return self.default_priority - 1
+        if not 1 <= priority <= levels:
+            raise InvalidRequest(f"priority must be 0 (the default) or 1 to {levels}")
+        return priority - 1
+
+    async def _classify_caught(
+        self, item: ClassifyInput, level: int
+    ) -> ClassifiedItem | RequestError:
         try:
-            return await self._classify(item)
+            return await self._classify(item, level)
         except RequestError as error:
             return error
 
-    async def _classify(self, given: ClassifyInput) -> ClassifiedItem:
+    async def _classify(self, given: ClassifyInput, level: int) -> ClassifiedItem:
         started = time.perf_counter()
         item = self.engine.policy.check(given)
         prepared_item = await self._prepare(item.image, item.text, item.explain, started)
         prepared = time.perf_counter()
         self._observer.preprocessed(prepared - started)
-        result = await self.batcher.submit(prepared_item, self._left(started))
+        result = await self.batcher.submit(prepared_item, self._left(started), level)
         answered = ClassifiedItem(
             probabilities=result.probabilities,
             missing=prepared_item.missing,

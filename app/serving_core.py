@@ -76,10 +76,11 @@ class ServingCore:
         items: Sequence[ClassifyInput],
         model: str | None = None,
         version: str | None = None,
+        priority: int | None = None,
     ) -> ClassifyResult:
-        """Classify ``items`` with the bundle ``model`` (at ``version``): every item is
-        admitted or the request is refused (raises); then each item is answered, or fails,
-        on its own."""
+        """Classify ``items`` with the bundle ``model`` (at ``version``) at ``priority``
+        (1 the most urgent; 0 or None the default): every item is admitted or the request is
+        refused (raises); then each item is answered, or fails, on its own."""
         with self.lease(model, version) as runner:
-            outcomes = await runner.classify(items)
+            outcomes = await runner.classify(items, priority)
             return ClassifyResult(runner.engine.bundle.manifest, outcomes)

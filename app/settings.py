@@ -264,6 +264,29 @@ class Settings(BaseSettings):
     retry_after_s: int = Field(
         default=1, ge=1, description="The least Retry-After on overload (503 or 429)."
     )
+    priority_levels: int = Field(
+        default=3,
+        ge=1,
+        le=10,
+        description=(
+            "Request priorities, 1 (the most urgent) to this: the `priority` field of /classify "
+            "and /classify/batch, the `priority` parameter of an Open Inference Protocol "
+            "request (HTTP and gRPC). More urgent items are batched first (an item that has "
+            "waited max_queue_wait_s counts as most urgent, so none starves), and priority p "
+            "may fill only (levels - p + 1) / levels of max_in_flight and of max_queue_wait_s, "
+            "so under overload the least urgent are refused first."
+        ),
+    )
+    default_priority: int = Field(
+        default=1,
+        ge=1,
+        le=10,
+        description=(
+            "The priority of a request that names none (or 0). 1, the most urgent, keeps the "
+            "whole of the admission limits for such requests; callers mark background work "
+            "with a higher number."
+        ),
+    )
     overload_status: int = Field(
         default=503,
         description=(
@@ -339,6 +362,15 @@ class Settings(BaseSettings):
             stripped = [k.strip() if isinstance(k, str) else k for k in value]
             return [k for k in stripped if k != ""]
         return value
+
+    @model_validator(mode="after")
+    def _default_priority_is_a_level(self) -> Settings:
+        if self.default_priority > self.priority_levels:
+            raise ValueError(
+                f"default_priority ({self.default_priority}) must be one of the "
+                f"{self.priority_levels} priority_levels"
+            )
+        return self
 
     @model_validator(mode="after")
     def _body_memory_holds_a_body(self) -> Settings:

@@ -86,6 +86,8 @@ GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
             "request_timeout_s",
             "retry_after_s",
             "overload_status",
+            "priority_levels",
+            "default_priority",
         ),
     ),
     (

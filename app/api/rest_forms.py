@@ -17,6 +17,11 @@ MODEL = (
     "when left out."
 )
 TOP_K = "Return only the k most probable classes."
+PRIORITY = (
+    "1 (the most urgent) to FUSIONSERVE_PRIORITY_LEVELS; 0 or left out: "
+    "FUSIONSERVE_DEFAULT_PRIORITY. More urgent requests are batched first and, under "
+    "overload, less urgent ones are refused first (422 invalid_request out of range)."
+)
 
 
 class ClassifyForm(BaseModel):
@@ -39,6 +44,7 @@ class ClassifyForm(BaseModel):
     top_k: int | None = Field(default=None, ge=1, description=TOP_K)
     explain: bool = Field(default=False, description=EXPLAIN)
     model: str | None = Field(default=None, description=MODEL)
+    priority: int | None = Field(default=None, ge=0, description=PRIORITY)
 
 
 class ClassifyBatchForm(BaseModel):
@@ -49,3 +55,4 @@ class ClassifyBatchForm(BaseModel):
     top_k: int | None = Field(default=None, ge=1, description=TOP_K)
     explain: bool = Field(default=False, description=EXPLAIN + " Applies to every item.")
     model: str | None = Field(default=None, description=MODEL)
+    priority: int | None = Field(default=None, ge=0, description=PRIORITY)

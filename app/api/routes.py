@@ -116,7 +116,9 @@ async def classify(request: Request) -> ClassifyResponse:
             # An empty field counts as left out, but an empty text is not no text.
             raise InvalidText("text must not be empty; leave the field out to send no text")
         image = None if form.image is None else await _read_image(form.image, settings)
-    work = core.classify([ClassifyInput(image, form.text, form.explain)], form.model)
+    work = core.classify(
+        [ClassifyInput(image, form.text, form.explain)], form.model, priority=form.priority
+    )
     result = await cancel_on_disconnect(request, work)
     top_k = form.top_k or settings.default_top_k
     return classify_response(result.single(), result.manifest, top_k)
@@ -145,7 +147,8 @@ async def classify_batch(request: Request) -> BatchClassifyResponse:
             ClassifyInput(await _read_image(image, settings), text, form.explain)
             for image, text in zip(form.images, form.texts, strict=True)
         ]
-    result = await cancel_on_disconnect(request, core.classify(items, form.model))
+    work = core.classify(items, form.model, priority=form.priority)
+    result = await cancel_on_disconnect(request, work)
     top_k = form.top_k or settings.default_top_k
     return BatchClassifyResponse(
         results=[

@@ -265,7 +265,10 @@ async def _infer(
     with core.lease(name, version) as runner:  # the head the inputs are checked against
         head = runner.engine.bundle.manifest.fusion_head
     items = request_items(parsed.inputs, head, Limits.from_settings(settings))
-    result = await cancel_on_disconnect(request, core.classify(items, name, version))
+    parameters = parsed.request.parameters
+    priority = None if parameters is None else parameters.priority
+    work = core.classify(items, name, version, priority)
+    result = await cancel_on_disconnect(request, work)
     manifest = result.manifest
     encoded = encode_response(
         model_name=manifest.name,

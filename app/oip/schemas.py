@@ -45,6 +45,13 @@ class RequestParameters(_Parameters):
         default=None,
         description="Return every output as binary data unless it says otherwise.",
     )
+    priority: Annotated[StrictInt, Field(ge=0)] | None = Field(
+        default=None,
+        description=(
+            "1 (the most urgent) to FUSIONSERVE_PRIORITY_LEVELS; 0 or left out: the default "
+            "(Triton's request priority)."
+        ),
+    )
 
 
 class RequestInput(_Closed):

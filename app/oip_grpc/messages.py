@@ -82,6 +82,20 @@ def _refuse_unsupported(parameters: Any, owner: str) -> None:
             raise InvalidTensor(f"{owner}: {reason}")
 
 
+def request_priority(request: Any) -> int | None:
+    """The request's ``priority`` parameter (Triton's), or None; 400 for another type."""
+    if "priority" not in request.parameters:
+        return None
+    parameter = request.parameters["priority"]
+    kind = parameter.WhichOneof("parameter_choice")
+    if kind not in ("int64_param", "uint64_param"):
+        raise InvalidTensor("the priority parameter must be an integer")
+    value = int(getattr(parameter, kind))
+    if value < 0:
+        raise InvalidTensor("the priority parameter must be 0 or more")
+    return value
+
+
 def requested_outputs(request: Any) -> list[str]:
     """The outputs asked for, in order (all when none is named)."""
     if not request.outputs:

@@ -38,6 +38,7 @@ from app.oip_grpc.messages import (
     infer_response,
     input_tensors,
     metadata_response,
+    request_priority,
     requested_outputs,
 )
 from app.oip_grpc.status_codes import status_code, trailing_metadata
@@ -149,7 +150,8 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
         timeout = self._timeout_s if remaining is None else min(remaining, self._timeout_s)
         try:
             async with asyncio.timeout(timeout):
-                result = await self._core.classify(items, name, version)
+                priority = request_priority(request)
+                result = await self._core.classify(items, name, version, priority)
         except TimeoutError:
             raise DeadlineExceeded("the call's deadline passed before it was answered") from None
         answered: list[ClassifiedItem] = []

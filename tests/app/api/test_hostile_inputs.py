@@ -268,7 +268,8 @@ def test_limits_are_reported(service: TestClient) -> None:
 
 def test_error_names_the_unexpected_field(service: TestClient) -> None:
     message = _post(service, **_form(colour="red")).json()["error"]["message"]
-    assert message == "unexpected field 'colour'; the form takes explain, image, model, text, top_k"
+    expected = "the form takes explain, image, model, priority, text, top_k"
+    assert message == f"unexpected field 'colour'; {expected}"
     message = _post(service, **CASES["duplicate-image"].request).json()["error"]["message"]
     assert message == "field 'image' was sent 2 times; send it once"
 
