@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Path, Request
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr, ValidationError
 
 from app.api.routes import CoreDep
 from app.errors import InvalidTensor, RepositoryDisabled
@@ -30,8 +30,8 @@ def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
 
 class IndexRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    repository_name: str | None = None
-    ready: bool = False
+    repository_name: StrictStr | None = None
+    ready: StrictBool = False
 
 
 class IndexModel(BaseModel):
