@@ -33,12 +33,17 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextvars
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
+
+from opentelemetry import context as trace_context
+from opentelemetry import trace
+from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, Status, StatusCode, Tracer
 
 from app.errors import DeadlineExceeded, InferenceFailed, RequestError, ShuttingDown
 from app.observer import BatchObserver, NullObserver
@@ -71,6 +76,9 @@ class _Pending(Generic[T, R]):
     submitted: float
     context: contextvars.Context
     level: int = 0
+    # With tracing: the submitter's span and the wall-clock submission (OTel wants epoch ns).
+    span: SpanContext | None = None
+    submitted_ns: int = 0
 
 
 class Batcher(Generic[T, R]):
@@ -88,6 +96,7 @@ class Batcher(Generic[T, R]):
         observer: BatchObserver | None = None,
         levels: int = 1,
         aging_s: float = float("inf"),
+        tracer: Tracer | None = None,
     ) -> None:
         if max_batch_size < 1 or max_wait_s < 0 or levels < 1 or aging_s < 0:
             raise ValueError("max_batch_size, levels >= 1 and max_wait_s, aging_s >= 0")
@@ -101,6 +110,7 @@ class Batcher(Generic[T, R]):
             collections.deque() for _ in range(levels)
         ]
         self.aging_s = aging_s
+        self._tracer = tracer
         self._wakeup = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._closing = False
@@ -131,7 +141,11 @@ class Batcher(Generic[T, R]):
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         now = self._clock()
         context = contextvars.copy_context()
-        self._queues[level].append(_Pending(item, future, now + timeout_s, now, context, level))
+        pending = _Pending(item, future, now + timeout_s, now, context, level)
+        if self._tracer is not None:
+            pending.span = trace.get_current_span().get_span_context()
+            pending.submitted_ns = time.time_ns()
+        self._queues[level].append(pending)
         self._wakeup.set()
         try:
             return await asyncio.wait_for(future, timeout=max(timeout_s, 0.0))
@@ -158,6 +172,7 @@ class Batcher(Generic[T, R]):
                 try:
                     now = self._clock()
                     self._observer.batch_started([now - p.submitted for p in batch])
+                    self._trace_queue_waits(batch)
                     await self._dispatch(batch)
                 except Exception:  # the loop must outlive any error; futures are failed below
                     logger.exception("batch dispatch failed")
@@ -213,13 +228,55 @@ class Batcher(Generic[T, R]):
             return False
         return True
 
-    async def _dispatch(self, batch: list[_Pending[T, R]]) -> None:
+    def _trace_queue_waits(self, batch: list[_Pending[T, R]]) -> None:
+        """A ``queue_wait`` span per item, under its request's span: submission to now."""
+        if self._tracer is None:
+            return
+        now_ns = time.time_ns()
+        for pending in batch:
+            if pending.span is not None:
+                parent = trace.set_span_in_context(NonRecordingSpan(pending.span))
+                span = self._tracer.start_span(
+                    "queue_wait", context=parent, start_time=pending.submitted_ns
+                )
+                span.end(end_time=now_ns)
+
+    def _batch_span(self, batch: list[_Pending[T, R]]) -> trace.Span | None:
+        """The ``batch`` span: a child of the first item's request, linked to every item's."""
+        if self._tracer is None:
+            return None
+        spans = [p.span for p in batch if p.span is not None and p.span.is_valid]
+        parent = trace.set_span_in_context(NonRecordingSpan(spans[0])) if spans else None
+        return self._tracer.start_span(
+            "batch",
+            context=parent,
+            links=[Link(span) for span in spans],
+            attributes={"batch.size": len(batch)},
+        )
+
+    async def _execute(self, batch: list[_Pending[T, R]]) -> Sequence[R]:
+        """Run the batch in the executor, under its ``batch`` span when tracing (the models'
+        spans nest under it, in the executor's thread)."""
         loop = asyncio.get_running_loop()
+        items = [p.item for p in batch]
+        span = self._batch_span(batch)
+        if span is None:
+            return await loop.run_in_executor(self._executor, self._run_batch, items)
+        in_span = contextvars.copy_context()
+        in_span.run(trace_context.attach, trace.set_span_in_context(span))
+        call = functools.partial(in_span.run, self._run_batch, items)
+        try:
+            return await loop.run_in_executor(self._executor, call)
+        except Exception as exc:
+            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            raise
+        finally:
+            span.end()
+
+    async def _dispatch(self, batch: list[_Pending[T, R]]) -> None:
         started = self._clock()
         try:
-            results = await loop.run_in_executor(
-                self._executor, self._run_batch, [p.item for p in batch]
-            )
+            results = await self._execute(batch)
             if len(results) != len(batch):
                 raise RuntimeError(f"{len(results)} results for a batch of {len(batch)}")
         except Exception:

@@ -8,7 +8,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from fastapi import FastAPI
@@ -21,7 +21,8 @@ from app.api.gate import RequestGate
 from app.api.http_metrics import HttpMetricsMiddleware
 from app.api.request_id import RequestIdMiddleware
 from app.api.routes import CLASSIFY_PATHS, router
-from app.api.v2 import is_infer_path
+from app.api.trace_requests import TraceRequests
+from app.api.v2 import INFER_ROUTE, is_infer_path
 from app.api.v2 import router as v2_router
 from app.api.v2_errors import V2ErrorBodies
 from app.engine import build_engine
@@ -37,6 +38,7 @@ from app.pod_status import PodStatus
 from app.registry import EngineFactory, ModelRegistry
 from app.serving_core import ServingCore
 from app.settings import Settings
+from app.tracing import Tracing
 
 if TYPE_CHECKING:
     from app.pod_metrics import PodState
@@ -94,6 +96,7 @@ def _lifespan(
     pod: PodStatus | None,
     pod_state: PodState | None,
     start_grpc: Callable[[], Awaitable[grpc.aio.Server]] | None,
+    tracing: Tracing,
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     """Load in the background while serving; on shutdown stop accepting, answer what was
     accepted and stop. In a worker of several, also keep the pod's metrics fresh and follow
@@ -121,6 +124,7 @@ def _lifespan(
             with contextlib.suppress(asyncio.CancelledError):
                 await loader
             await registry.stop()
+            tracing.shutdown()
 
     return lifespan
 
@@ -131,6 +135,7 @@ def create_app(
     engine_factory: EngineFactory = build_engine,
     on_startup_failure: Callable[[], None] = _terminate,
     pod: PodStatus | None = None,
+    tracer_provider: Any = None,
 ) -> FastAPI:
     """Build the FastAPI app. The bundle loads in the background; /readyz says when it is done.
 
@@ -140,7 +145,8 @@ def create_app(
 
     Logging is left alone unless ``settings.configure_logging`` is set (see app.logging_setup).
     A worker process of several (``app.worker_pool``) passes its ``pod`` status: readiness
-    then waits for every worker.
+    then waits for every worker. ``tracer_provider`` replaces the OpenTelemetry provider made
+    from the environment when ``settings.tracing`` is on (tests).
     """
     settings = settings or Settings()
     if settings.configure_logging:
@@ -155,7 +161,10 @@ def create_app(
     decode_memory = MemoryBudget(settings.decode_memory_mb * 2**20, trimmer)
     body_memory = MemoryBudget(settings.body_memory_mb * 2**20, trimmer)
     lifecycle = Lifecycle(on_change=None if pod is None else pod.publish)
-    registry = ModelRegistry(settings, engine_factory, observer_for, decode_memory, lifecycle)
+    tracing = Tracing.from_settings(settings, tracer_provider)
+    registry = ModelRegistry(
+        settings, engine_factory, observer_for, decode_memory, lifecycle, tracing.tracer
+    )
     repository = ModelRepository(registry, settings.model_repository, pod is not None)
     core = ServingCore(registry, lifecycle, body_memory, pod, repository)
     pod_state: PodState | None = None
@@ -173,9 +182,11 @@ def create_app(
         async def start_grpc() -> grpc.aio.Server:
             from app.oip_grpc.grpc_server import start_grpc_server
 
-            return await start_grpc_server(core, settings, keys, metrics, on_error)
+            return await start_grpc_server(core, settings, keys, metrics, on_error, tracing.tracer)
 
-    lifespan = _lifespan(registry, settings, on_startup_failure, pod, pod_state, start_grpc)
+    lifespan = _lifespan(
+        registry, settings, on_startup_failure, pod, pod_state, start_grpc, tracing
+    )
 
     app = FastAPI(
         title="FusionServe",
@@ -228,4 +239,11 @@ def create_app(
         paths = [getattr(r, "path", "") for rt in routers for r in rt.routes]
         app.add_middleware(HttpMetricsMiddleware, observer=metrics, paths=paths)
     app.add_middleware(RequestIdMiddleware, max_length=settings.request_id_max_length)
+    if tracing.tracer is not None:  # outermost: the span covers the whole request
+        app.add_middleware(
+            TraceRequests,
+            tracer=tracing.tracer,
+            traced=lambda path: path in CLASSIFY_PATHS or is_infer_path(path),
+            route=lambda path: path if path in CLASSIFY_PATHS else INFER_ROUTE,
+        )
     return app

@@ -12,6 +12,8 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from opentelemetry.trace import Status, StatusCode, Tracer
+
 from app.admission import Admission, AdmissionLimits, ItemPace
 from app.batching import Batcher
 from app.classification import ClassifiedItem, ClassifyInput, Timings
@@ -47,8 +49,11 @@ class ModelRunner:
         decode_memory: MemoryBudget,
         decode_pace: DecodePace,
         item_s: float | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.engine = engine
+        self._tracer = tracer
+        engine.pipeline.tracer = tracer
         self.decode_memory = decode_memory
         self.decode_pace = decode_pace
         self._observer = observer or NullObserver()
@@ -83,6 +88,7 @@ class ModelRunner:
             max_wait_s=settings.max_batch_wait_ms / 1000.0,
             levels=settings.priority_levels,
             aging_s=settings.max_queue_wait_s,
+            tracer=tracer,
             observer=self._observer,
         )
         self.stopped = False  # stop() has finished: batcher and threads released
@@ -134,7 +140,7 @@ class ModelRunner:
         """Admit ``items`` or refuse at once; admitted items count as in flight until
         answered, so that ``stop()`` waits for them. Admission happens before decoding, so
         nothing queues without bound in front of the decode pool either."""
-        refusal = self.admission.refusal(items, level)
+        refusal = self._admit(items, level)
         if refusal is not None:
             raise refusal
         self.admission.admit(items)
@@ -145,6 +151,25 @@ class ModelRunner:
             self.admission.release(items)
             if self.admission.in_flight == 0:
                 self._idle.set()
+
+    def _admit(self, items: int, level: int) -> RequestError | None:
+        """Admission's answer, traced as the ``admission`` span."""
+        if self._tracer is None:
+            return self.admission.refusal(items, level)
+        attributes = {"items": items, "priority": level + 1}
+        with self._tracer.start_as_current_span("admission", attributes=attributes) as span:
+            refusal = self.admission.refusal(items, level)
+            if refusal is not None:
+                span.set_status(Status(StatusCode.ERROR, refusal.code))
+            return refusal
+
+    @contextlib.contextmanager
+    def _span(self, name: str) -> Iterator[None]:
+        if self._tracer is None:
+            yield
+            return
+        with self._tracer.start_as_current_span(name):
+            yield
 
     async def classify(
         self, items: Sequence[ClassifyInput], priority: int | None = None
@@ -180,7 +205,8 @@ class ModelRunner:
     async def _classify(self, given: ClassifyInput, level: int) -> ClassifiedItem:
         started = time.perf_counter()
         item = self.engine.policy.check(given)
-        prepared_item = await self._prepare(item.image, item.text, item.explain, started)
+        with self._span("preprocess"):
+            prepared_item = await self._prepare(item.image, item.text, item.explain, started)
         prepared = time.perf_counter()
         self._observer.preprocessed(prepared - started)
         result = await self.batcher.submit(prepared_item, self._left(started), level)

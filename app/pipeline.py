@@ -7,11 +7,13 @@ before anything is queued, so only well-formed arrays ever reach ``run``. ``run`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+from opentelemetry.trace import Tracer
 
 from app.bundle.manifest import Manifest, Modality
 from app.errors import ModalityRequired
@@ -109,6 +111,7 @@ class Pipeline:
         self.decoder = decoder
         self.tokenizer = tokenizer
         self.text_cache = text_cache if text_cache is not None else TextEmbeddingCache(0)
+        self.tracer: Tracer | None = None  # a span per model call when set (app.tracing)
         # Image features stay on the device between the image encoder and the head when both
         # sessions can keep and take device outputs (IO binding): see ``_features``.
         self._keeping: KeepingSession | None = (
@@ -162,14 +165,26 @@ class Pipeline:
             feed[spec.token_type_ids] = np.zeros_like(batch.input_ids)
         return feed
 
+    @contextlib.contextmanager
+    def _model_span(self, name: str, rows: int) -> Iterator[None]:
+        if self.tracer is None:
+            yield
+            return
+        with self.tracer.start_as_current_span(name, attributes={"rows": rows}):
+            yield
+
     def encode_images(self, pixels: np.ndarray) -> np.ndarray:
-        (features,) = self._image.run([self.manifest.image_encoder.output], self.image_feed(pixels))
+        with self._model_span("image_encoder", len(pixels)):
+            (features,) = self._image.run(
+                [self.manifest.image_encoder.output], self.image_feed(pixels)
+            )
         return features
 
     def encode_texts(self, token_ids: Sequence[np.ndarray]) -> np.ndarray:
-        (embeddings,) = self._text.run(
-            [self.manifest.text_encoder.output], self.text_feed(token_ids)
-        )
+        with self._model_span("text_encoder", len(token_ids)):
+            (embeddings,) = self._text.run(
+                [self.manifest.text_encoder.output], self.text_feed(token_ids)
+            )
         return embeddings
 
     def text_features(self, items: Sequence[PreparedItem]) -> np.ndarray:
@@ -226,7 +241,8 @@ class Pipeline:
                 feed[name] = mask.astype(np.float32).reshape(rows, 1)
             elif present is not None and not present.all():
                 raise ModalityRequired(f"this bundle's fusion head needs the {modality}")
-        (scores,) = self._head.run([spec.output], feed)
+        with self._model_span("fusion_head", rows):
+            (scores,) = self._head.run([spec.output], feed)
         return np.asarray(scores, dtype=np.float32)
 
     def probabilities(self, scores: np.ndarray) -> np.ndarray:
@@ -283,7 +299,8 @@ class Pipeline:
         if keep and self._keeping is not None and image_present.all():
             pixels = np.stack([item.pixels for item in items if item.pixels is not None])
             output = self.manifest.image_encoder.output
-            image_features = self._keeping.run_kept(output, self.image_feed(pixels))
+            with self._model_span("image_encoder", len(pixels)):
+                image_features = self._keeping.run_kept(output, self.image_feed(pixels))
         else:
             image_features = self._rows(
                 image_present,

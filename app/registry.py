@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from opentelemetry.trace import Tracer
+
 from app.bundle.loader import read_manifest
 from app.engine import Engine, warm_up
 from app.errors import (
@@ -106,8 +108,10 @@ class ModelRegistry:
         observer_for: ObserverFactory = lambda _: None,
         decode_memory: MemoryBudget | None = None,
         lifecycle: Lifecycle | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self._settings = settings
+        self._tracer = tracer
         self._factory = factory
         self._observer_for = observer_for
         self._slots: dict[str, ModelSlot] = {}
@@ -196,6 +200,7 @@ class ModelRegistry:
             decode_memory=self.decode_memory,
             decode_pace=self.decode_pace,
             item_s=item_s,
+            tracer=self._tracer,
         )
         runner.start()
         previous, slot.current = slot.current, _Leased(runner)

@@ -114,6 +114,16 @@ class Settings(BaseSettings):
             "invalid one is replaced by a generated id."
         ),
     )
+    tracing: bool = Field(
+        default=False,
+        description=(
+            "Export OpenTelemetry traces: a span per request (continuing an incoming W3C "
+            "traceparent, over HTTP and gRPC), its admission, preprocessing and queue wait, "
+            "and each batch with its model calls. The exporter is chosen and configured by the "
+            "standard variables: OTEL_TRACES_EXPORTER (otlp, the default, or console), "
+            "OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER..."
+        ),
+    )
     metrics_enabled: bool = Field(default=True, description="Serve Prometheus metrics at /metrics.")
     demo_enabled: bool = Field(
         default=True,

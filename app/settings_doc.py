@@ -131,6 +131,7 @@ GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
             "configure_logging",
             "request_id_max_length",
             "metrics_enabled",
+            "tracing",
         ),
     ),
 )

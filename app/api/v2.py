@@ -59,6 +59,7 @@ LIVE = "/v2/health/live"
 READY = "/v2/health/ready"
 MODEL = "/v2/models/{model_name}"
 MODEL_VERSION = "/v2/models/{model_name}/versions/{model_version}"
+INFER_ROUTE = MODEL + "/infer"  # the route template that names infer requests' spans
 # Open to probes whatever else is protected, as /livez and /readyz.
 V2_HEALTH_PATHS = (LIVE, READY)
 SERVER_NAME = "fusionserve"

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable
 
 import grpc
+from opentelemetry.trace import Tracer
 from tritonclient.grpc import service_pb2_grpc
 
 from app.api.auth import ApiKeys
@@ -26,6 +27,7 @@ async def start_grpc_server(
     keys: ApiKeys,
     metrics: Metrics | None,
     on_error: Callable[[RequestError], None] | None = None,
+    tracer: Tracer | None = None,
 ) -> grpc.aio.Server:
     """Serve ``inference.GRPCInferenceService`` on ``settings.host:settings.grpc_port``;
     raises ``StartupError`` when the port cannot be bound. Messages are limited to
@@ -38,7 +40,7 @@ async def start_grpc_server(
             ("grpc.so_reuseport", 1),
         ]
     )
-    servicer = InferenceServicer(core, settings, keys, metrics, on_error)
+    servicer = InferenceServicer(core, settings, keys, metrics, on_error, tracer)
     service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)
     address = f"{settings.host}:{settings.grpc_port}"
     try:

@@ -18,6 +18,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, StatusCode, Tracer
+from opentelemetry.trace import Status as SpanStatus
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from app import __version__
@@ -44,6 +48,7 @@ from app.oip_grpc.messages import (
 from app.oip_grpc.status_codes import status_code, trailing_metadata
 from app.serving_core import ServingCore
 from app.settings import Settings
+from app.tracing import incoming_context
 
 SERVER_NAME = "fusionserve"
 EXTENSIONS = ["binary_tensor_data"]
@@ -62,8 +67,10 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
         keys: ApiKeys,
         metrics: Metrics | None,
         on_error: Callable[[RequestError], None] | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self._core = core
+        self._tracer = tracer
         self._limits = Limits.from_settings(settings)
         self._timeout_s = settings.request_timeout_s
         self._keys = keys
@@ -175,6 +182,18 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
         their code, every answer counted."""
         started = time.perf_counter()
         code = grpc.StatusCode.OK
+        span = None
+        if self._tracer is not None:  # continues a traceparent from the call's metadata
+            metadata = [
+                (k, v) for k, v in context.invocation_metadata() or () if isinstance(v, str)
+            ]
+            span = self._tracer.start_span(
+                f"inference.GRPCInferenceService/{method}",
+                context=incoming_context(metadata),
+                kind=SpanKind.SERVER,
+                attributes={"rpc.system": "grpc", "rpc.method": method},
+            )
+            token = otel_context.attach(trace.set_span_in_context(span))
         try:
             if not open_ and len(self._keys) and not self._keys.accepts(_bearer(context)):
                 raise Unauthorized()
@@ -190,6 +209,12 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
         finally:
             if self._metrics is not None:
                 self._metrics.observe_grpc(method, code.name, time.perf_counter() - started)
+            if span is not None:
+                span.set_attribute("rpc.grpc.status_code", code.value[0])
+                if code is not grpc.StatusCode.OK:
+                    span.set_status(SpanStatus(StatusCode.ERROR, code.name))
+                span.end()
+                otel_context.detach(token)
 
     def _report(self, error: RequestError) -> None:
         if self._on_error is not None:
