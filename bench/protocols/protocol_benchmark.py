@@ -1,7 +1,9 @@
 """gRPC against HTTP on the tiny bundle, side by side in one run: throughput and server CPU per
 request of the same classification (a 64x64 JPEG and a short text) over ``POST /classify``
 (multipart), and over the Open Inference Protocol's gRPC ``ModelInfer`` (raw contents), plus
-HTTP with the gRPC port off, to show what an idle gRPC server costs HTTP traffic.
+HTTP with the gRPC port off, to show what an idle gRPC server costs HTTP traffic, and HTTP
+with OpenTelemetry tracing on (every request sampled, spans exported over OTLP/HTTP to a sink
+in this process that answers 200), to show what tracing costs.
 
 The tiny bundle's models cost nothing, so what is measured is each protocol's serving path.
 One server per system (one worker process), started fresh; the systems are measured in
@@ -17,12 +19,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import http.server
 import json
 import os
 import statistics
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,18 +42,56 @@ from bench.harness.payloads import RequestSet, tiny_requests
 from bench.harness.servers import Server, SystemSpec
 from tests.support.tiny_bundle import make_tiny_bundle
 
-HTTP_PORT, GRPC_PORT = 8730, 8731
-SYSTEMS = ("http", "http-grpc-off", "grpc")
+HTTP_PORT, GRPC_PORT, OTLP_PORT = 8730, 8731, 8732
+SYSTEMS = ("http", "http-grpc-off", "grpc", "http-tracing")
 
 
-def server_env(bundle: Path, grpc_port: int) -> dict[str, str]:
-    return {
+def server_env(bundle: Path, grpc_port: int, tracing: bool = False) -> dict[str, str]:
+    env = {
         "FUSIONSERVE_BUNDLE_PATH": str(bundle),
         "FUSIONSERVE_WORKERS": "1",
         "FUSIONSERVE_INTRA_OP_THREADS": "1",
         "FUSIONSERVE_GRPC_PORT": str(grpc_port),
         "FUSIONSERVE_MAX_IN_FLIGHT": "1024",
     }
+    if tracing:
+        env |= {
+            "FUSIONSERVE_TRACING": "true",
+            "OTEL_TRACES_EXPORTER": "otlp",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{OTLP_PORT}",
+            "OTEL_TRACES_SAMPLER": "always_on",
+        }
+    return env
+
+
+class _Sink(http.server.BaseHTTPRequestHandler):
+    """Accepts OTLP/HTTP exports and counts their bytes."""
+
+    received = 0
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        length = int(self.headers.get("Content-Length", "0"))
+        _Sink.received += len(self.rfile.read(length))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base's name)
+        pass
+
+
+@contextlib.contextmanager
+def otlp_sink() -> Iterator[type[_Sink]]:
+    """An OTLP/HTTP receiver on ``OTLP_PORT`` for the tracing system's spans."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", OTLP_PORT), _Sink)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield _Sink
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def infer_request(requests: RequestSet) -> Any:
@@ -99,7 +142,8 @@ def measure(
     system: str, bundle: Path, requests: RequestSet, clients: int, seconds: float, logs: Path
 ) -> dict[str, float]:
     grpc_port = 0 if system == "http-grpc-off" else GRPC_PORT
-    spec = SystemSpec(system, "fusionserve", system, HTTP_PORT, env=server_env(bundle, grpc_port))
+    env = server_env(bundle, grpc_port, tracing=system == "http-tracing")
+    spec = SystemSpec(system, "fusionserve", system, HTTP_PORT, env=env)
     server = Server(spec, logs / f"{system}.log")
     server.start()
     try:
@@ -131,8 +175,13 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         for system in SYSTEMS
     }
     http, grpc_, off = medians["http"], medians["grpc"], medians["http-grpc-off"]
+    traced = medians["http-tracing"]
     return {
         "medians": medians,
+        "tracing_on_over_off_rps": round(traced["rps"] / http["rps"], 3),
+        "tracing_on_over_off_server_cpu": round(
+            traced["server_cpu_ms_per_request"] / http["server_cpu_ms_per_request"], 3
+        ),
         "grpc_over_http_rps": round(grpc_["rps"] / http["rps"], 3),
         "grpc_over_http_server_cpu": round(
             grpc_["server_cpu_ms_per_request"] / http["server_cpu_ms_per_request"], 3
@@ -151,11 +200,12 @@ def main() -> None:
     requests = tiny_requests()
     runs = []
     started = time.time()
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as folder, otlp_sink() as sink:
         bundle = make_tiny_bundle(Path(folder) / "tiny")
         logs = Path(folder) / "logs"
         for repeat in range(args.repeats):
-            order = SYSTEMS[repeat % 3 :] + SYSTEMS[: repeat % 3]
+            shift = repeat % len(SYSTEMS)
+            order = SYSTEMS[shift:] + SYSTEMS[:shift]
             for system in order:
                 result = measure(system, bundle, requests, args.clients, args.seconds, logs)
                 runs.append({"repeat": repeat, "system": system, **result})
@@ -167,6 +217,7 @@ def main() -> None:
         "machine": {"cpus": len(os.sched_getaffinity(0))},
         "request": "tiny bundle: one 64x64 JPEG and a short text (bench.harness.payloads)",
         "runs": runs,
+        "otlp_bytes_received": sink.received,
         "summary": summarize(runs),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
