@@ -4,10 +4,12 @@ nothing when tracing is off; the exporter chosen by OTEL_TRACES_EXPORTER."""
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -21,7 +23,7 @@ from app.tracing import Tracing, _provider_from_environment
 from tests.support.app_setup import make_settings, wait_ready
 from tests.support.images import encode_image, photo
 from tests.support.live_server import serving
-from tests.support.server_process import free_port
+from tests.support.server_process import free_port, start_server
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
@@ -144,3 +146,32 @@ def test_the_exporter_is_chosen_by_the_standard_variable() -> None:
     otlp.shutdown()
     with pytest.raises(StartupError, match="otlp or console"):
         _provider_from_environment({"OTEL_TRACES_EXPORTER": "zipkin"})
+
+
+def test_the_documented_console_example(tiny_bundle_dir: Path, tmp_path: Path) -> None:
+    """docs/operations.md's example: `fusionserve serve` with the console exporter prints the
+    request's spans, in the caller's trace, by the time it has stopped."""
+    env = {
+        "FUSIONSERVE_TRACING": "true",
+        "OTEL_TRACES_EXPORTER": "console",
+        "FUSIONSERVE_GRPC_PORT": "0",
+        "FUSIONSERVE_WORKERS": "1",
+    }
+    server = start_server(tiny_bundle_dir, tmp_path / "server.log", env)
+    try:
+        server.wait_ready()
+        response = httpx.post(
+            f"{server.base}/classify",
+            files={"image": ("i.png", IMAGE)},
+            data={"text": "a cat"},
+            headers={"traceparent": TRACEPARENT},
+            timeout=30,
+        )
+        assert response.status_code == 200
+    finally:
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=60) == 0
+    printed = server.log_text()
+    assert f'"trace_id": "0x{TRACE_ID}"' in printed
+    for name in ("POST /classify", "admission", "preprocess", "queue_wait", "batch", *MODELS):
+        assert f'"name": "{name}"' in printed, name
