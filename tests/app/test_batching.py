@@ -10,7 +10,7 @@ import pytest
 
 from app.batching import Batcher
 from app.errors import DeadlineExceeded, InferenceFailed, ShuttingDown
-from tests.support.fake_batching import FakeClock, FakeModel
+from tests.support.fake_batching import FakeClock, FakeModel, wait_queued
 
 pytestmark = pytest.mark.anyio
 
@@ -35,14 +35,6 @@ async def batcher(model: FakeModel, clock: FakeClock) -> AsyncIterator[Batcher[i
         await b.stop()
 
 
-async def _queued(batcher: Batcher[int, int], depth: int) -> None:
-    for _ in range(1000):
-        if batcher.queue_depth == depth:
-            return
-        await asyncio.sleep(0)
-    raise AssertionError(f"queue depth {batcher.queue_depth}, expected {depth}")
-
-
 async def test_lone_request_runs_at_once(batcher: Batcher[int, int], model: FakeModel) -> None:
     assert await asyncio.wait_for(batcher.submit(21, timeout_s=60), timeout=5) == 42
     assert model.calls == [[21]]
@@ -55,7 +47,7 @@ async def test_batches_grow_while_busy_and_keep_order(
     first = asyncio.create_task(batcher.submit(1, timeout_s=60))
     await model.wait_entered()
     rest = [asyncio.create_task(batcher.submit(i, timeout_s=60)) for i in range(2, 8)]
-    await _queued(batcher, 6)
+    await wait_queued(batcher, 6)
     model.gate.set()
     results = await asyncio.gather(first, *rest)
     assert results == [2, 4, 6, 8, 10, 12, 14]
@@ -72,7 +64,7 @@ async def test_expired_requests_are_dropped_before_inference(
     await model.wait_entered()
     short = asyncio.create_task(batcher.submit(2, timeout_s=5))
     long = asyncio.create_task(batcher.submit(3, timeout_s=60))
-    await _queued(batcher, 2)
+    await wait_queued(batcher, 2)
     clock.now += 10  # the short request's deadline passes while it waits
     model.gate.set()
     assert await running == 2
@@ -109,7 +101,7 @@ async def test_cancelled_submitters_are_skipped(
     await model.wait_entered()
     gone = asyncio.create_task(batcher.submit(2, timeout_s=60))
     stays = asyncio.create_task(batcher.submit(3, timeout_s=60))
-    await _queued(batcher, 2)
+    await wait_queued(batcher, 2)
     gone.cancel()  # e.g. the client disconnected
     await asyncio.sleep(0)
     model.gate.set()
@@ -124,7 +116,7 @@ async def test_one_bad_item_fails_alone(batcher: Batcher[int, int], model: FakeM
     running = asyncio.create_task(batcher.submit(1, timeout_s=60))
     await model.wait_entered()
     items = [asyncio.create_task(batcher.submit(i, timeout_s=60)) for i in (2, -1, 3)]
-    await _queued(batcher, 3)
+    await wait_queued(batcher, 3)
     model.gate.set()
     assert await running == 2
     results = await asyncio.gather(*items, return_exceptions=True)
@@ -157,7 +149,7 @@ async def test_retries_after_a_failed_batch_skip_departed_and_expired_items(
         late = asyncio.create_task(batcher.submit(4, timeout_s=5))
         bad = asyncio.create_task(batcher.submit(-1, timeout_s=60))
         stays = asyncio.create_task(batcher.submit(3, timeout_s=60))
-        await _queued(batcher, 4)
+        await wait_queued(batcher, 4)
         first.gate.set()
         assert await running == 2
         await second.wait_entered()  # the batch [2, 4, -1, 3] is running and will fail
@@ -216,7 +208,7 @@ async def test_stop_finishes_queued_work_then_refuses(
     running = asyncio.create_task(batcher.submit(1, timeout_s=60))
     await model.wait_entered()
     queued = [asyncio.create_task(batcher.submit(i, timeout_s=60)) for i in (2, 3)]
-    await _queued(batcher, 2)
+    await wait_queued(batcher, 2)
     stopping = asyncio.create_task(batcher.stop())
     await asyncio.sleep(0)
     with pytest.raises(ShuttingDown):

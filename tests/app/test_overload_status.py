@@ -14,7 +14,7 @@ import httpx
 import pytest
 from pydantic import ValidationError
 from starlette.datastructures import Headers
-from tritonclient.grpc import service_pb2, service_pb2_grpc
+from tritonclient.grpc import service_pb2_grpc
 
 from app.api.gate import RequestGate
 from app.errors import MemoryBusy
@@ -24,6 +24,7 @@ from app.preprocess.decode_pace import TIMED_BYTES
 from app.settings import Settings
 from tests.support.app_setup import make_settings
 from tests.support.gated_service import Gate, default_runner, gated_factory, ready_client
+from tests.support.grpc_requests import typed_infer_request
 from tests.support.images import encode_image, photo
 from tests.support.live_server import serving
 from tests.support.server_process import free_port
@@ -122,10 +123,7 @@ def test_grpc_overload_is_resource_exhausted_with_429(tiny_bundle_dir: Path, gat
     app = create_app(settings, engine_factory=gated_factory(gate))  # type: ignore[arg-type]
     with serving(app), grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
-        request = service_pb2.ModelInferRequest(model_name="")
-        for name, value in (("image", IMAGE), ("text", b"a cat")):
-            tensor = request.inputs.add(name=name, datatype="BYTES", shape=[1])
-            tensor.contents.bytes_contents.append(value)
+        request = typed_infer_request("", image=IMAGE, text=b"a cat")
         gate.hold()
         held = stub.ModelInfer.future(request, timeout=30)
         assert gate.entered.wait(10)

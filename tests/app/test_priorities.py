@@ -22,8 +22,9 @@ from app.lifecycle import Lifecycle
 from app.main import create_app
 from app.settings import Settings
 from tests.support.app_setup import make_settings
-from tests.support.fake_batching import FakeClock, FakeModel
+from tests.support.fake_batching import FakeClock, FakeModel, wait_queued
 from tests.support.gated_service import Gate, gated_factory, ready_client
+from tests.support.grpc_requests import typed_infer_request
 from tests.support.images import encode_image, photo
 from tests.support.live_server import serving
 from tests.support.server_process import free_port
@@ -55,14 +56,6 @@ async def batcher(model: FakeModel, clock: FakeClock) -> AsyncIterator[Batcher[i
         await b.stop()
 
 
-async def _queued(batcher: Batcher[int, int], depth: int) -> None:
-    for _ in range(1000):
-        if batcher.queue_depth == depth:
-            return
-        await asyncio.sleep(0)
-    raise AssertionError(f"queue depth {batcher.queue_depth}, expected {depth}")
-
-
 async def _busy(batcher: Batcher[int, int], model: FakeModel) -> asyncio.Task[int]:
     """Hold the model on one item so that the next submissions queue."""
     model.hold()
@@ -78,7 +71,7 @@ async def test_the_most_urgent_items_are_batched_first_in_arrival_order(
     first = await _busy(batcher, model)
     order = [(2, 21), (0, 1), (1, 11), (0, 2), (2, 22), (1, 12)]  # (level, item)
     tasks = [asyncio.create_task(batcher.submit(i, 60, level)) for level, i in order]
-    await _queued(batcher, 6)
+    await wait_queued(batcher, 6)
     model.gate.set()
     await asyncio.gather(first, *tasks)
     assert model.calls == [[0], [1, 2, 11], [12, 21, 22]]
@@ -90,10 +83,10 @@ async def test_an_item_waiting_aging_s_is_served_before_fresher_urgent_ones(
 ) -> None:
     first = await _busy(batcher, model)
     old = asyncio.create_task(batcher.submit(99, 60, level=2))
-    await _queued(batcher, 1)
+    await wait_queued(batcher, 1)
     clock.now += AGING_S  # the least urgent item has now waited the bound
     urgent = [asyncio.create_task(batcher.submit(i, 60, level=0)) for i in (1, 2, 3)]
-    await _queued(batcher, 4)
+    await wait_queued(batcher, 4)
     model.gate.set()
     await asyncio.gather(first, old, *urgent)
     assert model.calls == [[0], [99, 1, 2], [3]]
@@ -105,10 +98,10 @@ async def test_below_the_bound_urgent_items_go_first(
 ) -> None:
     first = await _busy(batcher, model)
     old = asyncio.create_task(batcher.submit(99, 60, level=2))
-    await _queued(batcher, 1)
+    await wait_queued(batcher, 1)
     clock.now += AGING_S - 0.001
     urgent = [asyncio.create_task(batcher.submit(i, 60, level=0)) for i in (1, 2, 3)]
-    await _queued(batcher, 4)
+    await wait_queued(batcher, 4)
     model.gate.set()
     await asyncio.gather(first, old, *urgent)
     assert model.calls == [[0], [1, 2, 3], [99]]
@@ -225,10 +218,7 @@ def test_priority_over_grpc(tiny_bundle_dir: Path, gate: Gate) -> None:
     app = create_app(settings, engine_factory=gated_factory(gate))  # type: ignore[arg-type]
 
     def request(priority: int | None) -> service_pb2.ModelInferRequest:
-        message = service_pb2.ModelInferRequest(model_name="tiny-test-bundle")
-        for name, value in (("image", IMAGE), ("text", b"a cat")):
-            tensor = message.inputs.add(name=name, datatype="BYTES", shape=[1])
-            tensor.contents.bytes_contents.append(value)
+        message = typed_infer_request("tiny-test-bundle", image=IMAGE, text=b"a cat")
         if priority is not None:
             message.parameters["priority"].uint64_param = priority
         return message

@@ -15,12 +15,13 @@ from fastapi.testclient import TestClient
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from tritonclient.grpc import service_pb2, service_pb2_grpc
+from tritonclient.grpc import service_pb2_grpc
 
 from app.errors import StartupError
 from app.main import create_app
 from app.tracing import Tracing, _provider_from_environment
 from tests.support.app_setup import make_settings, wait_ready
+from tests.support.grpc_requests import typed_infer_request
 from tests.support.images import encode_image, photo
 from tests.support.live_server import serving
 from tests.support.server_process import free_port, start_server
@@ -115,10 +116,7 @@ def test_a_grpc_infer_is_one_trace_under_the_callers_span(
     port = free_port()
     settings = make_settings(tiny_bundle_dir, tracing=True, grpc_port=port)
     app = create_app(settings, tracer_provider=_provider(exporter))
-    request = service_pb2.ModelInferRequest(model_name="tiny-test-bundle")
-    for name, value in (("image", IMAGE), ("text", b"a cat")):
-        tensor = request.inputs.add(name=name, datatype="BYTES", shape=[1])
-        tensor.contents.bytes_contents.append(value)
+    request = typed_infer_request("tiny-test-bundle", image=IMAGE, text=b"a cat")
     with serving(app), grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         exporter.clear()
         stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 
 class FakeClock:
@@ -38,3 +39,12 @@ class FakeModel:
 
     async def wait_entered(self) -> None:
         assert await asyncio.to_thread(self.entered.wait, 10)
+
+
+async def wait_queued(batcher: Any, depth: int) -> None:
+    """Until ``batcher`` (an ``app.batching.Batcher``) holds ``depth`` queued items."""
+    for _ in range(1000):
+        if batcher.queue_depth == depth:
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"queue depth {batcher.queue_depth}, expected {depth}")

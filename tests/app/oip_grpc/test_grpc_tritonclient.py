@@ -20,6 +20,7 @@ from app import __version__
 from app.main import create_app
 from tests.support.app_setup import answered, classify_files, make_settings
 from tests.support.gated_service import Gate, gated_factory
+from tests.support.grpc_requests import typed_infer_request
 from tests.support.images import encode_image, photo
 from tests.support.live_server import serving
 from tests.support.server_process import free_port
@@ -237,9 +238,7 @@ def test_overload_and_deadlines(bundle: Path, gate: Gate) -> None:
     app = create_app(settings, engine_factory=gated_factory(gate))  # type: ignore[arg-type]
     with serving(app), grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
-        request = service_pb2.ModelInferRequest(model_name=NAME)
-        text = request.inputs.add(name="text", datatype="BYTES", shape=[1])
-        text.contents.bytes_contents.append(b"a cat")
+        request = typed_infer_request(NAME, text=b"a cat")
         gate.hold()
         held = stub.ModelInfer.future(request, timeout=30)
         assert gate.entered.wait(10)
