@@ -100,12 +100,14 @@ RUN if ! python3 -c "import ensurepip, venv" 2>/dev/null; then \
 RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /srv \
       --shell /usr/sbin/nologin fusionserve
 WORKDIR /srv
-# The gpu extra (nvImageCodec and nvJPEG: JPEGs decode on the GPU) with ONNX Runtime's CUDA build
-# pinned by ORT_GPU_REQUIREMENT in place of the CPU one.
+# The gpu extra's nvImageCodec (JPEGs decode on the GPU; its nvJPEG, like every CUDA library,
+# comes from the CUDA base image, so the nvidia-nvjpeg wheel is left out) with ONNX Runtime's
+# CUDA build pinned by ORT_GPU_REQUIREMENT in place of the CPU one.
 COPY pyproject.toml deploy/image_requirements.py /tmp/build/
 RUN python3 -m venv /opt/venv \
  && python3 /tmp/build/image_requirements.py /tmp/build/pyproject.toml --extra gpu \
-      --exclude onnxruntime --exclude onnxruntime-gpu > /tmp/requirements.txt \
+      --exclude onnxruntime --exclude onnxruntime-gpu --exclude nvidia-nvjpeg \
+      > /tmp/requirements.txt \
  && /opt/venv/bin/pip install -r /tmp/requirements.txt "$ORT_GPU_REQUIREMENT" \
  && rm /tmp/requirements.txt \
  && ! /opt/venv/bin/pip show --quiet onnxruntime 2>/dev/null

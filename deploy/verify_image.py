@@ -238,13 +238,22 @@ def check_config(config: dict[str, Any], device: str) -> dict[str, Any]:
     return {"user": user, "cmd": cmd, "healthcheck": health[1:], "env": env}
 
 
-def check_contents(root: Path, ort_dist: str, bundle: str) -> dict[str, Any]:
+# The one CUDA wheel the GPU image needs: nvImageCodec's Python binding (GPU JPEG decoding).
+# Its nvJPEG, like every other CUDA library, comes from the CUDA base image.
+GPU_IMAGE_WHEELS = frozenset({"nvidia_nvimgcodec_cu13"})
+
+
+def check_contents(
+    root: Path, ort_dist: str, bundle: str, allowed_wheels: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     site = sorted(root.glob("opt/venv/lib/python3*/site-packages"))
     if len(site) != 1:
         raise VerifyError(f"expected one /opt/venv site-packages, found {site}")
     names = sorted(p.name for p in site[0].iterdir())
     dists = [n.split("-")[0].lower() for n in names if n.endswith(".dist-info")]
-    forbidden = [d for d in dists if d == "torch" or d.startswith("nvidia_")]
+    forbidden = [
+        d for d in dists if d == "torch" or (d.startswith("nvidia_") and d not in allowed_wheels)
+    ]
     if "torch" in names or forbidden:
         raise VerifyError(f"the runtime image must not contain torch or CUDA wheels: {forbidden}")
     ort = [d for d in dists if d.startswith("onnxruntime")]
@@ -498,7 +507,8 @@ def verify_target(report: Report, target: str, tag: str, extra: list[str], workd
         with report.step(f"contents {target}"):
             bundle = env_of(config)["FUSIONSERVE_BUNDLE_PATH"]
             ort = "onnxruntime_gpu" if gpu else "onnxruntime"
-            results["contents"] = check_contents(root, ort, bundle)
+            allowed = GPU_IMAGE_WHEELS if gpu else frozenset()
+            results["contents"] = check_contents(root, ort, bundle, allowed)
         if gpu:
             with report.step(f"run {target} device=cuda (expect refusal)"):
                 refused = Server(root, config, {}, workdir / "gpu-cuda.log")

@@ -165,6 +165,20 @@ def test_contents_check_accepts_a_lean_image(verify_image: ModuleType, tmp_path:
     assert result["onnxruntime"] == ["onnxruntime"]
 
 
+def test_the_gpu_image_may_hold_nvimagecodec_alone(
+    verify_image: ModuleType, tmp_path: Path
+) -> None:
+    allowed = verify_image.GPU_IMAGE_WHEELS
+    root = fake_root(tmp_path / "gpu", "onnxruntime_gpu", "nvidia_nvimgcodec_cu13")
+    result = verify_image.check_contents(root, "onnxruntime_gpu", "/srv/bundle", allowed)
+    assert result["onnxruntime"] == ["onnxruntime_gpu"]
+    with pytest.raises(verify_image.VerifyError, match="CUDA wheels"):
+        verify_image.check_contents(root, "onnxruntime_gpu", "/srv/bundle")  # not on CPU
+    heavy = fake_root(tmp_path / "heavy", "onnxruntime_gpu", "nvidia_cudnn_cu13")
+    with pytest.raises(verify_image.VerifyError, match="nvidia_cudnn_cu13"):
+        verify_image.check_contents(heavy, "onnxruntime_gpu", "/srv/bundle", allowed)
+
+
 @pytest.mark.parametrize(
     ("dists", "compiler", "message"),
     [
