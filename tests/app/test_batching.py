@@ -16,16 +16,6 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def model() -> FakeModel:
-    return FakeModel()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 async def batcher(model: FakeModel, clock: FakeClock) -> AsyncIterator[Batcher[int, int]]:
     with ThreadPoolExecutor(1) as executor:
         b: Batcher[int, int] = Batcher(model, executor=executor, max_batch_size=4, clock=clock)

@@ -35,16 +35,6 @@ AGING_S = 5.0
 
 
 @pytest.fixture
-def model() -> FakeModel:
-    return FakeModel()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 async def batcher(model: FakeModel, clock: FakeClock) -> AsyncIterator[Batcher[int, int]]:
     with ThreadPoolExecutor(1) as executor:
         b: Batcher[int, int] = Batcher(

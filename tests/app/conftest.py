@@ -1,0 +1,18 @@
+"""Fixtures of the batcher's tests (tests/app/test_batching.py, tests/app/test_priorities.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.fake_batching import FakeClock, FakeModel
+
+
+@pytest.fixture
+def model() -> FakeModel:
+    """A fake model: doubles its inputs, can be held busy."""
+    return FakeModel()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
