@@ -23,7 +23,6 @@ import contextlib
 import http.server
 import json
 import os
-import statistics
 import tempfile
 import threading
 import time
@@ -40,6 +39,7 @@ from bench.harness.loadgen import closed_loop, run
 from bench.harness.paths import RESULTS_DIR
 from bench.harness.payloads import RequestSet, tiny_requests
 from bench.harness.servers import Server, SystemSpec
+from bench.harness.statistics import median, ratio
 from tests.support.tiny_bundle import make_tiny_bundle
 
 HTTP_PORT, GRPC_PORT, OTLP_PORT = 8730, 8731, 8732
@@ -169,7 +169,7 @@ def measure(
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     medians = {
         system: {
-            key: statistics.median(r[key] for r in runs if r["system"] == system)
+            key: median(r[key] for r in runs if r["system"] == system)
             for key in ("rps", "server_cpu_ms_per_request", "client_cpu_ms_per_request")
         }
         for system in SYSTEMS
@@ -178,15 +178,15 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     traced = medians["http-tracing"]
     return {
         "medians": medians,
-        "tracing_on_over_off_rps": round(traced["rps"] / http["rps"], 3),
-        "tracing_on_over_off_server_cpu": round(
-            traced["server_cpu_ms_per_request"] / http["server_cpu_ms_per_request"], 3
+        "tracing_on_over_off_rps": ratio(traced["rps"], http["rps"]),
+        "tracing_on_over_off_server_cpu": ratio(
+            traced["server_cpu_ms_per_request"], http["server_cpu_ms_per_request"]
         ),
-        "grpc_over_http_rps": round(grpc_["rps"] / http["rps"], 3),
-        "grpc_over_http_server_cpu": round(
-            grpc_["server_cpu_ms_per_request"] / http["server_cpu_ms_per_request"], 3
+        "grpc_over_http_rps": ratio(grpc_["rps"], http["rps"]),
+        "grpc_over_http_server_cpu": ratio(
+            grpc_["server_cpu_ms_per_request"], http["server_cpu_ms_per_request"]
         ),
-        "http_grpc_on_over_off_rps": round(http["rps"] / off["rps"], 3),
+        "http_grpc_on_over_off_rps": ratio(http["rps"], off["rps"]),
     }
 
 
