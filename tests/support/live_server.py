@@ -3,7 +3,6 @@ clients that need a socket (tritonclient's geventhttpclient cannot use an ASGI t
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -13,13 +12,13 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
+from tests.support.ports import bound_socket
+
 
 @contextmanager
 def serving(app: FastAPI, timeout_s: float = 60.0) -> Iterator[str]:
     """Serve ``app`` until the block ends; yields ``host:port`` once /readyz answers 200."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock = bound_socket()
     address = f"127.0.0.1:{sock.getsockname()[1]}"
     config = uvicorn.Config(app, log_config=None, lifespan="on", ws="none")
     server = uvicorn.Server(config)
