@@ -13,6 +13,7 @@ from PIL import Image
 
 from app.bound_session import BoundSession
 from app.bundle import Bundle, load_bundle
+from app.bundle.manifest import Manifest
 from app.bundle.signature import check_signatures
 from app.classification import ClassifyInput
 from app.errors import StartupError
@@ -125,6 +126,16 @@ def _warmup_image(size: int) -> bytes:
     return buffer.getvalue()
 
 
+def valid_probabilities(probabilities: np.ndarray, manifest: Manifest, rows: int) -> bool:
+    """Whether a head's answer for ``rows`` items is a set of probabilities: one per label,
+    finite, in [0, 1], and for a multiclass bundle summing to 1 per row."""
+    if probabilities.shape != (rows, len(manifest.labels)):
+        return False
+    if not np.all((probabilities >= 0.0) & (probabilities <= 1.0)):  # NaN fails too
+        return False
+    return manifest.multilabel or bool(np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-3))
+
+
 def warm_up(engine: Engine, max_batch_size: int = 1) -> float:
     """Run real inputs through decode, tokenise and all three models; return seconds.
 
@@ -140,11 +151,10 @@ def warm_up(engine: Engine, max_batch_size: int = 1) -> float:
             pipeline.encode_images(np.stack([pixels] * size)),
             pipeline.encode_texts([tokens] * size),
         )
-        sums_to_one = np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-3)
-        if probabilities.shape != (size, len(engine.bundle.manifest.labels)) or not sums_to_one:
+        if not valid_probabilities(probabilities, engine.bundle.manifest, size):
             raise StartupError(
-                f"warm-up produced invalid probabilities (shape {probabilities.shape}, "
-                "NaN, inf or rows not summing to 1)"
+                f"warm-up produced invalid probabilities (shape {probabilities.shape}, NaN, "
+                "inf, values outside [0, 1] or, multiclass, rows not summing to 1)"
             )
     elapsed = time.perf_counter() - started
     logger.info("warm-up passed in %.1f ms (batch sizes 1 and %d)", elapsed * 1000, max_batch_size)

@@ -91,6 +91,18 @@ def softmax(
     return np.asarray(exp / exp.sum(axis=-1, keepdims=True), dtype=dtype)
 
 
+def sigmoid(
+    logits: np.ndarray, temperature: float = 1.0, dtype: type[np.floating] = np.float32
+) -> np.ndarray:
+    """Elementwise logistic of ``logits / temperature``, as ``dtype``: a multilabel head's
+    independent per-label probabilities. Computed in float64 so that large logits of
+    either sign neither overflow nor lose the tail."""
+    scaled = np.asarray(logits, dtype=np.float64)
+    if temperature != 1.0:
+        scaled = scaled / temperature
+    return np.asarray(0.5 * (1.0 + np.tanh(0.5 * scaled)), dtype=dtype)
+
+
 class Pipeline:
     """Image encoder + text encoder + fusion head, as one bundle describes them."""
 
@@ -246,9 +258,12 @@ class Pipeline:
         return np.asarray(scores, dtype=np.float32)
 
     def probabilities(self, scores: np.ndarray) -> np.ndarray:
-        """Calibrated class probabilities from the head's output (``head_scores``)."""
+        """Calibrated probabilities from the head's output (``head_scores``): over the classes
+        (softmax) for a multiclass bundle, per label (sigmoid) for a multilabel one."""
         spec = self.manifest.fusion_head
         if spec.output_type == "logits":
+            if self.manifest.multilabel:
+                return sigmoid(scores, spec.temperature)
             return softmax(scores, spec.temperature)
         return np.asarray(scores, dtype=np.float32)
 

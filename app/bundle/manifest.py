@@ -13,6 +13,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 MANIFEST_FILENAME = "manifest.json"
 SCHEMA_VERSION = 1
+# Separates the labels of one multilabel item in a dataset's label column.
+LABEL_SEPARATOR = "|"
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -30,9 +32,12 @@ def _check_relative(value: str) -> str:
 
 
 Sha256 = Annotated[str, AfterValidator(_check_sha256)]
+# A decision threshold: strictly inside (0, 1), so every label can be predicted and none always is.
+Threshold = Annotated[float, Field(gt=0.0, lt=1.0, allow_inf_nan=False)]
 RelPath = Annotated[str, AfterValidator(_check_relative)]
 TensorName = Annotated[str, Field(min_length=1)]
 Modality = Literal["image", "text"]
+Task = Literal["multiclass", "multilabel"]
 
 
 class _Strict(BaseModel):
@@ -103,6 +108,10 @@ class FusionHead(FileRef):
     0 when not); the service then accepts requests without that modality, feeding zeros as its
     features and 0 as its presence. ``temperature`` divides the logits before the softmax
     (temperature scaling fitted on validation data); it applies to ``logits`` heads only.
+
+    A ``multilabel`` bundle's head gives one independent score per label: its probabilities
+    are sigmoids of ``logits / temperature`` (or the head's own ``probabilities``), and each
+    label is predicted when its probability is at or above its entry of ``thresholds``.
     """
 
     image_input: TensorName
@@ -112,6 +121,9 @@ class FusionHead(FileRef):
     image_present: TensorName | None = None
     text_present: TensorName | None = None
     temperature: float = Field(default=1.0, gt=0.0, le=100.0, allow_inf_nan=False)
+    thresholds: list[Threshold] | None = Field(
+        default=None, description="Per label, in label order: multilabel bundles only."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> FusionHead:
@@ -134,6 +146,7 @@ class Manifest(_Strict):
     name: str = Field(min_length=1, max_length=128)
     version: str = Field(min_length=1, max_length=64)
     description: str = ""
+    task: Task = "multiclass"
     labels: list[str] = Field(min_length=2)
     image_encoder: ImageEncoder
     text_encoder: TextEncoder
@@ -148,6 +161,34 @@ class Manifest(_Strict):
         if any(not label.strip() for label in labels):
             raise ValueError("labels must not be blank")
         return labels
+
+    @model_validator(mode="after")
+    def _check_task(self) -> Manifest:
+        thresholds = self.fusion_head.thresholds
+        if self.task == "multiclass" and thresholds is not None:
+            raise ValueError("fusion_head.thresholds apply to task 'multilabel' only")
+        if self.task == "multilabel":
+            if thresholds is None:
+                raise ValueError("a multilabel bundle needs fusion_head.thresholds, one per label")
+            if len(thresholds) != len(self.labels):
+                raise ValueError(
+                    f"fusion_head.thresholds has {len(thresholds)} values for "
+                    f"{len(self.labels)} labels"
+                )
+            if any(LABEL_SEPARATOR in label for label in self.labels):
+                raise ValueError(
+                    f"a multilabel bundle's labels must not contain {LABEL_SEPARATOR!r}, "
+                    "which separates labels in datasets and answers"
+                )
+        return self
+
+    @property
+    def multilabel(self) -> bool:
+        return self.task == "multilabel"
+
+    def decision_thresholds(self) -> list[float]:
+        """Each label's decision threshold (multilabel bundles; empty for multiclass)."""
+        return list(self.fusion_head.thresholds or [])
 
     def files(self) -> dict[str, FileRef]:
         """Every file the bundle needs, keyed by its manifest field path."""

@@ -4,6 +4,11 @@ A dataset is a CSV (with a header row) or JSONL file (one JSON object per line) 
 ``image`` (path relative to the image root), ``text``, ``label`` and optionally ``split``
 (``train``, ``val`` or ``test``). Unknown fields are rejected, so a misspelt ``split`` column
 is an error rather than silently ignored. Every error names the file, the line and the field.
+
+A ``multilabel`` dataset's ``label`` holds the item's set of labels: separated by ``|``
+(``LABEL_SEPARATOR``) in a CSV, or a ``|``-separated string or a JSON list of strings in
+JSONL. The set may be empty (an empty cell, ``""`` or ``[]``); blanks around a label are
+ignored, and a label named twice counts once.
 """
 
 from __future__ import annotations
@@ -13,14 +18,18 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+
+from app.bundle.manifest import LABEL_SEPARATOR
 
 SPLITS = ("train", "val", "test")
 REQUIRED_FIELDS = ("image", "text", "label")
 FIELDS = (*REQUIRED_FIELDS, "split")
 _SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+TASKS = ("multiclass", "multilabel")
+Task = Literal["multiclass", "multilabel"]
 
 
 class DatasetError(ValueError):
@@ -29,13 +38,16 @@ class DatasetError(ValueError):
 
 @dataclass(frozen=True)
 class Example:
-    """One labelled example. ``image`` is the resolved path; ``line`` is 1-based in the file."""
+    """One labelled example. ``image`` is the resolved path; ``line`` is 1-based in the file.
+    ``label`` is the class of a multiclass example; ``tags`` the label set of a multilabel one
+    (whose ``label`` is then the labels joined by ``|``)."""
 
     image: Path
     text: str
     label: str
     split: str | None
     line: int
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -45,9 +57,26 @@ class Dataset:
     path: Path
     examples: tuple[Example, ...]
     labels: tuple[str, ...]
+    task: Task = "multiclass"
+
+    @property
+    def multilabel(self) -> bool:
+        return self.task == "multilabel"
+
+    def label_matrix(self, examples: Sequence[Example] | None = None) -> np.ndarray:
+        """Multilabel targets: float32 [N, labels], 1 where the example has the label."""
+        index = {label: i for i, label in enumerate(self.labels)}
+        chosen = self.examples if examples is None else examples
+        matrix = np.zeros((len(chosen), len(self.labels)), dtype=np.float32)
+        for row, example in enumerate(chosen):
+            for tag in example.tags:
+                matrix[row, index[tag]] = 1.0
+        return matrix
 
     def label_indices(self, examples: Sequence[Example] | None = None) -> np.ndarray:
         """Each example's position in ``labels`` (int64), for all examples or the given ones."""
+        if self.multilabel:
+            raise ValueError("a multilabel dataset has label sets: use label_matrix")
         index = {label: i for i, label in enumerate(self.labels)}
         chosen = self.examples if examples is None else examples
         return np.asarray([index[example.label] for example in chosen], dtype=np.int64)
@@ -63,8 +92,9 @@ def load_dataset(
     path: str | Path,
     image_root: str | Path | None = None,
     labels: Sequence[str] | None = None,
+    task: Task = "multiclass",
 ) -> Dataset:
-    """Read and validate a dataset file.
+    """Read and validate a dataset file (``task``: how its ``label`` field reads).
 
     ``image_root`` defaults to the file's directory; every image must exist under it.
     ``labels``, if given, fixes the label order (and may name classes absent from the file);
@@ -78,18 +108,23 @@ def load_dataset(
     root = path.parent if image_root is None else Path(image_root)
     if not root.is_dir():
         raise DatasetError(f"{path}: image root {root} is not a directory")
-    allowed = _check_labels(path, labels)
+    if task not in TASKS:
+        raise DatasetError(f"{path}: unknown task {task!r}; expected one of {', '.join(TASKS)}")
+    allowed = _check_labels(path, labels, task)
     rows = _csv_rows(path) if kind == "csv" else _jsonl_rows(path)
-    examples = tuple(_example(path, line, row, root, allowed) for line, row in rows)
+    examples = tuple(_example(path, line, row, root, allowed, task) for line, row in rows)
     if not examples:
         raise DatasetError(f"{path}: no examples")
-    label_set = tuple(labels) if labels is not None else tuple(sorted({e.label for e in examples}))
+    found = {tag for e in examples for tag in e.tags} if task == "multilabel" else None
+    if found is None:
+        found = {e.label for e in examples}
+    label_set = tuple(labels) if labels is not None else tuple(sorted(found))
     if len(label_set) < 2:
         raise DatasetError(f"{path}: needs at least 2 labels, found {list(label_set)}")
-    return Dataset(path=path, examples=examples, labels=label_set)
+    return Dataset(path=path, examples=examples, labels=label_set, task=task)
 
 
-def _check_labels(path: Path, labels: Sequence[str] | None) -> frozenset[str] | None:
+def _check_labels(path: Path, labels: Sequence[str] | None, task: Task) -> frozenset[str] | None:
     if labels is None:
         return None
     if isinstance(labels, str):
@@ -98,6 +133,8 @@ def _check_labels(path: Path, labels: Sequence[str] | None) -> frozenset[str] | 
         raise DatasetError(f"{path}: the labels list contains a blank label")
     if len(set(labels)) != len(labels):
         raise DatasetError(f"{path}: the labels list contains duplicates")
+    if task == "multilabel" and any(LABEL_SEPARATOR in label for label in labels):
+        raise DatasetError(f"{path}: a multilabel label must not contain {LABEL_SEPARATOR!r}")
     return frozenset(labels)
 
 
@@ -170,8 +207,35 @@ def _string(path: Path, line: int, row: Mapping[str, Any], field: str) -> str:
     return value
 
 
+def _tags(path: Path, line: int, row: Mapping[str, Any]) -> tuple[str, ...]:
+    """A multilabel example's label set, in first-mention order."""
+    value = row["label"]
+    if isinstance(value, str):
+        names = value.split(LABEL_SEPARATOR) if value.strip() else []
+    elif isinstance(value, list) and all(isinstance(name, str) for name in value):
+        names = value
+    else:
+        raise DatasetError(
+            f"{path}: line {line}: field 'label' must be a '{LABEL_SEPARATOR}'-separated string "
+            "or a list of strings"
+        )
+    tags = [name.strip() for name in names]
+    if any(not tag for tag in tags):
+        raise DatasetError(f"{path}: line {line}: field 'label' names a blank label")
+    if any(LABEL_SEPARATOR in tag for tag in tags):
+        raise DatasetError(
+            f"{path}: line {line}: field 'label': a label must not contain {LABEL_SEPARATOR!r}"
+        )
+    return tuple(dict.fromkeys(tags))
+
+
 def _example(
-    path: Path, line: int, row: Mapping[str, Any], root: Path, allowed: frozenset[str] | None
+    path: Path,
+    line: int,
+    row: Mapping[str, Any],
+    root: Path,
+    allowed: frozenset[str] | None,
+    task: Task = "multiclass",
 ) -> Example:
     image_name = _string(path, line, row, "image")
     relative = Path(image_name)
@@ -182,9 +246,21 @@ def _example(
     image = root / relative
     if not image.is_file():
         raise DatasetError(f"{path}: line {line}: field 'image': {image} does not exist")
-    label = _string(path, line, row, "label")
-    if allowed is not None and label not in allowed:
-        raise DatasetError(f"{path}: line {line}: field 'label': {label!r} is not in the labels")
+    if task == "multilabel":
+        tags = _tags(path, line, row)
+        label = LABEL_SEPARATOR.join(tags)
+        unknown = [tag for tag in tags if allowed is not None and tag not in allowed]
+        if unknown:
+            raise DatasetError(
+                f"{path}: line {line}: field 'label': {unknown[0]!r} is not in the labels"
+            )
+    else:
+        tags = ()
+        label = _string(path, line, row, "label")
+        if allowed is not None and label not in allowed:
+            raise DatasetError(
+                f"{path}: line {line}: field 'label': {label!r} is not in the labels"
+            )
     split = row.get("split")
     if split is not None and split not in SPLITS:
         raise DatasetError(
@@ -192,5 +268,10 @@ def _example(
             f"expected one of {', '.join(SPLITS)}"
         )
     return Example(
-        image=image, text=_string(path, line, row, "text"), label=label, split=split, line=line
+        image=image,
+        text=_string(path, line, row, "text"),
+        label=label,
+        split=split,
+        line=line,
+        tags=tags,
     )

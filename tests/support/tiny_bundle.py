@@ -252,3 +252,42 @@ def make_tiny_bundle_with_head(
         manifest["fusion_head"]["temperature"] = temperature
     write_manifest(root, manifest)
     return head
+
+
+# A tiny multilabel bundle's labels (tags an item may have several of, or none) and thresholds.
+TAGS = ["furry", "pet", "flying", "red"]
+TAG_THRESHOLDS = [0.5, 0.4, 0.6, 0.55]
+
+
+def make_tiny_multilabel_bundle(
+    root: Path,
+    seed: int = 0,
+    *,
+    presence: bool = True,
+    temperature: float = 1.0,
+    thresholds: list[float] | None = None,
+) -> TinyHead:
+    """A multilabel bundle (``TAGS``, one logit per tag, sigmoid probabilities, per-tag
+    ``thresholds``) with the same encoders as ``make_tiny_bundle`` for the same seed; returns
+    its head's parameters."""
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    vocab_size = tokenizer(root / "tokenizer.json")
+    image_encoder(root / "image.onnx", rng)
+    text_encoder(root / "text.onnx", rng, vocab_size)
+    head = fusion_head(root / "head.onnx", rng, len(TAGS), presence=presence)
+    manifest = manifest_dict(root) | {
+        "name": "tiny-multilabel-bundle",
+        "task": "multilabel",
+        "labels": list(TAGS),
+    }
+    manifest["fusion_head"]["thresholds"] = list(thresholds or TAG_THRESHOLDS)
+    if presence:
+        manifest["fusion_head"] |= {
+            "image_present": "image_present",
+            "text_present": "text_present",
+        }
+    if temperature != 1.0:
+        manifest["fusion_head"]["temperature"] = temperature
+    write_manifest(root, manifest)
+    return head
