@@ -1,6 +1,7 @@
-"""What the serving core takes and gives, whatever the protocol: validated inputs in, class
-probabilities in the bundle's label order out. Ranking and JSON belong to the REST adapter
-(``app.rest_answers``), tensors to the Open Inference Protocol's (``app.oip``)."""
+"""What the serving core takes and gives, whatever the protocol: validated inputs in,
+probabilities in the bundle's label order out (over the classes for a multiclass bundle, per
+label for a multilabel one), and which labels they predict. Ranking and JSON belong to the
+REST adapter (``app.rest_answers``), tensors to the Open Inference Protocol's (``app.oip``)."""
 
 from __future__ import annotations
 
@@ -51,6 +52,21 @@ class ClassifiedItem:
     def top(self) -> int:
         """The index of the most probable label (the first of equals)."""
         return int(np.argmax(self.probabilities))
+
+    def predicted(self, manifest: Manifest) -> list[int]:
+        """The indices of the labels this answer predicts: ``predicted_indices``."""
+        return predicted_indices(self.probabilities, manifest)
+
+
+def predicted_indices(probabilities: np.ndarray, manifest: Manifest) -> list[int]:
+    """The predicted labels' indices, most probable first (stable for ties): for a multiclass
+    bundle the one most probable class; for a multilabel bundle every label whose probability
+    is at or above its threshold, possibly none."""
+    order = np.argsort(-probabilities, kind="stable")
+    if not manifest.multilabel:
+        return [int(order[0])]
+    thresholds = manifest.decision_thresholds()
+    return [int(i) for i in order if probabilities[i] >= thresholds[i]]
 
 
 @dataclass(frozen=True)

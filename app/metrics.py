@@ -127,8 +127,15 @@ class Metrics:
         )
         self.predictions = Counter(
             "fusionserve_predictions",
-            "Classified items, by bundle and most probable label.",
+            "Predicted labels, by bundle and label: a multiclass item counts once for its most "
+            "probable class, a multilabel item once for each label at or above its threshold.",
             ["bundle", "label"],
+            registry=registry,
+        )
+        self.unlabelled = Counter(
+            "fusionserve_unlabelled_items",
+            "Classified items of a multilabel bundle that no label reached the threshold of.",
+            ["bundle"],
             registry=registry,
         )
         build = Gauge(
@@ -180,6 +187,7 @@ class _BundleObserver:
         self._batch_size = metrics.batch_size.labels(bundle)
         self._top1 = metrics.top1.labels(bundle)
         self._predictions = metrics.predictions
+        self._unlabelled = metrics.unlabelled.labels(bundle)
         self._bundle = bundle
 
     def preprocessed(self, seconds: float) -> None:
@@ -193,9 +201,12 @@ class _BundleObserver:
         self._batch_size.observe(size)
         self._inference.observe(run_s)
 
-    def predicted(self, label: str, probability: float) -> None:
-        self._predictions.labels(self._bundle, label).inc()
-        self._top1.observe(probability)
+    def predicted(self, labels: Sequence[str], top_probability: float) -> None:
+        for label in labels:
+            self._predictions.labels(self._bundle, label).inc()
+        if not labels:
+            self._unlabelled.inc()
+        self._top1.observe(top_probability)
 
 
 def _latency(stage: str, documentation: str, registry: CollectorRegistry) -> Histogram:

@@ -217,9 +217,11 @@ class ModelRunner:
             without_image=result.without_image,
             without_text=result.without_text,
         )
-        top = answered.top
-        labels = self.engine.bundle.manifest.labels
-        self._observer.predicted(labels[top], float(result.probabilities[top]))
+        manifest = self.engine.bundle.manifest
+        self._observer.predicted(
+            [manifest.labels[i] for i in answered.predicted(manifest)],
+            float(result.probabilities[answered.top]),
+        )
         return answered
 
     async def _prepare(

@@ -22,8 +22,10 @@ class ServiceObserver(BatchObserver, Protocol):
     def preprocessed(self, seconds: float) -> None:
         """One item was decoded and tokenised (successfully) in ``seconds``."""
 
-    def predicted(self, label: str, probability: float) -> None:
-        """One item was classified: its most probable label and that probability."""
+    def predicted(self, labels: Sequence[str], top_probability: float) -> None:
+        """One item was classified: the labels it was given (a multiclass item's one class;
+        a multilabel item's labels at or above their thresholds, maybe none) and the
+        probability of its most probable label."""
 
 
 class NullObserver:
@@ -38,5 +40,5 @@ class NullObserver:
     def preprocessed(self, seconds: float) -> None:
         pass
 
-    def predicted(self, label: str, probability: float) -> None:
+    def predicted(self, labels: Sequence[str], top_probability: float) -> None:
         pass

@@ -19,7 +19,7 @@ from app.rest_schemas import (
     rank,
 )
 
-# Classes explained when the request gives no top_k.
+# Labels explained when the request gives no top_k: these many, and every predicted one.
 DEFAULT_EXPLAINED = 3
 
 
@@ -28,13 +28,19 @@ def classify_response(
 ) -> ClassifyResponse:
     """The body for ``item``, classified by ``manifest``'s bundle; every label ranked when
     ``top_k`` is None."""
-    predictions = rank(item.probabilities, manifest.labels, top_k)
+    predictions = rank(item.probabilities, manifest.labels, top_k, manifest.decision_thresholds())
+    top = item.top
+    predicted = item.predicted(manifest)
     return ClassifyResponse(
-        label=predictions[0].label,
-        probability=predictions[0].probability,
+        task=manifest.task,
+        label=manifest.labels[top],
+        probability=float(item.probabilities[top]),
+        labels=[manifest.labels[i] for i in predicted],
         predictions=predictions,
         missing_modality=item.missing,
-        explanation=explanation(item, manifest.labels, top_k),
+        explanation=explanation(
+            item, manifest.labels, top_k or max(DEFAULT_EXPLAINED, len(predicted))
+        ),
         bundle=BundleRef(name=manifest.name, version=manifest.version),
         timing=timing(item.timings),
     )
@@ -74,7 +80,8 @@ def explanation(
             text_contribution=p - p_text,
         )
 
-    # The same order as ``rank``: by probability, stable for ties.
+    # The same order as ``rank``: by probability, stable for ties. A multilabel answer's
+    # probabilities are per label, so each label's contributions stand on their own.
     order = np.argsort(-with_both, kind="stable")[: top_k or DEFAULT_EXPLAINED]
     top = [contribution(int(i)) for i in order]
     return Explanation(method="null_embedding_ablation", predicted=top[0], top=top)

@@ -12,6 +12,12 @@ from pydantic import BaseModel, Field
 class LabelProbability(BaseModel):
     label: str
     probability: float
+    threshold: float | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="A multilabel bundle's decision threshold for this label (the label is "
+        "predicted when its probability is at or above it); absent for multiclass bundles.",
+    )
 
 
 class BundleRef(BaseModel):
@@ -60,10 +66,25 @@ class Explanation(BaseModel):
 
 
 class ClassifyResponse(BaseModel):
-    label: str = Field(description="The most probable class.")
+    task: Literal["multiclass", "multilabel"] = Field(
+        default="multiclass",
+        description="multiclass: one class per item, probabilities over the classes summing "
+        "to 1. multilabel: any number of labels per item, each label's probability on its own "
+        "(a sigmoid) and its own decision threshold.",
+    )
+    label: str = Field(
+        description="The most probable label. For a multilabel bundle it may be under its "
+        "threshold: `labels` holds the decision."
+    )
     probability: float = Field(description="Its probability.")
+    labels: list[str] = Field(
+        description="The predicted labels, most probable first: a multiclass bundle's one "
+        "class (`label`); a multilabel bundle's labels at or above their thresholds, possibly "
+        "none. Never cut by top_k."
+    )
     predictions: list[LabelProbability] = Field(
-        description="Classes sorted by probability, highest first (all, or the top_k)."
+        description="Labels sorted by probability, highest first (all, or the top_k); for a "
+        "multilabel bundle each with its threshold."
     )
     missing_modality: Literal["image", "text"] | None = Field(
         default=None,
@@ -131,6 +152,13 @@ class ModelInfo(BaseModel):
     default: bool = Field(description="Answers requests that name no model.")
     path: str
     labels: list[str]
+    task: Literal["multiclass", "multilabel"] | None = Field(
+        default=None, description="One label per item, or any number (null until loaded)."
+    )
+    thresholds: list[float] | None = Field(
+        default=None,
+        description="A multilabel bundle's decision threshold per label, in label order.",
+    )
     accepts_image_only: bool
     accepts_text_only: bool
     explain: bool = Field(description="Whether explain=true can be answered.")
@@ -163,10 +191,21 @@ class ReloadResponse(BaseModel):
 
 
 def rank(
-    probabilities: np.ndarray, labels: Sequence[str], top_k: int | None
+    probabilities: np.ndarray,
+    labels: Sequence[str],
+    top_k: int | None,
+    thresholds: Sequence[float] = (),
 ) -> list[LabelProbability]:
-    """Labels sorted by probability (stable for ties), cut to ``top_k`` when given."""
+    """Labels sorted by probability (stable for ties), cut to ``top_k`` when given; each with
+    its threshold when ``thresholds`` (one per label, multilabel) are given."""
     order = np.argsort(-probabilities, kind="stable")
     if top_k is not None:
         order = order[:top_k]
-    return [LabelProbability(label=labels[i], probability=float(probabilities[i])) for i in order]
+    return [
+        LabelProbability(
+            label=labels[i],
+            probability=float(probabilities[i]),
+            threshold=thresholds[i] if thresholds else None,
+        )
+        for i in order
+    ]

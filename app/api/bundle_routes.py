@@ -32,6 +32,10 @@ def model_info(slot: ModelSlot) -> ModelInfo:
         default=slot.default,
         path=str(slot.path),
         labels=[] if manifest is None else manifest.labels,
+        task=None if manifest is None else manifest.task,
+        thresholds=None
+        if manifest is None or not manifest.multilabel
+        else (manifest.decision_thresholds()),
         accepts_image_only=image_only,
         accepts_text_only=text_only,
         explain=image_only and text_only,

@@ -275,7 +275,7 @@ async def _infer(
         model_name=manifest.name,
         model_version=manifest.version,
         request_id=parsed.request.id,
-        outputs=output_tensors(_classified(request, result), manifest.labels),
+        outputs=output_tensors(_classified(request, result), manifest),
         selection=selection,
     )
     if encoded.header_length is None:

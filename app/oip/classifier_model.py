@@ -8,8 +8,14 @@ Inputs, one element per item (shape ``[N]`` or ``[N, 1]``), both BYTES:
 * ``text``: the item's description, UTF-8.
 
 Either may be left out when the bundle's fusion head answers without it; both present must
-have the same batch size. Outputs: ``probabilities`` (FP32 ``[N, classes]``, in the bundle's
-label order) and ``label`` (BYTES ``[N]``, the most probable class).
+have the same batch size. Outputs:
+
+* ``probabilities``: FP32 ``[N, labels]``, in the bundle's label order (over the classes of a
+  multiclass bundle; each label's own sigmoid for a multilabel one);
+* ``label``: BYTES ``[N]``, the most probable label;
+* ``labels``: BYTES ``[N]``, the predicted labels joined by ``|``, most probable first: a
+  multiclass bundle's one class, a multilabel bundle's labels at or above their thresholds
+  (the empty string when none is). A multilabel bundle's labels never contain ``|``.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from app.bundle.manifest import FusionHead, Manifest, Modality
+from app.bundle.manifest import LABEL_SEPARATOR, FusionHead, Manifest, Modality
 from app.classification import ClassifiedItem, ClassifyInput
 from app.errors import FieldTooLarge, InvalidTensor, PayloadTooLarge, RequestError, TooManyItems
 from app.oip.codec import InputTensor, OutputTensor
@@ -35,7 +41,8 @@ TEXT: Modality = "text"
 INPUTS: tuple[Modality, ...] = (IMAGE, TEXT)
 PROBABILITIES = "probabilities"
 LABEL = "label"
-OUTPUTS = (PROBABILITIES, LABEL)
+LABELS = "labels"
+OUTPUTS = (PROBABILITIES, LABEL, LABELS)
 PLATFORM = "fusionserve"
 
 
@@ -49,9 +56,12 @@ def model_metadata(manifest: Manifest) -> ModelMetadata:
         outputs=[
             MetadataTensor(name=PROBABILITIES, datatype=FP32, shape=[-1, len(manifest.labels)]),
             MetadataTensor(name=LABEL, datatype=BYTES, shape=[-1]),
+            MetadataTensor(name=LABELS, datatype=BYTES, shape=[-1]),
         ],
         parameters={
+            "task": manifest.task,
             "labels": list(manifest.labels),
+            **({"thresholds": manifest.decision_thresholds()} if manifest.multilabel else {}),
             "optional_inputs": [name for name in INPUTS if head.accepts_missing(name)],
             "description": manifest.description,
         },
@@ -170,14 +180,20 @@ def _check_text_size(index: int, size: int, limit: int) -> None:
         raise FieldTooLarge(f"input 'text' item {index} is over {limit} bytes")
 
 
-def output_tensors(items: Sequence[ClassifiedItem], labels: Sequence[str]) -> list[OutputTensor]:
-    """``probabilities`` (in label order) and ``label`` (the most probable) of each item."""
+def output_tensors(items: Sequence[ClassifiedItem], manifest: Manifest) -> list[OutputTensor]:
+    """``probabilities`` (in label order), ``label`` (the most probable) and ``labels`` (the
+    predicted ones) of each item."""
+    labels = manifest.labels
     probabilities = np.stack([item.probabilities for item in items]).astype(np.float32)
     if probabilities.shape != (len(items), len(labels)):
         raise ValueError(f"probabilities of shape {probabilities.shape} for {len(labels)} labels")
+    predicted = [
+        LABEL_SEPARATOR.join(labels[i] for i in item.predicted(manifest)) for item in items
+    ]
     return [
         OutputTensor.of_fp32(PROBABILITIES, probabilities),
         OutputTensor.of_bytes(LABEL, [labels[item.top].encode("utf-8") for item in items]),
+        OutputTensor.of_bytes(LABELS, [names.encode("utf-8") for names in predicted]),
     ]
 
 

@@ -167,7 +167,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
                 self._report(outcome)
                 raise ItemFailed(index, outcome)
             answered.append(outcome)
-        outputs = output_tensors(answered, result.manifest.labels)
+        outputs = output_tensors(answered, result.manifest)
         return infer_response(result.manifest, request.id, outputs, names)
 
     async def _answer(

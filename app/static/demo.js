@@ -231,8 +231,16 @@ function hideError() {
 }
 
 function showResult(body, roundTripMs) {
-  $("label").textContent = body.label;
-  $("probability").textContent = percent(body.probability);
+  if (body.task === "multilabel") {
+    // Any number of labels: those at or above their thresholds, most probable first.
+    const labels = body.labels || [];
+    $("label").textContent = labels.length ? labels.join(", ") : "No label";
+    $("probability").textContent =
+      labels.length === 1 ? "1 label over its threshold" : `${labels.length} labels over their thresholds`;
+  } else {
+    $("label").textContent = body.label;
+    $("probability").textContent = percent(body.probability);
+  }
   const missing = body.missing_modality;
   $("missing").hidden = !missing;
   $("missing").textContent = missing
@@ -250,7 +258,7 @@ function showResult(body, roundTripMs) {
 
 function drawBars(predictions) {
   const sorted = [...predictions].sort((a, b) => b.probability - a.probability);
-  const rows = sorted.map(({ label, probability }) => {
+  const rows = sorted.map(({ label, probability, threshold }) => {
     const row = element("li", "bar");
     row.dataset.label = label;
     const name = element("span", "bar-label", label);
@@ -259,6 +267,14 @@ function drawBars(predictions) {
     const fill = element("span", "bar-fill");
     fill.style.width = `${probability * 100}%`; // CSSOM: allowed by the page's style-src
     track.append(fill);
+    if (typeof threshold === "number") {
+      // A multilabel answer: each label's own decision threshold, marked on its track.
+      const mark = element("span", "bar-threshold");
+      mark.style.left = `${threshold * 100}%`;
+      mark.title = `threshold ${percent(threshold)}`;
+      track.append(mark);
+      row.classList.toggle("predicted", probability >= threshold);
+    }
     row.append(name, track, element("span", "bar-value", percent(probability)));
     return row;
   });

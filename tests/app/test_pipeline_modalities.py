@@ -210,6 +210,7 @@ def test_api_answers_either_modality_alone(optional_client: TestClient, engine: 
     info = optional_client.get("/info").json()["fusion_head"]
     assert info == {
         "output_type": "logits",
+        "thresholds": None,
         "temperature": 2.0,
         "accepts_image_only": True,
         "accepts_text_only": True,

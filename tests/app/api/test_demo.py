@@ -40,7 +40,11 @@ from app.settings import Settings
 from tests.support.app_setup import make_settings, wait_ready
 from tests.support.images import encode_image, photo
 from tests.support.repo_paths import DEFAULT_BUNDLE, ROOT, SAMPLES
-from tests.support.tiny_bundle import LABELS, make_tiny_bundle_with_head
+from tests.support.tiny_bundle import (
+    LABELS,
+    make_tiny_bundle_with_head,
+    make_tiny_multilabel_bundle,
+)
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page, Request, Route
@@ -710,6 +714,45 @@ def test_a_real_second_bundle_is_chosen_and_answers(
     expected = demo.replay(request).json()
     assert expected["bundle"]["name"] == "tiny-test-bundle"
     assert_shows_result(demo, expected)
+
+
+@pytest.fixture(scope="module")
+def multilabel_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A multilabel bundle whose thresholds put some labels over and some under."""
+    root = tmp_path_factory.mktemp("demo-multilabel")
+    make_tiny_multilabel_bundle(root, temperature=3.0)
+    with live_server(make_settings(root)) as base:
+        yield base
+
+
+def test_a_multilabel_answer_shows_its_labels_and_each_threshold(
+    tab: Callable[[str], Demo], multilabel_server: str, photo_file: Path
+) -> None:
+    demo = tab(multilabel_server)
+    (request,) = demo.classify(photo_file, TEXT)
+    expected = demo.replay(request).json()
+    assert expected["task"] == "multilabel"
+    labels = expected["labels"]
+    assert demo.texts("#label") == [", ".join(labels) if labels else "No label"]
+    predictions = expected["predictions"]
+    assert demo.texts("#bars .bar-label") == [p["label"] for p in predictions]
+    assert demo.texts("#bars .bar-value") == [percent(p["probability"]) for p in predictions]
+    bars = demo.page.locator("#bars .bar").all()
+    for bar, prediction in zip(bars, predictions, strict=True):
+        track = bar.locator(".bar-track").bounding_box()
+        mark = bar.locator(".bar-threshold").bounding_box()
+        assert track is not None
+        assert mark is not None
+        centre = mark["x"] + mark["width"] / 2
+        assert centre == pytest.approx(track["x"] + prediction["threshold"] * track["width"], abs=1)
+        predicted = "predicted" in (bar.get_attribute("class") or "").split()
+        assert predicted == (prediction["label"] in labels)
+        assert predicted == (prediction["probability"] >= prediction["threshold"])
+    # The explanation covers every predicted label.
+    explained = [
+        row.get_attribute("data-label") for row in demo.page.locator("#contribution-rows tr").all()
+    ]
+    assert set(labels) <= set(explained)
 
 
 def test_one_listed_model_shows_no_selector(

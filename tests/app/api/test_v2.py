@@ -146,8 +146,11 @@ def test_model_metadata(client: TestClient) -> None:
     assert metadata["outputs"] == [
         {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(LABELS)]},
         {"name": "label", "datatype": "BYTES", "shape": [-1]},
+        {"name": "labels", "datatype": "BYTES", "shape": [-1]},
     ]
     assert metadata["parameters"]["labels"] == LABELS
+    assert metadata["parameters"]["task"] == "multiclass"
+    assert "thresholds" not in metadata["parameters"]
     assert metadata["parameters"]["optional_inputs"] == []
 
 
@@ -182,7 +185,7 @@ def test_json_infer_equals_classify(client: TestClient) -> None:
     assert "inference-header-content-length" not in response.headers
     body = response.json()
     assert (body["model_name"], body["model_version"], body["id"]) == (NAME, VERSION, "req-1")
-    probabilities, labels = body["outputs"]
+    probabilities, labels, predicted = body["outputs"]
     assert (probabilities["name"], probabilities["datatype"]) == ("probabilities", "FP32")
     assert probabilities["shape"] == [3, len(LABELS)]
     assert (labels["name"], labels["datatype"], labels["shape"]) == ("label", "BYTES", [3])
@@ -191,6 +194,13 @@ def test_json_infer_equals_classify(client: TestClient) -> None:
         expected = _classify(client, image, text)
         np.testing.assert_allclose(rows[i], _in_label_order(expected), rtol=1e-6, atol=1e-7)
         assert labels["data"][i] == expected["label"]
+        # A multiclass bundle predicts its one most probable class.
+        assert predicted["data"][i] == "|".join(expected["labels"]) == expected["label"]
+    assert (predicted["name"], predicted["datatype"], predicted["shape"]) == (
+        "labels",
+        "BYTES",
+        [3],
+    )
     assert len({tuple(row) for row in rows.tolist()}) == 3  # the items differ
 
 

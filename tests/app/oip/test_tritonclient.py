@@ -118,6 +118,7 @@ def test_metadata(client: Any) -> None:
     assert [(t["name"], t["datatype"], t["shape"]) for t in metadata["outputs"]] == [
         ("probabilities", "FP32", [-1, len(LABELS)]),
         ("label", "BYTES", [-1]),
+        ("labels", "BYTES", [-1]),
     ]
     assert metadata["parameters"]["labels"] == LABELS
 

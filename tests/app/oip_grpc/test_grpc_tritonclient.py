@@ -104,6 +104,7 @@ def test_health_and_metadata(client: Any) -> None:
     assert [(t["name"], t["shape"]) for t in metadata["outputs"]] == [
         ("probabilities", ["-1", str(len(LABELS))]),
         ("label", ["-1"]),
+        ("labels", ["-1"]),
     ]
 
 
@@ -141,7 +142,7 @@ def test_typed_contents_equal_raw_contents(client: Any, servers: tuple[str, str]
         tensor.contents.bytes_contents.extend(values)
     with grpc.insecure_channel(servers[1]) as channel:
         response = service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request)
-    assert [o.name for o in response.outputs] == ["probabilities", "label"]
+    assert [o.name for o in response.outputs] == ["probabilities", "label", "labels"]
     typed = np.frombuffer(response.raw_output_contents[0], dtype="<f4").reshape(3, len(LABELS))
     raw = client.infer(NAME, _inputs(IMAGES, TEXTS)).as_numpy("probabilities")
     np.testing.assert_array_equal(typed, raw)
