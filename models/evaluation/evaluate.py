@@ -9,6 +9,12 @@ The report (a JSON-serialisable dict) holds classification scores, calibration b
 temperature scaling, a modality ablation (fused, image only, text only), counts and timings.
 ``write_report`` writes ``report.json``, ``report.md`` and two PNGs.
 
+A multilabel bundle (manifest ``task: multilabel``) reads the dataset's label sets and is
+scored at its per-label thresholds (``models.evaluation.multilabel_evaluate``); its report has
+``"task": "multilabel"`` at the top, its own ``metrics``, ``calibration`` and ablation fields,
+``precision_recall_curves``, and three PNGs (per-label F1, precision-recall curves, per-label
+reliability). A multiclass report is unchanged and has no ``task`` field.
+
     python -m models.evaluation.evaluate --bundle models/default --dataset data.csv --out eval/
 """
 
@@ -23,9 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from app.bundle.manifest import Modality
+from app.bundle.manifest import Manifest
 from app.errors import FusionServeError
 from app.pipeline import Pipeline
 from models.data.dataset import SPLITS, Dataset, DatasetError, Example, load_dataset
@@ -35,23 +39,18 @@ from models.data.features import (
     Device,
     FeatureError,
     FeatureExtractor,
-    Features,
     load_engine,
 )
-from models.evaluation import classification_metrics
+from models.evaluation import classification_metrics, multiclass_evaluate, multilabel_evaluate
+from models.evaluation.head_runs import NOT_SUPPORTED as NOT_SUPPORTED  # re-exported
+from models.evaluation.head_runs import head_outputs
 
-HEAD_CHUNK = 4096
-# (key, title, image present, text present, modality the head must do without)
-ABLATION: tuple[tuple[str, str, bool, bool, Modality | None], ...] = (
-    ("fused", "Fused (image + text)", True, True, None),
-    ("image_only", "Image only", True, False, "text"),
-    ("text_only", "Text only", False, True, "image"),
-)
-NOT_SUPPORTED = "not supported by this head"
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 CONFUSION_PNG = "confusion_matrix.png"
 RELIABILITY_PNG = "reliability_diagram.png"
+PER_LABEL_F1_PNG = "per_label_f1.png"
+PRECISION_RECALL_PNG = "precision_recall.png"
 
 
 def load_labelled(
@@ -81,122 +80,6 @@ def choose_split(dataset: Dataset, split: str | None) -> tuple[str, tuple[Exampl
     return split, examples
 
 
-def head_outputs(
-    pipeline: Pipeline,
-    features: Features,
-    image_present: bool = True,
-    text_present: bool = True,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The head's raw output and the served probabilities, in chunks, as the service computes
-    them: a missing modality gets zero features and a 0 presence flag (``Pipeline.run``)."""
-    scores, probabilities = [], []
-    for start in range(0, len(features), HEAD_CHUNK):
-        chunk = features.take(np.arange(start, min(start + HEAD_CHUNK, len(features))))
-        rows = len(chunk)
-        image = chunk.image if image_present else np.zeros_like(chunk.image)
-        text = chunk.text if text_present else np.zeros_like(chunk.text)
-        raw = pipeline.head_scores(
-            image, text, np.full(rows, image_present), np.full(rows, text_present)
-        )
-        scores.append(raw)
-        probabilities.append(pipeline.probabilities(raw))
-    return np.concatenate(scores), np.concatenate(probabilities)
-
-
-def classification_section(
-    probabilities: np.ndarray, y_true: np.ndarray, labels: Sequence[str]
-) -> dict[str, Any]:
-    report = classification_metrics.classification_report(
-        y_true, probabilities.argmax(axis=1), labels
-    )
-    return {
-        "accuracy": report.accuracy,
-        "macro_precision": report.macro_precision,
-        "macro_recall": report.macro_recall,
-        "macro_f1": report.macro_f1,
-        "per_class": [dataclasses.asdict(scores) for scores in report.per_class],
-        "confusion_matrix": report.confusion.astype(int).tolist(),
-    }
-
-
-def _probability_nll(probabilities: np.ndarray, y_true: np.ndarray) -> float:
-    picked = probabilities[np.arange(len(y_true)), y_true].astype(np.float64)
-    return float(-np.mean(np.log(np.clip(picked, 1e-12, 1.0))))
-
-
-def _calibration_entry(
-    probabilities: np.ndarray, y_true: np.ndarray, nll: float, temperature: float | None, bins: int
-) -> dict[str, Any]:
-    table = classification_metrics.reliability_bins(probabilities, y_true, bins)
-    return {
-        "temperature": temperature,
-        "ece": classification_metrics.expected_calibration_error(probabilities, y_true, bins),
-        "nll": nll,
-        "bins": [dataclasses.asdict(b) for b in table],
-    }
-
-
-def calibration_section(
-    scores: np.ndarray,
-    served: np.ndarray,
-    y_true: np.ndarray,
-    output_type: str,
-    temperature: float,
-    bins: int,
-) -> dict[str, Any]:
-    """ECE, NLL and reliability bins before (T = 1) and after (the bundle's T, as served)."""
-    if output_type != "logits":
-        return {
-            "applies": False,
-            "note": "the head outputs probabilities: temperature scaling does not apply",
-            "bins": bins,
-            "served": _calibration_entry(
-                served, y_true, _probability_nll(served, y_true), None, bins
-            ),
-        }
-    before = classification_metrics.calibrated_probabilities(scores, 1.0)
-    return {
-        "applies": True,
-        "temperature": temperature,
-        "bins": bins,
-        "before": _calibration_entry(
-            before,
-            y_true,
-            classification_metrics.negative_log_likelihood(scores, y_true, 1.0),
-            1.0,
-            bins,
-        ),
-        "after": _calibration_entry(
-            served,
-            y_true,
-            classification_metrics.negative_log_likelihood(scores, y_true, temperature),
-            temperature,
-            bins,
-        ),
-    }
-
-
-def ablation_section(
-    pipeline: Pipeline, features: Features, y_true: np.ndarray, bins: int
-) -> list[dict[str, Any]]:
-    rows = []
-    labels = pipeline.manifest.labels
-    for key, title, image, text, needs_without in ABLATION:
-        row: dict[str, Any] = {"input": key, "title": title, "supported": True}
-        if needs_without is not None and not pipeline.accepts_missing(needs_without):
-            row |= {"supported": False, "note": NOT_SUPPORTED}
-        else:
-            _, served = head_outputs(pipeline, features, image, text)
-            scores = classification_section(served, y_true, labels)
-            row |= {
-                "accuracy": scores["accuracy"],
-                "macro_f1": scores["macro_f1"],
-                "ece": classification_metrics.expected_calibration_error(served, y_true, bins),
-            }
-        rows.append(row)
-    return rows
-
-
 def evaluate(
     bundle_dir: Path,
     dataset_path: Path,
@@ -224,31 +107,20 @@ def evaluate(
     engine = load_engine(bundle_dir, device=device)
     pipeline, manifest = engine.pipeline, engine.bundle.manifest
     lap("load_bundle_s")
-    dataset = load_labelled(dataset_path, image_root, manifest.labels, manifest.name)
+    if manifest.multilabel:
+        dataset = multilabel_evaluate.load_multilabel(
+            dataset_path, image_root, manifest.labels, manifest.name
+        )
+    else:
+        dataset = load_labelled(dataset_path, image_root, manifest.labels, manifest.name)
     used_split, examples = choose_split(dataset, split)
-    y_true = dataset.label_indices(examples)
     lap("load_dataset_s")
     features = FeatureExtractor(engine, cache_dir, progress=progress).extract(examples)
     lap("features_s")
     scores, served = head_outputs(pipeline, features)
     lap("head_s")
-    head = manifest.fusion_head
     report: dict[str, Any] = {
-        "bundle": {
-            "path": str(bundle_dir),
-            "name": manifest.name,
-            "version": manifest.version,
-            "labels": list(manifest.labels),
-            "head_file": head.file,
-            "head_sha256": head.sha256,
-            "output_type": head.output_type,
-            "temperature": head.temperature,
-            "accepts_missing": {
-                "image": pipeline.accepts_missing("image"),
-                "text": pipeline.accepts_missing("text"),
-            },
-            "providers": engine.providers,  # what each model really ran on
-        },
+        "bundle": _bundle_section(bundle_dir, manifest, pipeline, engine.providers),
         "dataset": {
             "path": str(dataset_path),
             "image_root": str(image_root if image_root is not None else dataset_path.parent),
@@ -257,17 +129,50 @@ def evaluate(
             "total_examples": len(dataset.examples),
             "split_counts": _split_counts(dataset),
         },
-        "metrics": classification_section(served, y_true, manifest.labels),
-        "calibration": calibration_section(
-            scores, served, y_true, head.output_type, head.temperature, bins
-        ),
     }
-    lap("metrics_s")
-    report["ablation"] = ablation_section(pipeline, features, y_true, bins)
+    if manifest.multilabel:
+        y_sets = dataset.label_matrix(examples) > 0.5
+        report = {"task": "multilabel", **report}
+        report["bundle"]["thresholds"] = manifest.decision_thresholds()
+        report |= multilabel_evaluate.sections(scores, served, y_sets, manifest, bins)
+        lap("metrics_s")
+        report["ablation"] = multilabel_evaluate.ablation_section(pipeline, features, y_sets, bins)
+    else:
+        head = manifest.fusion_head
+        y_true = dataset.label_indices(examples)
+        report["metrics"] = multiclass_evaluate.classification_section(
+            served, y_true, manifest.labels
+        )
+        report["calibration"] = multiclass_evaluate.calibration_section(
+            scores, served, y_true, head.output_type, head.temperature, bins
+        )
+        lap("metrics_s")
+        report["ablation"] = multiclass_evaluate.ablation_section(pipeline, features, y_true, bins)
     lap("ablation_s")
     timings["total_s"] = round(sum(timings.values()), 4)
     report["timings"] = timings
     return report
+
+
+def _bundle_section(
+    bundle_dir: Path, manifest: Manifest, pipeline: Pipeline, providers: dict[str, list[str]]
+) -> dict[str, Any]:
+    head = manifest.fusion_head
+    return {
+        "path": str(bundle_dir),
+        "name": manifest.name,
+        "version": manifest.version,
+        "labels": list(manifest.labels),
+        "head_file": head.file,
+        "head_sha256": head.sha256,
+        "output_type": head.output_type,
+        "temperature": head.temperature,
+        "accepts_missing": {
+            "image": pipeline.accepts_missing("image"),
+            "text": pipeline.accepts_missing("text"),
+        },
+        "providers": providers,  # what each model really ran on
+    }
 
 
 def _split_counts(dataset: Dataset) -> dict[str, int]:
@@ -278,6 +183,8 @@ def _split_counts(dataset: Dataset) -> dict[str, int]:
 
 def write_report(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     """Write the PNGs, ``report.md`` and ``report.json`` into ``out_dir``; their paths."""
+    if report.get("task") == "multilabel":
+        return _write_multilabel_report(report, out_dir)
     from models.reporting.evaluation_report import render_markdown
     from models.reporting.plots import confusion_matrix_png, reliability_diagram_png
 
@@ -296,32 +203,41 @@ def write_report(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     return paths
 
 
+def _write_multilabel_report(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
+    from models.reporting.evaluation_report import render_markdown
+    from models.reporting.multilabel_plots import (
+        label_reliability_png,
+        per_label_f1_png,
+        precision_recall_png,
+    )
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report["images"] = {
+        "per_label_f1": PER_LABEL_F1_PNG,
+        "precision_recall": PRECISION_RECALL_PNG,
+        "reliability_diagram": RELIABILITY_PNG,
+    }
+    paths = {key: out_dir / name for key, name in report["images"].items()}
+    per_label_f1_png(report, paths["per_label_f1"])
+    precision_recall_png(report, paths["precision_recall"])
+    label_reliability_png(report, paths["reliability_diagram"])
+    paths["markdown"] = out_dir / REPORT_MD
+    paths["json"] = out_dir / REPORT_JSON
+    paths["markdown"].write_text(render_markdown(report), encoding="utf-8")
+    paths["json"].write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return paths
+
+
 def summary(report: dict[str, Any]) -> str:
     """A few lines for the terminal."""
-    bundle, data, scores = report["bundle"], report["dataset"], report["metrics"]
+    bundle, data = report["bundle"], report["dataset"]
     lines = [
         f"bundle {bundle['name']} {bundle['version']} on {data['path']} "
         f"(split {data['split']}, {data['examples']} examples)",
-        f"accuracy {scores['accuracy']:.4f}  macro P/R/F1 {scores['macro_precision']:.4f} / "
-        f"{scores['macro_recall']:.4f} / {scores['macro_f1']:.4f}",
     ]
-    calibration = report["calibration"]
-    if calibration["applies"]:
-        before, after = calibration["before"], calibration["after"]
-        lines.append(
-            f"ECE {before['ece']:.4f} at T=1 -> {after['ece']:.4f} at T={after['temperature']:g}"
-            f"  (NLL {before['nll']:.4f} -> {after['nll']:.4f})"
-        )
-    else:
-        lines.append(f"ECE {calibration['served']['ece']:.4f} ({calibration['note']})")
-    for row in report["ablation"]:
-        value = (
-            f"accuracy {row['accuracy']:.4f}  macro-F1 {row['macro_f1']:.4f}  ECE {row['ece']:.4f}"
-            if row["supported"]
-            else row["note"]
-        )
-        lines.append(f"  {row['title']:<22} {value}")
-    return "\n".join(lines)
+    if report.get("task") == "multilabel":
+        return "\n".join(lines + multilabel_evaluate.summary_lines(report))
+    return "\n".join(lines + multiclass_evaluate.summary_lines(report))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -339,7 +255,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument(
-        "--bins", type=int, default=classification_metrics.DEFAULT_BINS, help="calibration bins"
+        "--bins",
+        type=int,
+        default=classification_metrics.DEFAULT_BINS,
+        help="calibration bins (of the top-class confidence; per label for multilabel bundles)",
     )
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -373,7 +292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"evaluate: {exc}", file=sys.stderr)
         return 2
     print(summary(report))
-    print(f"report: {paths['markdown']} ({paths['json'].name}, {CONFUSION_PNG}, {RELIABILITY_PNG})")
+    others = ", ".join([paths["json"].name, *report["images"].values()])
+    print(f"report: {paths['markdown']} ({others})")
     return 0
 
 
