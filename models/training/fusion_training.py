@@ -1,5 +1,9 @@
-"""Train ``FusionHead``s on precomputed features: AdamW, cross-entropy, modality dropout,
-early stopping on the fused validation loss, and the validation scores that pick a winner.
+"""Train ``FusionHead``s on precomputed features: AdamW, cross-entropy (multiclass) or
+BCE-with-logits with per-label positive weights (multilabel,
+``models.training.multilabel_calibration``), modality dropout, early stopping on the fused
+validation loss, and the validation scores that pick a winner: accuracy for multiclass,
+micro-F1 at the tuned thresholds for multilabel (``models.training.multilabel_scores``); ties
+go to the lower validation loss.
 
 Everything random comes from the seed: ``torch.manual_seed`` (initial weights, dropout) and one
 ``torch.Generator`` (shuffling, modality-dropout masks), with torch's deterministic algorithms
@@ -30,6 +34,10 @@ from models.training.fusion_head import (
     STRATEGIES,
     FusionHead,
 )
+from models.training.fusion_head import head_logits as head_logits
+from models.training.fusion_head import presence as presence
+from models.training.multilabel_calibration import binary_cross_entropy, positive_weights
+from models.training.multilabel_scores import MultilabelScores, multilabel_validation_scores
 
 
 @dataclass(frozen=True)
@@ -64,14 +72,19 @@ class TrainOptions:
 
 @dataclass(frozen=True)
 class FeatureSet:
-    """Features and class indices of one split."""
+    """Features and targets of one split: class indices (multiclass) or a multi-hot matrix
+    (multilabel)."""
 
     image: np.ndarray  # float32 [N, Di]
     text: np.ndarray  # float32 [N, Dt]
-    labels: np.ndarray  # int64 [N]
+    labels: np.ndarray  # int64 [N], or float32 [N, labels] for multilabel
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    @property
+    def multilabel(self) -> bool:
+        return bool(self.labels.ndim == 2)
 
 
 @dataclass(frozen=True)
@@ -84,6 +97,11 @@ class ValScores:
     image_only_accuracy: float  # the text marked missing
     text_only_accuracy: float  # the image marked missing
 
+    @property
+    def primary(self) -> float:
+        """The score the winner is picked on."""
+        return self.accuracy
+
 
 @dataclass
 class TrainedHead:
@@ -95,7 +113,8 @@ class TrainedHead:
     best_epoch: int
     val_losses: list[float]  # fused validation loss after each epoch
     seconds: float
-    val: ValScores
+    val: ValScores | MultilabelScores
+    pos_weight: np.ndarray | None = None  # multilabel: the loss's per-label positive weights
     parameters: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -115,11 +134,6 @@ def deterministic() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def presence(rows: int, present: bool = True) -> torch.Tensor:
-    """A presence input: float32 [rows, 1] of ones (present) or zeros (missing)."""
-    return torch.full((rows, 1), 1.0 if present else 0.0, dtype=torch.float32)
-
-
 def modality_dropout_masks(
     rows: int, probability: float, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,36 +148,13 @@ def modality_dropout_masks(
     )
 
 
-def head_logits(
-    head: FusionHead,
-    image: np.ndarray,
-    text: np.ndarray,
-    image_present: np.ndarray | None = None,
-    text_present: np.ndarray | None = None,
-) -> np.ndarray:
-    """The head's logits (eval mode) for numpy features; presence: bool [N], default all."""
-    rows = len(image)
-
-    def flags(mask: np.ndarray | None) -> torch.Tensor:
-        if mask is None:
-            return presence(rows)
-        return torch.from_numpy(np.asarray(mask, dtype=np.float32).reshape(rows, 1))
-
-    head.eval()
-    with torch.no_grad():
-        logits = head(
-            torch.from_numpy(image),
-            torch.from_numpy(text),
-            flags(image_present),
-            flags(text_present),
-        )
-    result: np.ndarray = logits.numpy()
-    return result
-
-
-def fused_loss(head: FusionHead, data: FeatureSet) -> float:
-    """Mean cross-entropy with both modalities present."""
-    return negative_log_likelihood(head_logits(head, data.image, data.text), data.labels)
+def fused_loss(head: FusionHead, data: FeatureSet, pos_weight: np.ndarray | None = None) -> float:
+    """The training loss with both modalities present: mean cross-entropy, or for multilabel
+    the mean BCE with ``pos_weight``."""
+    logits = head_logits(head, data.image, data.text)
+    if data.multilabel:
+        return binary_cross_entropy(logits, data.labels, pos_weight=pos_weight)
+    return negative_log_likelihood(logits, data.labels)
 
 
 def validation_scores(head: FusionHead, val: FeatureSet, labels: Sequence[str]) -> ValScores:
@@ -197,6 +188,10 @@ def train_strategy(
     """Train one strategy; stop after ``patience`` epochs without a lower validation loss and
     restore the epoch with the lowest."""
     started = time.perf_counter()
+    if train.multilabel != val.multilabel:
+        raise ValueError("the training and validation targets must be of the same task")
+    # Multilabel: raises TrainingDataError for a label without a positive in train.
+    pos_weight = positive_weights(train.labels, labels) if train.multilabel else None
     with deterministic():
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)
@@ -223,8 +218,10 @@ def train_strategy(
         )
         with bar:
             for epoch in range(1, options.max_epochs + 1):
-                _train_epoch(head, optimiser, (image, text, targets), options, generator)
-                losses.append(fused_loss(head, val))
+                _train_epoch(
+                    head, optimiser, (image, text, targets), options, generator, pos_weight
+                )
+                losses.append(fused_loss(head, val, pos_weight))
                 bar.update(1)
                 bar.set_postfix(val_loss=f"{losses[-1]:.4f}", best=best_epoch, refresh=False)
                 if losses[-1] < best_loss:
@@ -234,7 +231,11 @@ def train_strategy(
                     break
         head.load_state_dict(best_state)
         head.eval()
-        scores = validation_scores(head, val, labels)
+        scores: ValScores | MultilabelScores
+        if pos_weight is not None:
+            scores = multilabel_validation_scores(head, val.image, val.text, val.labels, pos_weight)
+        else:
+            scores = validation_scores(head, val, labels)
     return TrainedHead(
         strategy=strategy,
         head=head,
@@ -243,6 +244,7 @@ def train_strategy(
         val_losses=losses,
         seconds=time.perf_counter() - started,
         val=scores,
+        pos_weight=pos_weight,
     )
 
 
@@ -252,8 +254,10 @@ def _train_epoch(
     data: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     options: TrainOptions,
     generator: torch.Generator,
+    pos_weight: np.ndarray | None = None,
 ) -> None:
     image, text, targets = data
+    weights = None if pos_weight is None else torch.from_numpy(pos_weight)
     head.train()
     order = torch.randperm(len(targets), generator=generator)
     for batch in torch.split(order, options.batch_size):
@@ -262,7 +266,12 @@ def _train_epoch(
         )
         optimiser.zero_grad()
         logits = head(image[batch], text[batch], image_present, text_present)
-        loss = nn.functional.cross_entropy(logits, targets[batch])
+        if weights is not None:
+            loss = nn.functional.binary_cross_entropy_with_logits(
+                logits, targets[batch], pos_weight=weights
+            )
+        else:
+            loss = nn.functional.cross_entropy(logits, targets[batch])
         torch.autograd.backward(loss)
         optimiser.step()
 
@@ -287,5 +296,6 @@ def train_strategies(
 
 
 def pick_winner(results: Sequence[TrainedHead]) -> TrainedHead:
-    """Best validation accuracy; ties go to the lower validation loss, then the earlier one."""
-    return max(results, key=lambda r: (r.val.accuracy, -r.val.loss))
+    """Best validation accuracy (multiclass) or micro-F1 at the tuned thresholds (multilabel);
+    ties go to the lower validation loss, then the earlier one."""
+    return max(results, key=lambda r: (r.val.primary, -r.val.loss))

@@ -2,7 +2,8 @@
 
 The new bundle reuses the base bundle's encoders and tokenizer (hard-linked where possible,
 else copied; their manifest sections unchanged), adds ``fusion_head.onnx`` and a manifest with
-the dataset's labels, presence inputs and the fitted temperature. It is written into a staging
+the dataset's labels, presence inputs and the fitted temperature (a multilabel bundle: also
+``"task": "multilabel"`` and the per-label ``thresholds``). It is written into a staging
 directory next to the output and renamed into place only after it passed every check.
 """
 
@@ -32,8 +33,7 @@ from models.export.export_support import (
     run_session,
     staged_output,
 )
-from models.training.fusion_head import INPUT_NAMES, OUTPUT_NAME, FusionHead
-from models.training.fusion_training import head_logits
+from models.training.fusion_head import INPUT_NAMES, OUTPUT_NAME, FusionHead, head_logits
 
 HEAD_FILE = "fusion_head.onnx"
 MODEL_CARD_FILE = "model_card.md"
@@ -102,13 +102,17 @@ def manifest_dict(
     description: str,
     head_sha256: str,
     temperature: float,
+    thresholds: Sequence[float] | None = None,
 ) -> dict[str, Any]:
-    """The new manifest: the base's encoder sections as they are, a new head and labels."""
+    """The new manifest: the base's encoder sections as they are, a new head and labels; with
+    ``thresholds`` (one per label), a multilabel bundle."""
+    task = {} if thresholds is None else {"task": "multilabel"}
     manifest = {
         "schema_version": 1,
         "name": name,
         "version": version,
         "description": description,
+        **task,
         "labels": list(labels),
         "image_encoder": base_raw["image_encoder"],
         "text_encoder": base_raw["text_encoder"],
@@ -125,6 +129,8 @@ def manifest_dict(
         },
         "model_card": MODEL_CARD_FILE,
     }
+    if thresholds is not None:
+        manifest["fusion_head"]["thresholds"] = [float(t) for t in thresholds]
     Manifest.model_validate(manifest)  # the service's own schema, before anything is written
     return manifest
 
@@ -134,10 +140,17 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def check_served(
-    bundle_dir: Path, head: FusionHead, temperature: float, image: np.ndarray, text: np.ndarray
+    bundle_dir: Path,
+    head: FusionHead,
+    temperature: float,
+    image: np.ndarray,
+    text: np.ndarray,
+    *,
+    multilabel: bool = False,
 ) -> float:
     """Load the bundle as the service does (hashes, tensor names and shapes checked) and
-    compare its probabilities with torch's ``softmax(logits / T)`` in every presence pattern.
+    compare its probabilities with torch's ``softmax(logits / T)`` (multilabel:
+    ``sigmoid(logits / T)``) in every presence pattern.
 
     The service is fed what it feeds itself: zeros for a missing modality's features; torch
     gets the real features with presence 0. Returns the max abs probability difference."""
@@ -152,7 +165,12 @@ def check_served(
         )
     )
     logits = head_logits(head, all_image, all_text, image_present, text_present)
-    expected = calibrated_probabilities(logits, temperature)
+    if multilabel:
+        # torch's own sigmoid, not the service's: the check compares two implementations.
+        scaled = torch.from_numpy(logits).to(torch.float64) / temperature
+        expected = torch.sigmoid(scaled).numpy()
+    else:
+        expected = calibrated_probabilities(logits, temperature)
     return check_close("served probabilities", served, expected, TOLERANCE)
 
 

@@ -3,6 +3,11 @@
 Rows with split ``train`` (or no split) train; rows with split ``val`` validate. Without any
 ``val`` row, a seeded, stratified share of the training rows validates instead. ``test`` rows
 are never used: they are for ``evaluate``.
+
+Multilabel datasets count an example towards every label of its set (its positives). Every
+label needs a positive in train. Label sets are not stratified (sklearn stratifies single
+labels only): the carved validation share is a seeded random draw that skips any row whose
+move would leave one of its labels without a training positive.
 """
 
 from __future__ import annotations
@@ -35,9 +40,16 @@ class TrainingSplits:
         """Examples per label in each split, every label listed."""
         counts = {}
         for name, rows in (("train", self.train), ("val", self.val)):
-            found = Counter(example.label for example in rows)
+            found = _label_counts(dataset, rows)
             counts[name] = {label: found[label] for label in dataset.labels}
         return counts
+
+    def empty_label_sets(self) -> dict[str, int]:
+        """Multilabel: examples with no label at all, in each split."""
+        return {
+            name: sum(1 for example in rows if not example.tags)
+            for name, rows in (("train", self.train), ("val", self.val))
+        }
 
 
 def select_splits(
@@ -51,7 +63,8 @@ def select_splits(
         splits = TrainingSplits(pool, val, test, "split column")
     else:
         train, carved = _carve(dataset, pool, val_fraction, seed)
-        source = f"stratified {val_fraction:g} of the training rows (seed {seed})"
+        kind = "random" if dataset.multilabel else "stratified"
+        source = f"{kind} {val_fraction:g} of the training rows (seed {seed})"
         splits = TrainingSplits(train, carved, test, source)
     _check_every_label_trains(dataset, splits.train)
     return splits
@@ -62,6 +75,8 @@ def _carve(
 ) -> tuple[tuple[Example, ...], tuple[Example, ...]]:
     if not 0 < fraction < 1:
         raise TrainingDataError(f"the validation fraction must be in (0, 1), got {fraction}")
+    if dataset.multilabel:
+        return _carve_multilabel(dataset, pool, fraction, seed)
     _check_every_label_trains(dataset, pool, minimum=2, why="to carve a validation share")
     classes = len(dataset.labels)
     size = max(math.ceil(fraction * len(pool)), classes)  # at least one example per class
@@ -80,14 +95,52 @@ def _carve(
     )
 
 
+def _carve_multilabel(
+    dataset: Dataset, pool: Sequence[Example], fraction: float, seed: int
+) -> tuple[tuple[Example, ...], tuple[Example, ...]]:
+    _check_every_label_trains(dataset, pool)
+    size = math.ceil(fraction * len(pool))
+    if size > len(pool) - 1:
+        raise TrainingDataError(
+            f"{dataset.path}: {len(pool)} training rows are too few to carve a validation "
+            f"share of {fraction:g}; add rows with split 'val'"
+        )
+    remaining = _label_counts(dataset, pool)
+    chosen: set[int] = set()
+    for i in np.random.default_rng(seed).permutation(len(pool)).tolist():
+        if len(chosen) == size:
+            break
+        tags = pool[i].tags
+        if all(remaining[tag] > 1 for tag in tags):  # each keeps a training positive
+            chosen.add(i)
+            remaining.subtract(tags)
+    if not chosen:
+        raise TrainingDataError(
+            f"{dataset.path}: no training row can validate without leaving a label with no "
+            "training positive; add rows with split 'val'"
+        )
+    return (
+        tuple(e for i, e in enumerate(pool) if i not in chosen),
+        tuple(e for i, e in enumerate(pool) if i in chosen),
+    )
+
+
+def _label_counts(dataset: Dataset, rows: Sequence[Example]) -> Counter[str]:
+    """Examples per label: of each class, or (multilabel) carrying each label."""
+    if dataset.multilabel:
+        return Counter(tag for example in rows for tag in example.tags)
+    return Counter(example.label for example in rows)
+
+
 def _check_every_label_trains(
     dataset: Dataset, rows: Sequence[Example], minimum: int = 1, why: str = ""
 ) -> None:
-    counts = Counter(example.label for example in rows)
+    counts = _label_counts(dataset, rows)
+    kind = "positive training example(s)" if dataset.multilabel else "training example(s)"
     for label in dataset.labels:
         if counts[label] < minimum:
             reason = f" {why}" if why else ""
             raise TrainingDataError(
-                f"{dataset.path}: label {label!r} has {counts[label]} training example(s); "
+                f"{dataset.path}: label {label!r} has {counts[label]} {kind}; "
                 f"needs at least {minimum}{reason}"
             )

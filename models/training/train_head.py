@@ -1,13 +1,17 @@
 """``fusionserve train-head``: train a fusion head on a labelled dataset, write a new bundle.
 
-Usage: ``python -m models.training.train_head --dataset FILE --base-bundle DIR --out DIR [options]``
+Usage: ``python -m models.training.train_head --dataset FILE --base-bundle DIR --out DIR
+[--task multiclass|multilabel] [options]``
 
-1. Read the dataset (``models.data.dataset``) and pick training and validation rows
-   (``models.training.splits``); ``test`` rows are left for ``evaluate``.
+1. Read the dataset (``models.data.dataset``; ``--task multilabel``: each label field is a set
+   of labels) and pick training and validation rows (``models.training.splits``); ``test``
+   rows are left for ``evaluate``.
 2. Embed them with the base bundle's encoders through the service's own pipeline
    (``models.data.features``: batched, cached on disk).
-3. Train every selected fusion strategy (``models.training.fusion_training``) and pick the winner on
-   validation accuracy; fit a temperature on its validation logits.
+3. Train every selected fusion strategy (``models.training.fusion_training``) and pick the
+   winner: on validation accuracy (multiclass) or on validation micro-F1 at per-label
+   thresholds tuned after a sigmoid temperature (multilabel,
+   ``models.training.multilabel_calibration``); fit a temperature on its validation logits.
 4. Export the winner to ONNX, write the bundle (``models.training.head_bundle``), load it as the
    service does and check its probabilities against torch; only then move it into place.
 
@@ -19,39 +23,28 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import numpy as np
-import onnx
-import onnxruntime
-import torch
 
 from app.bundle.manifest import MANIFEST_FILENAME
 from app.engine import Engine
 from app.errors import StartupError
-from models.data.dataset import Dataset, DatasetError, Example, load_dataset
+from models.data.dataset import TASKS, Dataset, DatasetError, Example, load_dataset
 from models.data.features import DEFAULT_CACHE_DIR, FeatureError, FeatureExtractor, load_engine
-from models.evaluation.classification_metrics import (
-    calibrated_probabilities,
-    expected_calibration_error,
-    fit_temperature,
-)
 from models.reporting import head_card
-from models.training import head_bundle
+from models.training import head_bundle, training_report
 from models.training.fusion_head import STRATEGIES
 from models.training.fusion_training import (
     FeatureSet,
     TrainedHead,
     TrainOptions,
-    head_logits,
     pick_winner,
     train_strategies,
 )
+from models.training.multilabel_scores import MultilabelScores
 from models.training.splits import (
     DEFAULT_VAL_FRACTION,
     TrainingDataError,
@@ -83,6 +76,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--dataset", type=Path, required=True, help="CSV or JSONL dataset")
     parser.add_argument("--image-root", type=Path, help="default: the dataset file's folder")
     parser.add_argument("--labels", help="comma-separated label order (default: sorted)")
+    parser.add_argument(
+        "--task",
+        choices=TASKS,
+        default="multiclass",
+        help="multiclass: one label per example; multilabel: a '|'-separated label set "
+        "(or a JSONL list) per example, possibly empty (default: multiclass)",
+    )
     parser.add_argument("--base-bundle", type=Path, required=True, help="encoders to reuse")
     parser.add_argument("--out", type=Path, required=True, help="new bundle directory")
     parser.add_argument("--force", action="store_true", help="replace a non-empty --out")
@@ -150,45 +150,16 @@ def _features(
     extractor: FeatureExtractor, dataset: Dataset, rows: tuple[Example, ...]
 ) -> FeatureSet:
     features = extractor.extract(rows)
-    return FeatureSet(features.image, features.text, dataset.label_indices(rows))
-
-
-def _strategy_entry(result: TrainedHead) -> dict[str, Any]:
-    entry = {
-        "val_accuracy": result.val.accuracy,
-        "val_loss": result.val.loss,
-        "val_macro_f1": result.val.macro_f1,
-        "val_image_only_accuracy": result.val.image_only_accuracy,
-        "val_text_only_accuracy": result.val.text_only_accuracy,
-        "epochs_run": result.epochs_run,
-        "best_epoch": result.best_epoch,
-        "seconds": round(result.seconds, 3),
-        "parameters": result.parameters,
-        "val_loss_per_epoch": result.val_losses,
-    }
-    weights = result.head.modality_weights()
-    if weights is not None:
-        entry["modality_weights"] = {"image": weights[0], "text": weights[1]}
-    return entry
-
-
-def _calibration(winner: TrainedHead, val: FeatureSet) -> dict[str, float]:
-    logits = head_logits(winner.head, val.image, val.text)
-    temperature = fit_temperature(logits, val.labels)
-    return {
-        "value": temperature,
-        "val_ece_before": expected_calibration_error(calibrated_probabilities(logits), val.labels),
-        "val_ece_after": expected_calibration_error(
-            calibrated_probabilities(logits, temperature), val.labels
-        ),
-    }
+    targets = dataset.label_matrix(rows) if dataset.multilabel else dataset.label_indices(rows)
+    return FeatureSet(features.image, features.text, targets)
 
 
 def _description(args: argparse.Namespace, dataset: Dataset, base: Any, strategy: str) -> str:
     if args.description is not None:
         return str(args.description)
+    kind = "-label multilabel" if dataset.multilabel else "-class"
     return (
-        f"{len(dataset.labels)}-class image+text classifier trained by fusionserve train-head "
+        f"{len(dataset.labels)}{kind} image+text classifier trained by fusionserve train-head "
         f"on {dataset.path.name} ({strategy} fusion) over the encoders of {base.name} "
         f"{base.version}."
     )
@@ -207,7 +178,7 @@ class Prepared:
 
 def prepare(args: argparse.Namespace) -> Prepared:
     head_bundle.check_output(args.out, args.base_bundle, args.force)
-    dataset = load_dataset(args.dataset, args.image_root, args.labels)
+    dataset = load_dataset(args.dataset, args.image_root, args.labels, task=args.task)
     splits = select_splits(dataset, args.val_fraction, args.seed)
     _log(
         f"dataset {dataset.path}: {len(dataset.labels)} labels, {len(splits.train)} train, "
@@ -221,51 +192,6 @@ def prepare(args: argparse.Namespace) -> Prepared:
     return Prepared(dataset, splits, engine, train, val)
 
 
-def _report(
-    args: argparse.Namespace,
-    data: Prepared,
-    results: list[TrainedHead],
-    winner: TrainedHead,
-    calibration: dict[str, float],
-) -> dict[str, Any]:
-    dataset, splits, base = data.dataset, data.splits, data.engine.bundle.manifest
-    return {
-        "tool": "fusionserve train-head",
-        "seed": args.seed,
-        "options": asdict(args.options)
-        | {"strategies": args.strategies, "val_fraction": args.val_fraction},
-        "dataset": {
-            "file": str(dataset.path.resolve()),
-            "image_root": str((args.image_root or dataset.path.parent).resolve()),
-            "labels": list(dataset.labels),
-            "sizes": {
-                "train": len(splits.train),
-                "val": len(splits.val),
-                "test_unused": splits.unused_test,
-            },
-            "val_source": splits.val_source,
-            "class_counts": splits.class_counts(dataset),
-        },
-        "base_bundle": {
-            "path": str(data.engine.bundle.root),
-            "name": base.name,
-            "version": base.version,
-            "image_embedding_dim": base.image_encoder.embedding_dim,
-            "text_embedding_dim": base.text_encoder.embedding_dim,
-        },
-        "strategies": {r.strategy: _strategy_entry(r) for r in results},
-        "winner": winner.strategy,
-        "temperature": calibration,
-        "versions": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "numpy": np.__version__,
-            "onnx": onnx.__version__,
-            "onnxruntime": onnxruntime.__version__,
-        },
-    }
-
-
 def write_bundle(
     args: argparse.Namespace, data: Prepared, winner: TrainedHead, report: dict[str, Any]
 ) -> None:
@@ -274,6 +200,7 @@ def write_bundle(
     Adds ``fusion_head`` (file, size, checks) and ``manifest`` to ``report``."""
     bundle, val = data.engine.bundle, data.val
     temperature = report["temperature"]["value"]
+    thresholds = winner.val.thresholds if isinstance(winner.val, MultilabelScores) else None
     with head_bundle.staged_bundle(args.out, args.base_bundle, args.force) as staging:
         head_bundle.copy_encoders(bundle.manifest, bundle.root, staging)
         head_path = staging / head_bundle.HEAD_FILE
@@ -287,6 +214,7 @@ def write_bundle(
             description=_description(args, data.dataset, bundle.manifest, winner.strategy),
             head_sha256=head["sha256"],
             temperature=temperature,
+            thresholds=thresholds,
         )
         head_bundle.write_json(staging / MANIFEST_FILENAME, manifest)
         report["fusion_head"] = head | {
@@ -297,7 +225,12 @@ def write_bundle(
         card = head_card.render(report)
         (staging / head_bundle.MODEL_CARD_FILE).write_text(card, encoding="utf-8")
         report["fusion_head"]["served_vs_torch_max_abs_diff"] = head_bundle.check_served(
-            staging, winner.head, temperature, val.image, val.text
+            staging,
+            winner.head,
+            temperature,
+            val.image,
+            val.text,
+            multilabel=thresholds is not None,
         )
         head_bundle.write_json(staging / head_bundle.REPORT_FILE, report)
 
@@ -319,13 +252,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         progress=progress,
     )
     for result in results:
-        _log(
-            f"- {result.strategy}: val accuracy {result.val.accuracy:.4f}, val loss "
-            f"{result.val.loss:.4f}, {result.epochs_run} epochs (best {result.best_epoch}) in "
-            f"{result.seconds:.1f} s"
-        )
+        _log(training_report.summary(result))
     winner = pick_winner(results)
-    report = _report(args, data, results, winner, _calibration(winner, data.val))
+    report = training_report.build(
+        args, data.dataset, data.splits, data.engine, results, winner, data.val
+    )
     report["timings_s"] = {
         "features": round(features_s, 3),
         "training": round(time.perf_counter() - started - features_s, 3),
@@ -334,12 +265,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     total = time.perf_counter() - started
     calibration, head = report["temperature"], report["fusion_head"]
     _log(head_card.strategy_table(report))
+    measure = "BCE" if data.dataset.multilabel else "ECE"
+    before, after = (calibration[f"val_{measure.lower()}_{when}"] for when in ("before", "after"))
     _log(
-        f"winner {winner.strategy}; temperature {calibration['value']:.4f} (val ECE "
-        f"{calibration['val_ece_before']:.4f} -> {calibration['val_ece_after']:.4f}); ONNX vs "
-        f"torch {head['onnx_vs_torch_max_abs_diff']:.1e}, served vs torch "
-        f"{head['served_vs_torch_max_abs_diff']:.1e}"
+        f"winner {winner.strategy}; temperature {calibration['value']:.4f} (val {measure} "
+        f"{before:.4f} -> {after:.4f}); ONNX vs torch {head['onnx_vs_torch_max_abs_diff']:.1e}, "
+        f"served vs torch {head['served_vs_torch_max_abs_diff']:.1e}"
     )
+    if isinstance(winner.val, MultilabelScores):
+        pairs = zip(data.dataset.labels, winner.val.thresholds, strict=True)
+        thresholds = ", ".join(f"{label} {t:.3f}" for label, t in pairs)
+        _log(f"thresholds (val micro-F1 {winner.val.micro_f1:.4f}): {thresholds}")
     _log(f"wrote {args.out} in {total:.1f} s; run `fusionserve evaluate` for a held-out report")
     return report
 

@@ -177,3 +177,71 @@ def test_unknown_split_name_in_query(images: Path) -> None:
     dataset = load_dataset(write_jsonl(images / "d.jsonl", GOOD, {**GOOD, "label": "bag"}))
     with pytest.raises(ValueError, match="unknown split 'dev'"):
         dataset.split("dev")
+
+
+def test_multilabel_csv_label_sets(images: Path) -> None:
+    data = write_csv(
+        images / "tags.csv",
+        "image,text,label,split",
+        "a.png,red shoe,shoe|red,train",
+        "b.png,nothing,,train",  # the empty set
+        "sub/c.png,red bag, bag | red |bag ,val",  # blanks around labels; repeats count once
+    )
+    dataset = load_dataset(data, task="multilabel")
+
+    assert dataset.multilabel
+    assert dataset.labels == ("bag", "red", "shoe")  # sorted, from every set
+    assert [e.tags for e in dataset.examples] == [("shoe", "red"), (), ("bag", "red")]
+    assert [e.label for e in dataset.examples] == ["shoe|red", "", "bag|red"]
+    matrix = dataset.label_matrix()
+    assert matrix.dtype == np.float32
+    assert matrix.tolist() == [[0, 1, 1], [0, 0, 0], [1, 1, 0]]
+    assert dataset.label_matrix(dataset.split("val")).tolist() == [[1, 1, 0]]
+    with pytest.raises(ValueError, match="multilabel dataset has label sets: use label_matrix"):
+        dataset.label_indices()
+
+
+def test_multilabel_jsonl_lists_strings_and_empty_sets(tmp_path: Path, images: Path) -> None:
+    data = write_jsonl(
+        tmp_path / "tags.jsonl",
+        {"image": "a.png", "text": "x", "label": ["shoe", "red"]},
+        {"image": "b.png", "text": "y", "label": "bag|red"},
+        {"image": "a.png", "text": "z", "label": []},
+        {"image": "b.png", "text": "w", "label": ""},
+    )
+    dataset = load_dataset(
+        data, image_root=images, labels=["red", "shoe", "bag"], task="multilabel"
+    )
+
+    assert dataset.labels == ("red", "shoe", "bag")  # as given
+    assert [e.tags for e in dataset.examples] == [("shoe", "red"), ("bag", "red"), (), ()]
+    assert dataset.label_matrix().tolist() == [[1, 1, 0], [1, 0, 1], [0, 0, 0], [0, 0, 0]]
+
+
+@pytest.mark.parametrize(
+    ("label", "message"),
+    [
+        (["shoe", "hat"], r"line 2: field 'label': 'hat' is not in the labels"),
+        ("shoe||bag", r"line 2: field 'label' names a blank label"),
+        (["shoe", "  "], r"line 2: field 'label' names a blank label"),
+        (["shoe|bag"], r"line 2: field 'label': a label must not contain '\|'"),
+        (["shoe", 3], r"line 2: field 'label' must be a '\|'-separated string or a list"),
+        ({"shoe": 1}, r"line 2: field 'label' must be a '\|'-separated string or a list"),
+    ],
+)
+def test_multilabel_errors_name_file_line_and_field(images: Path, label: Any, message: str) -> None:
+    data = write_jsonl(images / "bad.jsonl", GOOD, {**GOOD, "label": label})
+    with pytest.raises(DatasetError, match=rf"bad\.jsonl: {message}"):
+        load_dataset(data, labels=["shoe", "bag"], task="multilabel")
+
+
+def test_multilabel_labels_list_and_task_checks(images: Path) -> None:
+    data = write_jsonl(images / "d.jsonl", GOOD, {**GOOD, "label": "bag"})
+    with pytest.raises(DatasetError, match=r"a multilabel label must not contain '\|'"):
+        load_dataset(data, labels=["shoe|bag", "hat"], task="multilabel")
+    with pytest.raises(DatasetError, match="unknown task 'tags'"):
+        load_dataset(data, task="tags")  # type: ignore[arg-type]
+    # Multiclass reads a '|' as part of one class name, as before.
+    multiclass = load_dataset(write_jsonl(images / "m.jsonl", GOOD, {**GOOD, "label": "a|b"}))
+    assert multiclass.labels == ("a|b", "shoe")
+    assert not multiclass.multilabel

@@ -107,7 +107,7 @@ def test_bundle_manifest_and_files(trained: Trained) -> None:
 
 def test_winner_has_the_best_validation_accuracy(trained: Trained) -> None:
     strategies = trained.report["strategies"]
-    assert list(strategies) == ["concat", "mean", "max", "weighted", "gated"]
+    assert list(strategies) == ["concat", "mean", "max", "weighted", "gated", "late"]
     best = max(strategies.items(), key=lambda kv: (kv[1]["val_accuracy"], -kv[1]["val_loss"]))
     assert trained.report["winner"] == best[0]
     for scores in strategies.values():
@@ -115,6 +115,13 @@ def test_winner_has_the_best_validation_accuracy(trained: Trained) -> None:
         assert scores["val_loss"] == pytest.approx(min(scores["val_loss_per_epoch"]))
     assert f"**{best[0]}** (winner)" in trained.stdout  # the table printed at the end
     assert "modality_weights" in strategies["weighted"]
+    late = strategies["late"]["modality_weights_per_label"]
+    assert list(late) == trained.report["dataset"]["labels"]
+    for weights in late.values():
+        assert weights["image"] + weights["text"] == pytest.approx(1.0)
+    assert trained.report["task"] == "multiclass"
+    assert "task" not in trained.report["manifest"]  # multiclass manifests are as before
+    assert "## Late fusion weights" in (trained.out / "model_card.md").read_text()
 
 
 def test_temperature_is_fitted_on_validation_logits(trained: Trained, engine: Engine) -> None:
