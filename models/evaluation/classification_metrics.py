@@ -9,7 +9,7 @@ no examples of it) are 0, never a warning.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -166,12 +166,21 @@ def fit_temperature(
     Fit it on validation logits, never on the data it is evaluated on. The search runs over
     ``log T`` (bounded Brent), where the NLL is smooth and the scale symmetric.
     """
+    values, true = _logits(logits), np.asarray(y_true)
+    return minimise_over_temperature(lambda t: negative_log_likelihood(values, true, t), bounds)
+
+
+def minimise_over_temperature(
+    loss: Callable[[float], float], bounds: tuple[float, float] = TEMPERATURE_BOUNDS
+) -> float:
+    """The temperature ``T`` in ``bounds`` minimising ``loss(T)``: bounded Brent over
+    ``log T`` (to 1e-6), where a calibration loss is smooth and the scale symmetric. The
+    search of every temperature fit (softmax here, sigmoid in ``train-head``)."""
     lower, upper = bounds
     if not 0 < lower < upper or not math.isfinite(upper):
         raise ValueError(f"temperature bounds must satisfy 0 < lower < upper, got {bounds}")
-    values, true = _logits(logits), np.asarray(y_true)
     result = minimize_scalar(
-        lambda log_t: negative_log_likelihood(values, true, math.exp(log_t)),
+        lambda log_t: loss(math.exp(log_t)),
         bounds=(math.log(lower), math.log(upper)),
         method="bounded",
         options={"xatol": 1e-6},

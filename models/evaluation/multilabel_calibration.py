@@ -17,8 +17,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.pipeline import sigmoid
-
 
 @dataclass(frozen=True)
 class ProbabilityBin:
@@ -99,20 +97,25 @@ def binary_cross_entropy(probabilities: np.ndarray, y_true: np.ndarray) -> float
 
 
 def binary_cross_entropy_from_logits(
-    logits: np.ndarray, y_true: np.ndarray, temperature: float = 1.0
+    logits: np.ndarray,
+    y_true: np.ndarray,
+    temperature: float = 1.0,
+    pos_weight: np.ndarray | None = None,
 ) -> float:
     """``binary_cross_entropy`` of ``sigmoid(logits / temperature)``, computed from the logits
-    (``softplus(z) - y z``) so that probabilities rounding to 0 or 1 lose nothing."""
+    (``softplus(-z)`` for a present label, ``softplus(z)`` for an absent one) so that
+    probabilities rounding to 0 or 1 lose nothing; with ``pos_weight`` (per label) each present
+    label's term is weighted as torch's ``BCEWithLogitsLoss`` does (``train-head``'s loss).
+    In float64."""
     if not (np.isfinite(temperature) and temperature > 0):
         raise ValueError(f"temperature must be a positive finite number, got {temperature}")
-    scaled, truth = _pair(logits, y_true, finite_only=True)
+    scaled, present = _pair(logits, y_true, finite_only=True)
     scaled = scaled / temperature
-    return float(np.mean(np.logaddexp(0.0, scaled) - truth * scaled))
-
-
-def scaled_probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """``sigmoid(logits / temperature)`` in float64: the service's own sigmoid."""
-    return sigmoid(np.asarray(logits, dtype=np.float64), temperature, dtype=np.float64)
+    truth = present.astype(np.float64)
+    weight = 1.0 if pos_weight is None else np.asarray(pos_weight, dtype=np.float64)
+    # -log sigmoid(z) = log(1 + exp(-z)) and -log(1 - sigmoid(z)) = log(1 + exp(z)), stably.
+    loss = weight * truth * np.logaddexp(0.0, -scaled) + (1.0 - truth) * np.logaddexp(0.0, scaled)
+    return float(loss.mean())
 
 
 def _pair(

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from app.bundle.manifest import Manifest
-from app.pipeline import Pipeline
+from app.pipeline import Pipeline, sigmoid
 from models.data.dataset import Dataset, DatasetError, load_dataset
 from models.data.features import Features
 from models.evaluation import multilabel_calibration as calibration
@@ -103,7 +103,7 @@ def calibration_section(
                 served, y_true, labels, calibration.binary_cross_entropy(served, y_true), None, bins
             ),
         }
-    before = calibration.scaled_probabilities(scores, 1.0)
+    before = sigmoid(scores, 1.0, dtype=np.float64)
     return {
         "applies": True,
         "temperature": head.temperature,

@@ -1,4 +1,5 @@
-"""Multilabel classification metrics for ``evaluate``: numpy in, floats and dataclasses out.
+"""Multilabel classification metrics for ``evaluate``, and for ``train-head``'s validation
+scores (``models.training.multilabel_scores``): numpy in, floats and dataclasses out.
 
 Truth is an ``[examples, labels]`` indicator array (0/1 or bool); scores are per-label
 probabilities in [0, 1]; a label is predicted when its probability is at or above its threshold
@@ -77,6 +78,27 @@ class PrecisionRecallCurve:
     thresholds: np.ndarray
 
 
+@dataclass(frozen=True)
+class DecisionScores:
+    """Precision, recall and F1 of boolean decisions against the truth: per label (arrays over
+    the labels, with each label's true and predicted counts) and micro (counts pooled over
+    every label). Undefined ratios are 0 (see the module's conventions)."""
+
+    precision: np.ndarray
+    recall: np.ndarray
+    f1: np.ndarray
+    support: np.ndarray
+    predicted: np.ndarray
+    micro_precision: float
+    micro_recall: float
+    micro_f1: float
+
+    @property
+    def macro_f1(self) -> float:
+        """The unweighted mean of every label's F1, labels without positives included."""
+        return float(np.mean(self.f1))
+
+
 def decide(probabilities: np.ndarray, thresholds: Sequence[float]) -> np.ndarray:
     """Boolean ``[examples, labels]``: each probability at or above its label's threshold.
 
@@ -91,6 +113,25 @@ def decide(probabilities: np.ndarray, thresholds: Sequence[float]) -> np.ndarray
     dtype = probs.dtype if np.issubdtype(probs.dtype, np.floating) else np.float64
     result: np.ndarray = probs >= limits.astype(dtype)
     return result
+
+
+def decision_scores(y_true: np.ndarray, predicted: np.ndarray) -> DecisionScores:
+    """Per-label and micro precision, recall and F1 of ``predicted`` (boolean, e.g. from
+    ``decide``) against ``y_true``, both ``[examples, labels]``."""
+    truth, guess = _indicators(y_true), np.asarray(predicted, dtype=bool)
+    if guess.shape != truth.shape:
+        raise ValueError(f"truth has shape {truth.shape} but the decisions {guess.shape}")
+    tp, n_pred, n_true = (truth & guess).sum(axis=0), guess.sum(axis=0), truth.sum(axis=0)
+    return DecisionScores(
+        precision=_ratio(tp, n_pred),
+        recall=_ratio(tp, n_true),
+        f1=_ratio(2 * tp, n_pred + n_true),
+        support=n_true,
+        predicted=n_pred,
+        micro_precision=float(_ratio(tp.sum(), n_pred.sum())),
+        micro_recall=float(_ratio(tp.sum(), n_true.sum())),
+        micro_f1=float(_ratio(2 * tp.sum(), n_pred.sum() + n_true.sum())),
+    )
 
 
 def precision_recall_curve(truth: np.ndarray, scores: np.ndarray) -> PrecisionRecallCurve:
@@ -115,6 +156,19 @@ def average_precision(truth: np.ndarray, scores: np.ndarray) -> float | None:
     curve = precision_recall_curve(truth, scores)
     steps = np.diff(np.r_[0.0, curve.recall])
     return float(np.sum(steps * curve.precision))
+
+
+def label_average_precisions(y_true: np.ndarray, probabilities: np.ndarray) -> list[float | None]:
+    """Each label's ``average_precision`` (None for a label without positives)."""
+    truth, probs = _indicators(y_true), _probabilities(probabilities)
+    if truth.shape != probs.shape:
+        raise ValueError(f"truth has shape {truth.shape} but probabilities {probs.shape}")
+    return [average_precision(truth[:, i], probs[:, i]) for i in range(truth.shape[1])]
+
+
+def mean_average_precision(y_true: np.ndarray, probabilities: np.ndarray) -> float | None:
+    """mAP: the mean average precision over the labels with a positive; None if none has one."""
+    return _mean_of_defined(label_average_precisions(y_true, probabilities))
 
 
 def thinned(curve: PrecisionRecallCurve, points: int = CURVE_POINTS) -> PrecisionRecallCurve:
@@ -143,38 +197,35 @@ def multilabel_report(
     if len(labels) != truth.shape[1]:
         raise ValueError(f"{len(labels)} labels for {truth.shape[1]} columns")
     predicted = decide(probs, thresholds)
-    hits = truth & predicted
-    tp, n_pred, n_true = hits.sum(axis=0), predicted.sum(axis=0), truth.sum(axis=0)
-    precision, recall = _ratio(tp, n_pred), _ratio(tp, n_true)
-    f1 = _ratio(2 * tp, n_pred + n_true)
-    row_hits, row_total = hits.sum(axis=1), predicted.sum(axis=1) + truth.sum(axis=1)
+    scores = decision_scores(truth, predicted)
+    row_hits = (truth & predicted).sum(axis=1)
+    row_total = predicted.sum(axis=1) + truth.sum(axis=1)
     # An example with neither true nor predicted labels is exactly right: F1 1 (see above).
     row_f1 = np.where(row_total > 0, 2 * row_hits / np.maximum(row_total, 1), 1.0)
-    ap = [average_precision(truth[:, i], probs[:, i]) for i in range(truth.shape[1])]
-    scored = [value for value in ap if value is not None]
+    ap = label_average_precisions(truth, probs)
     per_label = tuple(
         LabelScores(
             label=label,
             threshold=float(thresholds[i]),
-            precision=float(precision[i]),
-            recall=float(recall[i]),
-            f1=float(f1[i]),
-            support=int(n_true[i]),
-            predicted=int(n_pred[i]),
+            precision=float(scores.precision[i]),
+            recall=float(scores.recall[i]),
+            f1=float(scores.f1[i]),
+            support=int(scores.support[i]),
+            predicted=int(scores.predicted[i]),
             average_precision=ap[i],
         )
         for i, label in enumerate(labels)
     )
     return MultilabelReport(
         labels=tuple(labels),
-        micro_precision=float(_ratio(tp.sum(), n_pred.sum())),
-        micro_recall=float(_ratio(tp.sum(), n_true.sum())),
-        micro_f1=float(_ratio(2 * tp.sum(), n_pred.sum() + n_true.sum())),
-        macro_precision=float(np.mean(precision)),
-        macro_recall=float(np.mean(recall)),
-        macro_f1=float(np.mean(f1)),
+        micro_precision=scores.micro_precision,
+        micro_recall=scores.micro_recall,
+        micro_f1=scores.micro_f1,
+        macro_precision=float(np.mean(scores.precision)),
+        macro_recall=float(np.mean(scores.recall)),
+        macro_f1=scores.macro_f1,
         samples_f1=float(np.mean(row_f1)),
-        mean_average_precision=float(np.mean(scored)) if scored else None,
+        mean_average_precision=_mean_of_defined(ap),
         average_precision_skipped=tuple(
             label for label, value in zip(labels, ap, strict=True) if value is None
         ),
@@ -186,6 +237,12 @@ def multilabel_report(
         empty_predicted_sets=int(np.sum(~predicted.any(axis=1))),
         per_label=per_label,
     )
+
+
+def _mean_of_defined(values: Sequence[float | None]) -> float | None:
+    """The mean of the values that are not None; None if every one is."""
+    defined = [value for value in values if value is not None]
+    return float(np.mean(defined)) if defined else None
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Train ``FusionHead``s on precomputed features: AdamW, cross-entropy (multiclass) or
 BCE-with-logits with per-label positive weights (multilabel,
-``models.training.multilabel_calibration``), modality dropout, early stopping on the fused
+``models.training.multilabel_fitting``), modality dropout, early stopping on the fused
 validation loss, and the validation scores that pick a winner: accuracy for multiclass,
 micro-F1 at the tuned thresholds for multilabel (``models.training.multilabel_scores``); ties
 go to the lower validation loss.
@@ -28,6 +28,7 @@ from torch import nn
 from tqdm import tqdm
 
 from models.evaluation.classification_metrics import classification_report, negative_log_likelihood
+from models.evaluation.multilabel_calibration import binary_cross_entropy_from_logits
 from models.training.fusion_head import (
     DEFAULT_DROPOUT,
     DEFAULT_PROJECTION_DIM,
@@ -36,7 +37,7 @@ from models.training.fusion_head import (
 )
 from models.training.fusion_head import head_logits as head_logits
 from models.training.fusion_head import presence as presence
-from models.training.multilabel_calibration import binary_cross_entropy, positive_weights
+from models.training.multilabel_fitting import positive_weights
 from models.training.multilabel_scores import MultilabelScores, multilabel_validation_scores
 
 
@@ -153,7 +154,7 @@ def fused_loss(head: FusionHead, data: FeatureSet, pos_weight: np.ndarray | None
     the mean BCE with ``pos_weight``."""
     logits = head_logits(head, data.image, data.text)
     if data.multilabel:
-        return binary_cross_entropy(logits, data.labels, pos_weight=pos_weight)
+        return binary_cross_entropy_from_logits(logits, data.labels, pos_weight=pos_weight)
     return negative_log_likelihood(logits, data.labels)
 
 

@@ -11,7 +11,7 @@ Usage: ``python -m models.training.train_head --dataset FILE --base-bundle DIR -
 3. Train every selected fusion strategy (``models.training.fusion_training``) and pick the
    winner: on validation accuracy (multiclass) or on validation micro-F1 at per-label
    thresholds tuned after a sigmoid temperature (multilabel,
-   ``models.training.multilabel_calibration``); fit a temperature on its validation logits.
+   ``models.training.multilabel_fitting``); fit a temperature on its validation logits.
 4. Export the winner to ONNX, write the bundle (``models.training.head_bundle``), load it as the
    service does and check its probabilities against torch; only then move it into place.
 

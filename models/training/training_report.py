@@ -18,20 +18,18 @@ import onnxruntime
 import torch
 
 from app.engine import Engine
+from app.pipeline import sigmoid
 from models.data.dataset import Dataset
 from models.evaluation.classification_metrics import (
     calibrated_probabilities,
     expected_calibration_error,
     fit_temperature,
 )
+from models.evaluation.multilabel_metrics import decide, decision_scores
 from models.training.fusion_head import head_logits
 from models.training.fusion_training import FeatureSet, TrainedHead, ValScores
-from models.training.multilabel_calibration import (
-    MAX_POS_WEIGHT,
-    THRESHOLD_RULE,
-    sigmoid_probabilities,
-)
-from models.training.multilabel_scores import MultilabelScores, label_scores
+from models.training.multilabel_fitting import MAX_POS_WEIGHT, THRESHOLD_RULE
+from models.training.multilabel_scores import MultilabelScores
 from models.training.splits import TrainingSplits
 
 
@@ -101,14 +99,26 @@ def thresholds(winner: TrainedHead, val: FeatureSet, labels: Sequence[str]) -> d
     precision, recall and F1 at its threshold."""
     assert isinstance(winner.val, MultilabelScores)
     logits = head_logits(winner.head, val.image, val.text)
-    predicted = sigmoid_probabilities(logits, winner.val.temperature) >= winner.val.thresholds
-    per_label = label_scores(val.labels, predicted)
+    probabilities = sigmoid(logits, winner.val.temperature, dtype=np.float64)
+    scores = decision_scores(val.labels, decide(probabilities, winner.val.thresholds))
     return {
         "rule": THRESHOLD_RULE,
         "per_label": {
-            label: {"threshold": threshold, **scores}
-            for label, threshold, scores in zip(
-                labels, winner.val.thresholds, per_label, strict=True
+            label: {
+                "threshold": threshold,
+                "val_positives": int(positives),
+                "val_precision": float(precision),
+                "val_recall": float(recall),
+                "val_f1": float(f1),
+            }
+            for label, threshold, positives, precision, recall, f1 in zip(
+                labels,
+                winner.val.thresholds,
+                scores.support,
+                scores.precision,
+                scores.recall,
+                scores.f1,
+                strict=True,
             )
         },
     }

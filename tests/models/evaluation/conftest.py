@@ -10,8 +10,11 @@ import pytest
 
 from models.evaluation.evaluate import evaluate
 from tests.models.evaluation.multilabel_expected import TEMPERATURE, expected_outputs
-from tests.support.multilabel_dataset import write_multilabel_dataset
+from tests.support.multilabel_dataset import TAG_RATES, write_multilabel_dataset
 from tests.support.tiny_bundle import TinyHead, make_tiny_multilabel_bundle
+
+# The 60-row dataset's splits: evaluate scores the test split.
+ML_SPLITS = {"train": 12, "val": 12, "test": 36}
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +26,9 @@ def ml_bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, TinyHead]
 
 @pytest.fixture(scope="module")
 def ml_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_multilabel_dataset(tmp_path_factory.mktemp("multilabel-data"), 60)
+    return write_multilabel_dataset(
+        tmp_path_factory.mktemp("multilabel-data"), ML_SPLITS, rates=TAG_RATES
+    )
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from tests.models.evaluation.multilabel_expected import (
     expected_outputs,
     sklearn_scores,
 )
-from tests.support.multilabel_dataset import write_multilabel_dataset
+from tests.support.multilabel_dataset import TAG_RATES, write_multilabel_dataset
 from tests.support.repo_paths import ROOT as REPO
 from tests.support.synthetic_dataset import write_dataset
 from tests.support.tiny_bundle import TAGS, TinyHead, make_tiny_multilabel_bundle
@@ -83,7 +83,9 @@ def test_a_label_without_positives_is_named_and_left_out_of_map(tmp_path: Path) 
     """No item of the split has "red": no AP, no curve, and mAP is the other three's mean."""
     root = tmp_path / "bundle"
     make_tiny_multilabel_bundle(root, presence=False)
-    data = write_multilabel_dataset(tmp_path / "data", 20, absent=["red"], with_split=False)
+    data = write_multilabel_dataset(
+        tmp_path / "data", {"test": 20}, rates=TAG_RATES | {"red": 0.0}, with_split=False
+    )
     result = evaluate(root, data, cache_dir=None, progress=False)
     assert result["dataset"]["split"] == "all"
     metrics = result["metrics"]
@@ -130,7 +132,9 @@ def test_probabilities_head_reports_that_scaling_does_not_apply(tmp_path: Path) 
         "output_type": "probabilities",
     }
     (root / "manifest.json").write_text(json.dumps(manifest))
-    data = write_multilabel_dataset(tmp_path / "data", 20, with_split=False)
+    data = write_multilabel_dataset(
+        tmp_path / "data", {"test": 20}, rates=TAG_RATES, with_split=False
+    )
     result = evaluate(root, data, cache_dir=None, progress=False)
     calibration = result["calibration"]
     assert set(calibration) == {"applies", "note", "bins", "served"}
@@ -152,9 +156,11 @@ def test_probabilities_head_reports_that_scaling_does_not_apply(tmp_path: Path) 
 
 
 def test_unknown_tag_is_a_clear_error(ml_bundle: tuple[Path, TinyHead], tmp_path: Path) -> None:
-    path = write_multilabel_dataset(tmp_path / "data", 4, with_split=False)
+    path = write_multilabel_dataset(
+        tmp_path / "data", {"test": 4}, rates=TAG_RATES, with_split=False
+    )
     lines = path.read_text().splitlines()
-    lines[2] = json.dumps({"image": "2.png", "text": "a cat", "label": ["pet", "striped"]})
+    lines[2] = json.dumps(json.loads(lines[2]) | {"label": ["pet", "striped"]})
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(DatasetError, match=r"line 3: .*'striped' is not in the labels of the"):
         evaluate(ml_bundle[0], path, cache_dir=None, progress=False)

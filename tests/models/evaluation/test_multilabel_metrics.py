@@ -1,6 +1,7 @@
-"""models.evaluation.multilabel_metrics and multilabel_calibration against scikit-learn, an
-independent implementation, on random data and on edge cases (empty predicted sets, a label
-without positives, every answer right), plus hand-worked ECE and threshold semantics."""
+"""models.evaluation.multilabel_metrics and multilabel_calibration against scikit-learn (and
+torch's BCE with positive weights, ``train-head``'s loss), an independent implementation, on
+random data and on edge cases (empty predicted sets, a label without positives, every answer
+right), plus hand-worked ECE and threshold semantics."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from scipy.special import expit
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import (
@@ -22,11 +24,14 @@ from sklearn.metrics import (
     recall_score,
 )
 
+from app.pipeline import sigmoid
 from models.evaluation import multilabel_calibration as calibration
 from models.evaluation.multilabel_metrics import (
     MultilabelReport,
     average_precision,
     decide,
+    decision_scores,
+    mean_average_precision,
     multilabel_report,
     thinned,
 )
@@ -284,11 +289,60 @@ def test_binary_cross_entropy_matches_log_loss() -> None:
             logits, truth, temperature
         ) == pytest.approx(expected)
         np.testing.assert_allclose(
-            calibration.scaled_probabilities(logits, temperature), probabilities, rtol=1e-12
+            sigmoid(logits, temperature, dtype=np.float64), probabilities, rtol=1e-12
         )
     # From the logits a confident miss stays finite and exact: -log sigmoid(-40) = 40 + tiny.
     far = calibration.binary_cross_entropy_from_logits(np.array([[-40.0]]), np.array([[1]]))
     assert far == pytest.approx(40.0 + math.log1p(math.exp(-40.0)))
+
+
+def test_binary_cross_entropy_from_logits_is_torchs_with_pos_weight() -> None:
+    """With per-label positive weights it is ``train-head``'s loss: torch's BCE-with-logits."""
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 4, (50, 3))
+    targets = (rng.random((50, 3)) < 0.3).astype(np.float32)
+    weights = np.asarray([1.0, 3.5, 0.2], dtype=np.float32)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(
+        torch.from_numpy(logits / 1.7),
+        torch.from_numpy(targets).double(),
+        pos_weight=torch.from_numpy(weights).double(),
+    )
+    actual = calibration.binary_cross_entropy_from_logits(logits, targets, 1.7, weights)
+    assert actual == pytest.approx(float(expected), rel=1e-12)
+    # Huge logits stay finite (log-sum-exp form).
+    huge = calibration.binary_cross_entropy_from_logits(np.array([[1e4, -1e4]]), np.array([[0, 1]]))
+    assert math.isfinite(huge)
+
+
+def test_decision_scores_and_map_match_sklearn() -> None:
+    """The scores ``train-head`` picks its winner on (micro-F1, macro-F1, mAP, per label)."""
+    rng = np.random.default_rng(3)
+    targets = (rng.random((80, 4)) < 0.3).astype(np.float32)
+    targets[:, 3] = 0  # a label without positives
+    probabilities = np.round(rng.random((80, 4)), 1)  # with ties
+    predicted = probabilities >= 0.5
+    scores = decision_scores(targets, predicted)
+    micro = f1_score(targets, predicted, average="micro", zero_division=0)
+    macro = f1_score(targets, predicted, average="macro", zero_division=0)
+    assert scores.micro_f1 == pytest.approx(micro)
+    assert scores.macro_f1 == pytest.approx(macro)
+    for j in range(3):
+        assert average_precision(targets[:, j] > 0, probabilities[:, j]) == pytest.approx(
+            average_precision_score(targets[:, j], probabilities[:, j])
+        )
+    expected_map = np.mean(
+        [average_precision_score(targets[:, j], probabilities[:, j]) for j in range(3)]
+    )
+    assert mean_average_precision(targets, probabilities) == pytest.approx(expected_map)
+    assert mean_average_precision(targets[:, 3:], probabilities[:, 3:]) is None
+    f1 = f1_score(targets, predicted, average=None, zero_division=0)
+    assert list(scores.f1) == pytest.approx(list(f1))
+    assert scores.support.tolist() == targets.sum(axis=0).astype(int).tolist()
+    precision, recall, _, _ = precision_recall_fscore_support(
+        targets, predicted, average=None, zero_division=0
+    )
+    assert list(scores.precision) == pytest.approx(list(precision))
+    assert list(scores.recall) == pytest.approx(list(recall))
 
 
 @pytest.mark.parametrize(

@@ -15,18 +15,15 @@ import pytest
 import torch
 
 from app.engine import Engine, build_engine
+from app.pipeline import sigmoid
 from models.data.dataset import load_dataset
 from models.data.features import FeatureExtractor
+from models.evaluation.multilabel_metrics import decide, decision_scores
 from models.reporting import head_card
 from models.training import train_head
-from models.training.multilabel_calibration import (
-    fit_sigmoid_temperature,
-    sigmoid_probabilities,
-    tune_thresholds,
-)
-from models.training.multilabel_scores import f1_scores
+from models.training.multilabel_fitting import fit_sigmoid_temperature, tune_thresholds
 from tests.support.app_setup import make_settings
-from tests.support.synthetic_dataset import write_multilabel_dataset
+from tests.support.multilabel_dataset import write_multilabel_dataset
 from tests.support.tiny_bundle import make_tiny_bundle
 
 SPLITS = {"train": 90, "val": 45, "test": 15}
@@ -179,13 +176,13 @@ def test_temperature_and_thresholds_refit_from_the_served_head(
     # The served head's logits are within 1e-5 of torch's: the same fit.
     temperature = fit_sigmoid_temperature(logits, targets)
     assert temperature == pytest.approx(manifest.fusion_head.temperature, rel=1e-4)
-    probabilities = sigmoid_probabilities(logits, manifest.fusion_head.temperature)
+    probabilities = sigmoid(logits, manifest.fusion_head.temperature, dtype=np.float64)
     refit = tune_thresholds(probabilities, targets)
     np.testing.assert_allclose(refit, manifest.decision_thresholds(), atol=1e-5)
-    micro, macro = f1_scores(targets, probabilities >= refit)
+    refit_scores = decision_scores(targets, decide(probabilities, refit.tolist()))
     scores = trained.report["strategies"][trained.report["winner"]]
-    assert micro == pytest.approx(scores["val_micro_f1"])
-    assert macro == pytest.approx(scores["val_macro_f1"])
+    assert refit_scores.micro_f1 == pytest.approx(scores["val_micro_f1"])
+    assert refit_scores.macro_f1 == pytest.approx(scores["val_macro_f1"])
     calibration = trained.report["temperature"]
     assert calibration["val_bce_after"] <= calibration["val_bce_before"]
 

@@ -1,29 +1,22 @@
-"""Multilabel loss weights, temperature, thresholds and scores, against direct computations."""
+"""Multilabel loss weights, temperature and thresholds of ``train-head``, against direct
+computations."""
 
 from __future__ import annotations
 
 import itertools
-import math
 
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import average_precision_score, f1_score
 
-from models.training.multilabel_calibration import (
+from app.pipeline import sigmoid
+from models.evaluation.multilabel_calibration import binary_cross_entropy_from_logits
+from models.training.multilabel_fitting import (
     MAX_POS_WEIGHT,
-    binary_cross_entropy,
     fit_sigmoid_temperature,
     positive_weights,
-    sigmoid_probabilities,
     tune_threshold,
     tune_thresholds,
-)
-from models.training.multilabel_scores import (
-    average_precision,
-    f1_scores,
-    label_scores,
-    mean_average_precision,
 )
 from models.training.splits import TrainingDataError
 
@@ -47,22 +40,6 @@ def test_positive_weights_refuse_a_label_without_positives() -> None:
         positive_weights(targets, ["a", "b"])
 
 
-def test_binary_cross_entropy_is_torchs_with_pos_weight() -> None:
-    rng = np.random.default_rng(0)
-    logits = rng.normal(0, 4, (50, 3))
-    targets = (rng.random((50, 3)) < 0.3).astype(np.float32)
-    weights = np.asarray([1.0, 3.5, 0.2], dtype=np.float32)
-    expected = torch.nn.functional.binary_cross_entropy_with_logits(
-        torch.from_numpy(logits / 1.7),
-        torch.from_numpy(targets).double(),
-        pos_weight=torch.from_numpy(weights).double(),
-    )
-    actual = binary_cross_entropy(logits, targets, 1.7, weights)
-    assert actual == pytest.approx(float(expected), rel=1e-12)
-    # Huge logits stay finite (log-sum-exp form).
-    assert math.isfinite(binary_cross_entropy(np.array([[1e4, -1e4]]), np.array([[0, 1]])))
-
-
 def test_sigmoid_temperature_minimises_the_mean_bce() -> None:
     rng = np.random.default_rng(1)
     true_logits = rng.normal(0, 2, (4000, 3))
@@ -71,11 +48,11 @@ def test_sigmoid_temperature_minimises_the_mean_bce() -> None:
     temperature = fit_sigmoid_temperature(overconfident, targets)
     assert temperature == pytest.approx(2.5, rel=0.1)
     grid = np.exp(np.linspace(np.log(0.05), np.log(20), 2001))
-    losses = [binary_cross_entropy(overconfident, targets, t) for t in grid]
-    best = binary_cross_entropy(overconfident, targets, temperature)
+    losses = [binary_cross_entropy_from_logits(overconfident, targets, t) for t in grid]
+    best = binary_cross_entropy_from_logits(overconfident, targets, temperature)
     assert best <= min(losses) + 1e-9
     np.testing.assert_allclose(
-        sigmoid_probabilities(overconfident, temperature),
+        sigmoid(overconfident, temperature, dtype=np.float64),
         torch.sigmoid(torch.from_numpy(overconfident) / temperature).numpy(),
         rtol=1e-12,
     )
@@ -131,26 +108,3 @@ def test_threshold_rule_edge_cases() -> None:
     assert tune_threshold(p, y) == 0.01
     matrix = tune_thresholds(np.stack([p, p], axis=1), np.stack([y, np.zeros(3)], axis=1))
     np.testing.assert_array_equal(matrix, [0.01, 0.5])
-
-
-def test_scores_match_sklearn() -> None:
-    rng = np.random.default_rng(3)
-    targets = (rng.random((80, 4)) < 0.3).astype(np.float32)
-    targets[:, 3] = 0  # a label without positives
-    probabilities = np.round(rng.random((80, 4)), 1)  # with ties
-    predicted = probabilities >= 0.5
-    micro, macro = f1_scores(targets, predicted)
-    assert micro == pytest.approx(f1_score(targets, predicted, average="micro", zero_division=0))
-    assert macro == pytest.approx(f1_score(targets, predicted, average="macro", zero_division=0))
-    for j in range(3):
-        assert average_precision(targets[:, j] > 0, probabilities[:, j]) == pytest.approx(
-            average_precision_score(targets[:, j], probabilities[:, j])
-        )
-    expected_map = np.mean(
-        [average_precision_score(targets[:, j], probabilities[:, j]) for j in range(3)]
-    )
-    assert mean_average_precision(targets, probabilities) == pytest.approx(expected_map)
-    per_label = label_scores(targets, predicted)
-    f1 = f1_score(targets, predicted, average=None, zero_division=0)
-    assert [s["val_f1"] for s in per_label] == pytest.approx(list(f1))
-    assert [s["val_positives"] for s in per_label] == targets.sum(axis=0).astype(int).tolist()

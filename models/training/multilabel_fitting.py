@@ -10,9 +10,11 @@ row would otherwise get weight 0, i.e. no training signal at all. A label with n
 the training split cannot be learnt and is refused (``TrainingDataError``).
 
 Temperature. One temperature ``T`` for all labels, fitted on validation logits by minimising
-the mean (unweighted) binary cross-entropy of ``sigmoid(logits / T)``, searched over ``log T``
-in ``TEMPERATURE_BOUNDS`` with bounded Brent: the sigmoid counterpart of
-``models.evaluation.classification_metrics.fit_temperature``.
+the mean (unweighted) binary cross-entropy of ``sigmoid(logits / T)``
+(``models.evaluation.multilabel_calibration.binary_cross_entropy_from_logits``, which with the
+positive weights is also the training loss), searched over ``log T`` in ``TEMPERATURE_BOUNDS``
+by ``models.evaluation.classification_metrics.minimise_over_temperature``, as the softmax's
+``fit_temperature`` is. The probabilities at ``T`` are the service's own ``app.pipeline.sigmoid``.
 
 Thresholds. Tuned per label on validation probabilities *after* temperature scaling. A label
 is predicted when its probability is at or above its threshold. Rule, for each label: the
@@ -26,14 +28,15 @@ keeps ``DEFAULT_THRESHOLD`` 0.5.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 
-from app.pipeline import sigmoid
-from models.evaluation.classification_metrics import TEMPERATURE_BOUNDS
+from models.evaluation.classification_metrics import (
+    TEMPERATURE_BOUNDS,
+    minimise_over_temperature,
+)
+from models.evaluation.multilabel_calibration import binary_cross_entropy_from_logits
 from models.training.splits import TrainingDataError
 
 MAX_POS_WEIGHT = 100.0
@@ -67,49 +70,16 @@ def positive_weights(targets: np.ndarray, labels: Sequence[str]) -> np.ndarray:
     return weights
 
 
-def binary_cross_entropy(
-    logits: np.ndarray,
-    targets: np.ndarray,
-    temperature: float = 1.0,
-    pos_weight: np.ndarray | None = None,
-) -> float:
-    """Mean over examples and labels of the BCE of ``sigmoid(logits / temperature)``, each
-    positive weighted by its label's ``pos_weight`` (torch's ``BCEWithLogitsLoss``), in
-    float64."""
-    scaled = _logits(logits) / _temperature(temperature)
-    truth = _targets(targets)
-    if truth.shape != scaled.shape:
-        raise ValueError(f"targets of shape {truth.shape} for logits of shape {scaled.shape}")
-    weight = 1.0 if pos_weight is None else np.asarray(pos_weight, dtype=np.float64)
-    # -log sigmoid(x) = log(1 + exp(-x)) and -log(1 - sigmoid(x)) = log(1 + exp(x)), stably.
-    loss = weight * truth * np.logaddexp(0.0, -scaled) + (1.0 - truth) * np.logaddexp(0.0, scaled)
-    return float(loss.mean())
-
-
-def sigmoid_probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """``sigmoid(logits / temperature)`` in float64: the service's own sigmoid."""
-    return sigmoid(_logits(logits), _temperature(temperature), dtype=np.float64)
-
-
 def fit_sigmoid_temperature(
     logits: np.ndarray,
     targets: np.ndarray,
     bounds: tuple[float, float] = TEMPERATURE_BOUNDS,
 ) -> float:
     """The temperature in ``bounds`` minimising the mean BCE of ``sigmoid(logits / T)``."""
-    lower, upper = bounds
-    if not 0 < lower < upper or not math.isfinite(upper):
-        raise ValueError(f"temperature bounds must satisfy 0 < lower < upper, got {bounds}")
     values, truth = _logits(logits), _targets(targets)
-    result = minimize_scalar(
-        lambda log_t: binary_cross_entropy(values, truth, math.exp(log_t)),
-        bounds=(math.log(lower), math.log(upper)),
-        method="bounded",
-        options={"xatol": 1e-6},
+    return minimise_over_temperature(
+        lambda t: binary_cross_entropy_from_logits(values, truth, t), bounds
     )
-    if not result.success:
-        raise RuntimeError(f"temperature fit did not converge: {result.message}")
-    return math.exp(float(result.x))
 
 
 def tune_thresholds(probabilities: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -179,9 +149,3 @@ def _targets(values: np.ndarray) -> np.ndarray:
     if not np.all((array == 0) | (array == 1)):
         raise ValueError("targets must be 0 or 1")
     return array
-
-
-def _temperature(value: float) -> float:
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"temperature must be a positive finite number, got {value}")
-    return value
