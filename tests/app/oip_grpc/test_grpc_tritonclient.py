@@ -13,14 +13,14 @@ import grpc
 import httpx
 import numpy as np
 import pytest
-from tritonclient.grpc import InferenceServerClient, InferInput, service_pb2, service_pb2_grpc
+from tritonclient.grpc import InferenceServerClient, service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from app import __version__
 from app.main import create_app
 from tests.support.app_setup import answered, classify_files, make_settings
 from tests.support.gated_service import Gate, gated_factory
-from tests.support.grpc_requests import typed_infer_request
+from tests.support.grpc_requests import triton_inputs, typed_infer_request
 from tests.support.images import encode_image, photo
 from tests.support.live_server import serving
 from tests.support.server_process import free_port
@@ -58,15 +58,7 @@ def client(servers: tuple[str, str]) -> Iterator[Any]:
 
 
 def _inputs(images: list[bytes] | None, texts: list[str] | None) -> list[Any]:
-    inputs = []
-    for name, values in (("image", images), ("text", texts)):
-        if values is None:
-            continue
-        array = np.array(values, dtype=np.object_)
-        tensor = InferInput(name, list(array.shape), "BYTES")
-        tensor.set_data_from_numpy(array)
-        inputs.append(tensor)
-    return inputs
+    return list(triton_inputs(images, texts))
 
 
 def _expected(http: str, images: list[bytes] | None, texts: list[str] | None) -> np.ndarray:
