@@ -8,7 +8,7 @@ import pytest
 
 from app.bundle import load_bundle
 from app.errors import BundleError
-from tests.support.tiny_bundle import write_manifest
+from tests.support.tiny_bundle import TAG_THRESHOLDS, make_tiny_multilabel_bundle, write_manifest
 
 
 def _manifest(root: Path) -> dict[str, Any]:
@@ -94,3 +94,47 @@ def test_missing_model_card(tiny_bundle: Path) -> None:
     with pytest.raises(BundleError) as caught:
         load_bundle(tiny_bundle)
     assert caught.value.field == "model_card"
+
+
+@pytest.fixture
+def multilabel_bundle(tmp_path: Path) -> Path:
+    make_tiny_multilabel_bundle(tmp_path / "multilabel")
+    return tmp_path / "multilabel"
+
+
+def test_a_multilabel_bundle_loads_with_its_thresholds(multilabel_bundle: Path) -> None:
+    manifest = load_bundle(multilabel_bundle).manifest
+    assert (manifest.task, manifest.multilabel) == ("multilabel", True)
+    assert manifest.decision_thresholds() == TAG_THRESHOLDS
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"task": "multiclass"}, "apply to task 'multilabel' only"),
+        ({"task": "binary"}, "task"),
+        ({"thresholds": None}, "needs fusion_head.thresholds"),
+        ({"thresholds": [0.5, 0.5]}, "2 values for 4 labels"),
+        ({"thresholds": [0.5, 0.5, 0.5, 1.0]}, "less than 1"),
+        ({"thresholds": [0.0, 0.5, 0.5, 0.5]}, "greater than 0"),
+        ({"thresholds": [0.5, 0.5, 0.5, float("nan")]}, "thresholds"),
+        ({"labels": ["furry|soft", "pet", "flying", "red"]}, "must not contain '|'"),
+    ],
+)
+def test_multilabel_rules(multilabel_bundle: Path, change: dict[str, Any], message: str) -> None:
+    manifest = _manifest(multilabel_bundle)
+    if "thresholds" in change:
+        manifest["fusion_head"]["thresholds"] = change["thresholds"]
+    else:
+        manifest |= change
+    (multilabel_bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=message):
+        load_bundle(multilabel_bundle)
+
+
+def test_a_multiclass_bundle_has_no_thresholds(tiny_bundle: Path) -> None:
+    manifest = _manifest(tiny_bundle)
+    manifest["fusion_head"]["thresholds"] = [0.5, 0.5, 0.5]
+    write_manifest(tiny_bundle, manifest)
+    with pytest.raises(BundleError, match="apply to task 'multilabel' only"):
+        load_bundle(tiny_bundle)
