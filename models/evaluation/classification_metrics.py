@@ -104,22 +104,36 @@ def reliability_bins(
         raise ValueError(f"bins must be at least 1, got {bins}")
     confidence = probs.max(axis=1)
     correct = probs.argmax(axis=1) == true
+    return tuple(
+        ReliabilityBin(lower, upper, count, confidence=mean_score, accuracy=mean_outcome)
+        for lower, upper, count, mean_score, mean_outcome in equal_width_bins(
+            confidence, correct, bins
+        )
+    )
+
+
+def equal_width_bins(
+    scores: np.ndarray, outcomes: np.ndarray, bins: int
+) -> list[tuple[float, float, int, float | None, float | None]]:
+    """``bins`` equal-width bins ``(lower, upper]`` of ``scores`` in [0, 1] (the first also
+    takes 0): each bin's bounds, count, mean score and mean outcome (None when empty). The
+    binning of every reliability diagram and calibration error here."""
     edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.searchsorted(edges[1:-1], confidence, side="left")
-    result = []
+    which = np.searchsorted(edges[1:-1], scores, side="left")
+    result: list[tuple[float, float, int, float | None, float | None]] = []
     for i in range(bins):
         members = which == i
         count = int(members.sum())
         result.append(
-            ReliabilityBin(
-                lower=float(edges[i]),
-                upper=float(edges[i + 1]),
-                count=count,
-                confidence=float(confidence[members].mean()) if count else None,
-                accuracy=float(correct[members].mean()) if count else None,
+            (
+                float(edges[i]),
+                float(edges[i + 1]),
+                count,
+                float(scores[members].mean()) if count else None,
+                float(outcomes[members].mean()) if count else None,
             )
         )
-    return tuple(result)
+    return result
 
 
 def expected_calibration_error(

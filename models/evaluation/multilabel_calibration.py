@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from models.evaluation.classification_metrics import equal_width_bins
+
 
 @dataclass(frozen=True)
 class ProbabilityBin:
@@ -46,22 +48,10 @@ def probability_bins(
     if bins < 1:
         raise ValueError(f"bins must be at least 1, got {bins}")
     probs, positive = _column(probabilities, truth)
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.searchsorted(edges[1:-1], probs, side="left")
-    result = []
-    for i in range(bins):
-        members = which == i
-        count = int(members.sum())
-        result.append(
-            ProbabilityBin(
-                lower=float(edges[i]),
-                upper=float(edges[i + 1]),
-                count=count,
-                mean_probability=float(probs[members].mean()) if count else None,
-                positive_rate=float(positive[members].mean()) if count else None,
-            )
-        )
-    return tuple(result)
+    return tuple(
+        ProbabilityBin(lower, upper, count, mean_probability=mean, positive_rate=rate)
+        for lower, upper, count, mean, rate in equal_width_bins(probs, positive, bins)
+    )
 
 
 def label_calibration(

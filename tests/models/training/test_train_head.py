@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -25,31 +21,9 @@ from models.training.splits import TrainingDataError
 from tests.support.app_setup import make_settings, wait_ready
 from tests.support.synthetic_dataset import write_dataset
 from tests.support.tiny_bundle import LABELS, make_tiny_bundle
+from tests.support.train_head_runs import Trained, run_train_head, train_bundle, train_head_args
 
 SPLITS = {"train": 60, "val": 30, "test": 15}
-
-
-@dataclass(frozen=True)
-class Trained:
-    base: Path
-    dataset: Path
-    out: Path
-    report: dict[str, Any]
-    stdout: str
-
-
-def _args(dataset: Path, base: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        "--dataset", str(dataset), "--base-bundle", str(base), "--out", str(out),
-        "--no-progress", *extra,
-    ]  # fmt: skip
-
-
-def _train(*args: str) -> tuple[int, str]:
-    buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer):
-        code = train_head.main(list(args))
-    return code, buffer.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -57,13 +31,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     root = tmp_path_factory.mktemp("train-head")
     base = make_tiny_bundle(root / "base")
     dataset = write_dataset(root / "data", SPLITS)
-    out = root / "out"
-    code, stdout = _train(
-        *_args(dataset, base, out, "--name", "pets", "--cache-dir", str(root / "cache"))
+    return train_bundle(
+        base, dataset, root / "out", "--name", "pets", "--cache-dir", str(root / "cache")
     )
-    assert code == 0
-    report = json.loads((out / "training_report.json").read_text())
-    return Trained(base, dataset, out, report, stdout)
 
 
 @pytest.fixture(scope="module")
@@ -185,8 +155,8 @@ def test_same_seed_same_bytes_other_seed_other_bytes(trained: Trained, tmp_path:
     for seed in ("0", "1"):
         out = tmp_path / f"seed{seed}"
         # Trained alone, with an empty cache: a strategy's head depends on neither.
-        code, _ = _train(
-            *_args(trained.dataset, trained.base, out, "--no-cache"),
+        code, _ = run_train_head(
+            *train_head_args(trained.dataset, trained.base, out, "--no-cache"),
             "--strategies", winner, "--seed", seed,
         )  # fmt: skip
         assert code == 0
@@ -201,7 +171,7 @@ def test_refuses_to_overwrite_without_force(
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    args = _args(trained.dataset, trained.base, out, "--no-cache", "--strategies", "max")
+    args = train_head_args(trained.dataset, trained.base, out, "--no-cache", "--strategies", "max")
     assert train_head.main(args) == 2
     assert "not empty; pass --force" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
@@ -219,7 +189,7 @@ def test_carves_a_stratified_validation_share_without_val_rows(
     dataset = write_dataset(tmp_path / "data", {"train": 90}, with_split=False)
     out = tmp_path / "out"
     args = ["--no-cache", "--strategies", "mean", "--max-epochs", "5"]
-    code, stdout = _train(*_args(dataset, trained.base, out, *args))
+    code, stdout = run_train_head(*train_head_args(dataset, trained.base, out, *args))
     assert code == 0, stdout
     report = json.loads((out / "training_report.json").read_text())
     assert report["dataset"]["sizes"] == {"train": 81, "val": 9, "test_unused": 0}
@@ -235,7 +205,9 @@ def test_too_few_examples_of_a_label(trained: Trained, tmp_path: Path) -> None:
     one_bird = [r for r in rows if bird not in r] + [next(r for r in rows if bird in r)]
     dataset.write_text("\n".join(one_bird) + "\n")
     with pytest.raises(TrainingDataError, match="'bird' has 1 training example"):
-        train_head.run(train_head.parse_args(_args(dataset, trained.base, tmp_path / "out")))
+        train_head.run(
+            train_head.parse_args(train_head_args(dataset, trained.base, tmp_path / "out"))
+        )
 
 
 def test_cli_reports_a_dataset_error_without_traceback(
@@ -243,7 +215,7 @@ def test_cli_reports_a_dataset_error_without_traceback(
 ) -> None:
     # Through `fusionserve train-head`, which runs models.training.train_head in a child process.
     out = tmp_path / "out"
-    args = _args(trained.dataset, trained.base, out, "--labels", "cat,dog")
+    args = train_head_args(trained.dataset, trained.base, out, "--labels", "cat,dog")
     assert cli_main(["train-head", *args]) == 2
     err = capfd.readouterr().err
     assert "line 3: field 'label': 'bird' is not in the labels" in err

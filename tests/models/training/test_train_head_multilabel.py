@@ -3,12 +3,8 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -25,32 +21,14 @@ from models.training.multilabel_fitting import fit_sigmoid_temperature, tune_thr
 from tests.support.app_setup import make_settings
 from tests.support.multilabel_dataset import write_multilabel_dataset
 from tests.support.tiny_bundle import make_tiny_bundle
+from tests.support.train_head_runs import Trained, run_train_head, train_bundle, train_head_args
 
 SPLITS = {"train": 90, "val": 45, "test": 15}
 TAGS = ["bird", "cat", "dog"]  # sorted
 
 
-@dataclass(frozen=True)
-class Trained:
-    base: Path
-    dataset: Path
-    out: Path
-    report: dict[str, Any]
-    stdout: str
-
-
-def _args(dataset: Path, base: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        "--dataset", str(dataset), "--base-bundle", str(base), "--out", str(out),
-        "--task", "multilabel", "--no-progress", *extra,
-    ]  # fmt: skip
-
-
-def _train(*args: str) -> tuple[int, str]:
-    buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer):
-        code = train_head.main(list(args))
-    return code, buffer.getvalue()
+def _multilabel_args(dataset: Path, base: Path, out: Path, *extra: str) -> list[str]:
+    return train_head_args(dataset, base, out, "--task", "multilabel", *extra)
 
 
 @pytest.fixture(scope="module")
@@ -58,11 +36,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     root = tmp_path_factory.mktemp("train-head-multilabel")
     base = make_tiny_bundle(root / "base")
     dataset = write_multilabel_dataset(root / "data", SPLITS)
-    out = root / "out"
-    code, stdout = _train(*_args(dataset, base, out, "--cache-dir", str(root / "cache")))
-    assert code == 0
-    report = json.loads((out / "training_report.json").read_text())
-    return Trained(base, dataset, out, report, stdout)
+    cache = str(root / "cache")
+    return train_bundle(base, dataset, root / "out", "--task", "multilabel", "--cache-dir", cache)
 
 
 @pytest.fixture(scope="module")
@@ -209,8 +184,8 @@ def test_same_seed_same_bytes_for_late_fusion(trained: Trained, tmp_path: Path) 
     runs = {}
     for name, seed in (("a", "0"), ("b", "0"), ("c", "1")):
         out = tmp_path / name
-        code, _ = _train(
-            *_args(trained.dataset, trained.base, out, "--no-cache"),
+        code, _ = run_train_head(
+            *_multilabel_args(trained.dataset, trained.base, out, "--no-cache"),
             "--strategies", "late", "--seed", seed,
         )  # fmt: skip
         assert code == 0
@@ -234,7 +209,7 @@ def test_csv_label_sets_and_a_carved_validation_share(trained: Trained, tmp_path
     )
     out = tmp_path / "out"
     args = ["--no-cache", "--strategies", "mean,late", "--max-epochs", "5"]
-    code, stdout = _train(*_args(dataset, trained.base, out, *args))
+    code, stdout = run_train_head(*_multilabel_args(dataset, trained.base, out, *args))
     assert code == 0, stdout
     report = json.loads((out / "training_report.json").read_text())
     assert report["dataset"]["sizes"] == {"train": 90, "val": 10, "test_unused": 0}
@@ -254,7 +229,7 @@ def test_cli_refuses_bad_input(
     trained: Trained, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "out"
-    base = _args(trained.dataset, trained.base, out, "--no-cache", "--max-epochs", "2")
+    base = _multilabel_args(trained.dataset, trained.base, out, "--no-cache", "--max-epochs", "2")
     # A label no training row carries.
     err = _refused([*base, "--labels", "bird,cat,dog,fish"], capsys)
     assert "label 'fish' has 0 positive training example(s)" in err
@@ -267,7 +242,7 @@ def test_cli_refuses_bad_input(
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"image": "x.png", "text": "t", "label": ["cat", " "]}) + "\n")
     (tmp_path / "x.png").write_bytes(b"not read before the label is checked")
-    err = _refused(_args(bad, trained.base, out), capsys)
+    err = _refused(_multilabel_args(bad, trained.base, out), capsys)
     assert "line 1: field 'label' names a blank label" in err
     assert not out.exists()
     # An unknown task: argparse's usage error, also exit code 2.
