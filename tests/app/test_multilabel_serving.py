@@ -31,8 +31,6 @@ from tests.support.tiny_bundle import (
     TAGS,
     TinyHead,
     make_tiny_multilabel_bundle,
-    manifest_dict,
-    write_manifest,
 )
 
 NAME = "tiny-multilabel-bundle"
@@ -200,20 +198,12 @@ def test_metrics_count_each_predicted_label_and_the_unlabelled(
     tmp_path: Path, expected: np.ndarray
 ) -> None:
     root = tmp_path / "bundle"
-    make_tiny_multilabel_bundle(root, temperature=TEMPERATURE)
     # The first item's top label alone reaches its threshold; every label is out of reach for
     # the others unless it is theirs too.
-    manifest = manifest_dict(root) | {"name": NAME, "task": "multilabel", "labels": TAGS}
     top = int(np.argmax(expected[0]))
     thresholds = [0.999] * len(TAGS)
     thresholds[top] = float(expected[0][top]) - 1e-4
-    manifest["fusion_head"] |= {
-        "thresholds": thresholds,
-        "image_present": "image_present",
-        "text_present": "text_present",
-        "temperature": TEMPERATURE,
-    }
-    write_manifest(root, manifest)
+    make_tiny_multilabel_bundle(root, temperature=TEMPERATURE, thresholds=thresholds)
     with TestClient(create_app(make_settings(root))) as test_client:
         wait_ready(test_client)
         answers = [

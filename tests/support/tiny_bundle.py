@@ -236,13 +236,28 @@ def make_tiny_bundle_with_head(
 ) -> TinyHead:
     """Write a bundle (with presence inputs and a temperature if asked) and return its head's
     parameters. The encoders are the same as ``make_tiny_bundle``'s for the same seed."""
+    return _bundle_with_head(root, seed, LABELS, {}, presence=presence, temperature=temperature)
+
+
+def _bundle_with_head(
+    root: Path,
+    seed: int,
+    labels: list[str],
+    fields: dict[str, Any],
+    *,
+    presence: bool,
+    temperature: float,
+    thresholds: list[float] | None = None,
+) -> TinyHead:
+    """The tiny encoders (from ``seed``), a head over ``labels`` and the manifest, with
+    ``fields`` added at its top level and the head's ``thresholds`` when given."""
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     vocab_size = tokenizer(root / "tokenizer.json")
     image_encoder(root / "image.onnx", rng)
     text_encoder(root / "text.onnx", rng, vocab_size)
-    head = fusion_head(root / "head.onnx", rng, len(LABELS), presence=presence)
-    manifest = manifest_dict(root)
+    head = fusion_head(root / "head.onnx", rng, len(labels), presence=presence)
+    manifest = manifest_dict(root) | {"labels": list(labels)} | fields
     if presence:
         manifest["fusion_head"] |= {
             "image_present": "image_present",
@@ -250,6 +265,8 @@ def make_tiny_bundle_with_head(
         }
     if temperature != 1.0:
         manifest["fusion_head"]["temperature"] = temperature
+    if thresholds is not None:
+        manifest["fusion_head"]["thresholds"] = thresholds
     write_manifest(root, manifest)
     return head
 
@@ -270,24 +287,13 @@ def make_tiny_multilabel_bundle(
     """A multilabel bundle (``TAGS``, one logit per tag, sigmoid probabilities, per-tag
     ``thresholds``) with the same encoders as ``make_tiny_bundle`` for the same seed; returns
     its head's parameters."""
-    root.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    vocab_size = tokenizer(root / "tokenizer.json")
-    image_encoder(root / "image.onnx", rng)
-    text_encoder(root / "text.onnx", rng, vocab_size)
-    head = fusion_head(root / "head.onnx", rng, len(TAGS), presence=presence)
-    manifest = manifest_dict(root) | {
-        "name": "tiny-multilabel-bundle",
-        "task": "multilabel",
-        "labels": list(TAGS),
-    }
-    manifest["fusion_head"]["thresholds"] = list(thresholds or TAG_THRESHOLDS)
-    if presence:
-        manifest["fusion_head"] |= {
-            "image_present": "image_present",
-            "text_present": "text_present",
-        }
-    if temperature != 1.0:
-        manifest["fusion_head"]["temperature"] = temperature
-    write_manifest(root, manifest)
-    return head
+    fields = {"name": "tiny-multilabel-bundle", "task": "multilabel"}
+    return _bundle_with_head(
+        root,
+        seed,
+        TAGS,
+        fields,
+        presence=presence,
+        temperature=temperature,
+        thresholds=list(thresholds or TAG_THRESHOLDS),
+    )

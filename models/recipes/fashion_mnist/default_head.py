@@ -23,11 +23,9 @@ Needs Fashion-MNIST (``apt-get install dataset-fashion-mnist``) and the exported
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import time
-from pathlib import Path
 from typing import Any
 
 from models.recipes.fashion_mnist import build_default_bundle as bundle
@@ -59,11 +57,7 @@ def check_targets(evaluation: dict[str, Any]) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work", type=Path, default=WORK_DIR, help="dataset, bundle, reports")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data-dir", type=Path, help="Fashion-MNIST idx files")
-    args = parser.parse_args(argv)
+    args = steps.recipe_arguments(__doc__.splitlines()[0], WORK_DIR, argv)
     started = time.perf_counter()
     target = bundle.DEFAULT_DIR
     bundle.export_encoders(target, skip_existing=True)
@@ -71,16 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         bundle.finish(target)
 
     data, trained, evaluated = args.work / "data", args.work / "bundle", args.work / "evaluation"
-    dataset_args = [
-        "models.recipes.fashion_mnist.dataset_writer",
-        "--out",
-        str(data),
-        "--seed",
-        str(args.seed),
-    ]
-    if args.data_dir is not None:
-        dataset_args += ["--data-dir", str(args.data_dir)]
-    steps.run_module(*dataset_args)
+    steps.write_dataset(
+        "models.recipes.fashion_mnist.dataset_writer", data, args.seed, args.data_dir
+    )
     dataset = data / "dataset.jsonl"
     steps.train_head(
         dataset,

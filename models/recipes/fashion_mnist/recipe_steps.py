@@ -4,6 +4,7 @@ commands."""
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import subprocess
 import sys
@@ -20,6 +21,26 @@ def run_module(*args: str) -> None:
     command = [sys.executable, "-m", *args]
     log(f"$ {' '.join(command[1:])}")
     subprocess.run(command, check=True)
+
+
+def recipe_arguments(
+    description: str, work_dir: Path, argv: list[str] | None
+) -> argparse.Namespace:
+    """A head recipe's options: ``--work`` (dataset, bundle, reports), ``--seed`` and
+    ``--data-dir`` (the Fashion-MNIST idx files)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--work", type=Path, default=work_dir, help="dataset, bundle, reports")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-dir", type=Path, help="Fashion-MNIST idx files")
+    return parser.parse_args(argv)
+
+
+def write_dataset(writer: str, out: Path, seed: int, data_dir: Path | None) -> None:
+    """Run the dataset writer module ``writer`` into ``out``."""
+    options = ["--out", str(out), "--seed", str(seed)]
+    if data_dir is not None:
+        options += ["--data-dir", str(data_dir)]
+    run_module(writer, *options)
 
 
 def train_head(

@@ -20,11 +20,9 @@ encoders (``fusionserve build-default-bundle``). Steps, each the same command a 
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import time
-from pathlib import Path
 from typing import Any
 
 from models.recipes.fashion_mnist import build_default_bundle as default_bundle
@@ -53,22 +51,15 @@ def check_targets(evaluation: dict[str, Any]) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work", type=Path, default=WORK_DIR, help="dataset, bundle, reports")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data-dir", type=Path, help="Fashion-MNIST idx files")
-    args = parser.parse_args(argv)
+    args = steps.recipe_arguments(__doc__.splitlines()[0], WORK_DIR, argv)
     started = time.perf_counter()
     base, target = default_bundle.DEFAULT_DIR, tags_bundle.TAGS_DIR
     if not (base / "manifest.json").is_file():
         raise SystemExit(f"{base} is not built: run `fusionserve build-default-bundle`")
 
     data, trained, evaluated = args.work / "data", args.work / "bundle", args.work / "evaluation"
-    dataset_args = ["models.recipes.fashion_mnist.tagged_dataset_writer", "--out", str(data)]
-    dataset_args += ["--seed", str(args.seed)]
-    if args.data_dir is not None:
-        dataset_args += ["--data-dir", str(args.data_dir)]
-    steps.run_module(*dataset_args)
+    writer = "models.recipes.fashion_mnist.tagged_dataset_writer"
+    steps.write_dataset(writer, data, args.seed, args.data_dir)
     dataset = data / "dataset.csv"
     steps.train_head(
         dataset,
