@@ -13,7 +13,7 @@ from app.settings import Settings
 from tests.support.app_setup import make_settings, wait_ready
 from tests.support.cuda import cuda_available
 from tests.support.gated_service import Gate
-from tests.support.tiny_bundle import make_tiny_bundle
+from tests.support.tiny_bundle import make_tiny_bundle, make_tiny_bundle_with_head
 from tests.support.without_torch import block_torch
 
 
@@ -31,6 +31,14 @@ def gate() -> Gate:
 @pytest.fixture(scope="session")
 def tiny_bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_bundle(tmp_path_factory.mktemp("tiny-bundle"))
+
+
+@pytest.fixture(scope="session")
+def optional_bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny bundle whose head answers without either modality (not to be changed)."""
+    root = tmp_path_factory.mktemp("optional-bundle")
+    make_tiny_bundle_with_head(root, presence=True)
+    return root
 
 
 @pytest.fixture

@@ -36,6 +36,7 @@ from app.oip.classifier_model import (
 from app.oip.codec import (
     BINARY_CONTENT_TYPE,
     HEADER_LENGTH,
+    check_model_names,
     decode_content,
     encode_response,
     parse_request,
@@ -264,8 +265,9 @@ async def _infer(
     selection = select_outputs(parsed.request, OUTPUTS)
     core: ServingCore = request.app.state.core
     with core.lease(name, version) as runner:  # the head the inputs are checked against
-        head = runner.engine.bundle.manifest.fusion_head
-    items = request_items(parsed.inputs, head, Limits.from_settings(settings))
+        served = runner.engine.bundle.manifest
+    check_model_names(parsed.request, model=name, version=served.version)
+    items = request_items(parsed.inputs, served.fusion_head, Limits.from_settings(settings))
     parameters = parsed.request.parameters
     priority = None if parameters is None else parameters.priority
     work = core.classify(items, name, version, priority)

@@ -129,6 +129,21 @@ def parse_request(body: bytes, header_length: str | None) -> ParsedRequest:
     return ParsedRequest(request=request, inputs=inputs)
 
 
+def check_model_names(request: InferenceRequest, *, model: str, version: str) -> None:
+    """400 unless the body's ``model_name`` and ``model_version``, when it has them, are the
+    path's model and the version served there (an empty version is none, as over gRPC)."""
+    if request.model_name is not None and request.model_name != model:
+        raise InvalidTensor(
+            f"model_name {shown(request.model_name)} in the body is not the model of the "
+            f"path, {shown(model)}"
+        )
+    if request.model_version and request.model_version != version:
+        raise InvalidTensor(
+            f"model_version {shown(request.model_version)} in the body is not the version "
+            f"served at the path, {shown(version)}"
+        )
+
+
 def _input(spec: RequestInput, binary: memoryview | None) -> InputTensor:
     return InputTensor(
         name=spec.name,

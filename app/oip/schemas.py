@@ -71,6 +71,18 @@ class RequestOutput(_Closed):
 
 
 class InferenceRequest(_Closed):
+    """The request's top level is closed too, but for the model's name and version, which
+    KServe's SDK repeats in the body (``InferRequest.to_rest``) and the protocol's servers
+    accept; they must name what the path names."""
+
+    model_name: str | None = Field(
+        default=None,
+        description="The model of the path, repeated (KServe's SDK sends it); another is a 400.",
+    )
+    model_version: str | None = Field(
+        default=None,
+        description="The version served at the path, repeated; another is a 400. Empty: none.",
+    )
     id: str | None = None
     parameters: RequestParameters | None = None
     inputs: list[RequestInput]

@@ -26,7 +26,7 @@ from app.settings import Settings
 from tests.support.app_setup import answered, classify_files, make_settings, wait_ready
 from tests.support.gated_service import Gate, default_runner, gated_factory, ready_client
 from tests.support.images import encode_image, photo
-from tests.support.tiny_bundle import LABELS, make_tiny_bundle_with_head
+from tests.support.tiny_bundle import LABELS
 
 NAME, VERSION = "tiny-test-bundle", "0.0.1"
 INFER = f"/v2/models/{NAME}/infer"
@@ -283,6 +283,54 @@ def test_bad_requests_are_400(client: TestClient, request_body: Any, message: st
     _assert_v2_error(client.post(INFER, json=request_body), 400, message)
 
 
+def test_body_may_repeat_the_model_name_and_version(client: TestClient) -> None:
+    # KServe's SDK writes model_name into every body (InferRequest.to_rest); the answer is
+    # the one without it, on either path, with or without the version.
+    expected = _outputs(client.post(INFER, json=_json_request()))
+    versioned = f"/v2/models/{NAME}/versions/{VERSION}/infer"
+    for path, fields in (
+        (INFER, {"model_name": NAME}),
+        (INFER, {"model_name": NAME, "model_version": VERSION}),
+        (INFER, {"model_version": ""}),  # empty: none, as over gRPC
+        (versioned, {"model_name": NAME, "model_version": VERSION}),
+    ):
+        assert _outputs(client.post(path, json=_json_request(**fields))) == expected, fields
+    body, headers = _binary_request(IMAGES, TEXTS, model_name=NAME)
+    assert (
+        _outputs(client.post(INFER, content=body, headers=headers))["label"] == (expected["label"])
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "fields", "message"),
+    [
+        (INFER, {"model_name": "other"}, "model_name 'other' in the body is not the model of"),
+        (INFER, {"model_name": ""}, f"is not the model of the path, '{NAME}'"),
+        (
+            INFER,
+            {"model_version": "9"},
+            f"model_version '9' in the body is not the version served at the path, '{VERSION}'",
+        ),
+        (
+            f"/v2/models/{NAME}/versions/{VERSION}/infer",
+            {"model_name": NAME, "model_version": "1"},
+            "model_version '1' in the body",
+        ),
+        (INFER, {"model_name": 7}, "model_name: Input should be a valid string"),
+        # Everything else stays closed: a misspelt field is reported, not ignored.
+        (INFER, {"output": [{"name": "label"}]}, "output: Extra inputs are not permitted"),
+        (INFER, {"model": NAME}, "model: Extra inputs are not permitted"),
+    ],
+)
+def test_body_naming_another_model_or_an_unknown_field_is_400(
+    client: TestClient, path: str, fields: dict[str, Any], message: str
+) -> None:
+    _assert_v2_error(client.post(path, json=_json_request(**fields)), 400, message)
+    inside = _json_request()
+    inside["inputs"][0]["model_name"] = NAME
+    _assert_v2_error(client.post(path, json=inside), 400, "inputs.0.model_name: Extra inputs")
+
+
 def test_malformed_bodies_are_400(client: TestClient) -> None:
     _assert_v2_error(client.post(INFER, content=b"{not json"), 400, "cannot be parsed")
     body, headers = _binary_request(IMAGES[:1], TEXTS[:1])
@@ -354,10 +402,8 @@ def test_body_limit_before_reading(tiny_bundle_dir: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def optional_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    root = tmp_path_factory.mktemp("optional")
-    make_tiny_bundle_with_head(root, presence=True)
-    with TestClient(create_app(make_settings(root))) as client:
+def optional_client(optional_bundle_dir: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(make_settings(optional_bundle_dir))) as client:
         wait_ready(client)
         yield client
 
