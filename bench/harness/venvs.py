@@ -1,10 +1,16 @@
-"""Virtual environments for the peer servers, one per framework, under ``bench/.venvs/``.
+"""Virtual environments for the peer servers, one per framework, and for the client SDKs that
+cannot share the service's process, under ``bench/.venvs/``.
 
 Each peer gets only its framework plus the libraries FusionServe's torch-free modules need
 (onnxruntime, pillow, numpy, tokenizers, pydantic, pydantic-settings). The fusionserve package
 itself is not installed there (its pins may clash with a framework's); peer servers import
 ``app.*`` through PYTHONPATH. The shared libraries are pinned to the versions in the running
 (main) environment, so every system decodes and runs the models with identical code.
+
+A client SDK gets itself and the main environment's numpy. KServe's SDK is one: its gRPC stubs
+register the same protobuf symbols as tritonclient's (which ``app.oip_grpc`` imports), so the
+two cannot be imported in one process; the suite runs it there
+(``tests/support/kserve_sdk.py``).
 """
 
 from __future__ import annotations
@@ -32,9 +38,14 @@ FRAMEWORKS: dict[str, tuple[str, ...]] = {
 }
 
 
-def shared_pins() -> list[str]:
+CLIENTS: dict[str, tuple[str, ...]] = {
+    "kserve": ("kserve==0.21.0",),
+}
+
+
+def shared_pins(names: tuple[str, ...] = SHARED) -> list[str]:
     """``name==version`` for the shared libraries, as installed in this interpreter."""
-    return [f"{name}=={importlib.metadata.version(name)}" for name in SHARED]
+    return [f"{name}=={importlib.metadata.version(name)}" for name in names]
 
 
 def venv_python(name: str) -> Path:
@@ -46,6 +57,8 @@ def _stamp(name: str) -> Path:
 
 
 def requirements(name: str) -> list[str]:
+    if name in CLIENTS:
+        return [*CLIENTS[name], *shared_pins(("numpy",))]
     return [*FRAMEWORKS[name], *shared_pins()]
 
 
@@ -56,7 +69,8 @@ def is_ready(name: str) -> bool:
 
 
 def ensure(name: str, *, log: Path | None = None) -> Path:
-    """Build (or rebuild) the peer's venv if missing or stale; return its python."""
+    """Build (or rebuild) the peer's or client's venv if missing or stale; return its
+    python."""
     if is_ready(name):
         return venv_python(name)
     target = VENVS_DIR / name
@@ -103,9 +117,13 @@ def versions(name: str) -> dict[str, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(
         prog="python -m bench.harness.venvs",
-        description="build the peer servers' virtual environments",
+        description="build the peer servers' and client SDKs' virtual environments",
     )
-    parser.add_argument("names", nargs="*", help=f"default: all of {', '.join(FRAMEWORKS)}")
+    parser.add_argument(
+        "names",
+        nargs="*",
+        help=f"default: all of {', '.join(FRAMEWORKS)} (the peers; clients: {', '.join(CLIENTS)})",
+    )
     args = parser.parse_args()
     for name in args.names or list(FRAMEWORKS):
         print(ensure(name))

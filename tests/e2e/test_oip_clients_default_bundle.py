@@ -1,6 +1,7 @@
-"""tritonclient against a real server on the default bundle: the sample items, sent in one
-binary request over HTTP and over gRPC (as docs/open-inference-protocol.md shows), get
-/classify's probabilities and the samples' labels."""
+"""The Open Inference Protocol's clients, unmodified, against a real server on the default
+bundle: the sample items, sent in one binary request by tritonclient over HTTP and over gRPC (as
+docs/open-inference-protocol.md shows) and by KServe's SDK over REST and gRPC, get /classify's
+probabilities and the samples' labels."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 
 from app.main import create_app
 from app.settings import Settings
+from tests.support.kserve_sdk import b64, kserve_calls
 from tests.support.live_server import serving
 from tests.support.repo_paths import SAMPLES
 from tests.support.server_process import free_port
@@ -43,24 +45,41 @@ def address(default_bundle: Path) -> Iterator[str]:
         yield served
 
 
-def test_tritonclient_equals_classify(
-    address: str, default_bundle: Path, samples: list[dict[str, Any]]
-) -> None:
-    manifest = json.loads((default_bundle / "manifest.json").read_text())
-    images = [(SAMPLES / s["file"]).read_bytes() for s in samples]
-    texts = [s["text"] for s in samples]
+@pytest.fixture(scope="module")
+def items(samples: list[dict[str, Any]]) -> tuple[list[bytes], list[str]]:
+    """The samples' images and texts."""
+    return [(SAMPLES / s["file"]).read_bytes() for s in samples], [s["text"] for s in samples]
+
+
+@pytest.fixture(scope="module")
+def manifest(default_bundle: Path) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((default_bundle / "manifest.json").read_text())
+    return loaded
+
+
+def _triton_infer(module: Any, target: str, name: str, items: tuple[list[bytes], list[str]]) -> Any:
+    """One binary request of ``items`` through tritonclient's ``module`` (http or grpc)."""
     inputs = []
-    for name, values in (("image", images), ("text", texts)):
-        tensor = httpclient.InferInput(name, [len(values)], "BYTES")
+    for tensor_name, values in zip(("image", "text"), items, strict=True):
+        tensor = module.InferInput(tensor_name, [len(values)], "BYTES")
         tensor.set_data_from_numpy(np.array(values, dtype=np.object_))
         inputs.append(tensor)
-    with httpclient.InferenceServerClient(address) as client:
-        assert client.is_model_ready(manifest["name"], manifest["version"])
-        result = client.infer(manifest["name"], inputs)
+    with module.InferenceServerClient(target) as client:
+        assert client.is_model_ready(name)
+        return client.infer(name, inputs)
+
+
+def test_tritonclient_equals_classify(
+    address: str,
+    manifest: dict[str, Any],
+    items: tuple[list[bytes], list[str]],
+    samples: list[dict[str, Any]],
+) -> None:
+    result = _triton_infer(httpclient, address, manifest["name"], items)
     probabilities = result.as_numpy("probabilities")
     labels = [label.decode() for label in result.as_numpy("label").tolist()]
     assert labels == [s["label"] for s in samples]
-    for i, (image, text) in enumerate(zip(images, texts, strict=True)):
+    for i, (image, text) in enumerate(zip(*items, strict=True)):
         files = {"image": ("item.png", image, "image/png"), "text": (None, text)}
         response = httpx.post(f"http://{address}/classify", files=files, timeout=60)
         by_label = {p["label"]: p["probability"] for p in response.json()["predictions"]}
@@ -70,26 +89,42 @@ def test_tritonclient_equals_classify(
 
 
 def test_tritonclient_grpc_equals_http(
-    address: str, default_bundle: Path, samples: list[dict[str, Any]]
+    address: str,
+    manifest: dict[str, Any],
+    items: tuple[list[bytes], list[str]],
+    samples: list[dict[str, Any]],
 ) -> None:
     import tritonclient.grpc as grpcclient
 
-    manifest = json.loads((default_bundle / "manifest.json").read_text())
-    images = [(SAMPLES / s["file"]).read_bytes() for s in samples]
-    texts = [s["text"] for s in samples]
-    results = []
-    for module, target in ((httpclient, address), (grpcclient, f"127.0.0.1:{GRPC_PORT}")):
-        inputs = []
-        for name, values in (("image", images), ("text", texts)):
-            tensor = module.InferInput(name, [len(values)], "BYTES")
-            tensor.set_data_from_numpy(np.array(values, dtype=np.object_))
-            inputs.append(tensor)
-        with module.InferenceServerClient(target) as client:
-            assert client.is_model_ready(manifest["name"])
-            results.append(client.infer(manifest["name"], inputs))
-    over_http, over_grpc = results
+    over_http = _triton_infer(httpclient, address, manifest["name"], items)
+    over_grpc = _triton_infer(grpcclient, f"127.0.0.1:{GRPC_PORT}", manifest["name"], items)
     np.testing.assert_array_equal(
         over_grpc.as_numpy("probabilities"), over_http.as_numpy("probabilities")
     )
     labels = [label.decode() for label in over_grpc.as_numpy("label").tolist()]
     assert labels == [s["label"] for s in samples]
+
+
+def test_kserve_sdk_equals_tritonclient(
+    address: str,
+    manifest: dict[str, Any],
+    items: tuple[list[bytes], list[str]],
+    samples: list[dict[str, Any]],
+) -> None:
+    expected = _triton_infer(httpclient, address, manifest["name"], items)
+    expected_probabilities = expected.as_numpy("probabilities")
+    call = {"op": "infer", "model": manifest["name"], "images": b64(items[0]), "texts": items[1]}
+    outcomes = kserve_calls(
+        [
+            call | {"client": "rest", "url": f"http://{address}"},
+            call | {"client": "grpc", "url": f"127.0.0.1:{GRPC_PORT}"},
+        ]
+    )
+    for outcome in outcomes:
+        assert "ok" in outcome, outcome
+        outputs = outcome["ok"]["outputs"]
+        probabilities = np.array(outputs["probabilities"]["data"], dtype=np.float32)
+        np.testing.assert_array_equal(
+            probabilities.reshape(expected_probabilities.shape), expected_probabilities
+        )
+        assert outputs["label"]["data"] == [s["label"] for s in samples]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 from fastapi.testclient import TestClient
 
 from app.settings import Settings
@@ -27,6 +29,27 @@ def answered(response: httpx.Response) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+def classified_rows(
+    address: str,
+    images: Sequence[bytes] | None,
+    texts: Sequence[str] | None,
+    labels: Sequence[str],
+) -> tuple[np.ndarray, list[str]]:
+    """/classify's answers from the server at ``address`` (``host:port``), item by item: the
+    probabilities in ``labels`` order, and each item's label."""
+    count = len(images if images is not None else texts or [])
+    rows, predicted = [], []
+    for i in range(count):
+        files = classify_files(
+            None if images is None else images[i], None if texts is None else texts[i]
+        )
+        result = answered(httpx.post(f"http://{address}/classify", files=files, timeout=30))
+        by_label = {p["label"]: p["probability"] for p in result["predictions"]}
+        rows.append([by_label[label] for label in labels])
+        predicted.append(result["label"])
+    return np.array(rows, dtype=np.float32), predicted
 
 
 def wait_ready(client: TestClient, timeout_s: float = 30.0) -> None:

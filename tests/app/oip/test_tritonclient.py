@@ -9,16 +9,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 
 from app import __version__
 from app.main import create_app
-from tests.support.app_setup import answered, classify_files, make_settings
+from tests.support.app_setup import classified_rows, make_settings
 from tests.support.images import encode_image, photo
 from tests.support.live_server import serving
-from tests.support.tiny_bundle import LABELS, make_tiny_bundle_with_head
+from tests.support.tiny_bundle import LABELS
 
 httpclient = pytest.importorskip(
     "tritonclient.http", reason="tritonclient[http] (dev extra) is not installed"
@@ -32,11 +31,10 @@ KEY = "triton-key"
 
 
 @pytest.fixture(scope="module")
-def address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def address(optional_bundle_dir: Path) -> Iterator[str]:
     """A server on the tiny bundle whose head answers without either modality."""
-    root = tmp_path_factory.mktemp("optional")
-    make_tiny_bundle_with_head(root, presence=True)
-    with serving(create_app(make_settings(root, max_items_per_request=4))) as served:
+    settings = make_settings(optional_bundle_dir, max_items_per_request=4)
+    with serving(create_app(settings)) as served:
         yield served
 
 
@@ -67,27 +65,6 @@ def _inputs(
         tensor.set_data_from_numpy(array, binary_data=binary)
         inputs.append(tensor)
     return inputs
-
-
-def _classify(address: str, image: bytes | None, text: str | None) -> dict[str, Any]:
-    files = classify_files(image, text)
-    return answered(httpx.post(f"http://{address}/classify", files=files, timeout=30))
-
-
-def _expected(
-    address: str, images: list[bytes] | None, texts: list[str] | None
-) -> tuple[np.ndarray, list[str]]:
-    """/classify's probabilities (in label order) and labels, item by item."""
-    count = len(images if images is not None else texts or [])
-    rows, labels = [], []
-    for i in range(count):
-        result = _classify(
-            address, None if images is None else images[i], None if texts is None else texts[i]
-        )
-        by_label = {p["label"]: p["probability"] for p in result["predictions"]}
-        rows.append([by_label[label] for label in LABELS])
-        labels.append(result["label"])
-    return np.array(rows, dtype=np.float32), labels
 
 
 def _labels(result: Any) -> list[str]:
@@ -135,7 +112,7 @@ def test_binary_infer_equals_classify(client: Any, address: str) -> None:
     assert all("binary_data_size" in o["parameters"] for o in response["outputs"])
     probabilities = result.as_numpy("probabilities")
     assert (probabilities.dtype, probabilities.shape) == (np.float32, (3, len(LABELS)))
-    expected, labels = _expected(address, IMAGES, TEXTS)
+    expected, labels = classified_rows(address, IMAGES, TEXTS, LABELS)
     np.testing.assert_allclose(probabilities, expected, rtol=1e-6, atol=1e-7)
     assert _labels(result) == labels
 
@@ -159,7 +136,7 @@ def test_one_modality(
     client: Any, address: str, images: list[bytes] | None, texts: list[str] | None
 ) -> None:
     result = client.infer(NAME, _inputs(images, texts), model_version=VERSION)
-    expected, labels = _expected(address, images, texts)
+    expected, labels = classified_rows(address, images, texts, LABELS)
     np.testing.assert_allclose(result.as_numpy("probabilities"), expected, rtol=1e-6, atol=1e-7)
     assert _labels(result) == labels
 

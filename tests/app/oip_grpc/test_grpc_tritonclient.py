@@ -18,13 +18,13 @@ from tritonclient.utils import InferenceServerException
 
 from app import __version__
 from app.main import create_app
-from tests.support.app_setup import answered, classify_files, make_settings
+from tests.support.app_setup import classified_rows, make_settings
 from tests.support.gated_service import Gate, gated_factory
 from tests.support.grpc_requests import triton_inputs, typed_infer_request
 from tests.support.images import encode_image, photo
-from tests.support.live_server import serving
+from tests.support.live_server import serving, serving_with_grpc
 from tests.support.server_process import free_port
-from tests.support.tiny_bundle import LABELS, make_tiny_bundle_with_head
+from tests.support.tiny_bundle import LABELS
 
 NAME, VERSION = "tiny-test-bundle", "0.0.1"
 IMAGES = [encode_image(photo(60 + 9 * i, 48 + 5 * i, seed=i)) for i in range(3)]
@@ -34,21 +34,12 @@ MAX_BODY = 256 * 1024
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("optional")
-    make_tiny_bundle_with_head(root, presence=True)
-    return root
-
-
-@pytest.fixture(scope="module")
-def servers(bundle: Path) -> Iterator[tuple[str, str]]:
+def servers(optional_bundle_dir: Path) -> Iterator[tuple[str, str]]:
     """(HTTP address, gRPC address) of one server."""
-    port = free_port()
-    settings = make_settings(
-        bundle, grpc_port=port, max_items_per_request=4, max_body_bytes=MAX_BODY
-    )
-    with serving(create_app(settings)) as address:
-        yield address, f"127.0.0.1:{port}"
+    with serving_with_grpc(
+        optional_bundle_dir, max_items_per_request=4, max_body_bytes=MAX_BODY
+    ) as both:
+        yield both
 
 
 @pytest.fixture
@@ -59,19 +50,6 @@ def client(servers: tuple[str, str]) -> Iterator[Any]:
 
 def _inputs(images: list[bytes] | None, texts: list[str] | None) -> list[Any]:
     return list(triton_inputs(images, texts))
-
-
-def _expected(http: str, images: list[bytes] | None, texts: list[str] | None) -> np.ndarray:
-    count = len(images if images is not None else texts or [])
-    rows = []
-    for i in range(count):
-        files = classify_files(
-            None if images is None else images[i], None if texts is None else texts[i]
-        )
-        result = answered(httpx.post(f"http://{http}/classify", files=files, timeout=30))
-        by_label = {p["label"]: p["probability"] for p in result["predictions"]}
-        rows.append([by_label[label] for label in LABELS])
-    return np.array(rows, dtype=np.float32)
 
 
 def _code(exc: InferenceServerException) -> str:
@@ -110,7 +88,7 @@ def test_infer_equals_classify(client: Any, servers: tuple[str, str]) -> None:
     )
     probabilities = result.as_numpy("probabilities")
     assert (probabilities.dtype, probabilities.shape) == (np.float32, (3, len(LABELS)))
-    expected = _expected(servers[0], IMAGES, TEXTS)
+    expected = classified_rows(servers[0], IMAGES, TEXTS, LABELS)[0]
     np.testing.assert_allclose(probabilities, expected, rtol=1e-6, atol=1e-7)
     labels = [label.decode() for label in result.as_numpy("label").tolist()]
     assert labels == [LABELS[int(row.argmax())] for row in expected]
@@ -123,7 +101,7 @@ def test_one_modality_and_one_output(client: Any, servers: tuple[str, str]) -> N
         NAME, _inputs(None, TEXTS[:2]), outputs=[InferRequestedOutput("probabilities")]
     )
     assert result.as_numpy("label") is None
-    expected = _expected(servers[0], None, TEXTS[:2])
+    expected = classified_rows(servers[0], None, TEXTS[:2], LABELS)[0]
     np.testing.assert_allclose(result.as_numpy("probabilities"), expected, rtol=1e-6, atol=1e-7)
 
 
@@ -206,9 +184,9 @@ def test_calls_are_counted_in_metrics(client: Any, servers: tuple[str, str]) -> 
     assert 'fusionserve_grpc_requests_total{code="NOT_FOUND",method="ModelInfer"}' in text
 
 
-def test_api_keys_from_authorization_metadata(bundle: Path) -> None:
+def test_api_keys_from_authorization_metadata(optional_bundle_dir: Path) -> None:
     port = free_port()
-    settings = make_settings(bundle, grpc_port=port, api_keys=[KEY])
+    settings = make_settings(optional_bundle_dir, grpc_port=port, api_keys=[KEY])
     with serving(create_app(settings)), InferenceServerClient(f"127.0.0.1:{port}") as client:
         assert client.is_server_live()  # open, as /v2/health/live
         assert client.is_server_ready()
@@ -223,13 +201,17 @@ def test_api_keys_from_authorization_metadata(bundle: Path) -> None:
         assert result.as_numpy("probabilities").shape == (1, len(LABELS))
 
 
-def test_overload_and_deadlines(bundle: Path, gate: Gate) -> None:
-    port = free_port()
-    settings = make_settings(
-        bundle, grpc_port=port, max_in_flight=1, max_batch_wait_ms=0, retry_after_s=3
-    )
-    app = create_app(settings, engine_factory=gated_factory(gate))  # type: ignore[arg-type]
-    with serving(app), grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+def test_overload_and_deadlines(optional_bundle_dir: Path, gate: Gate) -> None:
+    with (
+        serving_with_grpc(
+            optional_bundle_dir,
+            engine_factory=gated_factory(gate),
+            max_in_flight=1,
+            max_batch_wait_ms=0,
+            retry_after_s=3,
+        ) as (_, address),
+        grpc.insecure_channel(address) as channel,
+    ):
         stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
         request = typed_infer_request(NAME, text=b"a cat")
         gate.hold()
