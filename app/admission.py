@@ -12,9 +12,16 @@ The cost of an item is learned online, by Little's law rather than from the mode
 work drains): the seconds the service was busy (at least one item in flight) over the items it
 answered in them, every ``SAMPLE_ITEMS`` answers, as an exponentially weighted mean. So the
 cost of every stage is in it (parsing, decoding, batching's amortisation, the model), and time
-with nothing in flight is not. Before the first sample it is seeded from the warm-up.
-``max_in_flight`` stays as a hard ceiling on items accepted at once (it bounds the memory they
-hold whatever the pace).
+with nothing in flight is not. ``max_in_flight`` stays as a hard ceiling on items accepted at
+once (it bounds the memory they hold whatever the pace).
+
+A pace only refuses once answers have confirmed it. A runner that starts (a first start, a
+worker process started again) has only a seed from its warm-up, which runs on arenas not
+grown yet and, under traffic, on cores busy with other work: until its first sample (after
+``FIRST_SAMPLE_ITEMS`` answers) the ceiling alone applies, and the seed only sizes
+``Retry-After``. A runner that replaces another (a reload) inherits the pace the other
+measured, scaled by what the two cost on the same batch timed back to back
+(``app.engine.relative_cost``), confirmed as far as it was; its own samples then blend in.
 
 One ``Admission`` per served bundle (``app.model_runner``) holds what every reader needs: the
 items in flight, the pace, the refusals counted once where they are decided, and the
@@ -35,7 +42,8 @@ from app.lifecycle import Lifecycle
 
 
 class ItemPace:
-    """Seconds of busy time one item costs, as a running mean of samples."""
+    """Seconds of busy time one item costs, as a running mean of samples; ``confirmed`` once
+    a sample (or the measured pace it was inherited from) backs it, not while it is a seed."""
 
     WEIGHT = 0.2  # of the newest sample in the running mean (about the last 10 samples)
 
@@ -43,10 +51,24 @@ class ItemPace:
         self._item_s = seed_item_s
         self.samples = 0
 
+    @classmethod
+    def inherited(cls, previous: ItemPace, scale: float) -> ItemPace:
+        """The pace of a runner that replaces the one ``previous`` belongs to: its estimate
+        times ``scale`` (what an item costs the new runner over what it costs the old),
+        with its samples, so that a measured pace stays confirmed and new samples blend into
+        it rather than replace it."""
+        pace = cls(None if previous.item_s is None else previous.item_s * scale)
+        pace.samples = previous.samples
+        return pace
+
     @property
     def item_s(self) -> float | None:
         """The current estimate; None before any sample or seed."""
         return self._item_s
+
+    @property
+    def confirmed(self) -> bool:
+        return self.samples > 0 and self._item_s is not None
 
     def observe(self, items: int, busy_s: float) -> None:
         """``items`` were answered in ``busy_s`` seconds of busy time."""
@@ -83,6 +105,7 @@ class Admission:
     event loop only."""
 
     SAMPLE_ITEMS = 16  # answers per pace sample
+    FIRST_SAMPLE_ITEMS = 8  # answers in the first: it replaces a seed, so it comes sooner
 
     def __init__(
         self,
@@ -103,8 +126,8 @@ class Admission:
 
     def predicted_wait_s(self, items: int = 1) -> float:
         """Service time ahead of the last of ``items`` more items if they were admitted now:
-        every item in flight, then the others of the same request. 0 while the pace is not
-        known yet (nothing has run: the ceiling alone applies)."""
+        every item in flight, then the others of the same request, at the pace as far as it
+        is known (a seed included); 0 when nothing is known of it."""
         item_s = self.pace.item_s
         if item_s is None:
             return 0.0
@@ -125,6 +148,8 @@ class Admission:
             return self._refuse(
                 items, f"{self.in_flight} items in flight, the limit{of_level} is {ceiling}"
             )
+        if not self.pace.confirmed:  # a seed is not enough to refuse on: the ceiling only
+            return None
         wait_s = self.predicted_wait_s(items)
         allowed_s = min(limits.max_queue_wait_s * share, limits.request_timeout_s)
         if wait_s > allowed_s:
@@ -168,12 +193,13 @@ class Admission:
         """``items`` were answered (or failed: they took the service's time all the same)."""
         self.in_flight -= items
         self._answered += items
-        if self._answered < self.SAMPLE_ITEMS and self.in_flight > 0:
+        sample_items = self.SAMPLE_ITEMS if self.pace.samples else self.FIRST_SAMPLE_ITEMS
+        if self._answered < sample_items and self.in_flight > 0:
             return
         now = self.clock()
         busy_s = self._busy_s + (now - self._busy_since)
         self._busy_since = now
-        if self._answered >= self.SAMPLE_ITEMS:
+        if self._answered >= sample_items:
             self.pace.observe(self._answered, busy_s)
             self._busy_s, self._answered = 0.0, 0
         else:  # idle now, too few answers yet: keep this period's busy time for the sample

@@ -98,16 +98,20 @@ def _lifespan(
     start_grpc: Callable[[], Awaitable[grpc.aio.Server]] | None,
     tracing: Tracing,
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    """Load in the background while serving; on shutdown stop accepting, answer what was
-    accepted and stop. In a worker of several, also keep the pod's metrics fresh and follow
-    the other workers' reloads. With ``start_grpc``, the gRPC server runs beside HTTP and
+    """Load in the background while serving (a worker that replaces one: before serving);
+    on shutdown stop accepting, answer what was accepted and stop. In a worker of several,
+    also keep the pod's metrics fresh and follow the other workers' reloads. With ``start_grpc``, the gRPC server runs beside HTTP and
     stops first, its calls in progress given ``shutdown_grace_s`` to end."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        grpc_server = None if start_grpc is None else await start_grpc()
         reloads = None if pod is None else pod.reloads
         loader = asyncio.create_task(_load(registry, settings, on_startup_failure, reloads))
+        if pod is not None and pod.replacement:
+            # A worker started again while the pod serves: the kernel would hand it
+            # connections as soon as it listens, so it listens only once it can answer.
+            await loader
+        grpc_server = None if start_grpc is None else await start_grpc()
         background = []
         if pod_state is not None:
             background.append(asyncio.create_task(pod_state.keep_fresh()))

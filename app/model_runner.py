@@ -36,8 +36,8 @@ class ModelRunner:
     model execution. ``observer`` hears about each item and batch (metrics). ``lifecycle``
     is the service's: nothing is admitted once it stops accepting. ``decode_memory`` is the
     process-wide budget every image decode reserves from, and ``decode_pace`` how fast
-    decodes go here (both shared by every runner). ``item_s`` seeds what one item costs
-    (from the warm-up) until admission has measured its own pace."""
+    decodes go here (both shared by every runner). ``pace`` is what admission starts from
+    (``app.admission``: a seed, or the pace of the runner this one replaces)."""
 
     def __init__(
         self,
@@ -48,7 +48,7 @@ class ModelRunner:
         lifecycle: Lifecycle,
         decode_memory: MemoryBudget,
         decode_pace: DecodePace,
-        item_s: float | None = None,
+        pace: ItemPace | None = None,
         tracer: Tracer | None = None,
     ) -> None:
         self.engine = engine
@@ -62,7 +62,7 @@ class ModelRunner:
         self.overload_status = settings.overload_status
         self.default_priority = settings.default_priority
         self.inline_decode_max_pixels = settings.inline_decode_max_pixels
-        self.pace = ItemPace(item_s)
+        self.pace = pace or ItemPace()
         self.admission = Admission(
             AdmissionLimits(
                 max_in_flight=settings.max_in_flight,

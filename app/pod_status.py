@@ -26,15 +26,21 @@ class PodStatus:
         index: int,
         metrics_dir: Path | None = None,
         reloads: PodReloads | None = None,
+        *,
+        replacement: bool = False,
     ) -> None:
         """``metrics_dir``: where the workers' metrics are merged (``app.pod_metrics``);
-        ``reloads``: how reloads reach every worker (``app.pod_reloads``)."""
+        ``reloads``: how reloads reach every worker (``app.pod_reloads``); ``replacement``:
+        this worker was started again while the pod serves (``app.main`` then takes no
+        connection before it can answer: the kernel hands a worker connections as soon as
+        it listens)."""
         if not 0 <= index < len(statuses):
             raise ValueError(f"worker {index} of {len(statuses)}")
         self._statuses = statuses
         self.index = index
         self.metrics_dir = metrics_dir
         self.reloads = reloads
+        self.replacement = replacement
 
     @property
     def workers(self) -> int:

@@ -19,8 +19,9 @@ from pathlib import Path
 
 from opentelemetry.trace import Tracer
 
+from app.admission import ItemPace
 from app.bundle.loader import read_manifest
-from app.engine import Engine, warm_up
+from app.engine import Engine, relative_cost, warm_up
 from app.errors import (
     ModelNotFound,
     NotReady,
@@ -83,6 +84,14 @@ class ModelSlot:
         """Every version still answering requests: the current one and any draining."""
         live = [] if self.current is None else [self.current]
         return [leased.runner for leased in (*live, *self.draining)]
+
+
+@dataclass(frozen=True)
+class _Built:
+    """A loaded, warmed engine and the pace its runner starts from."""
+
+    engine: Engine
+    pace: ItemPace
 
 
 @dataclass(frozen=True)
@@ -172,11 +181,11 @@ class ModelRegistry:
                 )
             self._slots[name] = ModelSlot(name=name, path=path, default=index == 0)
 
-    def _build(self, slot: ModelSlot) -> tuple[Engine, float | None]:
-        """Load and warm up ``slot``'s bundle (blocking: run it in a thread). Also returns
-        what an item cost in the warm-up, which seeds admission until it has measured: its
-        seconds over the items it ran (one, then a full batch with the longest text, on
-        arenas not grown yet), so an upper bound."""
+    def _build(self, slot: ModelSlot, replacing: ModelRunner | None = None) -> _Built:
+        """Load and warm up ``slot``'s bundle (blocking: run it in a thread), with what
+        admission should start from: the pace of the runner it is ``replacing``, scaled by
+        what a batch costs the new engine over the old one (timed back to back, now); else
+        a seed from its warm-up (``app.admission``)."""
         engine = self._factory(self._settings_for(slot.path))
         name = engine.bundle.manifest.name
         if name != slot.name:
@@ -185,13 +194,22 @@ class ModelRegistry:
                 "a served name cannot change (restart to rename)"
             )
         if not self._settings.warmup:
-            return engine, None
-        seconds = warm_up(engine, self._settings.max_batch_size)
-        return engine, seconds / (1 + self._settings.max_batch_size)
+            return _Built(engine, ItemPace())
+        size = self._settings.max_batch_size
+        seed = warm_up(engine, size).item_s
+        if replacing is None or replacing.pace.item_s is None:
+            return _Built(engine, ItemPace(seed))
+        scale = relative_cost(engine, replacing.engine, size)
+        logger.info(
+            "%s: an item costs the new version %.2fx what it costs the one it replaces",
+            slot.name,
+            scale,
+        )
+        return _Built(engine, ItemPace.inherited(replacing.pace, scale))
 
-    def _serve(self, slot: ModelSlot, built: tuple[Engine, float | None]) -> _Leased | None:
+    def _serve(self, slot: ModelSlot, built: _Built) -> _Leased | None:
         """Put a runner for the built engine in ``slot``; return the one it replaces."""
-        engine, item_s = built
+        engine = built.engine
         runner = ModelRunner(
             engine,
             self._settings,
@@ -199,7 +217,7 @@ class ModelRegistry:
             lifecycle=self.lifecycle,
             decode_memory=self.decode_memory,
             decode_pace=self.decode_pace,
-            item_s=item_s,
+            pace=built.pace,
             tracer=self._tracer,
         )
         runner.start()
@@ -233,7 +251,7 @@ class ModelRegistry:
             previous_version = slot.current.runner.engine.bundle.manifest.version
             started = time.perf_counter()
             try:
-                built = await asyncio.to_thread(self._build, slot)
+                built = await asyncio.to_thread(self._build, slot, slot.current.runner)
             except Exception as exc:
                 logger.error("reload of %s failed, old version kept: %s", slot.name, exc)
                 raise ReloadFailed(
@@ -247,7 +265,7 @@ class ModelRegistry:
             assert previous is not None  # checked above, and only reload replaces
             slot.reloads += 1
             self._retire(slot, previous)
-        version = built[0].bundle.manifest.version
+        version = built.engine.bundle.manifest.version
         logger.info(
             "reloaded %s: %s -> %s in %.2fs; %d requests drain from the previous version",
             slot.name,

@@ -12,7 +12,8 @@ On SIGTERM or SIGINT the supervisor passes SIGTERM to every worker; each drains 
 process does (``app.server``: readiness 503, new requests refused, accepted ones answered),
 and the supervisor exits once all have: 0 when every worker drained cleanly. A worker that
 dies while the pod serves (killed, crashed) is started again; its slot reads "starting"
-meanwhile, so the pod is not ready. A worker that exits by itself (its bundle failed to load)
+meanwhile, so the pod is not ready, and it takes no connection until its bundles are loaded
+and warm (the other workers take them all meanwhile). A worker that exits by itself (its bundle failed to load)
 stops the pod with status 1, so that the orchestrator restarts it.
 """
 
@@ -107,15 +108,19 @@ def _worker(
     sock: socket.socket,
     metrics_dir: Path,
     reloads: tuple[SynchronizedArray[int], SynchronizedArray[int]],
+    replacement: bool,
 ) -> None:
-    """A worker process: serve on the supervisor's socket, publishing into ``statuses``."""
+    """A worker process: serve on the supervisor's socket, publishing into ``statuses``;
+    a ``replacement`` for one that died takes connections only once loaded."""
     from app.logging_setup import setup_logging
     from app.pod_reloads import PodReloads
     from app.pod_status import PodStatus
     from app.server import run_server
 
     setup_logging(settings.log_level, settings.log_format, access_log=settings.access_log)
-    pod = PodStatus(statuses, index, metrics_dir, PodReloads(*reloads, index))
+    pod = PodStatus(
+        statuses, index, metrics_dir, PodReloads(*reloads, index), replacement=replacement
+    )
     raise SystemExit(run_server(settings, sockets=[sock], pod=pod))
 
 
@@ -149,7 +154,7 @@ class Supervisor:
         self._socket = config.bind_socket()
         return self._socket
 
-    def _start(self, index: int) -> SpawnProcess:
+    def _start(self, index: int, *, replacement: bool = False) -> SpawnProcess:
         assert self._socket is not None
         self.statuses[index] = 0  # starting
         process = self._context.Process(
@@ -161,6 +166,7 @@ class Supervisor:
                 self._socket,
                 self.metrics_dir,
                 self.reloads,
+                replacement,
             ),
             name=f"fusionserve-worker-{index}",
         )
@@ -200,7 +206,7 @@ class Supervisor:
                     process.pid,
                     process.exitcode,
                 )
-                self._processes[index] = self._start(index)
+                self._processes[index] = self._start(index, replacement=True)
         return 1 if self._stop() or failed else 0
 
     def _stop(self) -> bool:

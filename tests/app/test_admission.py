@@ -14,8 +14,16 @@ LIMITS = AdmissionLimits(
 )
 
 
+def measured(item_s: float | None) -> ItemPace:
+    """A pace answers have measured (one sample of ``item_s``), or none."""
+    pace = ItemPace()
+    if item_s is not None:
+        pace.observe(1, item_s)
+    return pace
+
+
 def admission(item_s: float | None, limits: AdmissionLimits = LIMITS) -> Admission:
-    return Admission(limits, ItemPace(item_s), Lifecycle())
+    return Admission(limits, measured(item_s), Lifecycle())
 
 
 def fill(gate: Admission, items: int) -> None:
@@ -34,9 +42,10 @@ class FakeClock:
 
 def test_pace_starts_at_the_first_sample_then_follows_a_weighted_mean() -> None:
     pace = ItemPace(seed_item_s=0.5)  # the warm-up's pessimistic seed
-    assert pace.item_s == 0.5
+    assert (pace.item_s, pace.confirmed) == (0.5, False)
     pace.observe(4, 0.08)  # the first sample replaces the seed
     assert pace.item_s == pytest.approx(0.02)
+    assert pace.confirmed
     pace.observe(2, 0.08)
     assert pace.item_s == pytest.approx(0.02 + ItemPace.WEIGHT * (0.04 - 0.02))
     pace.observe(0, 1.0)  # nothing ran: ignored
@@ -45,27 +54,28 @@ def test_pace_starts_at_the_first_sample_then_follows_a_weighted_mean() -> None:
 
 def test_the_pace_is_busy_time_over_answers_idle_time_left_out() -> None:
     clock = FakeClock()
-    gate = Admission(LIMITS, ItemPace(seed_item_s=1.0), Lifecycle(), clock=clock)
+    gate = Admission(LIMITS, measured(1.0), Lifecycle(), clock=clock)
     n = Admission.SAMPLE_ITEMS
     # A first busy period: half the sample's answers over 0.2 s, then idle for 10 s.
     gate.admit(n // 2)
     clock.now += 0.2
     for _ in range(n // 2):
         gate.release(1)
-    assert gate.pace.item_s == 1.0  # too few answers for a sample: still the seed
+    assert gate.pace.item_s == 1.0  # too few answers for a sample: still the first one
     clock.now += 10.0
     # A second busy period with overlapping items: the other half over 0.1 s.
     gate.admit(n // 2)
     clock.now += 0.1
     gate.release(n // 2)
-    assert gate.pace.item_s == pytest.approx(0.3 / n)  # 0.3 s busy for n answers
+    # 0.3 s busy for n answers, blended into the first sample's 1.0.
+    assert gate.pace.item_s == pytest.approx(1.0 + ItemPace.WEIGHT * (0.3 / n - 1.0))
 
 
 def test_with_items_always_in_flight_the_pace_is_the_drain_rate() -> None:
     clock = FakeClock()
     gate = Admission(LIMITS, ItemPace(), Lifecycle(), clock=clock)
     gate.admit(64)
-    for _ in range(Admission.SAMPLE_ITEMS):  # one answer every 2 ms, 64 always in flight
+    for _ in range(Admission.FIRST_SAMPLE_ITEMS):  # one answer every 2 ms, 64 in flight
         clock.now += 0.002
         gate.release(1)
         gate.admit(1)
@@ -132,3 +142,59 @@ def test_stopping_refuses_everything() -> None:
     gate.lifecycle.stop_accepting()
     assert isinstance(gate.refusal(), ShuttingDown)
     assert gate.rejected == 0  # a shutdown refusal is not overload
+
+
+def test_a_seed_refuses_nothing_below_the_ceiling_until_answers_confirm_a_pace() -> None:
+    # A runner that starts under traffic: its warm-up, on busy cores, says 50 ms an item;
+    # under batching an item really costs 5 ms.
+    clock = FakeClock()
+    gate = Admission(LIMITS, ItemPace(seed_item_s=0.05), Lifecycle(), clock=clock)
+    fill(gate, 40)  # 2 s of work at the seed's pace: a measured pace would refuse at 11
+    assert gate.predicted_wait_s() == pytest.approx(40 * 0.05)
+    assert gate.retry_after_s() == 2  # the seed still sizes Retry-After
+    for _ in range(Admission.FIRST_SAMPLE_ITEMS - 1):
+        clock.now += 0.005
+        gate.release(1)
+        gate.admit(1)
+    assert not gate.pace.confirmed
+    assert gate.refusal() is None
+    clock.now += 0.005
+    gate.release(1)  # the first sample: 40 ms busy over 8 answers
+    assert gate.pace.confirmed
+    assert gate.pace.item_s == pytest.approx(0.005)
+    assert gate.predicted_wait_s() == pytest.approx(39 * 0.005)  # 39 in flight ahead
+    fill(gate, 61)  # 100 in flight: 0.5 s at 5 ms, the ceiling reached first
+    refusal = gate.refusal()
+    assert isinstance(refusal, Overloaded)
+    assert "the limit is 100" in refusal.message
+
+
+def test_a_slow_model_is_refused_once_its_first_sample_confirms_the_seed() -> None:
+    clock = FakeClock()
+    gate = Admission(LIMITS, ItemPace(seed_item_s=0.03), Lifecycle(), clock=clock)
+    fill(gate, 30)
+    for _ in range(Admission.FIRST_SAMPLE_ITEMS):  # 30 ms an item, as the seed said
+        clock.now += 0.03
+        gate.release(1)
+    assert gate.pace.item_s == pytest.approx(0.03)
+    fill(gate, 22 - gate.in_flight)  # 0.5 s of work ahead of the 17th: 22 wait 0.66 s
+    assert isinstance(gate.refusal(), Overloaded)
+
+
+def test_a_replacing_runner_inherits_the_measured_pace_scaled() -> None:
+    old = measured(0.004)
+    new = ItemPace.inherited(old, scale=2.0)  # a batch costs the new version twice as much
+    assert new.item_s == pytest.approx(0.008)
+    assert new.confirmed  # it refuses on it from its first request
+    gate = Admission(LIMITS, new, Lifecycle())
+    fill(gate, 63)  # the 63rd waits for 62 items: 0.496 s
+    assert isinstance(gate.refusal(), Overloaded)  # the 64th would wait 0.504 s
+    new.observe(1, 0.002)  # its own samples blend in rather than replace
+    assert new.item_s == pytest.approx(0.008 + ItemPace.WEIGHT * (0.002 - 0.008))
+    assert old.item_s == pytest.approx(0.004)  # the old runner's pace is its own
+
+
+def test_a_runner_replacing_one_with_only_a_seed_has_only_a_seed() -> None:
+    new = ItemPace.inherited(ItemPace(seed_item_s=0.02), scale=2.0)
+    assert (new.item_s, new.confirmed) == (pytest.approx(0.04), False)
+    assert ItemPace.inherited(ItemPace(), scale=2.0).item_s is None

@@ -111,7 +111,10 @@ def _admission(levels: int = 3, in_flight: int = 0, item_s: float | None = None)
         retry_after_s=1,
         priority_levels=levels,
     )
-    admission = Admission(limits, ItemPace(item_s), Lifecycle())
+    pace = ItemPace()
+    if item_s is not None:
+        pace.observe(1, item_s)  # measured
+    admission = Admission(limits, pace, Lifecycle())
     admission.lifecycle.loaded()
     admission.in_flight = in_flight
     return admission

@@ -269,6 +269,37 @@ async def test_reload_switches_without_dropping_a_request(two_bundles: tuple[Pat
     assert alpha.json()["bundle"]["name"] == "alpha"
 
 
+async def test_a_reloaded_runner_starts_from_the_pace_its_predecessor_measured(
+    two_bundles: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scales = []
+
+    def relative_cost(new: Engine, old: Engine, size: int) -> float:
+        assert new is not old
+        scales.append(size)
+        return 1.5  # a batch costs the new version 1.5x what it costs the old
+
+    monkeypatch.setattr("app.registry.relative_cost", relative_cost)
+    app = create_app(_settings(two_bundles))
+    async for client in ready_client(app):
+        registry = app.state.core.registry
+        first = registry.slot("beta").runner
+        assert not first.pace.confirmed  # a first start: the warm-up's seed only
+        assert first.pace.item_s is not None
+        assert first.pace.item_s > 0
+        for _ in range(2):  # answers confirm a pace: the first sample comes after 8
+            await asyncio.gather(*(_post(client, model="beta") for _ in range(8)))
+        assert first.pace.confirmed
+        measured = first.pace.item_s
+        assert (await client.post("/v1/models/beta/reload")).status_code == 200
+        second = registry.slot("beta").runner
+
+    assert second is not first
+    assert scales == [app.state.settings.max_batch_size]
+    assert second.pace.confirmed
+    assert second.pace.item_s == pytest.approx(measured * 1.5)
+
+
 async def test_a_failed_reload_leaves_the_old_version_serving(
     two_bundles: tuple[Path, Path],
 ) -> None:

@@ -93,6 +93,19 @@ def test_readiness_waits_for_the_other_workers(tiny_bundle_dir: Path) -> None:
         assert PodStatus(statuses, 1).not_ready() == ["worker 0: stopping"]
 
 
+@pytest.mark.anyio
+async def test_a_replacement_worker_serves_only_once_loaded(tiny_bundle_dir: Path) -> None:
+    # A first worker starts serving at once (probes answer while it loads); one started again
+    # while the pod serves finishes its lifespan start-up, after which uvicorn listens, only
+    # once its bundle is loaded and warm.
+    for replacement, loaded_when_serving in ((False, False), (True, True)):
+        pod = PodStatus(_statuses(2), 0, replacement=replacement)
+        app = create_app(make_settings(tiny_bundle_dir), pod=pod)
+        async with app.router.lifespan_context(app):
+            ready = app.state.core.lifecycle.status is Status.READY
+            assert ready is loaded_when_serving, replacement
+
+
 def test_the_cores_are_the_cgroup_quota_when_it_allows_fewer(tmp_path: Path) -> None:
     affinity = len(os.sched_getaffinity(0))
     assert available_cores(tmp_path) == affinity  # no cgroup files: the affinity
