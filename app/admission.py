@@ -10,7 +10,8 @@ request while the work already accepted, at that cost, would be done within the 
 The cost of an item is learned online, by Little's law rather than from the model's run times
 (under load those include waits for the GIL and the cores, which say little about how fast
 work drains): the seconds the service was busy (at least one item in flight) over the items it
-answered in them, every ``SAMPLE_ITEMS`` answers, as an exponentially weighted mean. So the
+answered in them, every ``SAMPLE_ITEMS`` answers, as an exponentially weighted mean; timed
+from each busy period's first answer (``Admission.release``). So the
 cost of every stage is in it (parsing, decoding, batching's amortisation, the model), and time
 with nothing in flight is not. ``max_in_flight`` stays as a hard ceiling on items accepted at
 once (it bounds the memory they hold whatever the pace).
@@ -120,9 +121,10 @@ class Admission:
         self.clock = clock
         self.in_flight = 0
         self.rejected = 0  # overload refusals answered (counted once, where they are decided)
-        self._busy_since = 0.0  # when the current busy period began
-        self._busy_s = 0.0  # busy time of past periods not yet in a sample
-        self._answered = 0  # answers not yet in a sample
+        self._window_open = False  # the current busy period has had its first answer
+        self._window_since = 0.0  # when the current window (or its last sample) began
+        self._busy_s = 0.0  # windowed busy time of past periods not yet in a sample
+        self._answered = 0  # answers in windows not yet in a sample
 
     def predicted_wait_s(self, items: int = 1) -> float:
         """Service time ahead of the last of ``items`` more items if they were admitted now:
@@ -185,22 +187,29 @@ class Admission:
 
     def admit(self, items: int) -> None:
         """Count ``items`` as in flight (after ``refusal`` said None)."""
-        if self.in_flight == 0:
-            self._busy_since = self.clock()
+        if self.in_flight == 0:  # a busy period begins; its first answer opens its window
+            self._window_open = False
         self.in_flight += items
 
     def release(self, items: int) -> None:
-        """``items`` were answered (or failed: they took the service's time all the same)."""
+        """``items`` were answered (or failed: they took the service's time all the same).
+
+        The pace is measured from answer to answer: a busy period's first answer opens its
+        window, and the answers after it are counted over the time since. The time before
+        the first answer is left out: a burst admitted at once (64 clients starting
+        together) has most of its items in progress then, none answered, and counting that
+        time would make an item look several times what it costs."""
         self.in_flight -= items
-        self._answered += items
-        sample_items = self.SAMPLE_ITEMS if self.pace.samples else self.FIRST_SAMPLE_ITEMS
-        if self._answered < sample_items and self.in_flight > 0:
-            return
         now = self.clock()
-        busy_s = self._busy_s + (now - self._busy_since)
-        self._busy_since = now
+        if not self._window_open:
+            self._window_open = True
+            self._window_since = now
+        else:
+            self._answered += items
+        sample_items = self.SAMPLE_ITEMS if self.pace.samples else self.FIRST_SAMPLE_ITEMS
         if self._answered >= sample_items:
-            self.pace.observe(self._answered, busy_s)
+            self.pace.observe(self._answered, self._busy_s + (now - self._window_since))
             self._busy_s, self._answered = 0.0, 0
-        else:  # idle now, too few answers yet: keep this period's busy time for the sample
-            self._busy_s = busy_s
+            self._window_since = now
+        elif self.in_flight == 0:  # idle now, too few answers yet: keep this period's time
+            self._busy_s += now - self._window_since

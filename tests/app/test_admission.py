@@ -56,26 +56,45 @@ def test_the_pace_is_busy_time_over_answers_idle_time_left_out() -> None:
     clock = FakeClock()
     gate = Admission(LIMITS, measured(1.0), Lifecycle(), clock=clock)
     n = Admission.SAMPLE_ITEMS
-    # A first busy period: half the sample's answers over 0.2 s, then idle for 10 s.
-    gate.admit(n // 2)
-    clock.now += 0.2
+    # A first busy period: its first answer after 0.5 s opens the window, then half the
+    # sample's answers over 0.2 s, then idle for 10 s.
+    gate.admit(n // 2 + 1)
+    clock.now += 0.5
+    gate.release(1)
     for _ in range(n // 2):
+        clock.now += 0.2 / (n // 2)
         gate.release(1)
     assert gate.pace.item_s == 1.0  # too few answers for a sample: still the first one
     clock.now += 10.0
-    # A second busy period with overlapping items: the other half over 0.1 s.
-    gate.admit(n // 2)
+    # A second busy period: its first answer opens the window, the other half 0.1 s later.
+    gate.admit(n // 2 + 1)
+    clock.now += 0.3
+    gate.release(1)
     clock.now += 0.1
     gate.release(n // 2)
     # 0.3 s busy for n answers, blended into the first sample's 1.0.
     assert gate.pace.item_s == pytest.approx(1.0 + ItemPace.WEIGHT * (0.3 / n - 1.0))
 
 
+def test_a_burst_admitted_at_once_does_not_look_slow() -> None:
+    # 64 requests arrive together; the first answers come once the first batch has run
+    # (80 ms: the whole burst decoded meanwhile), then one every 2 ms.
+    clock = FakeClock()
+    gate = Admission(LIMITS, ItemPace(), Lifecycle(), clock=clock)
+    gate.admit(64)
+    clock.now += 0.08
+    gate.release(8)  # the first batch: opens the window
+    for _ in range(Admission.FIRST_SAMPLE_ITEMS):
+        clock.now += 0.002
+        gate.release(1)
+    assert gate.pace.item_s == pytest.approx(0.002)  # not (0.08 + 0.016) / 16
+
+
 def test_with_items_always_in_flight_the_pace_is_the_drain_rate() -> None:
     clock = FakeClock()
     gate = Admission(LIMITS, ItemPace(), Lifecycle(), clock=clock)
     gate.admit(64)
-    for _ in range(Admission.FIRST_SAMPLE_ITEMS):  # one answer every 2 ms, 64 in flight
+    for _ in range(Admission.FIRST_SAMPLE_ITEMS + 1):  # one answer every 2 ms, 64 in flight
         clock.now += 0.002
         gate.release(1)
         gate.admit(1)
@@ -152,14 +171,14 @@ def test_a_seed_refuses_nothing_below_the_ceiling_until_answers_confirm_a_pace()
     fill(gate, 40)  # 2 s of work at the seed's pace: a measured pace would refuse at 11
     assert gate.predicted_wait_s() == pytest.approx(40 * 0.05)
     assert gate.retry_after_s() == 2  # the seed still sizes Retry-After
-    for _ in range(Admission.FIRST_SAMPLE_ITEMS - 1):
+    for _ in range(Admission.FIRST_SAMPLE_ITEMS):  # the first answer and 7 more
         clock.now += 0.005
         gate.release(1)
         gate.admit(1)
     assert not gate.pace.confirmed
     assert gate.refusal() is None
     clock.now += 0.005
-    gate.release(1)  # the first sample: 40 ms busy over 8 answers
+    gate.release(1)  # the first sample: 40 ms over the 8 answers after the first
     assert gate.pace.confirmed
     assert gate.pace.item_s == pytest.approx(0.005)
     assert gate.predicted_wait_s() == pytest.approx(39 * 0.005)  # 39 in flight ahead
@@ -173,12 +192,14 @@ def test_a_slow_model_is_refused_once_its_first_sample_confirms_the_seed() -> No
     clock = FakeClock()
     gate = Admission(LIMITS, ItemPace(seed_item_s=0.03), Lifecycle(), clock=clock)
     fill(gate, 30)
-    for _ in range(Admission.FIRST_SAMPLE_ITEMS):  # 30 ms an item, as the seed said
+    for _ in range(Admission.FIRST_SAMPLE_ITEMS + 1):  # 30 ms an item, as the seed said
         clock.now += 0.03
         gate.release(1)
     assert gate.pace.item_s == pytest.approx(0.03)
-    fill(gate, 22 - gate.in_flight)  # 0.5 s of work ahead of the 17th: 22 wait 0.66 s
+    assert gate.in_flight == 21  # 0.63 s of work ahead: over the 0.5 s target
     assert isinstance(gate.refusal(), Overloaded)
+    gate.release(5)
+    assert gate.refusal() is None  # 16 ahead: 0.48 s
 
 
 def test_a_replacing_runner_inherits_the_measured_pace_scaled() -> None:
