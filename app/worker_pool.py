@@ -13,8 +13,8 @@ process does (``app.server``: readiness 503, new requests refused, accepted ones
 and the supervisor exits once all have: 0 when every worker drained cleanly. A worker that
 dies while the pod serves (killed, crashed) is started again; its slot reads "starting"
 meanwhile, so the pod is not ready, and it takes no connection until its bundles are loaded
-and warm (the other workers take them all meanwhile). A worker that exits by itself (its bundle failed to load)
-stops the pod with status 1, so that the orchestrator restarts it.
+and warm (the other workers take them all meanwhile). A worker that exits by itself (its
+bundle failed to load) stops the pod with status 1, so that the orchestrator restarts it.
 """
 
 from __future__ import annotations

@@ -19,9 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.test_workers import workers_of
 from tests.support.repo_paths import SAMPLES
-from tests.support.server_process import ServerProcess, start_server
+from tests.support.server_process import ServerProcess, start_server, workers_of
 
 pytestmark = pytest.mark.e2e
 

@@ -19,27 +19,13 @@ import httpx
 import pytest
 
 from tests.support.repo_paths import SAMPLES
-from tests.support.server_process import ServerProcess, start_server
+from tests.support.server_process import ServerProcess, start_server, workers_of
 from tests.support.tiny_bundle import make_tiny_bundle, manifest_dict, write_manifest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
 BURST = 24
 GRACE_S = 15
-
-
-def workers_of(pid: int) -> list[int]:
-    """The worker processes of the supervisor ``pid`` (not multiprocessing's helpers)."""
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    found = []
-    for child in children:
-        try:
-            command = Path(f"/proc/{child}/cmdline").read_bytes()
-        except FileNotFoundError:
-            continue
-        if b"spawn_main" in command:
-            found.append(int(child))
-    return sorted(found)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 from tests.support.ports import free_port
 from tests.support.repo_paths import ROOT
 
-__all__ = ["ServerProcess", "free_port", "start_server"]
+__all__ = ["ServerProcess", "free_port", "start_server", "workers_of"]
 
 
 @dataclass
@@ -55,3 +55,17 @@ def start_server(bundle: Path, log: Path, env: dict[str, str] | None = None) -> 
             stderr=subprocess.STDOUT,
         )
     return ServerProcess(process, f"http://127.0.0.1:{port}", log)
+
+
+def workers_of(pid: int) -> list[int]:
+    """The worker processes of the supervisor ``pid`` (not multiprocessing's helpers)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    found = []
+    for child in children:
+        try:
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
+        except FileNotFoundError:
+            continue
+        if b"spawn_main" in command:
+            found.append(int(child))
+    return sorted(found)
