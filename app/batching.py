@@ -138,7 +138,8 @@ class Batcher(Generic[T, R]):
             raise ShuttingDown("the service is shutting down")
         if not 0 <= level < len(self._queues):
             raise ValueError(f"level {level} of {len(self._queues)}")
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
         now = self._clock()
         context = contextvars.copy_context()
         pending = _Pending(item, future, now + timeout_s, now, context, level)
@@ -147,10 +148,14 @@ class Batcher(Generic[T, R]):
             pending.submitted_ns = time.time_ns()
         self._queues[level].append(pending)
         self._wakeup.set()
+        # The deadline as one timer on the loop (no waiter task or future as wait_for makes):
+        # it fails the future unless a result came first; a submitter that is cancelled
+        # cancels the future, which the batcher then skips.
+        expiry = loop.call_later(max(timeout_s, 0.0), _expire, future, timeout_s)
         try:
-            return await asyncio.wait_for(future, timeout=max(timeout_s, 0.0))
-        except TimeoutError:
-            raise DeadlineExceeded(f"no result within {timeout_s:g} s") from None
+            return await future
+        finally:
+            expiry.cancel()
 
     async def stop(self) -> None:
         """Stop taking work, finish what is queued, then end the worker."""
@@ -299,6 +304,11 @@ class Batcher(Generic[T, R]):
             if not pending.future.done():
                 pending.future.set_result(result)
         self._observer.batch_finished(len(batch), run_s)
+
+
+def _expire(future: asyncio.Future[R], timeout_s: float) -> None:
+    if not future.done():
+        future.set_exception(DeadlineExceeded(f"no result within {timeout_s:g} s"))
 
 
 def _fail(pending: _Pending[T, R], error: RequestError) -> None:

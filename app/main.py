@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from app import __version__
 from app.api import bundle_routes, demo, metrics_route, repository_routes
 from app.api.auth import install_auth, load_api_keys
+from app.api.direct_routes import ServiceApp
 from app.api.error_responses import ErrorListener, install_error_handlers
 from app.api.gate import RequestGate
 from app.api.http_metrics import HttpMetricsMiddleware
@@ -100,8 +101,9 @@ def _lifespan(
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     """Load in the background while serving (a worker that replaces one: before serving);
     on shutdown stop accepting, answer what was accepted and stop. In a worker of several,
-    also keep the pod's metrics fresh and follow the other workers' reloads. With ``start_grpc``, the gRPC server runs beside HTTP and
-    stops first, its calls in progress given ``shutdown_grace_s`` to end."""
+    also keep the pod's metrics fresh and follow the other workers' reloads. With
+    ``start_grpc``, the gRPC server runs beside HTTP and stops first, its calls in progress
+    given ``shutdown_grace_s`` to end."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -192,7 +194,7 @@ def create_app(
         registry, settings, on_startup_failure, pod, pod_state, start_grpc, tracing
     )
 
-    app = FastAPI(
+    app = ServiceApp(
         title="FusionServe",
         version=__version__,
         summary="Image + text classification on ONNX Runtime",

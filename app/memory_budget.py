@@ -79,6 +79,13 @@ class MemoryBudget:
         if trimmer is not None and not trim_first:
             trimmer.released(nbytes)
 
+    def passed_through(self, nbytes: int) -> None:
+        """``nbytes`` were held and dropped without a reservation (a refused request's body,
+        read and discarded): the allocator kept them all the same, so the trimmer counts
+        them as released."""
+        if self._trimmer is not None and nbytes > 0:
+            self._trimmer.released(nbytes)
+
     async def wait_for_room(self, nbytes: int, timeout_s: float) -> bool:
         """Wait until ``nbytes`` are free (True) or ``timeout_s`` passes (False). Reserves
         nothing: call ``try_reserve`` again, and expect to lose a race now and then."""

@@ -142,7 +142,13 @@ class ModelRunner:
         nothing queues without bound in front of the decode pool either."""
         refusal = self._admit(items, level)
         if refusal is not None:
-            raise refusal
+            try:
+                raise refusal
+            finally:
+                # Not left in this frame, which the refusal's traceback holds: the pair
+                # would be a reference cycle keeping the request's data (megabytes of
+                # body and image) until the cyclic collector runs.
+                del refusal
         self.admission.admit(items)
         self._idle.clear()
         try:

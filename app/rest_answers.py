@@ -11,12 +11,10 @@ import numpy as np
 from app.bundle.manifest import Manifest
 from app.classification import ClassifiedItem, Timings
 from app.rest_schemas import (
-    BundleRef,
     ClassContribution,
     ClassifyResponse,
     Explanation,
-    Timing,
-    rank,
+    ranked_indices,
 )
 
 # Labels explained when the request gives no top_k: these many, and every predicted one.
@@ -27,34 +25,47 @@ def classify_response(
     item: ClassifiedItem, manifest: Manifest, top_k: int | None
 ) -> ClassifyResponse:
     """The body for ``item``, classified by ``manifest``'s bundle; every label ranked when
-    ``top_k`` is None."""
-    predictions = rank(item.probabilities, manifest.labels, top_k, manifest.decision_thresholds())
-    top = item.top
+    ``top_k`` is None. Built as plain values and validated by the model once (a model per
+    label would cost several times more)."""
+    values: list[float] = item.probabilities.tolist()
+    labels = manifest.labels
+    thresholds = manifest.decision_thresholds()
     predicted = item.predicted(manifest)
-    return ClassifyResponse(
-        task=manifest.task,
-        label=manifest.labels[top],
-        probability=float(item.probabilities[top]),
-        labels=[manifest.labels[i] for i in predicted],
-        predictions=predictions,
-        missing_modality=item.missing,
-        explanation=explanation(
-            item, manifest.labels, top_k or max(DEFAULT_EXPLAINED, len(predicted))
-        ),
-        bundle=BundleRef(name=manifest.name, version=manifest.version),
-        timing=timing(item.timings),
+    top = item.top
+    predictions = [
+        {"label": labels[i], "probability": values[i], "threshold": thresholds[i]}
+        if thresholds
+        else {"label": labels[i], "probability": values[i]}
+        for i in ranked_indices(values, top_k)
+    ]
+    return ClassifyResponse.model_validate(
+        {
+            "task": manifest.task,
+            "label": labels[top],
+            "probability": values[top],
+            "labels": [labels[i] for i in predicted],
+            "predictions": predictions,
+            "missing_modality": item.missing,
+            "explanation": explanation(
+                item, labels, top_k or max(DEFAULT_EXPLAINED, len(predicted))
+            ),
+            "bundle": {"name": manifest.name, "version": manifest.version},
+            "timing": timing(item.timings),
+        }
     )
 
 
-def timing(timings: Timings) -> Timing:
+def timing(timings: Timings) -> dict[str, float]:
+    """The answer's ``timing`` (``app.rest_schemas.Timing``): milliseconds."""
+
     def ms(seconds: float) -> float:
         return round(seconds * 1000.0, 3)
 
-    return Timing(
-        preprocess_ms=ms(timings.preprocess_s),
-        inference_ms=ms(timings.inference_s),
-        total_ms=ms(timings.total_s),
-    )
+    return {
+        "preprocess_ms": ms(timings.preprocess_s),
+        "inference_ms": ms(timings.inference_s),
+        "total_ms": ms(timings.total_s),
+    }
 
 
 def explanation(

@@ -198,14 +198,19 @@ def rank(
 ) -> list[LabelProbability]:
     """Labels sorted by probability (stable for ties), cut to ``top_k`` when given; each with
     its threshold when ``thresholds`` (one per label, multilabel) are given."""
-    order = np.argsort(-probabilities, kind="stable")
-    if top_k is not None:
-        order = order[:top_k]
+    values: list[float] = probabilities.tolist()
     return [
         LabelProbability(
             label=labels[i],
-            probability=float(probabilities[i]),
+            probability=values[i],
             threshold=thresholds[i] if thresholds else None,
         )
-        for i in order
+        for i in ranked_indices(values, top_k)
     ]
+
+
+def ranked_indices(values: Sequence[float], top_k: int | None = None) -> list[int]:
+    """The indices of ``values``, highest value first (stable for ties: the first of equals
+    first), cut to ``top_k`` when given."""
+    order = sorted(range(len(values)), key=values.__getitem__, reverse=True)
+    return order if top_k is None else order[:top_k]

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from app.lifecycle import Status
 from app.pod_status import PodStatus
@@ -95,19 +96,30 @@ def run_server(
 
     app = create_app(settings, on_startup_failure=stop, pod=pod)
     lifecycle = app.state.core.lifecycle
-    config = uvicorn.Config(
+    server = DrainingServer(
+        uvicorn_config(app, settings),
+        stop_accepting=lifecycle.stop_accepting,
+        drain_delay_s=settings.shutdown_delay_s,
+    )
+    server.run(sockets=None if sockets is None else list(sockets))
+    # A stop by SIGTERM/SIGINT after draining is a normal exit.
+    return 1 if lifecycle.status is Status.FAILED else 0
+
+
+def uvicorn_config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
+    """uvicorn's configuration for ``app``: no access log unless asked for (the service logs
+    what matters itself), proxy headers read only from the proxies ``forwarded_allow_ips``
+    trusts, and no ``server`` header (work per response, and a fingerprint)."""
+    return uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         log_config=None,  # setup_logging configured uvicorn's loggers too
         log_level=settings.log_level,
         access_log=settings.access_log,
+        proxy_headers=settings.forwarded_allow_ips is not None,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        server_header=False,
         lifespan="on",
         timeout_graceful_shutdown=settings.shutdown_grace_s,
     )
-    server = DrainingServer(
-        config, stop_accepting=lifecycle.stop_accepting, drain_delay_s=settings.shutdown_delay_s
-    )
-    server.run(sockets=None if sockets is None else list(sockets))
-    # A stop by SIGTERM/SIGINT after draining is a normal exit.
-    return 1 if lifecycle.status is Status.FAILED else 0

@@ -57,6 +57,14 @@ class Settings(BaseSettings):
     )
 
     host: str = Field(default="127.0.0.1", description="Address to listen on.")
+    forwarded_allow_ips: str | None = Field(
+        default=None,
+        description=(
+            "Proxies trusted to set X-Forwarded-For and X-Forwarded-Proto (comma-separated "
+            "addresses or networks, or *): the client address and scheme then come from those "
+            "headers. Unset: proxy headers are not read (uvicorn's proxy middleware is off)."
+        ),
+    )
     port: int = Field(
         default=8000, ge=0, le=65535, description="Port to listen on; 0 picks a free port."
     )

@@ -119,7 +119,7 @@ class ApiKeyGuard:
         headers = dict(error.headers)
         # Read the body (unparsed, bounded) so that a client still sending gets the answer
         # rather than a reset; past the limit, answer anyway and close the connection.
-        if not await discard_body(receive, self.max_body_bytes):
+        if await discard_body(receive, self.max_body_bytes) is None:
             headers["Connection"] = "close"
         response = error_response(error.status_code, error.code, error.message, headers)
         await response(scope, receive, send)

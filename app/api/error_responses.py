@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.api.forms import form_error
 from app.api.request_id import REQUEST_ID_HEADER, current_request_id, scope_request_id
 from app.errors import InvalidRequest, PayloadTooLarge, RequestError
 
@@ -75,8 +74,6 @@ _CODES = {PayloadTooLarge.status_code: PayloadTooLarge.code}
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    if (error := form_error(exc, request.app.state.settings)) is not None:
-        return await _request_error(request, error)
     phrase = HTTPStatus(exc.status_code).phrase
     code = _CODES.get(exc.status_code) or phrase.lower().replace(" ", "_").replace("-", "_")
     message = exc.detail if isinstance(exc.detail, str) else phrase
@@ -97,8 +94,24 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(500, "internal_error", "internal server error", request_id=request_id)
 
 
+Handler = Callable[[Request, Exception], Awaitable[JSONResponse]]
+_HANDLERS: tuple[tuple[type[Exception], Handler], ...] = (
+    (RequestError, _request_error),
+    (RequestValidationError, _validation_error),
+    (StarletteHTTPException, _http_error),
+)
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(RequestError, _request_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
+    for exc_type, handler in _HANDLERS:
+        app.add_exception_handler(exc_type, handler)
     app.add_exception_handler(Exception, _unexpected_error)
+
+
+async def error_answer(request: Request, exc: Exception) -> Response:
+    """What the handlers ``install_error_handlers`` installs answer to ``exc`` (for routes
+    that run outside Starlette's exception middleware: ``app.api.direct_routes``)."""
+    for exc_type, handler in _HANDLERS:
+        if isinstance(exc, exc_type):
+            return await handler(request, exc)
+    return await _unexpected_error(request, exc)

@@ -90,8 +90,11 @@ class RequestGate:
         gated = scope["method"] == "POST" and self.gated(scope["path"])
         reserved = _body_bytes(headers, self.max_body_bytes) if gated else 0
         if gated and (refusal := self._refusal(headers, reserved)) is not None:
-            if not await discard_body(receive, self.max_body_bytes):
+            discarded = await discard_body(receive, self.max_body_bytes)
+            if discarded is None:
                 refusal = _too_large(self.max_body_bytes)
+            else:  # a burst of refused bodies churns memory too: count it for the trimmer
+                self.body_memory.passed_through(discarded)
             await self._answer(refusal, scope, receive, send)
             return
         try:
@@ -170,15 +173,16 @@ def _too_large(limit: int) -> PayloadTooLarge:
     )
 
 
-async def discard_body(receive: Receive, limit: int) -> bool:
-    """Read the request body to its end without keeping it; False if it is over ``limit``."""
+async def discard_body(receive: Receive, limit: int) -> int | None:
+    """Read the request body to its end without keeping it: the bytes read, or None if it
+    is over ``limit``."""
     received = 0
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            return True  # the client left; nothing more to read
+            return received  # the client left; nothing more to read
         received += len(message.get("body", b""))
         if received > limit:
-            return False
+            return None
         if not message.get("more_body", False):
-            return True
+            return received

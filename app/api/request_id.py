@@ -8,8 +8,8 @@ this one has returned, and that answer still needs the id.
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from contextvars import ContextVar
 
 from starlette.datastructures import Headers, MutableHeaders
@@ -34,10 +34,11 @@ def scope_request_id(scope: Scope) -> str | None:
 
 
 def accept_request_id(value: str | None, max_length: int) -> str:
-    """``value`` if it is 1..max_length printable ASCII characters, else a new uuid4 hex."""
+    """``value`` if it is 1..max_length printable ASCII characters, else a new one: 128
+    random bits as 32 hex digits (what a uuid4's hex holds, at a tenth of its cost)."""
     if value and len(value) <= max_length and _PRINTABLE_ASCII.fullmatch(value):
         return value
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 class RequestIdMiddleware:

@@ -3,8 +3,9 @@ fields, which the routes parse with and document (``app/api/forms.py``)."""
 
 from __future__ import annotations
 
-from fastapi import UploadFile
 from pydantic import BaseModel, Field
+
+from app.api.forms import FilePart
 
 EXPLAIN = (
     "Also return `explanation`: how much the image and the text each moved the predicted "
@@ -27,7 +28,7 @@ PRIORITY = (
 class ClassifyForm(BaseModel):
     """The multipart form of ``POST /classify``."""
 
-    image: UploadFile | None = Field(
+    image: FilePart | None = Field(
         default=None,
         description=(
             "The image (JPEG, PNG, WebP, BMP, GIF, TIFF). May be left out if the bundle's "
@@ -50,7 +51,7 @@ class ClassifyForm(BaseModel):
 class ClassifyBatchForm(BaseModel):
     """The multipart form of ``POST /classify/batch``."""
 
-    images: list[UploadFile] = Field(description="One file per item, in order.")
+    images: list[FilePart] = Field(description="One file per item, in order.")
     texts: list[str] = Field(description="One description per item, in order.")
     top_k: int | None = Field(default=None, ge=1, description=TOP_K)
     explain: bool = Field(default=False, description=EXPLAIN + " Applies to every item.")

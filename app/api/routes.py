@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, UploadFile
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 
+from app.api.direct_routes import direct_post
 from app.api.disconnect import cancel_on_disconnect
 from app.api.error_responses import report_error
-from app.api.forms import form_limits, form_openapi, parsed_form
+from app.api.forms import form_limits, form_openapi, parse_form
 from app.api.request_id import current_request_id
 from app.api.rest_forms import ClassifyBatchForm, ClassifyForm
 from app.bundle.manifest import Manifest
 from app.classification import ClassifiedItem, ClassifyInput
-from app.errors import InvalidRequest, InvalidText, PayloadTooLarge, RequestError
+from app.errors import InvalidRequest, InvalidText, RequestError
 from app.lifecycle import Status
 from app.rest_answers import classify_response
 from app.rest_schemas import (
@@ -97,65 +99,71 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 CLASSIFY_ERRORS = error_responses(400, 404, 413, 415, 422, 429, 500, 503, 504)
 
 
-@router.post(
+@direct_post(
+    router,
     CLASSIFY,
     response_model=ClassifyResponse,
     responses=CLASSIFY_ERRORS,
     openapi_extra=form_openapi(ClassifyForm),
     summary="Classify one image with its text description",
 )
-async def classify(request: Request) -> ClassifyResponse:
+async def classify(request: Request) -> Response:
     """Class probabilities for an image and its text description, or for one of the two when
     the bundle's head was trained to answer without the other (``missing_modality`` in the
     response then says which was left out)."""
     settings: Settings = request.app.state.settings
     core: ServingCore = request.app.state.core
-    async with parsed_form(request, ClassifyForm, form_limits(settings)) as parsed:
-        form = parsed.fields
-        if form.text is None and parsed.data.get("text") == "":
-            # An empty field counts as left out, but an empty text is not no text.
-            raise InvalidText("text must not be empty; leave the field out to send no text")
-        image = None if form.image is None else await _read_image(form.image, settings)
+    parsed = await parse_form(request, ClassifyForm, form_limits(settings))
+    form = parsed.fields
+    if form.text is None and parsed.sent("text") == "":
+        # An empty field counts as left out, but an empty text is not no text.
+        raise InvalidText("text must not be empty; leave the field out to send no text")
     work = core.classify(
-        [ClassifyInput(image, form.text, form.explain)], form.model, priority=form.priority
+        [ClassifyInput(form.image, form.text, form.explain)], form.model, priority=form.priority
     )
     result = await cancel_on_disconnect(request, work)
     top_k = form.top_k or settings.default_top_k
-    return classify_response(result.single(), result.manifest, top_k)
+    return json_response(classify_response(result.single(), result.manifest, top_k))
 
 
-@router.post(
+@direct_post(
+    router,
     CLASSIFY_BATCH,
     response_model=BatchClassifyResponse,
     responses=CLASSIFY_ERRORS,
     openapi_extra=form_openapi(ClassifyBatchForm),
     summary="Classify several image+text items in one request",
 )
-async def classify_batch(request: Request) -> BatchClassifyResponse:
+async def classify_batch(request: Request) -> Response:
     """Items go through the same batcher as single requests. A bad item gets its own error
     in ``results``; the others are classified as usual."""
     settings: Settings = request.app.state.settings
     core: ServingCore = request.app.state.core
     # More than max_items_per_request files are refused while parsing (app.api.forms).
-    async with parsed_form(request, ClassifyBatchForm, form_limits(settings)) as parsed:
-        form = parsed.fields
-        if len(form.images) != len(form.texts):
-            raise InvalidRequest(
-                f"got {len(form.images)} images and {len(form.texts)} texts; they must pair"
-            )
-        items = [
-            ClassifyInput(await _read_image(image, settings), text, form.explain)
-            for image, text in zip(form.images, form.texts, strict=True)
-        ]
+    form = (await parse_form(request, ClassifyBatchForm, form_limits(settings))).fields
+    if len(form.images) != len(form.texts):
+        raise InvalidRequest(
+            f"got {len(form.images)} images and {len(form.texts)} texts; they must pair"
+        )
+    items = [
+        ClassifyInput(image, text, form.explain)
+        for image, text in zip(form.images, form.texts, strict=True)
+    ]
     work = core.classify(items, form.model, priority=form.priority)
     result = await cancel_on_disconnect(request, work)
     top_k = form.top_k or settings.default_top_k
-    return BatchClassifyResponse(
+    answer = BatchClassifyResponse(
         results=[
             _item_result(request, i, outcome, top_k, result.manifest)
             for i, outcome in enumerate(result.items)
         ]
     )
+    return json_response(answer)
+
+
+def json_response(body: BaseModel) -> Response:
+    """``body`` encoded once, by its model's own serializer (as FastAPI would encode it)."""
+    return Response(body.__pydantic_serializer__.to_json(body), media_type="application/json")
 
 
 def _item_result(
@@ -172,16 +180,6 @@ def _item_result(
         code=outcome.code, message=outcome.message, request_id=current_request_id()
     )
     return BatchItemResult(index=index, error=detail)
-
-
-async def _read_image(image: UploadFile, settings: Settings) -> bytes:
-    limit = settings.max_image_bytes
-    if image.size is not None and image.size > limit:
-        raise PayloadTooLarge(f"image file is over {limit} bytes")
-    data = await image.read(limit + 1)
-    if len(data) > limit:
-        raise PayloadTooLarge(f"image file is over {limit} bytes")
-    return data
 
 
 @router.get(

@@ -18,9 +18,10 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from app import __version__
+from app.api.direct_routes import direct_post
 from app.api.disconnect import cancel_on_disconnect
 from app.api.error_responses import report_error
-from app.api.routes import CoreDep, SettingsDep
+from app.api.routes import CoreDep
 from app.classification import ClassifiedItem, ClassifyResult
 from app.errors import RequestError
 from app.lifecycle import Status
@@ -228,36 +229,35 @@ INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post(
+@direct_post(
+    router,
     MODEL + "/infer",
     response_model=InferenceResponse,
     responses=INFER_RESPONSES,
     openapi_extra=INFER_DOC,
     summary="Inference",
 )
-async def infer(request: Request, model_name: str, settings: SettingsDep) -> Response:
+async def infer(request: Request, model_name: str) -> Response:
     """Classify a batch of items: inputs `image` (BYTES: image files; base64 strings in JSON)
     and `text` (BYTES, UTF-8), one element per item; outputs `probabilities` (FP32
     [N, classes], in label order) and `label` (BYTES [N])."""
-    return await _infer(request, settings, model_name)
+    return await _infer(request, model_name)
 
 
-@router.post(
+@direct_post(
+    router,
     MODEL_VERSION + "/infer",
     response_model=InferenceResponse,
     responses=INFER_RESPONSES,
     openapi_extra=INFER_DOC,
     summary="Inference (one version)",
 )
-async def infer_version(
-    request: Request, model_name: str, model_version: str, settings: SettingsDep
-) -> Response:
-    return await _infer(request, settings, model_name, model_version)
+async def infer_version(request: Request, model_name: str, model_version: str) -> Response:
+    return await _infer(request, model_name, model_version)
 
 
-async def _infer(
-    request: Request, settings: Settings, name: str, version: str | None = None
-) -> Response:
+async def _infer(request: Request, name: str, version: str | None = None) -> Response:
+    settings: Settings = request.app.state.settings
     body = decode_content(
         await request.body(), request.headers.get("content-encoding"), settings.max_body_bytes
     )

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
@@ -44,6 +46,47 @@ async def test_batches_grow_while_busy_and_keep_order(
     # One lone call, then the queued six split by max_batch_size=4, in arrival order.
     assert model.calls == [[1], [2, 3, 4, 5], [6, 7]]
     assert batcher.stats.sizes == {1: 1, 4: 1, 2: 1}
+
+
+async def test_one_hand_off_each_way_per_batch(
+    model: FakeModel, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Items cross to the inference thread a batch at a time (one executor call) and come
+    # back a batch at a time: one wake-up of the event loop per finished batch, every
+    # future resolved there, on the loop's thread.
+    loop = asyncio.get_running_loop()
+    submits, wakeups, resolved_on = [], [], set()
+
+    class CountingExecutor(ThreadPoolExecutor):
+        def submit(self, *args: Any, **kwargs: Any) -> Any:
+            submits.append(threading.get_ident())
+            return super().submit(*args, **kwargs)
+
+    with CountingExecutor(1) as executor:
+        batcher: Batcher[int, int] = Batcher(
+            model, executor=executor, max_batch_size=8, clock=clock
+        )
+        batcher.start()
+        model.hold()
+        first = asyncio.create_task(batcher.submit(1, timeout_s=60))
+        await model.wait_entered()
+        rest = [asyncio.create_task(batcher.submit(i, timeout_s=60)) for i in range(2, 10)]
+        await wait_queued(batcher, 8)
+        real = loop.call_soon_threadsafe
+        monkeypatch.setattr(
+            loop, "call_soon_threadsafe", lambda *a, **k: wakeups.append(1) or real(*a, **k)
+        )
+        for task in (first, *rest):
+            task.add_done_callback(lambda _: resolved_on.add(threading.get_ident()))
+        model.gate.set()
+        results = await asyncio.gather(first, *rest)
+        monkeypatch.undo()
+        await batcher.stop()
+    assert results == [2 * i for i in range(1, 10)]
+    assert model.calls == [[1], list(range(2, 10))]
+    assert len(submits) == 2  # one executor call per batch, none per item
+    assert len(wakeups) == 2  # one wake-up per finished batch (the first was held)
+    assert resolved_on == {threading.get_ident()}
 
 
 async def test_expired_requests_are_dropped_before_inference(

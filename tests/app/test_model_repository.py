@@ -169,11 +169,13 @@ async def test_unload_answers_the_requests_holding_the_model_first(
         held = asyncio.create_task(client.post("/classify", files=files, data=form))
         await gate.wait_entered()
         unload = asyncio.create_task(client.post("/v2/repository/models/alpha/unload"))
-        for _ in range(100):  # new requests are refused at once while it drains
-            late = await client.post("/classify", files=files, data=form)
-            if late.status_code == 404:
+        registry = app.state.core.registry
+        for _ in range(1000):  # until the unload has begun (it drops the name at once)
+            if "alpha" not in {slot.name for slot in registry.slots}:
                 break
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0)
+        # New requests are refused at once while it drains.
+        late = await client.post("/classify", files=files, data=form)
         assert late.status_code == 404
         assert not unload.done()  # waits for the held request
         gate.open.set()

@@ -12,7 +12,8 @@ import uvicorn
 
 from app.lifecycle import Lifecycle, Status
 from app.main import create_app
-from app.server import DrainingServer
+from app.server import DrainingServer, uvicorn_config
+from app.settings import Settings
 from tests.support.app_setup import make_settings
 from tests.support.gated_service import Gate, gated_factory, numbered_form, ready_client
 
@@ -106,3 +107,18 @@ async def test_client_sees_clean_refusal_through_asgi(tiny_bundle_dir: Path) -> 
         refused = await client.post("/classify", content=b"not multipart", headers=junk)
         assert refused.status_code == 503
         assert refused.json()["error"]["code"] == "shutting_down"
+
+
+def test_uvicorn_reads_proxy_headers_only_from_configured_proxies() -> None:
+    config = uvicorn_config(lambda *_: None, Settings(access_log=False))  # type: ignore[arg-type]
+    config.load()
+    assert (config.proxy_headers, config.server_header, config.access_log) == (False, False, False)
+    trusted = uvicorn_config(
+        lambda *_: None,  # type: ignore[arg-type]
+        Settings(forwarded_allow_ips="10.0.0.0/8", access_log=True),
+    )
+    assert (trusted.proxy_headers, trusted.forwarded_allow_ips, trusted.access_log) == (
+        True,
+        "10.0.0.0/8",
+        True,
+    )
