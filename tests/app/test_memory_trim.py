@@ -64,6 +64,21 @@ def test_small_releases_trim_once_the_burst_is_over() -> None:
     assert trims.count() == 0  # 1 MiB since the last trim: not worth one
 
 
+def test_bodies_read_and_dropped_unreserved_count_toward_a_trim() -> None:
+    # A burst of refused requests: their bodies are read and discarded, never reserved, but
+    # the allocator held them all the same.
+    trims = Trims()
+    trimmer = MemoryTrimmer(trims, threshold=32 * MiB, resident=lambda: 500 * MiB)
+    bodies = MemoryBudget(100 * MiB, trimmer)
+    for _ in range(3):
+        bodies.passed_through(10 * MiB)
+    assert trims.count() == 0  # 30 MiB: under the threshold
+    bodies.passed_through(10 * MiB)
+    assert trims.count() == 1
+    bodies.passed_through(0)  # nothing read: nothing to count
+    assert trims.count() == 0
+
+
 def test_after_a_burst_only_grown_memory_is_trimmed() -> None:
     trims = Trims()
     resident = [400 * MiB]

@@ -10,10 +10,13 @@ import pytest
 from fastapi import FastAPI
 from PIL import Image
 from starlette.datastructures import Headers
+from starlette.types import Message, Receive, Scope, Send
 
-from app.api.gate import _body_bytes
+from app.api.gate import RequestGate, _body_bytes
 from app.engine import Engine, build_engine
+from app.errors import Overloaded
 from app.main import create_app
+from app.memory_budget import MemoryBudget
 from app.preprocess.decode_pace import TIMED_BYTES
 from app.preprocess.image import ImageDecoder
 from app.serving_core import ServingCore
@@ -212,3 +215,43 @@ def test_body_budget_must_hold_one_body() -> None:
     with pytest.raises(ValueError, match="body_memory_mb"):
         Settings(max_body_bytes=33 * MiB, body_memory_mb=32)
     assert Settings(max_body_bytes=32 * MiB, body_memory_mb=32).body_memory_mb == 32
+
+
+async def test_a_refused_body_is_read_to_its_end_and_counted_for_the_trimmer() -> None:
+    trims: list[int] = []
+
+    class Counting(MemoryBudget):
+        def passed_through(self, nbytes: int) -> None:
+            trims.append(nbytes)
+
+    async def never_called(scope: Scope, receive: Receive, send: Send) -> None:
+        raise AssertionError("a refused request reached the app")
+
+    gate = RequestGate(
+        never_called,
+        paths=["/classify"],
+        media_type="multipart/form-data",
+        refusal=lambda: Overloaded("busy"),
+        max_body_bytes=MiB,
+        body_memory=Counting(4 * MiB),
+    )
+    chunks = [b"x" * 1000, b"y" * 500]
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/classify",
+        "headers": [(b"content-type", b"multipart/form-data; boundary=b")],
+    }
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        body = chunks.pop(0)
+        return {"type": "http.request", "body": body, "more_body": bool(chunks)}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await gate(scope, receive, send)
+    assert sent[0]["status"] == 503
+    assert chunks == []  # read to its end, so the client gets the answer
+    assert trims == [1500]
