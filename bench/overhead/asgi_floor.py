@@ -68,8 +68,9 @@ async def app(scope: Message, receive: Receive, send: Send) -> None:
 
 
 def config(port: int, host: str = "127.0.0.1") -> uvicorn.Config:
-    """uvicorn's configuration for the floor: the settings app/cli.py gives ``fusionserve
-    serve`` (http and loop left at uvicorn's defaults), minus FusionServe's own app."""
+    """uvicorn's configuration for the floor: the settings ``app.server.uvicorn_config``
+    gives ``fusionserve serve`` (http and loop left at uvicorn's defaults, no proxy headers,
+    no server header), minus FusionServe's own app."""
     return uvicorn.Config(
         app,
         host=host,
@@ -77,6 +78,8 @@ def config(port: int, host: str = "127.0.0.1") -> uvicorn.Config:
         log_config=None,
         log_level="warning",
         access_log=False,
+        proxy_headers=False,
+        server_header=False,
         lifespan="on",
     )
 

@@ -58,7 +58,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
         color="black",
         ls="--",
         lw=1,
-        label=f"issue 15's target for {target_of}: <= {CPU_MS_AT_MOST:g} ms",
+        label=f"issue 26's target for {target_of}: <= {CPU_MS_AT_MOST:g} ms",
     )
     cpu_ax.legend(fontsize=7, loc="best")
     plan = results["plan"]

@@ -14,6 +14,7 @@ import pytest
 import uvicorn
 
 from app import server
+from app.settings import Settings
 from bench.overhead import asgi_floor
 
 pytestmark = pytest.mark.anyio
@@ -93,8 +94,12 @@ def test_uvicorn_runs_the_floor_as_fusionserve_serve_runs_fusionserve() -> None:
     defaults = uvicorn.Config(asgi_floor.app)
     # fusionserve serve leaves the HTTP implementation and the loop at uvicorn's defaults
     # ("auto": httptools and uvloop when installed); so does the floor.
-    assert not {"http", "loop"} & _keywords_of_uvicorn_config_in(server.run_server)
+    assert not {"http", "loop"} & _keywords_of_uvicorn_config_in(server.uvicorn_config)
     assert (config.http, config.loop) == (defaults.http, defaults.loop) == ("auto", "auto")
     assert config.lifespan == "on"
     assert config.access_log is False
+    # No proxy headers read and no server header, as fusionserve serve with its defaults.
+    served = server.uvicorn_config(asgi_floor.app, Settings())
+    assert (config.proxy_headers, config.server_header) == (False, False)
+    assert (served.proxy_headers, served.server_header) == (False, False)
     assert (config.host, config.port) == ("127.0.0.1", 8145)
