@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import functools
 import re
 import tempfile
 from collections.abc import AsyncIterable
@@ -151,15 +152,16 @@ async def read_multipart(
     """The parts of a multipart body (``content_type`` its header), in order: each name
     with a file's bytes or a field's text (decoded with the body's charset, UTF-8 unless
     it says otherwise, else Latin-1 as Starlette does)."""
-    _, params = parse_options_header(content_type)
-    boundary = params.get(b"boundary")
+    boundary, charset = _boundary_and_charset(content_type)
     if not boundary:
         raise MalformedForm(MISSING_BOUNDARY)
-    collector = _Collector(limits, _charset(params.get(b"charset")))
+    collector = _Collector(limits, charset)
     try:
         try:
             parser = MultipartParser(boundary, collector.callbacks())  # type: ignore[arg-type]
             async for chunk in chunks:
+                if not chunk:
+                    continue
                 parser.write(chunk)
                 if collector.to_write:
                     writes, collector.to_write = collector.to_write, []
@@ -199,6 +201,23 @@ def _name_and_kind(disposition: bytes) -> tuple[bytes | None, bool]:
         return simple[1], simple[2] is not None
     _, options = parse_options_header(disposition)
     return options.get(b"name"), b"filename" in options
+
+
+_BOUNDARY = r"[0-9A-Za-z'()+_,./:=?-]{1,200}"
+_SIMPLE_CONTENT_TYPE = re.compile(
+    rf'multipart/form-data; ?boundary=(?:"({_BOUNDARY})"|({_BOUNDARY}))'
+)
+
+
+@functools.lru_cache(maxsize=64)
+def _boundary_and_charset(content_type: str) -> tuple[bytes | None, str]:
+    """The boundary and the charset a Content-Type names (most clients send the same one
+    each time: remembered)."""
+    simple = _SIMPLE_CONTENT_TYPE.fullmatch(content_type)
+    if simple is not None:
+        return (simple[1] or simple[2]).encode(), "utf-8"
+    _, params = parse_options_header(content_type)
+    return params.get(b"boundary") or None, _charset(params.get(b"charset"))
 
 
 def _charset(declared: bytes | None) -> str:

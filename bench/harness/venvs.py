@@ -1,5 +1,5 @@
-"""Virtual environments for the peer servers, one per framework, and for the client SDKs that
-cannot share the service's process, under ``bench/.venvs/``.
+"""Virtual environments for the peer servers, one per framework, and for the packages that
+cannot share the service's environment, under ``bench/.venvs/``.
 
 Each peer gets only its framework plus the libraries FusionServe's torch-free modules need
 (onnxruntime, pillow, numpy, tokenizers, pydantic, pydantic-settings). The fusionserve package
@@ -7,10 +7,11 @@ itself is not installed there (its pins may clash with a framework's); peer serv
 ``app.*`` through PYTHONPATH. The shared libraries are pinned to the versions in the running
 (main) environment, so every system decodes and runs the models with identical code.
 
-A client SDK gets itself and the main environment's numpy. KServe's SDK is one: its gRPC stubs
-register the same protobuf symbols as tritonclient's (which ``app.oip_grpc`` imports), so the
-two cannot be imported in one process; the suite runs it there
-(``tests/support/kserve_sdk.py``).
+Such an isolated package gets itself and the main environment's numpy. KServe's SDK: its gRPC
+stubs register the same protobuf symbols as tritonclient's (which ``app.oip_grpc`` imports), so
+the two cannot be imported in one process; the suite runs it there
+(``tests/support/kserve_sdk.py``). defnull's ``multipart``: its module has the name of the shim
+python-multipart still installs; ``bench/overhead/multipart_parsers.py`` times it there.
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ FRAMEWORKS: dict[str, tuple[str, ...]] = {
 }
 
 
-CLIENTS: dict[str, tuple[str, ...]] = {
+ISOLATED: dict[str, tuple[str, ...]] = {
     "kserve": ("kserve==0.21.0",),
+    "multipart": ("multipart==2.0.1",),
 }
 
 
@@ -57,8 +59,8 @@ def _stamp(name: str) -> Path:
 
 
 def requirements(name: str) -> list[str]:
-    if name in CLIENTS:
-        return [*CLIENTS[name], *shared_pins(("numpy",))]
+    if name in ISOLATED:
+        return [*ISOLATED[name], *shared_pins(("numpy",))]
     return [*FRAMEWORKS[name], *shared_pins()]
 
 
@@ -69,8 +71,8 @@ def is_ready(name: str) -> bool:
 
 
 def ensure(name: str, *, log: Path | None = None) -> Path:
-    """Build (or rebuild) the peer's or client's venv if missing or stale; return its
-    python."""
+    """Build (or rebuild) the peer's or isolated package's venv if missing or stale; return
+    its python."""
     if is_ready(name):
         return venv_python(name)
     target = VENVS_DIR / name
@@ -117,12 +119,13 @@ def versions(name: str) -> dict[str, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(
         prog="python -m bench.harness.venvs",
-        description="build the peer servers' and client SDKs' virtual environments",
+        description="build the peer servers' and the isolated packages' virtual environments",
     )
     parser.add_argument(
         "names",
         nargs="*",
-        help=f"default: all of {', '.join(FRAMEWORKS)} (the peers; clients: {', '.join(CLIENTS)})",
+        help=f"default: all of {', '.join(FRAMEWORKS)} (the peers); isolated: "
+        + ", ".join(ISOLATED),
     )
     args = parser.parse_args()
     for name in args.names or list(FRAMEWORKS):

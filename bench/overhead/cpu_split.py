@@ -33,7 +33,7 @@ ROUNDS = 7  # timed rounds per piece; the median round is kept
 T = TypeVar("T")
 
 
-def _per_call_us(work: Callable[[], object], calls: int) -> float:
+def per_call_us(work: Callable[[], object], calls: int) -> float:
     """Median over ``ROUNDS`` rounds of microseconds per call of ``work``."""
     work()
     rounds = []
@@ -71,10 +71,10 @@ def _multipart_us(body: bytes, content_type: str, settings: Settings, calls: int
         assert form.image is not None
         return form.image
 
-    return _per_call_us(lambda: _run_to_completion(parse()), calls)
+    return per_call_us(lambda: run_to_completion(parse()), calls)
 
 
-def _run_to_completion(work: Coroutine[Any, Any, T]) -> T:
+def run_to_completion(work: Coroutine[Any, Any, T]) -> T:
     """The result of ``work``, a coroutine that never waits (its awaits all return at once):
     run without an event loop, whose own cost per call is not the parser's."""
     try:
@@ -98,18 +98,18 @@ def measure_split(bundle: Path, requests: RequestSet, calls: int = 2000) -> dict
     manifest = engine.bundle.manifest
     pieces = {
         "multipart_parse_us": _multipart_us(body, content_type, settings, calls),
-        "image_header_us": _per_call_us(lambda: decoder.open(image).close(), calls),
-        "image_decode_us": _per_call_us(lambda: decoder.decode(decoder.open(image)), calls),
-        "policy_and_tokenise_us": _per_call_us(
+        "image_header_us": per_call_us(lambda: decoder.open(image).close(), calls),
+        "image_decode_us": per_call_us(lambda: decoder.decode(decoder.open(image)), calls),
+        "policy_and_tokenise_us": per_call_us(
             lambda: pipeline.tokenizer.encode(
                 str(engine.policy.check(ClassifyInput(image, text)).text)
             ),
             calls,
         ),
-        "models_batch_1_us": _per_call_us(lambda: pipeline.run_items(items[:1]), calls),
-        "models_batch_8_per_item_us": _per_call_us(lambda: pipeline.run_items(items), calls // 8)
+        "models_batch_1_us": per_call_us(lambda: pipeline.run_items(items[:1]), calls),
+        "models_batch_8_per_item_us": per_call_us(lambda: pipeline.run_items(items), calls // 8)
         / 8,
-        "answer_json_us": _per_call_us(
+        "answer_json_us": per_call_us(
             lambda: classify_response(answered, manifest, None).model_dump_json(), calls
         ),
     }
