@@ -66,11 +66,10 @@ def rotated(items: Sequence[T], turn: int) -> list[T]:
     return [*items[shift:], *items[:shift]]
 
 
-def git_head() -> str:
-    """The checkout's commit (servers start from the working tree, edits included)."""
-    result = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True
-    )
+def git_head(root: Path = REPO_ROOT) -> str:
+    """The commit of the checkout at ``root`` (servers start from the working tree, edits
+    included)."""
+    result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True)
     return result.stdout.strip()
 
 

@@ -29,7 +29,7 @@ from bench.harness.loadgen import closed_loop, run, single_client
 from bench.harness.paths import REPO_ROOT, RESULTS_DIR
 from bench.harness.payloads import RequestSet, build_requests, tiny_requests
 from bench.harness.servers import Server, SystemSpec
-from bench.harness.session import rotated
+from bench.harness.session import git_head, rotated
 from bench.harness.statistics import median, ratio
 from bench.overhead import profile_split
 from tests.support.tiny_bundle import make_tiny_bundle
@@ -110,6 +110,8 @@ def measure(
     medians = _medians(runs)
     ratios = {key: ratio(medians["after"][key], medians["before"][key]) for key in medians["after"]}
     results: dict[str, Any] = {
+        "commit": git_head(roots["after"]),
+        "baseline_commit": git_head(roots["before"]),
         "bundle": str(plan.bundle) if plan.bundle else "tests/support/tiny_bundle.py",
         "concurrency": plan.concurrency,
         "medians": medians,

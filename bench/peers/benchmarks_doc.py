@@ -21,8 +21,9 @@ from bench.peers.peer_summary import summarize
 DOC = DOCS_DIR / "benchmarks.md"
 PLOT = DOCS_DIR / "img" / "throughput_vs_p99.png"
 ANALYSIS = Path(__file__).resolve().parent / "analysis.md"
-# The generated section another suite writes into this page (bench.overhead.overhead_doc):
-# this renderer writes its heading and markers and keeps the body the page has.
+# The generated sections other suites write into this page (bench.overhead.overhead_doc,
+# bench.overhead.request_path_doc): this renderer writes their headings and markers and keeps
+# the bodies the page has.
 OVERHEAD = "overhead"
 OVERHEAD_HEAD = """## The overhead-bound case (tiny bundle)
 
@@ -35,6 +36,18 @@ see [bench/README.md](../bench/README.md).
 """
 
 
+REQUEST_PATH = "request-path"
+REQUEST_PATH_HEAD = """### The request path, before and after issue 26
+
+Between the markers: `python -m bench.overhead.request_path_doc` renders it from the A/B runs
+of `bench.overhead.request_overhead` (tiny bundle with `--profile`; default bundle with
+`--default-bundle`) and `bench.overhead.multipart_parsers`; `--check` tells whether it is stale.
+These runs are on the machine the session had (2 cores, AMD EPYC), where decoding the tiny
+request's 64x64 noise JPEG costs about three times what it costs on the machine of the table
+above, so compare their ratios, not their milliseconds.
+"""
+
+
 def kept_section(name: str) -> str:
     """The body of the generated section ``name`` as the page has it now ("" if none)."""
     try:
@@ -43,9 +56,14 @@ def kept_section(name: str) -> str:
         return ""
 
 
-def overhead_part(body: str) -> str:
-    """The overhead-bound case's heading, intro and markers around ``body``."""
-    return f"\n{OVERHEAD_HEAD}\n<!-- begin {OVERHEAD} -->\n{body}\n<!-- end {OVERHEAD} -->\n"
+def overhead_part(body: str, request_path: str = "") -> str:
+    """The overhead-bound case's heading, intro and markers around ``body``, then the request
+    path's around ``request_path``."""
+    return (
+        f"\n{OVERHEAD_HEAD}\n<!-- begin {OVERHEAD} -->\n{body}\n<!-- end {OVERHEAD} -->\n"
+        f"\n{REQUEST_PATH_HEAD}\n<!-- begin {REQUEST_PATH} -->\n{request_path}\n"
+        f"<!-- end {REQUEST_PATH} -->\n"
+    )
 
 
 def summary_table(summary: dict[str, Any], labels: dict[str, str] | None = None) -> str:
@@ -242,7 +260,13 @@ def _versions(machine: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def render(results: dict[str, Any], analysis: str, plot_path: str, overhead: str = "") -> str:
+def render(
+    results: dict[str, Any],
+    analysis: str,
+    plot_path: str,
+    overhead: str = "",
+    request_path: str = "",
+) -> str:
     s, m, plan = results["summary"], results["machine"], results["plan"]
     req = results["requests"]
     labels = {k: v["label"] for k, v in results["systems"].items()}
@@ -379,7 +403,7 @@ python -m bench.peers.peer_benchmark --repeats 3    # builds bench/.venvs/* on f
     } min here
 python -m bench.peers.peer_benchmark --quick --repeats 1   # smoke test, into bench/results/quick/
 ```
-{overhead_part(overhead)}"""
+{overhead_part(overhead, request_path)}"""
 
 
 def page(results: dict[str, Any], analysis: str | None = None) -> str:
@@ -388,7 +412,7 @@ def page(results: dict[str, Any], analysis: str | None = None) -> str:
     if analysis is None:
         analysis = ANALYSIS.read_text() if ANALYSIS.exists() else ""
     plot_path = PLOT.relative_to(DOC.parent).as_posix()
-    return render(results, analysis, plot_path, kept_section(OVERHEAD))
+    return render(results, analysis, plot_path, kept_section(OVERHEAD), kept_section(REQUEST_PATH))
 
 
 def write_docs(results: dict[str, Any]) -> None:

@@ -1,0 +1,150 @@
+"""The ``request-path`` section of docs/benchmarks.md: the request path before and after the
+lean path of issue 26, rendered from the committed A/B runs (bench/results/request-overhead.json,
+tiny bundle, with its profile split; bench/results/request-overhead-default.json, default
+bundle) and the multipart parsers (bench/results/multipart-parsers.json).
+
+``python -m bench.overhead.request_path_doc`` rewrites the section without re-running
+anything; ``--check`` changes nothing and exits 1 when it is stale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from bench.harness.generated_docs import GeneratedDoc
+from bench.harness.paths import DOCS_DIR, RESULTS_DIR, read_results
+from bench.overhead.profile_split import WORK
+
+DOC = DOCS_DIR / "benchmarks.md"
+SECTION = "request-path"
+TINY = RESULTS_DIR / "request-overhead.json"
+DEFAULT = RESULTS_DIR / "request-overhead-default.json"
+PARSERS = RESULTS_DIR / "multipart-parsers.json"
+
+PARTS = {
+    "multipart": "Parsing the multipart body",
+    "image_header": "Reading the image's header",
+    "image_decode": "Decoding and preprocessing the image",
+    "tokenise": "The request policy and tokenising",
+    "models": "The three models (the inference thread)",
+    "answer": "Building and encoding the answer",
+    "http_server": "uvicorn: HTTP parsing and writing",
+    "framework": "FastAPI and Starlette",
+    "service_middleware": "The service's middleware and routes (request id, metrics, gates)",
+    "core": "Serving core: routing, admission, the runner",
+    "batcher": "The batcher",
+    "metrics": "Prometheus metrics",
+    "other": "asyncio's own work and anything unnamed",
+}
+PARSER_NAMES = {
+    "starlette_form": "Starlette's `request.form`, to the image's bytes (the route before)",
+    "service_parse_form": "The route's `parse_form` (python-multipart's parser, limits, fields "
+    "checked and validated)",
+    "python_multipart_bare": "python-multipart's bare parser, collecting the parts",
+    "defnull_multipart": "defnull's `multipart` push parser (its own venv)",
+}
+
+
+def _split_table(tiny: dict[str, Any]) -> list[str]:
+    before, after = tiny["split_us_medians"]["before"], tiny["split_us_medians"]["after"]
+    lines = [
+        "| Part of the request path | Before (us) | After (us) |",
+        "| --- | ---: | ---: |",
+    ]
+    for key, label in PARTS.items():
+        kind = "work" if key in WORK else "serving layer"
+        lines.append(f"| {label} ({kind}) | {before[key]:.1f} | {after[key]:.1f} |")
+    for key, label in (
+        ("work", "The work a request needs"),
+        ("serving_layer", "The serving layer"),
+    ):
+        lines.append(f"| **{label}** | **{before[key]:.1f}** | **{after[key]:.1f}** |")
+    return lines
+
+
+def _commit(results: dict[str, Any], key: str) -> str:
+    commit = results.get(key)
+    return f"git commit `{commit[:12]}`" if commit else "commit not recorded"
+
+
+def _ratio(results: dict[str, Any], key: str) -> str:
+    return f"{results['after_over_before'][key]:.3f}x"
+
+
+def render(tiny: dict[str, Any], default: dict[str, Any], parsers: dict[str, Any]) -> str:
+    medians, default_medians = tiny["medians"], default["medians"]
+    parser_us = parsers["parsers_us"]
+    lines = [
+        "The classification routes take a lean path (`app/api/direct_routes.py`: past FastAPI's "
+        "and Starlette's per-request layers, through the service's own ASGI middleware; the "
+        "multipart body read by python-multipart's parser directly, `app/api/multipart_body.py`; "
+        "the answer validated and encoded once). `bench.overhead.request_overhead` runs this "
+        f"checkout ({_commit(tiny, 'commit')}) and the one before those changes "
+        f"({_commit(tiny, 'baseline_commit')}) in turn, {len(tiny['runs']['after'])} rounds "
+        "each, and compares the medians.",
+        "",
+        f"Tiny bundle, {tiny['concurrency']} closed-loop clients, default settings "
+        "([bench/results/request-overhead.json](../bench/results/request-overhead.json)): "
+        f"server CPU per request {medians['after']['cpu_ms_per_request']:.3f} ms against "
+        f"{medians['before']['cpu_ms_per_request']:.3f} ms "
+        f"(**{_ratio(tiny, 'cpu_ms_per_request')}**), "
+        f"{medians['after']['throughput_rps']:.1f} against "
+        f"{medians['before']['throughput_rps']:.1f} req/s "
+        f"(**{_ratio(tiny, 'throughput_rps')}**). Where each request's CPU went, from py-spy "
+        "samples of every thread of the server during each measured window "
+        "(`bench/overhead/profile_split.py`: each sample in the part its innermost named frame "
+        "belongs to; a part's share of the samples times the CPU per request), medians over "
+        "the rounds:",
+        "",
+        *_split_table(tiny),
+        "",
+        f"Default bundle, the suites' photos and titles, {default['concurrency']} closed-loop "
+        "clients, then one client "
+        "([bench/results/request-overhead-default.json]"
+        "(../bench/results/request-overhead-default.json)): "
+        f"{default_medians['after']['throughput_rps']:.1f} against "
+        f"{default_medians['before']['throughput_rps']:.1f} req/s at saturation "
+        f"({_ratio(default, 'throughput_rps')}), server CPU per request "
+        f"{_ratio(default, 'cpu_ms_per_request')}, single-client p50 "
+        f"{default_medians['after']['single_p50_ms']:.1f} against "
+        f"{default_medians['before']['single_p50_ms']:.1f} ms "
+        f"({_ratio(default, 'single_p50_ms')}) and p99 {_ratio(default, 'single_p99_ms')}: "
+        "where the models cost tens of milliseconds an item, the request path is a few percent "
+        "of it, and the change is within this machine's noise.",
+        "",
+        "Multipart parsers on the tiny bundle's request "
+        f"({parsers['body_bytes']} bytes; `bench/overhead/multipart_parsers.py`, in one "
+        "process, median of 7 rounds; "
+        "[bench/results/multipart-parsers.json](../bench/results/multipart-parsers.json)):",
+        "",
+        "| Parser | Microseconds per request |",
+        "| --- | ---: |",
+        *(f"| {PARSER_NAMES[key]} | {parser_us[key]:.1f} |" for key in PARSER_NAMES),
+        "",
+        "python-multipart stays: it is the parser Starlette already depends on, and defnull's, "
+        "whose module has the name of the shim python-multipart still installs, cannot share "
+        "the service's environment with it.",
+    ]
+    return "\n".join(lines)
+
+
+def committed_sections() -> dict[str, str]:
+    """The ``request-path`` section of docs/benchmarks.md, from the committed results."""
+    return {SECTION: render(read_results(TINY), read_results(DEFAULT), read_results(PARSERS))}
+
+
+GENERATED = GeneratedDoc(
+    "python -m bench.overhead.request_path_doc",
+    (__doc__ or "").split("\n\n")[0],
+    DOC,
+    committed_sections,
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return GENERATED.main(argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
