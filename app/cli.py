@@ -50,7 +50,7 @@ def _serve(args: argparse.Namespace) -> int:
     workers = resolve_workers(settings.workers, available_cores())
     if workers == 1:
         return run_server(settings)
-    return serve_workers(settings, workers)
+    return serve_workers(settings, workers, run_server)
 
 
 def _predict(args: argparse.Namespace) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 class FusionServeError(Exception):
     """Base of every error FusionServe raises on purpose."""
@@ -223,3 +225,12 @@ class LoadFailed(RequestError):
 
     status_code = 500
     code = "load_failed"
+
+
+# Names that may be quoted back in a message; others are user input of any shape.
+_PRINTABLE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+
+
+def quoted_name(name: str) -> str:
+    """``name`` quoted for an error message, if it is a plain short name."""
+    return f"'{name}'" if _PRINTABLE_NAME.fullmatch(name) else "(name not shown)"

@@ -15,7 +15,7 @@ from typing import Literal, TextIO
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
-from app.api.request_id import current_request_id
+from app.request_context import current_request_id
 
 LogFormat = Literal["json", "text"]
 

@@ -16,14 +16,15 @@ from fastapi import FastAPI
 from app import __version__
 from app.api import bundle_routes, demo, metrics_route, repository_routes
 from app.api.auth import install_auth, load_api_keys
+from app.api.demo import DEMO_PATHS
 from app.api.direct_routes import ServiceApp
 from app.api.error_responses import ErrorListener, install_error_handlers
 from app.api.gate import RequestGate
 from app.api.http_metrics import HttpMetricsMiddleware
 from app.api.request_id import RequestIdMiddleware
-from app.api.routes import CLASSIFY_PATHS, router
+from app.api.routes import CLASSIFY_PATHS, HEALTH_PATHS, router
 from app.api.trace_requests import TraceRequests
-from app.api.v2 import INFER_ROUTE, is_infer_path
+from app.api.v2 import INFER_ROUTE, V2_HEALTH_PATHS, is_infer_path
 from app.api.v2 import router as v2_router
 from app.api.v2_errors import V2ErrorBodies
 from app.engine import build_engine
@@ -236,7 +237,8 @@ def create_app(
         overload_status=settings.overload_status,
         on_error=on_error,
     )
-    install_auth(app, settings, keys)  # outside the gate: no key, no 503 and no parsing
+    probes = [*HEALTH_PATHS, *V2_HEALTH_PATHS, *(DEMO_PATHS if settings.demo_enabled else ())]
+    install_auth(app, settings, probes, keys)  # outside the gate: no key, no 503, no parsing
     app.add_middleware(V2ErrorBodies)  # outside auth and the gates: their errors too
     if metrics is not None:
         # Paths of the routes a request may be refused on before routing (app.routes does

@@ -9,8 +9,7 @@ from the serving core at scrape time. Every metric is described in docs/metrics.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -34,13 +33,16 @@ from app.errors import (
     RequestError,
     ShuttingDown,
 )
-from app.lifecycle import Status
 from app.observer import ServiceObserver
-from app.registry import ModelStatus
 from app.serving_core import ServingCore
+from app.state_metrics import STATE_METRICS, state_values
 
-if TYPE_CHECKING:
-    from app.pod_metrics import PodState
+
+class PodScrape(Protocol):
+    """A pod's metrics, rendered for a scrape (``app.pod_metrics.PodState``)."""
+
+    def render(self) -> bytes: ...
+
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_SIZE_BUCKETS = tuple(float(2**i) for i in range(11))  # 1 .. 1024, max_batch_size's cap
@@ -67,7 +69,7 @@ class Metrics:
 
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self, core: ServingCore, pod_state: PodState | None = None) -> None:
+    def __init__(self, core: ServingCore, pod_state: PodScrape | None = None) -> None:
         """``pod_state``: in a worker process of several, where this worker's state goes
         for the pod's scrape (``app.pod_metrics``)."""
         self._pod_state = pod_state
@@ -217,112 +219,6 @@ def _latency(stage: str, documentation: str, registry: CollectorRegistry) -> His
         buckets=LATENCY_BUCKETS,
         registry=registry,
     )
-
-
-@dataclass(frozen=True)
-class StateMetric:
-    """A metric read from the serving core at scrape time: its name, help, labels, kind,
-    and how a pod of worker processes combines the workers' values (prometheus-client's
-    multiprocess modes, for gauges)."""
-
-    name: str
-    documentation: str
-    labels: tuple[str, ...] = ()
-    counter: bool = False
-    pod_mode: Literal["livesum", "livemin", "livemax"] = "livesum"
-
-
-STATE_METRICS = (
-    StateMetric(
-        "fusionserve_ready",
-        "1 when the service takes requests (every bundle loaded), else 0.",
-        pod_mode="livemin",
-    ),
-    StateMetric(
-        "fusionserve_bundle_ready",
-        "1 when the bundle serves, else 0.",
-        ("bundle",),
-        pod_mode="livemin",
-    ),
-    StateMetric("fusionserve_queue_depth", "Items waiting for a batch.", ("bundle",)),
-    StateMetric(
-        "fusionserve_in_flight_items",
-        "Items accepted and not yet answered (decoding, queued or running).",
-        ("bundle",),
-    ),
-    StateMetric(
-        "fusionserve_predicted_wait_seconds",
-        "Seconds the items in flight are predicted to take to drain, at the measured busy "
-        "time per answered item: admission refuses once it would pass max_queue_wait_s.",
-        ("bundle",),
-        pod_mode="livemax",
-    ),
-    StateMetric("fusionserve_text_cache_hits", "Text-cache hits.", ("bundle",), counter=True),
-    StateMetric("fusionserve_text_cache_misses", "Text-cache misses.", ("bundle",), counter=True),
-    StateMetric(
-        "fusionserve_bundle_info",
-        "The loaded bundles; always 1.",
-        ("bundle", "name", "version"),
-        pod_mode="livemax",
-    ),
-    StateMetric(
-        "fusionserve_execution_provider_info",
-        "Execution providers each model's session really uses; always 1.",
-        ("bundle", "model", "provider"),
-        pod_mode="livemax",
-    ),
-    StateMetric(
-        "fusionserve_memory_budget_bytes",
-        "Size of each process-wide memory budget: image decodes, request bodies.",
-        ("budget",),
-    ),
-    StateMetric(
-        "fusionserve_memory_reserved_bytes",
-        "Bytes reserved now from each memory budget.",
-        ("budget",),
-    ),
-    StateMetric(
-        "fusionserve_decode_memory_waiting",
-        "Requests waiting for room in the decode memory budget.",
-    ),
-)
-
-StateValues = dict[str, list[tuple[tuple[str, ...], float]]]
-
-
-def state_values(core: ServingCore) -> StateValues:
-    """Every ``STATE_METRICS`` metric's samples now: (label values, value) each; safe
-    before the bundles have loaded."""
-    values: StateValues = {metric.name: [] for metric in STATE_METRICS}
-
-    def add(name: str, labels: tuple[str, ...], value: float) -> None:
-        values[f"fusionserve_{name}"].append((labels, value))
-
-    add("ready", (), int(core.lifecycle.status is Status.READY))
-    for slot in core.registry.slots:
-        runner = slot.runner
-        add("bundle_ready", (slot.name,), int(slot.status is ModelStatus.READY))
-        if runner is None:
-            continue
-        cache = runner.engine.pipeline.text_cache
-        # A version draining after a reload still holds accepted items: count them.
-        versions = slot.runners()
-        add("queue_depth", (slot.name,), sum(r.batcher.queue_depth for r in versions))
-        add("in_flight_items", (slot.name,), sum(r.in_flight for r in versions))
-        add("predicted_wait_seconds", (slot.name,), runner.admission.drain_s())
-        add("text_cache_hits", (slot.name,), cache.hits)
-        add("text_cache_misses", (slot.name,), cache.misses)
-        manifest = runner.engine.bundle.manifest
-        add("bundle_info", (slot.name, manifest.name, manifest.version), 1)
-        for model, names in runner.engine.providers.items():
-            for provider in names:
-                add("execution_provider_info", (slot.name, model, provider), 1)
-    budgets = {"decode": core.registry.decode_memory, "bodies": core.body_memory}
-    for budget_name, budget in budgets.items():
-        add("memory_budget_bytes", (budget_name,), budget.capacity)
-        add("memory_reserved_bytes", (budget_name,), budget.used)
-    add("decode_memory_waiting", (), core.registry.decode_memory.waiting)
-    return values
 
 
 class _StateCollector(Collector):

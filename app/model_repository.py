@@ -25,8 +25,8 @@ from app.errors import (
     LoadFailed,
     ModelNotFound,
     RepositoryDisabled,
+    quoted_name,
 )
-from app.oip.tensors import shown
 from app.registry import ModelRegistry, ModelStatus
 
 logger = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ class ModelRepository:
         self._check(name)
         found = self._bundles().get(name)
         if found is None:
-            raise ModelNotFound(f"the model repository has no model named {shown(name)}")
+            raise ModelNotFound(f"the model repository has no model named {quoted_name(name)}")
         path, _ = found
         registry = self._registry
         if name in {slot.name for slot in registry.slots}:
@@ -89,10 +89,10 @@ class ModelRepository:
         try:
             slot = await registry.add(path)
         except FusionServeError as exc:
-            raise LoadFailed(f"model {shown(name)} could not be loaded: {exc}") from None
+            raise LoadFailed(f"model {quoted_name(name)} could not be loaded: {exc}") from None
         except Exception as exc:  # ONNX Runtime's and the bundle's own errors
             logger.exception("loading %s failed", name)
-            raise LoadFailed(f"model {shown(name)} could not be loaded: {exc}") from None
+            raise LoadFailed(f"model {quoted_name(name)} could not be loaded: {exc}") from None
         runner = slot.runner
         return "" if runner is None else runner.engine.bundle.manifest.version
 

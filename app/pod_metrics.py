@@ -6,7 +6,7 @@ supervisor sets ``PROMETHEUS_MULTIPROC_DIR`` for the workers before they start, 
 prometheus-client stores values there from its first import); a scrape merges every
 worker's files (``MultiProcessCollector``), a worker that has died counting on in the
 counters and dropping out of the live gauges. What a single process reads at scrape time
-(``app.metrics.STATE_METRICS``: readiness, queue, in flight, memory budgets...) each worker
+(``app.state_metrics.STATE_METRICS``: readiness, queue, in flight, memory budgets...) each worker
 writes into gauges, combined as each metric says (summed, the least, the most), or adds to
 counters by their increase: on every scrape it answers and every ``REFRESH_S`` seconds, so
 the other workers' share is at most that old.
@@ -20,8 +20,8 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from app.metrics import STATE_METRICS, state_values
 from app.serving_core import ServingCore
+from app.state_metrics import STATE_METRICS, state_values
 
 REFRESH_S = 1.0
 

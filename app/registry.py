@@ -28,12 +28,12 @@ from app.errors import (
     ReloadFailed,
     ReloadInProgress,
     StartupError,
+    quoted_name,
 )
 from app.lifecycle import Lifecycle
 from app.memory_budget import MemoryBudget
 from app.model_runner import ModelRunner
 from app.observer import ServiceObserver
-from app.oip.tensors import shown
 from app.preprocess.decode_pace import DecodePace
 from app.settings import Settings
 
@@ -146,7 +146,7 @@ class ModelRegistry:
         found = self._slots.get(name)
         if found is None:
             served = ", ".join(self._slots) or "none yet"
-            raise ModelNotFound(f"no model named {shown(name)} is served (served: {served})")
+            raise ModelNotFound(f"no model named {quoted_name(name)} is served (served: {served})")
         return found
 
     @contextlib.contextmanager

@@ -10,16 +10,23 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Protocol
 
 from app.classification import ClassifyInput, ClassifyResult
-from app.errors import ModelNotFound, RequestError
+from app.errors import ModelNotFound, RequestError, quoted_name
 from app.lifecycle import Lifecycle
 from app.memory_budget import MemoryBudget
 from app.model_repository import ModelRepository
 from app.model_runner import ModelRunner
-from app.oip.tensors import shown
-from app.pod_status import PodStatus
 from app.registry import ModelRegistry
+
+
+class PodReadiness(Protocol):
+    """The pod's readiness, in a worker process of several (``app.pod_status.PodStatus``)."""
+
+    def not_ready(self) -> list[str]:
+        """Each worker that is not ready, as ``worker N: status`` (empty: all are)."""
+        ...
 
 
 @dataclass
@@ -30,7 +37,7 @@ class ServingCore:
     registry: ModelRegistry
     lifecycle: Lifecycle
     body_memory: MemoryBudget
-    pod: PodStatus | None = None
+    pod: PodReadiness | None = None
     repository: ModelRepository | None = None  # Triton's model repository extension
 
     def workers_not_ready(self) -> list[str]:
@@ -66,7 +73,7 @@ class ServingCore:
             manifest = runner.engine.bundle.manifest
             if version is not None and version != manifest.version:
                 raise ModelNotFound(
-                    f"model '{manifest.name}' has no version {shown(version)}; "
+                    f"model '{manifest.name}' has no version {quoted_name(version)}; "
                     f"it has version {manifest.version}"
                 )
             yield runner

@@ -28,15 +28,18 @@ import signal
 import socket
 import tempfile
 import time
+from collections.abc import Sequence
 from multiprocessing.connection import wait
 from multiprocessing.context import SpawnProcess
 from multiprocessing.sharedctypes import SynchronizedArray
 from pathlib import Path
 from types import FrameType
-from typing import Literal
+from typing import Literal, Protocol
 
 import uvicorn
 
+from app.pod_reloads import PodReloads
+from app.pod_status import PodStatus
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -101,6 +104,16 @@ def worker_settings(settings: Settings, workers: int, cores: int) -> Settings:
     return settings.model_copy(update=update)
 
 
+class ServeWorker(Protocol):
+    """What a worker process runs: serve ``settings`` on ``sockets`` as one worker of the
+    ``pod``; the process's exit status (``app.server.run_server``, which the CLI passes: the
+    supervisor does not import the server it starts)."""
+
+    def __call__(
+        self, settings: Settings, *, sockets: Sequence[socket.socket], pod: PodStatus
+    ) -> int: ...
+
+
 def _worker(
     settings: Settings,
     index: int,
@@ -109,26 +122,25 @@ def _worker(
     metrics_dir: Path,
     reloads: tuple[SynchronizedArray[int], SynchronizedArray[int]],
     replacement: bool,
+    serve: ServeWorker,
 ) -> None:
     """A worker process: serve on the supervisor's socket, publishing into ``statuses``;
     a ``replacement`` for one that died takes connections only once loaded."""
     from app.logging_setup import setup_logging
-    from app.pod_reloads import PodReloads
-    from app.pod_status import PodStatus
-    from app.server import run_server
 
     setup_logging(settings.log_level, settings.log_format, access_log=settings.access_log)
     pod = PodStatus(
         statuses, index, metrics_dir, PodReloads(*reloads, index), replacement=replacement
     )
-    raise SystemExit(run_server(settings, sockets=[sock], pod=pod))
+    raise SystemExit(serve(settings, sockets=[sock], pod=pod))
 
 
 class Supervisor:
     """Starts the workers, restarts one that dies, stops them all on a signal."""
 
-    def __init__(self, settings: Settings, workers: int) -> None:
+    def __init__(self, settings: Settings, workers: int, serve: ServeWorker) -> None:
         self.settings = worker_settings(settings, workers, available_cores())
+        self._serve = serve
         self.workers = workers
         self._context = multiprocessing.get_context("spawn")
         self.statuses: SynchronizedArray[int] = self._context.Array("i", workers)
@@ -167,6 +179,7 @@ class Supervisor:
                 self.metrics_dir,
                 self.reloads,
                 replacement,
+                self._serve,
             ),
             name=f"fusionserve-worker-{index}",
         )
@@ -236,6 +249,7 @@ class Supervisor:
             multiprocess.mark_process_dead(process.pid, str(self.metrics_dir))  # type: ignore[no-untyped-call]
 
 
-def serve_workers(settings: Settings, workers: int) -> int:
-    """Serve ``settings`` with ``workers`` worker processes (see the module's docstring)."""
-    return Supervisor(settings, workers).run()
+def serve_workers(settings: Settings, workers: int, serve: ServeWorker) -> int:
+    """Serve ``settings`` with ``workers`` worker processes, each running ``serve`` (see the
+    module's docstring)."""
+    return Supervisor(settings, workers, serve).run()

@@ -23,11 +23,8 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.api.demo import DEMO_PATHS
 from app.api.error_responses import error_response
 from app.api.gate import discard_body
-from app.api.routes import HEALTH_PATHS
-from app.api.v2 import V2_HEALTH_PATHS
 from app.errors import StartupError, Unauthorized
 from app.settings import Settings
 
@@ -125,13 +122,10 @@ class ApiKeyGuard:
         await response(scope, receive, send)
 
 
-def open_paths(app: FastAPI, settings: Settings) -> frozenset[str]:
-    """Paths served without a key: health always (the v2 health paths too), the demo page (it
-    holds no secret; its script sends the user's key) when on, docs and metrics unless
+def open_paths(app: FastAPI, settings: Settings, probes: Collection[str]) -> frozenset[str]:
+    """Paths served without a key: the health ``probes`` always, docs and metrics unless
     protected."""
-    paths = {*HEALTH_PATHS, *V2_HEALTH_PATHS}
-    if settings.demo_enabled:
-        paths.update(DEMO_PATHS)
+    paths = set(probes)
     if not settings.auth_protect_docs:
         docs = (app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url)
         paths.update(path for path in docs if path)
@@ -140,13 +134,17 @@ def open_paths(app: FastAPI, settings: Settings) -> frozenset[str]:
     return frozenset(paths)
 
 
-def install_auth(app: FastAPI, settings: Settings, keys: ApiKeys | None = None) -> bool:
+def install_auth(
+    app: FastAPI, settings: Settings, probes: Collection[str], keys: ApiKeys | None = None
+) -> bool:
     """Protect ``app`` if keys are configured (``keys``, else read now from the settings);
-    True if on. Call after every other middleware is added, so that this one runs first."""
+    True if on. ``probes``: the paths open whatever else is protected (health, and the demo
+    page, which holds no secret: its script sends the user's key). Call after every other
+    middleware is added, so that this one runs first."""
     keys = load_api_keys(settings) if keys is None else keys
     if not keys:
         return False
-    unprotected = open_paths(app, settings)
+    unprotected = open_paths(app, settings, probes)
     app.add_middleware(
         ApiKeyGuard, keys=keys, open_paths=unprotected, max_body_bytes=settings.max_body_bytes
     )

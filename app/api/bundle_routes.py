@@ -7,8 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path
 from fastapi.responses import JSONResponse
 
-from app.api.routes import CoreDep, SettingsDep, error_responses
+from app.api.dependencies import CoreDep, SettingsDep
+from app.api.routes import error_responses
 from app.errors import ReloadDisabled, ReloadFailed
+from app.pod_status import PodStatus
 from app.registry import ModelSlot, ModelStatus
 from app.rest_schemas import ModelInfo, ModelList, ReloadResponse
 
@@ -91,7 +93,7 @@ async def reload_model(core: CoreDep, settings: SettingsDep, name: NameParam) ->
         raise ReloadDisabled()
     outcome = await core.registry.reload(name)
     workers, reloaded = 1, 1
-    reloads = None if core.pod is None else core.pod.reloads
+    reloads = core.pod.reloads if isinstance(core.pod, PodStatus) else None
     if reloads is not None:  # a worker of several: the others follow (app.pod_reloads)
         bundle = [slot.name for slot in core.registry.slots].index(outcome.name)
         number = reloads.announce(bundle)

@@ -11,8 +11,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.api.request_id import REQUEST_ID_HEADER, current_request_id, scope_request_id
+from app.api.request_id import REQUEST_ID_HEADER, scope_request_id
 from app.errors import InvalidRequest, PayloadTooLarge, RequestError
+from app.request_context import current_request_id
 
 logger = logging.getLogger(__name__)
 

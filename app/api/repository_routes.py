@@ -10,7 +10,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr, ValidationError
 
-from app.api.routes import CoreDep
+from app.api.dependencies import CoreDep
 from app.errors import InvalidTensor, RepositoryDisabled
 from app.model_repository import ModelRepository
 from app.oip.codec import describe

@@ -10,21 +10,16 @@ from __future__ import annotations
 
 import os
 import re
-from contextvars import ContextVar
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.request_context import request_id_var
 
 REQUEST_ID_HEADER = "X-Request-ID"
 SCOPE_KEY = "fusionserve.request_id"
 
 _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]+")
-_current: ContextVar[str | None] = ContextVar("fusionserve_request_id", default=None)
-
-
-def current_request_id() -> str | None:
-    """The id of the request being handled in this context, if any."""
-    return _current.get()
 
 
 def scope_request_id(scope: Scope) -> str | None:
@@ -60,8 +55,8 @@ class RequestIdMiddleware:
                 MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
             await send(message)
 
-        token = _current.set(request_id)
+        token = request_id_var.set(request_id)
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            _current.reset(token)
+            request_id_var.reset(token)

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
+from app.api.dependencies import CoreDep, SettingsDep
 from app.api.direct_routes import direct_post
 from app.api.disconnect import cancel_on_disconnect
 from app.api.error_responses import report_error
 from app.api.forms import form_limits, form_openapi, parse_form
-from app.api.request_id import current_request_id
 from app.api.rest_forms import ClassifyBatchForm, ClassifyForm
 from app.bundle.manifest import Manifest
 from app.classification import ClassifiedItem, ClassifyInput
 from app.errors import InvalidRequest, InvalidText, RequestError
 from app.lifecycle import Status
+from app.request_context import current_request_id
 from app.rest_answers import classify_response
 from app.rest_schemas import (
     BatchClassifyResponse,
@@ -41,23 +42,6 @@ LIVEZ = "/livez"
 READYZ = "/readyz"
 # Open to probes whatever else is protected.
 HEALTH_PATHS = (LIVEZ, READYZ)
-
-
-# Dependencies are ``async def`` on purpose: FastAPI runs plain ``def`` dependencies in a
-# worker thread, which would add a thread hand-off (and a wait for a free worker under load)
-# to every request, health checks included.
-async def get_core(request: Request) -> ServingCore:
-    core: ServingCore = request.app.state.core
-    return core
-
-
-async def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-CoreDep = Annotated[ServingCore, Depends(get_core)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

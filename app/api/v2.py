@@ -18,10 +18,10 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from app import __version__
+from app.api.dependencies import CoreDep
 from app.api.direct_routes import direct_post
 from app.api.disconnect import cancel_on_disconnect
 from app.api.error_responses import report_error
-from app.api.routes import CoreDep
 from app.classification import ClassifiedItem, ClassifyResult
 from app.errors import RequestError
 from app.lifecycle import Status

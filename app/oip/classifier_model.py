@@ -30,10 +30,17 @@ import numpy as np
 
 from app.bundle.manifest import LABEL_SEPARATOR, FusionHead, Manifest, Modality
 from app.classification import ClassifiedItem, ClassifyInput
-from app.errors import FieldTooLarge, InvalidTensor, PayloadTooLarge, RequestError, TooManyItems
+from app.errors import (
+    FieldTooLarge,
+    InvalidTensor,
+    PayloadTooLarge,
+    RequestError,
+    TooManyItems,
+    quoted_name,
+)
 from app.oip.codec import InputTensor, OutputTensor
 from app.oip.schemas import MetadataTensor, ModelMetadata
-from app.oip.tensors import BYTES, FP32, shown
+from app.oip.tensors import BYTES, FP32
 from app.settings import Settings
 
 IMAGE: Modality = "image"
@@ -116,7 +123,9 @@ def _by_name(inputs: Sequence[InputTensor]) -> dict[str, InputTensor]:
     given: dict[str, InputTensor] = {}
     for tensor in inputs:
         if tensor.name not in INPUTS:
-            raise InvalidTensor(f"unknown input {shown(tensor.name)}; the model takes image, text")
+            raise InvalidTensor(
+                f"unknown input {quoted_name(tensor.name)}; the model takes image, text"
+            )
         if tensor.name in given:
             raise InvalidTensor(f"input '{tensor.name}' is given twice")
         given[tensor.name] = tensor
@@ -127,7 +136,9 @@ def _by_name(inputs: Sequence[InputTensor]) -> dict[str, InputTensor]:
 
 def _batch_size(tensor: InputTensor) -> int:
     if tensor.datatype != BYTES:
-        raise InvalidTensor(f"input '{tensor.name}' must be BYTES, not {shown(tensor.datatype)}")
+        raise InvalidTensor(
+            f"input '{tensor.name}' must be BYTES, not {quoted_name(tensor.datatype)}"
+        )
     if len(tensor.shape) == 1 or (len(tensor.shape) == 2 and tensor.shape[1] == 1):
         return tensor.shape[0]
     raise InvalidTensor(

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from app.errors import InvalidTensor, PayloadTooLarge, UnsupportedMediaType
+from app.errors import InvalidTensor, PayloadTooLarge, UnsupportedMediaType, quoted_name
 from app.oip.schemas import InferenceRequest, InferenceResponse, RequestInput, ResponseOutput
 from app.oip.tensors import (
     BYTES,
@@ -27,7 +27,6 @@ from app.oip.tensors import (
     element_count,
     flatten,
     fp32_bytes,
-    shown,
 )
 from app.oip.tensors import serialize_bytes as serialize_bytes_elements
 
@@ -106,21 +105,25 @@ def parse_request(body: bytes, header_length: str | None) -> ParsedRequest:
     inputs: list[InputTensor] = []
     offset = json_end
     for spec in request.inputs:
-        _refuse_unsupported(spec.parameters, f"input {shown(spec.name)}")
+        _refuse_unsupported(spec.parameters, f"input {quoted_name(spec.name)}")
         size = spec.parameters.binary_data_size if spec.parameters else None
         binary = None
         if size is not None:
             if spec.data is not None:
-                raise InvalidTensor(f"input {shown(spec.name)} has both data and binary_data_size")
+                raise InvalidTensor(
+                    f"input {quoted_name(spec.name)} has both data and binary_data_size"
+                )
             if offset + size > len(body):
                 raise InvalidTensor(
-                    f"input {shown(spec.name)}: binary_data_size {size} runs past the end of the "
-                    "body"
+                    f"input {quoted_name(spec.name)}: binary_data_size {size} runs past the end "
+                    "of the body"
                 )
             binary = view[offset : offset + size]
             offset += size
         elif spec.data is None:
-            raise InvalidTensor(f"input {shown(spec.name)} has neither data nor binary_data_size")
+            raise InvalidTensor(
+                f"input {quoted_name(spec.name)} has neither data nor binary_data_size"
+            )
         inputs.append(_input(spec, binary))
     if offset != len(body):
         raise InvalidTensor(
@@ -134,13 +137,13 @@ def check_model_names(request: InferenceRequest, *, model: str, version: str) ->
     path's model and the version served there (an empty version is none, as over gRPC)."""
     if request.model_name is not None and request.model_name != model:
         raise InvalidTensor(
-            f"model_name {shown(request.model_name)} in the body is not the model of the "
-            f"path, {shown(model)}"
+            f"model_name {quoted_name(request.model_name)} in the body is not the model of the "
+            f"path, {quoted_name(model)}"
         )
     if request.model_version and request.model_version != version:
         raise InvalidTensor(
-            f"model_version {shown(request.model_version)} in the body is not the version "
-            f"served at the path, {shown(version)}"
+            f"model_version {quoted_name(request.model_version)} in the body is not the version "
+            f"served at the path, {quoted_name(version)}"
         )
 
 
@@ -227,11 +230,11 @@ def select_outputs(request: InferenceRequest, available: Sequence[str]) -> list[
     for output in request.outputs:
         if output.name not in available:
             raise InvalidTensor(
-                f"unknown output {shown(output.name)}; the model has {', '.join(available)}"
+                f"unknown output {quoted_name(output.name)}; the model has {', '.join(available)}"
             )
         if any(name == output.name for name, _ in selected):
-            raise InvalidTensor(f"output {shown(output.name)} is requested twice")
-        _refuse_unsupported(output.parameters, f"output {shown(output.name)}")
+            raise InvalidTensor(f"output {quoted_name(output.name)} is requested twice")
+        _refuse_unsupported(output.parameters, f"output {quoted_name(output.name)}")
         binary = output.parameters.binary_data if output.parameters else None
         selected.append((output.name, default if binary is None else binary))
     return selected

@@ -8,28 +8,21 @@ a nested (row-major) list of elements.
 from __future__ import annotations
 
 import math
-import re
 import struct
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from app.errors import InvalidTensor
+from app.errors import InvalidTensor, quoted_name
 
 BYTES = "BYTES"
 FP32 = "FP32"
 
 _LENGTH = struct.Struct("<I")
+
+
 # Names that may be quoted back in an error; others are client input of any shape.
-_PRINTABLE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
-
-
-def shown(name: str) -> str:
-    """``name`` quoted for an error message, if it is a plain short name."""
-    return f"'{name}'" if _PRINTABLE_NAME.fullmatch(name) else "(name not shown)"
-
-
 def element_count(shape: Sequence[int]) -> int:
     return math.prod(shape)
 
@@ -47,24 +40,25 @@ def deserialize_bytes(data: bytes | memoryview, count: int, name: str) -> list[b
     while offset < len(view):
         if len(elements) == count:
             raise InvalidTensor(
-                f"input {shown(name)}: {len(view) - offset} bytes left after its {count} elements"
+                f"input {quoted_name(name)}: {len(view) - offset} bytes left after its {count} "
+                "elements"
             )
         if offset + _LENGTH.size > len(view):
             raise InvalidTensor(
-                f"input {shown(name)}: element {len(elements)} has a truncated length"
+                f"input {quoted_name(name)}: element {len(elements)} has a truncated length"
             )
         (length,) = _LENGTH.unpack_from(view, offset)
         offset += _LENGTH.size
         if offset + length > len(view):
             raise InvalidTensor(
-                f"input {shown(name)}: element {len(elements)} is {length} bytes but only "
+                f"input {quoted_name(name)}: element {len(elements)} is {length} bytes but only "
                 f"{len(view) - offset} remain"
             )
         elements.append(bytes(view[offset : offset + length]))
         offset += length
     if len(elements) != count:
         raise InvalidTensor(
-            f"input {shown(name)}: {len(elements)} elements, its shape says {count}"
+            f"input {quoted_name(name)}: {len(elements)} elements, its shape says {count}"
         )
     return elements
 
@@ -88,6 +82,6 @@ def flatten(data: list[Any], count: int, name: str) -> list[Any]:
     if len(flat) != count:
         found = f"more than {count}" if len(flat) > count else str(len(flat))
         raise InvalidTensor(
-            f"input {shown(name)}: {found} elements in data, its shape says {count}"
+            f"input {quoted_name(name)}: {found} elements in data, its shape says {count}"
         )
     return flat

@@ -16,10 +16,10 @@ from typing import Any
 from tritonclient.grpc import service_pb2
 
 from app.bundle.manifest import Manifest
-from app.errors import InvalidTensor
+from app.errors import InvalidTensor, quoted_name
 from app.oip.classifier_model import OUTPUTS, model_metadata
 from app.oip.codec import InputTensor, OutputTensor
-from app.oip.tensors import serialize_bytes, shown
+from app.oip.tensors import serialize_bytes
 
 # The typed ``contents`` fields, by the datatypes they carry (to name what was sent).
 _TYPED_FIELDS = (
@@ -50,19 +50,19 @@ def input_tensors(request: Any) -> list[InputTensor]:
     tensors = []
     for index, spec in enumerate(request.inputs):
         name = str(spec.name)
-        _refuse_unsupported(spec.parameters, f"input {shown(name)}")
+        _refuse_unsupported(spec.parameters, f"input {quoted_name(name)}")
         shape = tuple(int(d) for d in spec.shape)
         if any(d < 0 for d in shape):
-            raise InvalidTensor(f"input {shown(name)} has a negative dimension {list(shape)}")
+            raise InvalidTensor(f"input {quoted_name(name)} has a negative dimension {list(shape)}")
         typed = spec.HasField("contents")
         if raw and typed:
-            raise InvalidTensor(f"input {shown(name)} has both raw and typed contents")
+            raise InvalidTensor(f"input {quoted_name(name)} has both raw and typed contents")
         if raw:
             data = memoryview(raw[index])
         elif typed:
             data = memoryview(_typed_bytes(name, spec.contents))
         else:
-            raise InvalidTensor(f"input {shown(name)} has no contents")
+            raise InvalidTensor(f"input {quoted_name(name)} has no contents")
         tensors.append(InputTensor(name, str(spec.datatype), shape, data, None))
     return tensors
 
@@ -71,7 +71,8 @@ def _typed_bytes(name: str, contents: Any) -> bytes:
     others = [field for field in _TYPED_FIELDS if len(getattr(contents, field))]
     if others:
         raise InvalidTensor(
-            f"input {shown(name)} has {others[0]}; this model's inputs are BYTES (bytes_contents)"
+            f"input {quoted_name(name)} has {others[0]}; this model's inputs are BYTES "
+            "(bytes_contents)"
         )
     return serialize_bytes(list(contents.bytes_contents))
 
@@ -104,10 +105,12 @@ def requested_outputs(request: Any) -> list[str]:
     for output in request.outputs:
         name = str(output.name)
         if name not in OUTPUTS:
-            raise InvalidTensor(f"unknown output {shown(name)}; the model has {', '.join(OUTPUTS)}")
+            raise InvalidTensor(
+                f"unknown output {quoted_name(name)}; the model has {', '.join(OUTPUTS)}"
+            )
         if name in names:
-            raise InvalidTensor(f"output {shown(name)} is requested twice")
-        _refuse_unsupported(output.parameters, f"output {shown(name)}")
+            raise InvalidTensor(f"output {quoted_name(name)} is requested twice")
+        _refuse_unsupported(output.parameters, f"output {quoted_name(name)}")
         names.append(name)
     return names
 

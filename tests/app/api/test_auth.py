@@ -128,9 +128,9 @@ def test_docs_and_metrics_can_be_left_open(tiny_bundle_dir: Path) -> None:
         assert client.get("/openapi.json").status_code == 200
         assert client.get("/docs").status_code == 200
         assert client.get("/info").status_code == 401
-    assert METRICS_PATH in open_paths(app, settings)
+    assert METRICS_PATH in open_paths(app, settings, probes=["/livez"])
     protected = make_settings(tiny_bundle_dir, api_keys=KEYS)
-    assert METRICS_PATH not in open_paths(create_app(protected), protected)
+    assert METRICS_PATH not in open_paths(create_app(protected), protected, probes=["/livez"])
 
 
 def test_openapi_declares_the_scheme_and_the_401s(secured: TestClient) -> None:
