@@ -15,8 +15,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from app.config.settings import Settings
 from app.errors import FusionServeError, RequestError
-from app.settings import Settings
 
 logger = logging.getLogger("fusionserve")
 
@@ -41,9 +41,9 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from app.logging_setup import setup_logging
+    from app.observability.logging_setup import setup_logging
     from app.server import run_server
-    from app.worker_pool import available_cores, resolve_workers, serve_workers
+    from app.workers.worker_pool import available_cores, resolve_workers, serve_workers
 
     settings = _settings(args)
     setup_logging(settings.log_level, settings.log_format, access_log=settings.access_log)
@@ -54,9 +54,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from app.classification import ClassifiedItem, Timings
-    from app.engine import build_engine
-    from app.rest_answers import classify_response
+    from app.core.classification import ClassifiedItem, Timings
+    from app.core.engine import build_engine
+    from app.rest.rest_answers import classify_response
 
     settings = _settings(args)
     # A one-shot command for people: warnings as plain text on stderr, the result on stdout.
@@ -118,7 +118,7 @@ PASS_THROUGH = {
 
 
 def _settings_doc(args: argparse.Namespace) -> int:
-    from app.settings_doc import DOC_PATH, shown, stale, write
+    from app.config.settings_doc import DOC_PATH, shown, stale, write
 
     path: Path = args.out or DOC_PATH
     try:

@@ -125,7 +125,7 @@ class InferenceFailed(RequestError):
 
 
 class Overloaded(RequestError):
-    """The work already accepted would not drain in time (``app.admission``): retry later
+    """The work already accepted would not drain in time (``app.core.admission``): retry later
     (``Retry-After`` says when). Its status is 503 or, as configured (``overload_status``),
     429."""
 

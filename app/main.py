@@ -14,36 +14,38 @@ import grpc
 from fastapi import FastAPI
 
 from app import __version__
-from app.api import bundle_routes, demo, metrics_route, repository_routes
-from app.api.auth import install_auth, load_api_keys
-from app.api.demo import DEMO_PATHS
-from app.api.direct_routes import ServiceApp
-from app.api.error_responses import ErrorListener, install_error_handlers
-from app.api.gate import RequestGate
-from app.api.http_metrics import HttpMetricsMiddleware
-from app.api.request_id import RequestIdMiddleware
-from app.api.routes import CLASSIFY_PATHS, HEALTH_PATHS, router
-from app.api.trace_requests import TraceRequests
-from app.api.v2 import INFER_ROUTE, V2_HEALTH_PATHS, is_infer_path
-from app.api.v2 import router as v2_router
-from app.api.v2_errors import V2ErrorBodies
-from app.engine import build_engine
-from app.lifecycle import Lifecycle, Status
-from app.logging_setup import setup_logging
-from app.memory_budget import MemoryBudget
-from app.memory_trim import MemoryTrimmer
-from app.metrics import Metrics
-from app.model_repository import ModelRepository
-from app.observer import ServiceObserver
-from app.pod_reloads import PodReloads, follow_reloads
-from app.pod_status import PodStatus
-from app.registry import EngineFactory, ModelRegistry
-from app.serving_core import ServingCore
-from app.settings import Settings
-from app.tracing import Tracing
+from app.asgi import metrics_route
+from app.asgi.auth import install_auth, load_api_keys
+from app.asgi.direct_routes import ServiceApp
+from app.asgi.error_responses import ErrorListener, install_error_handlers
+from app.asgi.gate import RequestGate
+from app.asgi.http_metrics import HttpMetricsMiddleware
+from app.asgi.request_id import RequestIdMiddleware
+from app.asgi.trace_requests import TraceRequests
+from app.config.settings import Settings
+from app.core.engine import build_engine
+from app.core.lifecycle import Lifecycle, Status
+from app.core.model_repository import ModelRepository
+from app.core.observer import ServiceObserver
+from app.core.registry import EngineFactory, ModelRegistry
+from app.core.serving_core import ServingCore
+from app.memory.memory_budget import MemoryBudget
+from app.memory.memory_trim import MemoryTrimmer
+from app.observability.logging_setup import setup_logging
+from app.observability.metrics import Metrics
+from app.observability.tracing import Tracing
+from app.oip import repository_routes
+from app.oip.error_bodies import V2ErrorBodies
+from app.oip.http_routes import INFER_ROUTE, V2_HEALTH_PATHS, is_infer_path
+from app.oip.http_routes import router as v2_router
+from app.rest import bundle_routes, demo
+from app.rest.demo import DEMO_PATHS
+from app.rest.routes import CLASSIFY_PATHS, HEALTH_PATHS, router
+from app.workers.pod_reloads import PodReloads, follow_reloads
+from app.workers.pod_status import PodStatus
 
 if TYPE_CHECKING:
-    from app.pod_metrics import PodState
+    from app.workers.pod_metrics import PodState
 
 logger = logging.getLogger(__name__)
 
@@ -150,8 +152,9 @@ def create_app(
     server so that an orchestrator restarts it rather than routing to a dead replica.
     Raises ``StartupError`` if the API key file cannot be read.
 
-    Logging is left alone unless ``settings.configure_logging`` is set (see app.logging_setup).
-    A worker process of several (``app.worker_pool``) passes its ``pod`` status: readiness
+    Logging is left alone unless ``settings.configure_logging`` is set (see
+    app.observability.logging_setup).
+    A worker process of several (``app.workers.worker_pool``) passes its ``pod`` status: readiness
     then waits for every worker. ``tracer_provider`` replaces the OpenTelemetry provider made
     from the environment when ``settings.tracing`` is on (tests).
     """
@@ -176,7 +179,7 @@ def create_app(
     core = ServingCore(registry, lifecycle, body_memory, pod, repository)
     pod_state: PodState | None = None
     if settings.metrics_enabled and pod is not None and pod.metrics_dir is not None:
-        from app.pod_metrics import PodState as WorkerPodState  # a worker of several only
+        from app.workers.pod_metrics import PodState as WorkerPodState  # a worker of several only
 
         pod_state = WorkerPodState(core, pod.metrics_dir)
     metrics = Metrics(core, pod_state) if settings.metrics_enabled else None

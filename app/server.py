@@ -22,9 +22,9 @@ from types import FrameType
 import uvicorn
 from starlette.types import ASGIApp
 
-from app.lifecycle import Status
-from app.pod_status import PodStatus
-from app.settings import Settings
+from app.config.settings import Settings
+from app.core.lifecycle import Status
+from app.workers.pod_status import PodStatus
 
 logger = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from app.config.settings import Settings
 from app.main import create_app
-from app.settings import Settings
 from tests.support.app_setup import make_settings, wait_ready
 from tests.support.cuda import cuda_available
 from tests.support.gated_service import Gate

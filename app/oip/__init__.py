@@ -1,4 +1,5 @@
-"""The Open Inference Protocol (KServe v2, REST) with Triton's binary tensor data extension:
-JSON bodies (``schemas``), tensor framing (``tensors``), request and response bodies
-(``codec``) and FusionServe's model on the protocol (``fusion``). No HTTP routing here: the
-routes are in ``app.api.v2``."""
+"""The Open Inference Protocol (KServe v2) over HTTP, with Triton's binary tensor data
+extension: JSON bodies (``schemas``), tensor framing (``tensors``), request and response bodies
+(``codec``), FusionServe's model on the protocol (``classifier_model``), the routes
+(``http_routes``), the protocol's error bodies (``error_bodies``) and Triton's model repository
+extension (``repository_routes``)."""

@@ -1,5 +1,5 @@
 """FusionServe's classifier as an Open Inference Protocol model: its tensors and metadata, and
-the conversion between tensors and the serving core's items (``app.classification``).
+the conversion between tensors and the serving core's items (``app.core.classification``).
 
 Inputs, one element per item (shape ``[N]`` or ``[N, 1]``), both BYTES:
 
@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 
 from app.bundle.manifest import LABEL_SEPARATOR, FusionHead, Manifest, Modality
-from app.classification import ClassifiedItem, ClassifyInput
+from app.config.settings import Settings
+from app.core.classification import ClassifiedItem, ClassifyInput
 from app.errors import (
     FieldTooLarge,
     InvalidTensor,
@@ -41,7 +42,6 @@ from app.errors import (
 from app.oip.codec import InputTensor, OutputTensor
 from app.oip.schemas import MetadataTensor, ModelMetadata
 from app.oip.tensors import BYTES, FP32
-from app.settings import Settings
 
 IMAGE: Modality = "image"
 TEXT: Modality = "text"

@@ -11,12 +11,12 @@ import grpc
 from opentelemetry.trace import Tracer
 from tritonclient.grpc import service_pb2_grpc
 
-from app.api.auth import ApiKeys
+from app.asgi.auth import ApiKeys
+from app.config.settings import Settings
+from app.core.serving_core import ServingCore
 from app.errors import RequestError, StartupError
-from app.metrics import Metrics
+from app.observability.metrics import Metrics
 from app.oip_grpc.servicer import InferenceServicer
-from app.serving_core import ServingCore
-from app.settings import Settings
 
 logger = logging.getLogger(__name__)
 

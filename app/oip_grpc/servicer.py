@@ -1,6 +1,6 @@
 """``inference.GRPCInferenceService``: a thin adapter over the serving core, as the HTTP
-routes of ``app.api.v2`` are. Health, server and model metadata, model readiness,
-inference and the model repository extension (``app.model_repository``); the other calls of
+routes of ``app.oip.http_routes`` are. Health, server and model metadata, model readiness,
+inference and the model repository extension (``app.core.model_repository``); the other calls of
 Triton's service answer UNIMPLEMENTED (the base class's).
 
 Every call but ServerLive and ServerReady needs an API key when keys are configured
@@ -25,8 +25,12 @@ from opentelemetry.trace import Status as SpanStatus
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from app import __version__
-from app.api.auth import ApiKeys
-from app.classification import ClassifiedItem
+from app.asgi.auth import ApiKeys
+from app.config.settings import Settings
+from app.core.classification import ClassifiedItem
+from app.core.lifecycle import Status
+from app.core.model_repository import ModelRepository
+from app.core.serving_core import ServingCore
 from app.errors import (
     DeadlineExceeded,
     InvalidTensor,
@@ -34,9 +38,8 @@ from app.errors import (
     RequestError,
     Unauthorized,
 )
-from app.lifecycle import Status
-from app.metrics import Metrics
-from app.model_repository import ModelRepository
+from app.observability.metrics import Metrics
+from app.observability.tracing import incoming_context
 from app.oip.classifier_model import ItemFailed, Limits, output_tensors, request_items
 from app.oip_grpc.messages import (
     infer_response,
@@ -46,9 +49,6 @@ from app.oip_grpc.messages import (
     requested_outputs,
 )
 from app.oip_grpc.status_codes import status_code, trailing_metadata
-from app.serving_core import ServingCore
-from app.settings import Settings
-from app.tracing import incoming_context
 
 SERVER_NAME = "fusionserve"
 EXTENSIONS = ["binary_tensor_data"]

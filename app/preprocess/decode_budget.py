@@ -17,8 +17,8 @@ import time
 from dataclasses import dataclass
 
 from app.errors import ImageTooLarge
-from app.memory_budget import MemoryBudget, RoomWanted
-from app.memory_trim import TRIM_AFTER_BYTES
+from app.memory.memory_budget import MemoryBudget, RoomWanted
+from app.memory.memory_trim import TRIM_AFTER_BYTES
 from app.preprocess.decode_pace import DecodePace
 
 DECODE_MEMORY_SETTING = "FUSIONSERVE_DECODE_MEMORY_MB"

@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image
 
 from app.bundle.manifest import ImagePreprocess
+from app.config.settings import Settings
 from app.errors import StartupError
 from app.preprocess.gpu_jpeg import (
     GPU_INTERPOLATIONS,
@@ -18,7 +19,6 @@ from app.preprocess.gpu_jpeg import (
     NvImageCodecBackend,
     nvimgcodec_installed,
 )
-from app.settings import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 // FusionServe demo page: sends the user's image and/or description to POST /classify and
 // draws the answer (class bars, modality contributions, timing) or the service's error.
-// Served by the service itself (app/api/demo.py); nothing is fetched from anywhere else.
+// Served by the service itself (app/rest/demo.py); nothing is fetched from anywhere else.
 "use strict";
 
 const TOP_K = 5; // classes shown as bars (and explained)

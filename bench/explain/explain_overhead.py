@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from app.engine import build_engine
-from app.pipeline import Pipeline
-from app.settings import Settings
+from app.config.settings import Settings
+from app.core.engine import build_engine
+from app.core.pipeline import Pipeline
 from bench.harness.paths import REPO_ROOT
 from bench.harness.statistics import median, ratio
 

@@ -1,5 +1,5 @@
 """(d) The batch-size sweep, in-process: the fp32 default bundle's engine
-(``app.engine.build_engine``) on the plan's device, its text cache off, and ``Pipeline.run``
+(``app.core.engine.build_engine``) on the plan's device, its text cache off, and ``Pipeline.run``
 timed on batches of each size of prepared real-photo requests (decoded once, beforehand, on
 the CPU: the models alone are timed). Items/s and ms per batch; the recommended GPU default
 is the smallest batch size within ``SWEEP_FRACTION`` of the best items/s (bigger batches
@@ -12,9 +12,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypedDict
 
-from app.engine import build_engine
-from app.pipeline import PreparedItem
-from app.settings import Settings
+from app.config.settings import Settings
+from app.core.engine import build_engine
+from app.core.pipeline import PreparedItem
 from bench.gpu.plan import DEPLOYED_MAX_BATCH_SIZE, SWEEP_FRACTION, Plan
 from bench.harness.payloads import build_requests
 from bench.harness.statistics import median

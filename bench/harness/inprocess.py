@@ -24,9 +24,9 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from app.engine import Engine, build_engine, warm_up
-from app.pipeline import PreparedItem
-from app.settings import Settings
+from app.config.settings import Settings
+from app.core.engine import Engine, build_engine, warm_up
+from app.core.pipeline import PreparedItem
 from bench.harness.payloads import RequestSet, build_requests
 from bench.harness.statistics import mean, median
 

@@ -27,7 +27,7 @@ from bench.harness.paths import BENCH_DIR
 
 VENVS_DIR = BENCH_DIR / ".venvs"
 
-# The libraries app.bundle/app.preprocess/app.pipeline/app.runtime/app.engine import.
+# The libraries app.bundle/app.preprocess/app.core.pipeline/app.core.runtime/app.core.engine import.
 SHARED = ("onnxruntime", "pillow", "numpy", "tokenizers", "pydantic", "pydantic-settings")
 
 FRAMEWORKS: dict[str, tuple[str, ...]] = {

@@ -17,7 +17,7 @@ from models.export.reference_preprocess import EFFICIENTNET_LITE_PREPROCESS
 images = pickle.load(open(sys.argv[2], "rb"))
 decoder = ImageDecoder(EFFICIENTNET_LITE_PREPROCESS, max_pixels=50_000_000, min_side=8)
 try:  # as the service calls it: with a decode budget, where the checkout has one
-    from app.memory_budget import MemoryBudget
+    from app.memory.memory_budget import MemoryBudget
     from app.preprocess.decode_budget import DecodeBudget
     from app.preprocess.decode_pace import DecodePace
     budget = DecodeBudget(MemoryBudget(256 * 2**20), DecodePace(), float("inf"))

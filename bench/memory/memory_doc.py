@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from app.settings import Settings
+from app.config.settings import Settings
 from bench.harness.formatting import fixed
 from bench.harness.generated_docs import GeneratedDoc, recorded_options
 from bench.harness.paths import DOCS_DIR, RESULTS_DIR, read_results

@@ -26,7 +26,7 @@ The terms, each bounded by a setting or by a measurement:
 
 A memory limit must cover their sum plus ``MARGIN`` (allocator fragmentation across threads,
 Python objects per request, what no budget counts). With several worker processes
-(``workers``, app/worker_pool.py) each worker is a whole process with its own models, cache,
+(``workers``, app/workers/worker_pool.py) each worker is a whole process with its own models, cache,
 budgets and CUDA context, so those terms count once per worker; ``max_in_flight`` is the
 pod's, divided between the workers, so the items waiting count once.
 
@@ -36,7 +36,7 @@ and ``bench.memory.memory_doc`` shows it summed in docs/operations.md: one rule 
 
 from __future__ import annotations
 
-from app.settings import Settings
+from app.config.settings import Settings
 from models.export.reference_preprocess import EFFICIENTNET_LITE_PREPROCESS
 
 MiB = 2**20

@@ -20,12 +20,12 @@ from typing import Any, TypeVar, cast
 from starlette.requests import Request
 from starlette.types import Message
 
-from app.api.forms import form_limits, parse_form
-from app.api.rest_forms import ClassifyForm
-from app.classification import ClassifiedItem, ClassifyInput, Timings
-from app.engine import build_engine
-from app.rest_answers import classify_response
-from app.settings import Settings
+from app.config.settings import Settings
+from app.core.classification import ClassifiedItem, ClassifyInput, Timings
+from app.core.engine import build_engine
+from app.rest.forms import form_limits, parse_form
+from app.rest.rest_answers import classify_response
+from app.rest.rest_forms import ClassifyForm
 from bench.harness.payloads import RequestSet
 from bench.harness.statistics import median
 

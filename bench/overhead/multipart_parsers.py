@@ -6,8 +6,8 @@ this process, single-threaded: what reading /classify's form costs each way.
   ``SpooledTemporaryFile`` per file);
 - ``python_multipart_bare``: python-multipart's ``MultipartParser`` with callbacks that only
   collect each part's headers and data (the floor for that library);
-- ``service_parse_form``: the route's own path now (``app.api.forms.parse_form``: the parser
-  of ``app.api.multipart_body``, the limits, the form's fields checked and validated);
+- ``service_parse_form``: the route's own path now (``app.rest.forms.parse_form``: the parser
+  of ``app.rest.multipart_body``, the limits, the form's fields checked and validated);
 - ``defnull_multipart``: defnull's ``multipart`` push parser, timed in its own venv (its
   module has the name of the shim python-multipart installs).
 
@@ -27,9 +27,9 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 from starlette.types import Message
 
-from app.api.forms import form_limits, parse_form
-from app.api.rest_forms import ClassifyForm
-from app.settings import Settings
+from app.config.settings import Settings
+from app.rest.forms import form_limits, parse_form
+from app.rest.rest_forms import ClassifyForm
 from bench.harness.paths import RESULTS_DIR
 from bench.harness.payloads import tiny_requests
 from bench.harness.venvs import ensure, versions

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.settings import DEFAULT_BUNDLE_PATH
+from app.config.settings import DEFAULT_BUNDLE_PATH
 from bench.harness import procs
 from bench.harness.loadgen import closed_loop, run, single_client
 from bench.harness.paths import REPO_ROOT, RESULTS_DIR

@@ -76,9 +76,9 @@ def render(tiny: dict[str, Any], default: dict[str, Any], parsers: dict[str, Any
     medians, default_medians = tiny["medians"], default["medians"]
     parser_us = parsers["parsers_us"]
     lines = [
-        "The classification routes take a lean path (`app/api/direct_routes.py`: past FastAPI's "
+        "The classification routes take a lean path (`app/asgi/direct_routes.py`: past FastAPI's "
         "and Starlette's per-request layers, through the service's own ASGI middleware; the "
-        "multipart body read by python-multipart's parser directly, `app/api/multipart_body.py`; "
+        "multipart body read by python-multipart's parser directly, `app/rest/multipart_body.py`; "
         "the answer validated and encoded once). `bench.overhead.request_overhead` runs this "
         f"checkout ({_commit(tiny, 'commit')}) and the one before those changes "
         f"({_commit(tiny, 'baseline_commit')}) in turn, {len(tiny['runs']['after'])} rounds "

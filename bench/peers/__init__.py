@@ -6,5 +6,5 @@ and targets, ``benchmarks_doc`` writes docs/benchmarks.md and ``throughput_plot`
 ``systems`` lists the systems under test. The peer servers (``litserve_server``,
 ``bentoml_service``, ``ray_server``, sharing ``common``) run in their framework's own venv
 (bench/.venvs/<name>) with PYTHONPATH set to the repository root, and import only
-FusionServe's torch-free modules (app.engine and below).
+FusionServe's torch-free modules (app.core.engine and below).
 """

@@ -328,7 +328,7 @@ includes that competition; the in-process limit (c) has no client at all.
 
 **Systems.** Each serves `POST /classify` (multipart `image` + `text`) on 127.0.0.1 from the
 same bundle (`models/default`), and each runs FusionServe's own torch-free code for decoding,
-tokenising and the three ONNX models (`app.engine.build_engine` ->
+tokenising and the three ONNX models (`app.core.engine.build_engine` ->
 `Pipeline.prepare` / `Pipeline.run`), so only the serving layer differs:
 
 - (a) FusionServe, default settings (dynamic batching up to 8 items, no extra wait, at most

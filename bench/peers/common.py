@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from app.engine import Engine, build_engine, warm_up
-from app.rest_schemas import rank
-from app.settings import Settings
+from app.config.settings import Settings
+from app.core.engine import Engine, build_engine, warm_up
+from app.rest.rest_schemas import rank
 
 CLASSIFY_PATH = "/classify"
 

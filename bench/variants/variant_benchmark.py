@@ -40,8 +40,8 @@ from typing import Any
 
 import numpy as np
 
-from app.engine import Engine, build_engine, warm_up
-from app.settings import Settings
+from app.config.settings import Settings
+from app.core.engine import Engine, build_engine, warm_up
 from bench.harness.inprocess import throughput
 from bench.harness.loadgen import classify_each, run, saturation_run, single_run, warmup_run
 from bench.harness.paths import REPO_ROOT, output_dir

@@ -1,7 +1,7 @@
 """Embed a labelled dataset with a bundle's own encoders, through the service's own code.
 
 ``train-head`` and ``evaluate`` both need image and text features for every example. They get
-them here, from ``app.engine.build_engine`` (the bundle's ONNX files, its manifest's
+them here, from ``app.core.engine.build_engine`` (the bundle's ONNX files, its manifest's
 preprocessing, the service's ``ImageDecoder``, ``clean_text`` and ``TextTokenizer``), so a
 head is trained on exactly the features the service will feed it: one code path, no drift.
 
@@ -32,10 +32,10 @@ import numpy as np
 from tqdm import tqdm
 
 from app.bundle.loader import sha256_file
-from app.engine import Engine, build_engine
+from app.config.settings import Settings
+from app.core.engine import Engine, build_engine
 from app.errors import RequestError
 from app.preprocess.text import clean_text
-from app.settings import Settings
 from models.data.dataset import Example
 
 DEFAULT_CACHE_DIR = Path(__file__).resolve().parents[1] / ".cache" / "features"

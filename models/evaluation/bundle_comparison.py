@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from app.engine import Engine
+from app.core.engine import Engine
 from models.data.dataset import Dataset, Example
 from models.data.features import FeatureExtractor
 

@@ -16,7 +16,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-from app.pipeline import softmax
+from app.core.pipeline import softmax
 
 DEFAULT_BINS = 15
 # Fitted temperatures are searched in [1/20, 20]: wide enough for any sane head, and it keeps
@@ -153,7 +153,7 @@ def expected_calibration_error(
 
 def calibrated_probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """Row-wise ``softmax(logits / temperature)`` in float64: the service's own softmax
-    (``app.pipeline.softmax``), after checking the logits and the temperature."""
+    (``app.core.pipeline.softmax``), after checking the logits and the temperature."""
     return softmax(_logits(logits), _temperature(temperature), dtype=np.float64)
 
 

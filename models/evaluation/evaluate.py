@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from app.bundle.manifest import Manifest
+from app.core.pipeline import Pipeline
 from app.errors import FusionServeError
-from app.pipeline import Pipeline
 from models.data.dataset import SPLITS, Dataset, DatasetError, Example, load_dataset
 from models.data.features import (
     DEFAULT_CACHE_DIR,

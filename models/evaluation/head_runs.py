@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from app.bundle.manifest import Modality
-from app.pipeline import Pipeline
+from app.core.pipeline import Pipeline
 from models.data.features import Features
 
 HEAD_CHUNK = 4096

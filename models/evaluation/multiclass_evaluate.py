@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from app.pipeline import Pipeline
+from app.core.pipeline import Pipeline
 from models.data.features import Features
 from models.evaluation import classification_metrics
 from models.evaluation.head_runs import ABLATION, NOT_SUPPORTED, head_outputs

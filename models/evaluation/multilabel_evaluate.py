@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from app.bundle.manifest import Manifest
-from app.pipeline import Pipeline, sigmoid
+from app.core.pipeline import Pipeline, sigmoid
 from models.data.dataset import Dataset, DatasetError, load_dataset
 from models.data.features import Features
 from models.evaluation import multilabel_calibration as calibration

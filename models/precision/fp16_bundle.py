@@ -14,7 +14,7 @@ Usage::
 3. Write DST: the converted models, SRC's other files (hard-linked, else copied), a manifest
    with a distinct name (default ``<SRC name>-fp16``) and the new files' sha256,
    ``conversion.json`` and a model card.
-4. Start DST as the service would (``app.engine.build_engine`` on ``--device``, warm-up),
+4. Start DST as the service would (``app.core.engine.build_engine`` on ``--device``, warm-up),
    record which of each model's nodes ran in float16 there
    (``models.precision.kernel_precision``: the x86 CPU provider runs most arithmetic in
    float32 between inserted casts; CUDA runs it in float16), and with ``--check-data`` compare
@@ -36,7 +36,7 @@ from typing import Any
 
 from app.bundle.loader import Bundle, load_bundle
 from app.bundle.manifest import MANIFEST_FILENAME
-from app.engine import Engine, warm_up
+from app.core.engine import Engine, warm_up
 from app.errors import BundleError, StartupError
 from models.data.dataset import DatasetError, Example, load_dataset
 from models.data.features import DEVICES, FeatureError, load_engine

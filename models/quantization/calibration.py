@@ -17,10 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 
-from app.classification import ClassifyInput
-from app.engine import Engine
+from app.core.classification import ClassifyInput
+from app.core.engine import Engine
+from app.core.pipeline import Pipeline
 from app.errors import RequestError
-from app.pipeline import Pipeline
 from models.data.dataset import Dataset, Example
 
 CALIBRATION_SPLITS = ("train", "val", "all")

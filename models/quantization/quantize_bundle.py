@@ -18,7 +18,7 @@ Usage::
 4. Write DST: the quantised encoders, SRC's fusion head and tokenizer (hard-linked, else
    copied), a manifest with a distinct name (default ``<SRC name>-int8``) and the new files'
    sha256, ``quantization.json`` and a model card.
-5. Start DST as the service would (``app.engine.build_engine`` and warm-up), then compare it
+5. Start DST as the service would (``app.core.engine.build_engine`` and warm-up), then compare it
    with SRC on the check rows: cosine of each encoder's embeddings, agreement of the fused
    top-1 labels, largest probability difference. Only then is DST moved into place.
 
@@ -38,7 +38,7 @@ from typing import Any
 
 from app.bundle.loader import Bundle, load_bundle
 from app.bundle.manifest import MANIFEST_FILENAME
-from app.engine import Engine, warm_up
+from app.core.engine import Engine, warm_up
 from app.errors import BundleError, StartupError
 from models.data.dataset import DatasetError, load_dataset
 from models.data.features import FeatureError, load_engine

@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from models.reporting.plots import DPI
 
 PER_AXES = 8
+F1_PER_PANEL = 30  # labels in one panel of the per-label F1 figure
 COLUMNS = 2
 
 
@@ -51,14 +52,43 @@ def _colour(i: int) -> str:
 
 
 def per_label_f1_png(report: dict[str, Any], path: Path) -> None:
-    """Each label's F1 at its threshold (bars), its precision and recall (markers), and the
-    micro and macro F1 (lines)."""
+    """``per_label_f1_figure`` as a PNG at ``path``."""
+    _save(per_label_f1_figure(report), path)
+
+
+def per_label_f1_figure(report: dict[str, Any]) -> Figure:
+    """Each label's F1 at its threshold (bars; the value in the label's name), its precision
+    and recall (markers), and the micro and macro F1 (lines); at most ``F1_PER_PANEL`` labels
+    to a panel, so that any number of labels stays readable, and the legend below the
+    panels, where it hides no bar."""
     scores = report["metrics"]
     rows = scores["per_label"]
-    names = [f"{row['label']} (n={row['support']}, t={row['threshold']:g})" for row in rows]
-    height = min(2.0 + 0.42 * len(rows), 40.0)
-    figure = Figure(figsize=(8.0, height), layout="constrained")
-    axes = figure.add_subplot()
+    groups = [rows[i : i + F1_PER_PANEL] for i in range(0, len(rows), F1_PER_PANEL)] or [[]]
+    columns = min(COLUMNS, len(groups))
+    panel_rows = math.ceil(len(groups) / columns)
+    tallest = max(len(group) for group in groups) or 1
+    figure = Figure(
+        figsize=(7.5 * columns, (1.0 + 0.34 * tallest) * panel_rows + 1.4), layout="constrained"
+    )
+    grid = figure.subplots(panel_rows, columns, squeeze=False)
+    panels = [grid[i // columns][i % columns] for i in range(panel_rows * columns)]
+    for spare in panels[len(groups) :]:
+        spare.set_visible(False)
+    for axes, group in zip(panels, groups, strict=False):
+        _f1_panel(axes, group, scores)
+    data = report["dataset"]
+    figure.suptitle(f"Per-label F1 ({data['split']}, {data['examples']} examples)")
+    handles, labels = panels[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize="small")
+    return figure
+
+
+def _f1_panel(axes: Axes, rows: list[dict[str, Any]], scores: dict[str, Any]) -> None:
+    # The values in the labels, where no marker, line or bar can cover them.
+    names = [
+        f"{row['label']}: F1 {row['f1']:.2f} (n={row['support']}, t={row['threshold']:.2f})"
+        for row in rows
+    ]
     place = np.arange(len(rows))
     f1 = [row["f1"] for row in rows]
     axes.barh(place, f1, height=0.6, color="tab:blue", alpha=0.8, label="F1")
@@ -69,17 +99,11 @@ def per_label_f1_png(report: dict[str, Any], path: Path) -> None:
     axes.plot([], [], "x", color="tab:green", label="recall")
     axes.axvline(scores["micro_f1"], color="black", linestyle="--", label="micro F1")
     axes.axvline(scores["macro_f1"], color="grey", linestyle=":", label="macro F1")
-    for y, value in enumerate(f1):
-        axes.text(min(value + 0.01, 0.9), y, f"{value:.2f}", va="center", fontsize="small")
     axes.set_yticks(place, names)
     axes.invert_yaxis()  # the first label on top, as in the report's table
     axes.set_xlim(0, 1.02)
     axes.set_xlabel("Score at the label's threshold")
-    data = report["dataset"]
-    axes.set_title(f"Per-label F1 ({data['split']}, {data['examples']} examples)")
-    axes.legend(loc="lower right", fontsize="small")
     axes.grid(axis="x", alpha=0.3)
-    _save(figure, path)
 
 
 def precision_recall_png(report: dict[str, Any], path: Path) -> None:

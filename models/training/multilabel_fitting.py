@@ -14,7 +14,8 @@ the mean (unweighted) binary cross-entropy of ``sigmoid(logits / T)``
 (``models.evaluation.multilabel_calibration.binary_cross_entropy_from_logits``, which with the
 positive weights is also the training loss), searched over ``log T`` in ``TEMPERATURE_BOUNDS``
 by ``models.evaluation.classification_metrics.minimise_over_temperature``, as the softmax's
-``fit_temperature`` is. The probabilities at ``T`` are the service's own ``app.pipeline.sigmoid``.
+``fit_temperature`` is. The probabilities at ``T`` are the service's own
+``app.core.pipeline.sigmoid``.
 
 Thresholds. Tuned per label on validation probabilities *after* temperature scaling. A label
 is predicted when its probability is at or above its threshold. Rule, for each label: the

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.pipeline import sigmoid
+from app.core.pipeline import sigmoid
 from models.evaluation.multilabel_calibration import binary_cross_entropy_from_logits
 from models.evaluation.multilabel_metrics import decide, decision_scores, mean_average_precision
 from models.training.fusion_head import FusionHead, head_logits

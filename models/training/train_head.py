@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from app.bundle.manifest import MANIFEST_FILENAME
-from app.engine import Engine
+from app.core.engine import Engine
 from app.errors import StartupError
 from models.data.dataset import TASKS, Dataset, DatasetError, Example, load_dataset
 from models.data.features import DEFAULT_CACHE_DIR, FeatureError, FeatureExtractor, load_engine

@@ -17,8 +17,8 @@ import onnx
 import onnxruntime
 import torch
 
-from app.engine import Engine
-from app.pipeline import sigmoid
+from app.core.engine import Engine
+from app.core.pipeline import sigmoid
 from models.data.dataset import Dataset
 from models.evaluation.classification_metrics import (
     calibrated_probabilities,

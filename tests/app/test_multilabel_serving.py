@@ -18,8 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.grpc import InferenceServerClient
 
 from app.bundle.manifest import Manifest
-from app.classification import predicted_indices
-from app.engine import build_engine
+from app.core.classification import predicted_indices
+from app.core.engine import build_engine
 from app.main import create_app
 from tests.support.app_setup import answered, classify_files, make_settings, wait_ready
 from tests.support.grpc_requests import triton_inputs

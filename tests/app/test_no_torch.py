@@ -12,7 +12,7 @@ SCRIPT = """
 import sys
 from fastapi.testclient import TestClient
 from app.main import create_app
-from app.settings import Settings
+from app.config.settings import Settings
 from tests.support.images import encode_image, photo
 from tests.support.app_setup import wait_ready
 

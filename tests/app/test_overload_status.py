@@ -16,12 +16,12 @@ from pydantic import ValidationError
 from starlette.datastructures import Headers
 from tritonclient.grpc import service_pb2_grpc
 
-from app.api.gate import RequestGate
+from app.asgi.gate import RequestGate
+from app.config.settings import Settings
 from app.errors import MemoryBusy
 from app.main import create_app
-from app.memory_budget import MemoryBudget
+from app.memory.memory_budget import MemoryBudget
 from app.preprocess.decode_pace import TIMED_BYTES
-from app.settings import Settings
 from tests.support.app_setup import make_settings
 from tests.support.gated_service import Gate, default_runner, gated_factory, ready_client
 from tests.support.grpc_requests import typed_infer_request

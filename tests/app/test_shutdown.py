@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from app.lifecycle import Lifecycle, Status
+from app.config.settings import Settings
+from app.core.lifecycle import Lifecycle, Status
 from app.main import create_app
 from app.server import DrainingServer, uvicorn_config
-from app.settings import Settings
 from tests.support.app_setup import make_settings
 from tests.support.gated_service import Gate, gated_factory, numbered_form, ready_client
 

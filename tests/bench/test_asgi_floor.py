@@ -14,7 +14,7 @@ import pytest
 import uvicorn
 
 from app import server
-from app.settings import Settings
+from app.config.settings import Settings
 from bench.overhead import asgi_floor
 
 pytestmark = pytest.mark.anyio

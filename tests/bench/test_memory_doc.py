@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from app.settings import Settings
+from app.config.settings import Settings
 from bench.memory.decode_memory_table import SETTLE_S, settle_s
 from bench.memory.memory_doc import (
     render_allocators,

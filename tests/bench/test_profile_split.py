@@ -10,7 +10,7 @@ from bench.overhead.profile_split import WORK, part_of, per_request_us, split
 MAIN = "thread (1): MainThread"
 LOOP = "Runner.run (asyncio/runners.py:118)"
 HTTP = "RequestResponseCycle.run_asgi (uvicorn/protocols/http/httptools_impl.py:420)"
-ROUTE = "classify (app/api/routes.py:124)"
+ROUTE = "classify (app/rest/routes.py:124)"
 
 
 def stack(*frames: str) -> str:
@@ -21,16 +21,16 @@ def stack(*frames: str) -> str:
     ("frames", "part"),
     [
         ((LOOP, HTTP, ROUTE, "ImageDecoder.decode (app/preprocess/image.py:173)"), "image_decode"),
-        ((LOOP, HTTP, ROUTE, "parse_form (app/api/forms.py:121)"), "multipart"),
+        ((LOOP, HTTP, ROUTE, "parse_form (app/rest/forms.py:121)"), "multipart"),
         # The innermost named frame decides: the request id inside the HTTP server's call.
         (
-            (LOOP, HTTP, "RequestIdMiddleware.__call__ (app/api/request_id.py:65)"),
+            (LOOP, HTTP, "RequestIdMiddleware.__call__ (app/asgi/request_id.py:65)"),
             "service_middleware",
         ),
         ((LOOP, HTTP), "http_server"),
         ((LOOP, "Starlette.__call__ (starlette/applications.py:96)"), "framework"),
         ((LOOP,), "other"),
-        (("Batcher._dispatch (app/batching.py:280)",), "batcher"),
+        (("Batcher._dispatch (app/core/batching.py:280)",), "batcher"),
         (("run (onnxruntime/capi/onnxruntime_inference_collection.py:270)",), "models"),
     ],
 )

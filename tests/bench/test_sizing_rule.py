@@ -3,7 +3,7 @@ worker, the pod's items in flight once."""
 
 from __future__ import annotations
 
-from app.settings import Settings
+from app.config.settings import Settings
 from bench.memory.sizing_rule import worst_case_terms
 from tests.support.memory_sizing import measured_warm_rss_bytes, worst_case_bytes
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from app.api.routes import READYZ
+from app.rest.routes import READYZ
 from bench.memory.sizing_rule import needed_limit_bytes
 from tests.support.deploy_files import METRICS_PATH, ROOT, Manifest, is_setting, settings_from_env
 from tests.support.memory_sizing import compose_bytes, worst_case_bytes

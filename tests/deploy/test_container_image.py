@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from app.settings import Settings
+from app.config.settings import Settings
 from tests.support.repo_paths import ROOT
 
 DEPLOY = ROOT / "deploy"

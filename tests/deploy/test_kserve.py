@@ -19,8 +19,8 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from app.api.v2 import LIVE, READY
 from app.bundle.manifest import SCHEMA_VERSION
+from app.oip.http_routes import LIVE, READY
 from bench.memory.sizing_rule import needed_limit_bytes
 from tests.support.deploy_files import (
     KUBERNETES_VERSION,

@@ -25,8 +25,8 @@ import yaml
 from fastapi.testclient import TestClient
 
 from app import __version__
-from app.api.routes import LIVEZ, READYZ
-from app.settings import Settings
+from app.config.settings import Settings
+from app.rest.routes import LIVEZ, READYZ
 from bench.memory.sizing_rule import needed_limit_bytes
 from tests.support.deploy_files import (
     KUBERNETES_VERSION,

@@ -107,3 +107,63 @@ def test_no_test_module_is_imported() -> None:
         and module.rsplit(".", 1)[-1].startswith(("test_", "conftest"))
     ]
     assert wrong == []
+
+
+# app/'s packages, bottom first (docs/architecture.md, "Inside app/"): a module imports only its
+# own layer and those below it.
+APP_LAYERS = (
+    ("app.errors", "app.config"),
+    ("app.bundle", "app.preprocess", "app.memory"),
+    ("app.core",),
+    ("app.observability", "app.workers"),
+    ("app.asgi",),
+    ("app.rest", "app.oip", "app.oip_grpc"),
+    ("app.main", "app.server", "app.cli", "app.__main__"),
+)
+
+
+def _layer(module: str) -> int | None:
+    for index, names in enumerate(APP_LAYERS):
+        if any(module == name or module.startswith(name + ".") for name in names):
+            return index
+    return None
+
+
+def _module_of(path: str) -> str:
+    return path.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+
+
+def test_every_app_module_is_in_a_layer() -> None:
+    modules = {_module_of(path) for path, _ in _imports("app")}
+    unplaced = sorted(m for m in modules if _layer(m) is None and m != "app")
+    assert unplaced == [], f"add these to APP_LAYERS and docs/architecture.md: {unplaced}"
+
+
+def test_app_imports_go_down_the_layers() -> None:
+    wrong = []
+    for path, imported in _imports("app"):
+        if not imported.startswith("app."):
+            continue
+        importer, target = _layer(_module_of(path)), _layer(imported)
+        if importer is not None and target is not None and target > importer:
+            wrong.append(f"{path} imports {imported}")
+    assert wrong == [], f"docs/architecture.md, Inside app/: {wrong}"
+
+
+def test_no_app_module_imports_itself_through_others() -> None:
+    edges: dict[str, set[str]] = {}
+    for path, imported in _imports("app"):
+        if imported.startswith("app."):
+            edges.setdefault(_module_of(path), set()).add(imported)
+    cycles = []
+    for start in edges:
+        seen, stack = set(), list(edges[start])
+        while stack:
+            module = stack.pop()
+            if module == start:
+                cycles.append(start)
+                break
+            if module not in seen:
+                seen.add(module)
+                stack.extend(edges.get(module, ()))
+    assert cycles == [], f"modules of app/ in an import circle: {sorted(cycles)}"

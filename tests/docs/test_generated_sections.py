@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from app.settings import Settings
+from app.config.settings import Settings
 from bench.harness.generated_docs import section_body
 from bench.memory import memory_doc
 from bench.memory.sizing_rule import MARGIN, needed_limit_bytes

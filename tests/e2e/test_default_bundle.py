@@ -17,9 +17,9 @@ from sklearn.datasets import load_sample_image
 from tokenizers import Tokenizer
 
 from app.bundle import load_bundle
+from app.config.settings import Settings
 from app.main import create_app
 from app.preprocess.image import ImageDecoder
-from app.settings import Settings
 from models.export.reference_preprocess import reference_image_tensor
 from tests.support.app_setup import answered, classify_files, wait_ready
 from tests.support.repo_paths import SAMPLES

@@ -14,8 +14,8 @@ import httpx
 import numpy as np
 import pytest
 
+from app.config.settings import Settings
 from app.main import create_app
-from app.settings import Settings
 from tests.support.kserve_sdk import b64, kserve_calls
 from tests.support.live_server import serving
 from tests.support.repo_paths import SAMPLES

@@ -11,7 +11,7 @@ import httpx
 import numpy as np
 from fastapi.testclient import TestClient
 
-from app.settings import Settings
+from app.config.settings import Settings
 
 
 def classify_files(image: bytes | None, text: str | None) -> dict[str, Any]:

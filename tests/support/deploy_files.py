@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from app.api import metrics_route
-from app.settings import Settings
+from app.asgi import metrics_route
+from app.config.settings import Settings
 from tests.support.repo_paths import ROOT
 
 PREFIX = "FUSIONSERVE_"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from app.engine import Engine, build_engine
-from app.pipeline import ItemResult, PreparedItem
+from app.config.settings import Settings
+from app.core.engine import Engine, build_engine
+from app.core.pipeline import ItemResult, PreparedItem
 from app.preprocess.decode_budget import DecodeBudget
-from app.settings import Settings
 
 
 def broken_prepare(settings: Settings) -> Engine:

@@ -42,7 +42,7 @@ class FakeModel:
 
 
 async def wait_queued(batcher: Any, depth: int) -> None:
-    """Until ``batcher`` (an ``app.batching.Batcher``) holds ``depth`` queued items."""
+    """Until ``batcher`` (an ``app.core.batching.Batcher``) holds ``depth`` queued items."""
     for _ in range(1000):
         if batcher.queue_depth == depth:
             return

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 import httpx
 from fastapi import FastAPI
 
-from app.engine import Engine, build_engine
-from app.model_runner import ModelRunner
-from app.pipeline import ItemResult, PreparedItem
-from app.serving_core import ServingCore
-from app.settings import Settings
+from app.config.settings import Settings
+from app.core.engine import Engine, build_engine
+from app.core.model_runner import ModelRunner
+from app.core.pipeline import ItemResult, PreparedItem
+from app.core.serving_core import ServingCore
 from tests.support.images import encode_image, photo
 
 TEXTS = ["a cat", "the big blue dog photo", "bird", "a small red bird of the dog", "cat cat"]

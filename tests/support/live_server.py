@@ -14,7 +14,7 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
-from app.engine import build_engine
+from app.core.engine import build_engine
 from app.main import create_app
 from tests.support.app_setup import make_settings
 from tests.support.ports import bound_socket

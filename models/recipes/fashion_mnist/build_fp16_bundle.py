@@ -36,7 +36,7 @@ from typing import Any
 import onnxruntime as ort
 
 from app.bundle.manifest import MANIFEST_FILENAME
-from app.runtime import CUDA
+from app.core.runtime import CUDA
 from models.precision.fp16_bundle import MODEL_CARD_FILE, REPORT_FILE
 from models.recipes.fashion_mnist.variant_build import (
     EVALUATION_FILE,

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from app.classification import predicted_indices
+from app.core.classification import predicted_indices
 from models.data.dataset import Example, load_dataset
 from models.data.features import FeatureExtractor, load_engine
 from models.recipes.fashion_mnist.attribute_tags import ATTRIBUTE_TAGS, TAGS

@@ -24,9 +24,9 @@ from typing import Any
 
 from app.bundle import MANIFEST_FILENAME, Manifest
 from app.bundle.loader import sha256_file
-from app.engine import build_engine, warm_up
+from app.config.settings import Settings
+from app.core.engine import build_engine, warm_up
 from app.errors import StartupError
-from app.settings import Settings
 from models.export.export_support import ExportError
 from models.recipes.fashion_mnist import build_default_bundle as default_bundle
 from models.recipes.fashion_mnist.attribute_tags import TAGS

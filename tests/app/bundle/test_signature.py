@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from app.engine import build_engine
+from app.config.settings import Settings
+from app.core.engine import build_engine
 from app.errors import BundleError
-from app.settings import Settings
 from tests.support import tiny_bundle as tiny
 
 

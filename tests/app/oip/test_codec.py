@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.bundle.manifest import FusionHead
-from app.classification import ClassifyInput
+from app.core.classification import ClassifyInput
 from app.errors import (
     DeadlineExceeded,
     FieldTooLarge,

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from app.bundle.manifest import ImagePreprocess
 from app.errors import RequestError
-from app.memory_budget import MemoryBudget
+from app.memory.memory_budget import MemoryBudget
 from app.preprocess.decode_budget import DecodeBudget
 from app.preprocess.decode_pace import DecodePace
 from app.preprocess.image import ImageDecoder

@@ -19,7 +19,7 @@ from PIL import Image
 
 from app.bundle.manifest import ImagePreprocess
 from app.errors import ImageTooLarge, InvalidImage, StartupError
-from app.memory_budget import MemoryBudget
+from app.memory.memory_budget import MemoryBudget
 from app.preprocess.decode_budget import DecodeBudget
 from app.preprocess.decode_pace import DecodePace
 from app.preprocess.gpu_decoder_choice import check_jpeg, gpu_decoder

@@ -13,8 +13,8 @@ from PIL import Image, ImageFile
 
 from app.bundle.manifest import ImagePreprocess
 from app.errors import ImageTooLarge, InvalidImage, UnsupportedImageFormat
-from app.memory_budget import MemoryBudget, RoomWanted
-from app.memory_trim import MemoryTrimmer
+from app.memory.memory_budget import MemoryBudget, RoomWanted
+from app.memory.memory_trim import MemoryTrimmer
 from app.preprocess.decode_budget import DecodeBudget, TooLate
 from app.preprocess.decode_pace import TIMED_BYTES, DecodePace
 from app.preprocess.image import ImageDecoder

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.engine import Engine
+from app.core.engine import Engine
 from models.data.dataset import load_dataset
 from models.data.features import FeatureError, FeatureExtractor, load_engine
 from tests.support.images import encode_image, photo

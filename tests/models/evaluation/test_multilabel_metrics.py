@@ -24,7 +24,7 @@ from sklearn.metrics import (
     recall_score,
 )
 
-from app.pipeline import sigmoid
+from app.core.pipeline import sigmoid
 from models.evaluation import multilabel_calibration as calibration
 from models.evaluation.multilabel_metrics import (
     MultilabelReport,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from app.pipeline import sigmoid
+from app.core.pipeline import sigmoid
 from models.evaluation.multilabel_calibration import binary_cross_entropy_from_logits
 from models.training.multilabel_fitting import (
     MAX_POS_WEIGHT,

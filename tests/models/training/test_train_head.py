@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.cli import main as cli_main
-from app.engine import Engine
+from app.core.engine import Engine
 from app.main import create_app
 from models.data.dataset import load_dataset
 from models.data.features import FeatureExtractor, load_engine

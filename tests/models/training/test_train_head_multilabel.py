@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from app.engine import Engine, build_engine
-from app.pipeline import sigmoid
+from app.core.engine import Engine, build_engine
+from app.core.pipeline import sigmoid
 from models.data.dataset import load_dataset
 from models.data.features import FeatureExtractor
 from models.evaluation.multilabel_metrics import decide, decision_scores

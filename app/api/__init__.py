@@ -1,1 +1,0 @@
-"""HTTP layer: the FastAPI application factory, routes and error rendering."""

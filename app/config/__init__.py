@@ -1,0 +1,1 @@
+"""Settings: the one ``Settings`` class, and the page it writes (docs/configuration.md)."""

@@ -1,0 +1,205 @@
+"""Build a ready-to-run pipeline from settings: bundle, sessions, checks, warm-up."""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+
+from app.bundle import Bundle, load_bundle
+from app.bundle.manifest import Manifest
+from app.bundle.signature import check_signatures
+from app.config.settings import Settings
+from app.core.bound_session import BoundSession
+from app.core.classification import ClassifyInput
+from app.core.pipeline import Pipeline, PreparedItem, Session
+from app.core.request_policy import RequestPolicy
+from app.core.runtime import CUDA, active_providers, create_session, requested_providers
+from app.core.text_cache import TextEmbeddingCache
+from app.errors import StartupError
+from app.preprocess.decode_budget import DecodeBudget
+from app.preprocess.gpu_decoder_choice import gpu_decoder
+from app.preprocess.image import ImageDecoder
+from app.preprocess.text import TextTokenizer
+
+logger = logging.getLogger(__name__)
+
+WARMUP_TEXT = "warm-up request"
+
+
+@dataclass(frozen=True)
+class Engine:
+    """A loaded bundle: its pipeline, the providers each session really uses, and the
+    request policy of its head (what a request may ask of it)."""
+
+    bundle: Bundle
+    pipeline: Pipeline
+    providers: dict[str, list[str]]
+    policy: RequestPolicy
+
+    @property
+    def on_cuda(self) -> bool:
+        return all(CUDA in p for p in self.providers.values())
+
+    def prepare(
+        self,
+        image: bytes | None,
+        text: str | None,
+        explain: bool = False,
+        budget: DecodeBudget | None = None,
+    ) -> PreparedItem:
+        """One item checked by the request policy, then decoded and tokenised: what the
+        service does before an item joins a batch (for tools and in-process callers)."""
+        item = self.policy.check(ClassifyInput(image, text, explain))
+        return self.pipeline.prepare(item.image, item.text, item.explain, budget)
+
+
+def build_engine(settings: Settings) -> Engine:
+    """Load and validate the bundle and create its sessions; raises ``StartupError``."""
+    started = time.perf_counter()
+    bundle = load_bundle(settings.bundle_path, verify_hashes=settings.verify_bundle_hashes)
+    manifest = bundle.manifest
+    providers = requested_providers(settings)
+    image = create_session(bundle.path(manifest.image_encoder.file), settings, providers)
+    text = create_session(bundle.path(manifest.text_encoder.file), settings, providers)
+    head = create_session(bundle.path(manifest.fusion_head.file), settings, providers)
+    check_signatures(manifest, image, text, head)
+    active = {
+        "image_encoder": active_providers(image),
+        "text_encoder": active_providers(text),
+        "fusion_head": active_providers(head),
+    }
+    decoder = ImageDecoder(
+        manifest.image_encoder.preprocess,
+        max_pixels=settings.max_image_pixels,
+        min_side=settings.min_image_side,
+        max_aspect_ratio=settings.max_image_aspect_ratio,
+        jpeg_draft=settings.jpeg_draft,
+        gpu=gpu_decoder(
+            settings, manifest.image_encoder.preprocess, CUDA in active["image_encoder"]
+        ),
+    )
+    tokenizer = TextTokenizer(
+        bundle.path(manifest.text_encoder.tokenizer.file),
+        manifest.text_encoder.max_length,
+        settings.text_length_buckets,
+    )
+    pipeline = Pipeline(
+        manifest,
+        _bound(image, settings),
+        _bound(text, settings),
+        _bound(head, settings),
+        decoder,
+        tokenizer,
+        TextEmbeddingCache(settings.text_cache_size),
+    )
+    logger.info(
+        "loaded bundle %s %s from %s in %.2fs; providers %s",
+        manifest.name,
+        manifest.version,
+        bundle.root,
+        time.perf_counter() - started,
+        active,
+    )
+    policy = RequestPolicy(manifest.fusion_head, settings.max_text_chars)
+    return Engine(bundle=bundle, pipeline=pipeline, providers=active, policy=policy)
+
+
+def _bound(session: ort.InferenceSession, settings: Settings) -> Session:
+    """``session`` as the pipeline runs it: through IO binding (``settings.io_binding``)."""
+    on_cuda = CUDA in active_providers(session)
+    if settings.io_binding == "on" or (settings.io_binding == "auto" and on_cuda):
+        return BoundSession.on_active_device(session, settings.cuda_device_id)
+    plain: Session = session
+    return plain
+
+
+def _warmup_image(size: int) -> bytes:
+    gradient = np.linspace(0, 255, size * size * 3, dtype=np.float32).reshape(size, size, 3)
+    buffer = io.BytesIO()
+    Image.fromarray(gradient.astype(np.uint8), "RGB").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def valid_probabilities(probabilities: np.ndarray, manifest: Manifest, rows: int) -> bool:
+    """Whether a head's answer for ``rows`` items is a set of probabilities: one per label,
+    finite, in [0, 1], and for a multiclass bundle summing to 1 per row."""
+    if probabilities.shape != (rows, len(manifest.labels)):
+        return False
+    if not np.all((probabilities >= 0.0) & (probabilities <= 1.0)):  # NaN fails too
+        return False
+    return manifest.multilabel or bool(np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-3))
+
+
+@dataclass(frozen=True)
+class WarmUp:
+    """What a warm-up took (``seconds``) and what it says one item costs batched
+    (``item_s``): decoding its image, plus a full batch's run over the batch's size, timed
+    once the arenas have grown. A seed for admission, not a measure of the serving path."""
+
+    seconds: float
+    item_s: float
+
+
+def warm_up(engine: Engine, max_batch_size: int = 1) -> WarmUp:
+    """Run real inputs through decode, tokenise and all three models.
+
+    Runs a single item and a full batch with the longest padded text, so the first real
+    batches do not pay for ONNX Runtime growing its memory arena, then the full batch again,
+    timed. Bypasses the text cache.
+    """
+    started = time.perf_counter()
+    pipeline = engine.pipeline
+    image = _warmup_image(pipeline.decoder.spec.resize_short_side)
+    decoding = time.perf_counter()
+    pixels = pipeline.decoder(image)
+    decode_s = time.perf_counter() - decoding
+    longest = pipeline.tokenizer.encode(" ".join([WARMUP_TEXT] * pipeline.tokenizer.max_length))
+    for size, tokens in ((1, pipeline.tokenizer.encode(WARMUP_TEXT)), (max_batch_size, longest)):
+        probabilities = pipeline.fuse(
+            pipeline.encode_images(np.stack([pixels] * size)),
+            pipeline.encode_texts([tokens] * size),
+        )
+        if not valid_probabilities(probabilities, engine.bundle.manifest, size):
+            raise StartupError(
+                f"warm-up produced invalid probabilities (shape {probabilities.shape}, NaN, "
+                "inf, values outside [0, 1] or, multiclass, rows not summing to 1)"
+            )
+    item_s = decode_s + batch_seconds(engine, max_batch_size) / max_batch_size
+    elapsed = time.perf_counter() - started
+    logger.info(
+        "warm-up passed in %.1f ms (batch sizes 1 and %d); an item costs about %.2f ms batched",
+        elapsed * 1000,
+        max_batch_size,
+        item_s * 1000,
+    )
+    return WarmUp(elapsed, item_s)
+
+
+def batch_seconds(engine: Engine, size: int) -> float:
+    """Seconds to run a batch of ``size`` warm-up items (the longest text) through both
+    encoders and the head."""
+    pipeline = engine.pipeline
+    pixels = pipeline.decoder(_warmup_image(pipeline.decoder.spec.resize_short_side))
+    tokens = pipeline.tokenizer.encode(" ".join([WARMUP_TEXT] * pipeline.tokenizer.max_length))
+    started = time.perf_counter()
+    pipeline.fuse(
+        pipeline.encode_images(np.stack([pixels] * size)), pipeline.encode_texts([tokens] * size)
+    )
+    return time.perf_counter() - started
+
+
+def relative_cost(new: Engine, old: Engine, size: int, rounds: int = 2) -> float:
+    """What a batch of ``size`` costs ``new`` over what it costs ``old``, timed alternately
+    on the same machine in the same moment (under the same load), the least of ``rounds``
+    timings each (other work only ever adds to a timing)."""
+    new_s, old_s = [], []
+    for _ in range(rounds):
+        old_s.append(batch_seconds(old, size))
+        new_s.append(batch_seconds(new, size))
+    return min(new_s) / max(min(old_s), 1e-9)

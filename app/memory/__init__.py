@@ -1,0 +1,1 @@
+"""Process-wide memory budgets, and handing freed memory back to the operating system."""

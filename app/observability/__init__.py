@@ -1,0 +1,1 @@
+"""Metrics, traces and logs, and the request id every log line carries."""
