@@ -1,4 +1,4 @@
-"""Schema of a bundle's ``manifest.json`` (schema version 1).
+"""Schema of a bundle's ``manifest.json`` (schema versions 1 and 2).
 
 The manifest is the single source of truth for how a bundle is run: which ONNX files, which
 tensor names, and exactly how images and texts are preprocessed. See ``models/README.md``.
@@ -6,13 +6,22 @@ tensor names, and exactly how images and texts are preprocessed. See ``models/RE
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 MANIFEST_FILENAME = "manifest.json"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # the version the tools write
 # Separates the labels of one multilabel item in a dataset's label column.
 LABEL_SEPARATOR = "|"
 
@@ -49,18 +58,36 @@ class FileRef(_Strict):
     sha256: Sha256
 
 
+Interpolation = Literal["nearest", "bilinear", "bicubic", "lanczos", "box", "hamming"]
+
+
 class ImagePreprocess(_Strict):
     """How raw pixels become the image encoder's input tensor.
 
-    Steps, in order: apply EXIF orientation, convert to ``color_mode``, resize so the short
-    side is ``resize_short_side`` (aspect kept), centre-crop ``crop_size`` x ``crop_size``,
-    then ``(pixel - mean) / std`` per channel with pixels in 0..255, laid out as ``layout``.
+    Steps, in order: apply EXIF orientation, convert to ``color_mode`` (transparency composited
+    on white), resize with Pillow's ``interpolation`` on 8-bit pixels, centre-crop, multiply by
+    ``rescale_factor``, then ``(pixel - mean) / std`` per channel, laid out as ``layout``.
+
+    ``resize`` is ``short_side`` (aspect kept: the short side becomes ``resize_short_side``, or
+    ``floor(crop_size / crop_pct)`` when ``crop_pct`` is given instead, the long side scaled and
+    rounded by ``long_side_rounding``) or ``exact`` (``resize_height`` x ``resize_width``, the
+    aspect not kept). The centre crop is ``crop_size`` square, its offset rounded by
+    ``crop_offset_rounding``; ``exact`` resizes may have no crop. Every field past schema
+    version 1's (resize_short_side, crop_size, interpolation of the first four, mean and std in
+    0..255) has the default that gives version 1's behaviour.
     """
 
     color_mode: Literal["RGB", "BGR", "L"] = "RGB"
-    resize_short_side: int = Field(gt=0, le=4096)
-    crop_size: int = Field(gt=0, le=4096)
-    interpolation: Literal["nearest", "bilinear", "bicubic", "lanczos"] = "bilinear"
+    resize: Literal["short_side", "exact"] = "short_side"
+    resize_short_side: int | None = Field(default=None, gt=0, le=4096)
+    crop_pct: float | None = Field(default=None, gt=0.0, le=1.0, allow_inf_nan=False)
+    resize_height: int | None = Field(default=None, gt=0, le=4096)
+    resize_width: int | None = Field(default=None, gt=0, le=4096)
+    crop_size: int | None = Field(default=None, gt=0, le=4096)
+    long_side_rounding: Literal["floor", "round"] = "floor"
+    crop_offset_rounding: Literal["round", "floor"] = "round"
+    interpolation: Interpolation = "bilinear"
+    rescale_factor: float = Field(default=1.0, gt=0.0, le=1.0, allow_inf_nan=False)
     mean: tuple[float, ...]
     std: tuple[float, ...]
     layout: Literal["NCHW", "NHWC"] = "NCHW"
@@ -69,10 +96,46 @@ class ImagePreprocess(_Strict):
     def channels(self) -> int:
         return 1 if self.color_mode == "L" else 3
 
+    @property
+    def short_side(self) -> int:
+        """The resized short side (``short_side`` resizes only)."""
+        if self.resize_short_side is not None:
+            return self.resize_short_side
+        if self.crop_pct is None or self.crop_size is None:
+            raise ValueError("not a short_side resize")
+        return math.floor(self.crop_size / self.crop_pct)
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        """The tensor's (height, width)."""
+        if self.crop_size is not None:
+            return self.crop_size, self.crop_size
+        if self.resize_height is None or self.resize_width is None:
+            raise ValueError("neither a crop nor an exact resize")
+        return self.resize_height, self.resize_width
+
+    def version_2_fields(self) -> list[str]:
+        """The fields set away from version 1's behaviour (they need schema version 2)."""
+        defaults = {
+            "resize": "short_side",
+            "crop_pct": None,
+            "resize_height": None,
+            "resize_width": None,
+            "long_side_rounding": "floor",
+            "crop_offset_rounding": "round",
+            "rescale_factor": 1.0,
+        }
+        changed = [name for name, value in defaults.items() if getattr(self, name) != value]
+        if self.interpolation in ("box", "hamming"):
+            changed.append("interpolation")
+        return changed
+
     @model_validator(mode="after")
     def _check(self) -> ImagePreprocess:
-        if self.crop_size > self.resize_short_side:
-            raise ValueError("crop_size must not exceed resize_short_side")
+        if self.resize == "short_side":
+            self._check_short_side()
+        else:
+            self._check_exact()
         for name, values in (("mean", self.mean), ("std", self.std)):
             if len(values) != self.channels:
                 raise ValueError(
@@ -81,6 +144,28 @@ class ImagePreprocess(_Strict):
         if any(s <= 0 for s in self.std):
             raise ValueError("std values must be positive")
         return self
+
+    def _check_short_side(self) -> None:
+        if self.resize_height is not None or self.resize_width is not None:
+            raise ValueError("resize_height and resize_width apply to resize 'exact' only")
+        if self.crop_size is None:
+            raise ValueError("a short_side resize needs crop_size (the tensor has a fixed size)")
+        if (self.resize_short_side is None) == (self.crop_pct is None):
+            raise ValueError("a short_side resize needs one of resize_short_side and crop_pct")
+        if self.crop_size > self.short_side:
+            raise ValueError(
+                f"crop_size must not exceed the resized short side ({self.short_side})"
+            )
+
+    def _check_exact(self) -> None:
+        if self.resize_height is None or self.resize_width is None:
+            raise ValueError("an exact resize needs resize_height and resize_width")
+        if self.resize_short_side is not None or self.crop_pct is not None:
+            raise ValueError("resize_short_side and crop_pct apply to resize 'short_side' only")
+        if self.crop_size is not None and self.crop_size > min(
+            self.resize_height, self.resize_width
+        ):
+            raise ValueError("crop_size must not exceed resize_height or resize_width")
 
 
 class ImageEncoder(FileRef):
@@ -91,6 +176,15 @@ class ImageEncoder(FileRef):
 
 
 class TextEncoder(FileRef):
+    """The text model and how texts become its inputs.
+
+    The service prepends ``prompt`` to each (cleaned) text, tokenises it with ``tokenizer``
+    (truncated to ``max_length`` tokens) and pads a batch with ``pad_token_id`` (by default the
+    tokenizer file's own padding id, else ``[PAD]``'s, else 0) to its longest text
+    (``padding: longest``, to a length bucket) or always to ``max_length`` (``max_length``:
+    for graphs that take no attention mask and pool a fixed position, as SigLIP's).
+    """
+
     tokenizer: FileRef
     max_length: int = Field(gt=1, le=8192)
     input_ids: TensorName = "input_ids"
@@ -98,6 +192,14 @@ class TextEncoder(FileRef):
     token_type_ids: TensorName | None = None
     output: TensorName
     embedding_dim: int = Field(gt=0)
+    padding: Literal["longest", "max_length"] = "longest"
+    pad_token_id: int | None = Field(default=None, ge=0)
+    prompt: str = Field(default="", max_length=1024)
+
+    def version_2_fields(self) -> list[str]:
+        """The fields set away from version 1's behaviour (they need schema version 2)."""
+        defaults: dict[str, object] = {"padding": "longest", "pad_token_id": None, "prompt": ""}
+        return [name for name, value in defaults.items() if getattr(self, name) != value]
 
 
 class FusionHead(FileRef):
@@ -142,7 +244,12 @@ class FusionHead(FileRef):
 
 
 class Manifest(_Strict):
-    schema_version: Literal[1]
+    """A bundle's manifest. Version 2 adds fields to the encoders' preprocessing (exact and
+    ``crop_pct`` resizes, rounding conventions, rescaling, fixed padding, pad id, prompt);
+    every version 1 manifest reads as before, and a version 1 manifest that sets a version 2
+    field is refused, naming it."""
+
+    schema_version: Literal[1, 2]
     name: str = Field(min_length=1, max_length=128)
     version: str = Field(min_length=1, max_length=64)
     description: str = ""
@@ -152,6 +259,18 @@ class Manifest(_Strict):
     text_encoder: TextEncoder
     fusion_head: FusionHead
     model_card: RelPath | None = None
+
+    @field_validator("image_encoder")
+    @classmethod
+    def _check_image_version(cls, encoder: ImageEncoder, info: ValidationInfo) -> ImageEncoder:
+        _require_version_2(info, "preprocess", encoder.preprocess.version_2_fields())
+        return encoder
+
+    @field_validator("text_encoder")
+    @classmethod
+    def _check_text_version(cls, encoder: TextEncoder, info: ValidationInfo) -> TextEncoder:
+        _require_version_2(info, "", encoder.version_2_fields())
+        return encoder
 
     @field_validator("labels")
     @classmethod
@@ -198,3 +317,9 @@ class Manifest(_Strict):
             "text_encoder.tokenizer": self.text_encoder.tokenizer,
             "fusion_head": self.fusion_head,
         }
+
+
+def _require_version_2(info: ValidationInfo, prefix: str, fields: list[str]) -> None:
+    if fields and info.data.get("schema_version") == 1:
+        named = ", ".join(f"{prefix}.{name}" if prefix else name for name in fields)
+        raise ValueError(f"{named} need(s) schema_version 2")

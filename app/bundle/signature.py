@@ -56,11 +56,11 @@ def check_signatures(
 ) -> None:
     """Raise ``BundleError`` naming the manifest field whose graph disagrees with it."""
     spec = manifest.image_encoder
-    crop, channels = spec.preprocess.crop_size, spec.preprocess.channels
+    (rows, columns), channels = spec.preprocess.output_size, spec.preprocess.channels
     pixel_shape: list[Dim] = (
-        [None, channels, crop, crop]
+        [None, channels, rows, columns]
         if spec.preprocess.layout == "NCHW"
-        else [None, crop, crop, channels]
+        else [None, rows, columns, channels]
     )
     _check_tensor(
         "image_encoder.input", spec.input, _shapes(image.get_inputs()), pixel_shape, "input"

@@ -23,6 +23,7 @@ from app.core.runtime import CUDA, active_providers, create_session, requested_p
 from app.core.text_cache import TextEmbeddingCache
 from app.errors import StartupError
 from app.preprocess.decode_budget import DecodeBudget
+from app.preprocess.geometry import target_side
 from app.preprocess.gpu_decoder_choice import gpu_decoder
 from app.preprocess.image import ImageDecoder
 from app.preprocess.text import TextTokenizer
@@ -84,10 +85,14 @@ def build_engine(settings: Settings) -> Engine:
             settings, manifest.image_encoder.preprocess, CUDA in active["image_encoder"]
         ),
     )
+    text_spec = manifest.text_encoder
     tokenizer = TextTokenizer(
-        bundle.path(manifest.text_encoder.tokenizer.file),
-        manifest.text_encoder.max_length,
+        bundle.path(text_spec.tokenizer.file),
+        text_spec.max_length,
         settings.text_length_buckets,
+        padding=text_spec.padding,
+        pad_token_id=text_spec.pad_token_id,
+        prompt=text_spec.prompt,
     )
     pipeline = Pipeline(
         manifest,
@@ -155,7 +160,7 @@ def warm_up(engine: Engine, max_batch_size: int = 1) -> WarmUp:
     """
     started = time.perf_counter()
     pipeline = engine.pipeline
-    image = _warmup_image(pipeline.decoder.spec.resize_short_side)
+    image = _warmup_image(target_side(pipeline.decoder.spec))
     decoding = time.perf_counter()
     pixels = pipeline.decoder(image)
     decode_s = time.perf_counter() - decoding
@@ -185,7 +190,7 @@ def batch_seconds(engine: Engine, size: int) -> float:
     """Seconds to run a batch of ``size`` warm-up items (the longest text) through both
     encoders and the head."""
     pipeline = engine.pipeline
-    pixels = pipeline.decoder(_warmup_image(pipeline.decoder.spec.resize_short_side))
+    pixels = pipeline.decoder(_warmup_image(target_side(pipeline.decoder.spec)))
     tokens = pipeline.tokenizer.encode(" ".join([WARMUP_TEXT] * pipeline.tokenizer.max_length))
     started = time.perf_counter()
     pipeline.fuse(

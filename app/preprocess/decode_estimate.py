@@ -29,6 +29,7 @@ from PIL import TiffImagePlugin as tiff
 
 from app.bundle.manifest import ImagePreprocess
 from app.preprocess.downscale import ALPHA_MODES, SIXTEEN_BIT_MODES, band_rows
+from app.preprocess.geometry import resized_size
 
 FIXED_BYTES = 4 * 2**20  # decoder states, Python objects, small buffers
 SMALL_BYTES = 2**20
@@ -98,10 +99,11 @@ def _working_bytes(
         band = rows * width * (pixel_bytes(source_mode) + _conversion_work(source_mode))
         if factor == 1 and rows < height:
             reduced = width * height * target  # converted band by band into a full-size image
-    short = spec.resize_short_side
-    long = math.ceil(short * max(size) / min(size))
+    resized_w, resized_h = resized_size(spec, size)
+    short, long = min(resized_w, resized_h), max(resized_w, resized_h) + 1
     resized = short * max(math.ceil(max(size) / factor), long) * target * 2  # both passes
-    final = spec.crop_size**2 * 4 * 4 * 3  # crop, float32 copies (normalise, transpose)
+    out_h, out_w = spec.output_size
+    final = out_h * out_w * 4 * 4 * 3  # crop, float32 copies (normalise, transpose)
     return band + 2 * reduced + resized + final  # 2x: a transposed copy
 
 

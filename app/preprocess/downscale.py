@@ -30,10 +30,11 @@ ALPHA_MODES = ("RGBA", "LA", "PA", "P")
 SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 
 
-def reduction_factor(size: tuple[int, int], short_side: int) -> int:
-    """The integer factor to reduce an image of ``size`` by before resizing its short side to
-    ``short_side``: 1 unless the short side is at least ``2 * REDUCING_GAP`` times that."""
-    return max(1, int(min(size) / (short_side * REDUCING_GAP)))
+def reduction_factor(source_side: int, target_side: int) -> int:
+    """The integer factor to reduce an image by before resizing ``source_side`` to
+    ``target_side`` (``app.preprocess.geometry.limiting_sides``): 1 unless the source is at
+    least ``2 * REDUCING_GAP`` times the target."""
+    return max(1, int(source_side / (target_side * REDUCING_GAP)))
 
 
 def band_rows(width: int, factor: int) -> int:

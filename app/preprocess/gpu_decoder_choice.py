@@ -11,6 +11,7 @@ from PIL import Image
 from app.bundle.manifest import ImagePreprocess
 from app.config.settings import Settings
 from app.errors import StartupError
+from app.preprocess.geometry import target_side
 from app.preprocess.gpu_jpeg import (
     GPU_INTERPOLATIONS,
     TOLERANCE,
@@ -74,7 +75,7 @@ def check_against_cpu(decoder: GpuJpegDecoder, spec: ImagePreprocess) -> None:
     ``TOLERANCE`` (a broken driver or library gives garbage, not an error)."""
     from app.preprocess.image import ImageDecoder  # image.py imports this package's gpu_jpeg
 
-    jpeg = check_jpeg(2 * spec.resize_short_side)
+    jpeg = check_jpeg(2 * target_side(spec))
     cpu = ImageDecoder(spec, max_pixels=len(jpeg) * 64, jpeg_draft=False)(jpeg)
     gpu = decoder.decode_jpeg(jpeg)
     if gpu.shape != cpu.shape:

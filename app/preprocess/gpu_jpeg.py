@@ -32,6 +32,7 @@ import onnxruntime as ort
 from PIL import Image, ImageOps
 
 from app.bundle.manifest import ImagePreprocess
+from app.preprocess.geometry import crop_box, resized_size
 
 logger = logging.getLogger(__name__)
 
@@ -139,8 +140,12 @@ class GpuJpegDecoder:
         # The graph normalises RGB planes; a BGR bundle's mean and std are in BGR order.
         order = slice(None, None, -1) if spec.color_mode == "BGR" else slice(None)
         shape = (len(spec.mean), 1, 1)
-        self._mean = np.asarray(spec.mean[order], dtype=np.float32).reshape(shape)
-        self._std = np.asarray(spec.std[order], dtype=np.float32).reshape(shape)
+        # (p * r - m) / s == (p - m / r) / (s / r): the graph's pixels stay in 0..255.
+        rescale = spec.rescale_factor
+        mean = [value / rescale for value in spec.mean[order]]
+        std = [value / rescale for value in spec.std[order]]
+        self._mean = np.asarray(mean, dtype=np.float32).reshape(shape)
+        self._std = np.asarray(std, dtype=np.float32).reshape(shape)
 
     def decode_jpeg(self, data: bytes) -> np.ndarray:
         """The encoder input for one JPEG; raises ``GpuDecodeFailed`` when the backend cannot
@@ -177,21 +182,16 @@ class GpuJpegDecoder:
 
     def geometry(self, width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Resized (H, W), and the crop's start and end (H, W): as ``ImageDecoder``."""
-        short, long = min(width, height), max(width, height)
-        new_short = self.spec.resize_short_side
-        new_long = int(new_short * long / short)
-        new_w, new_h = (new_short, new_long) if width <= height else (new_long, new_short)
-        crop = self.spec.crop_size
-        left = int(round((new_w - crop) / 2.0))
-        top = int(round((new_h - crop) / 2.0))
+        new_w, new_h = resized_size(self.spec, (width, height))
+        left, top, right, bottom = crop_box(self.spec, (new_w, new_h))
         return (
             np.asarray([new_h, new_w], dtype=np.int64),
             np.asarray([top, left], dtype=np.int64),
-            np.asarray([top + crop, left + crop], dtype=np.int64),
+            np.asarray([bottom, right], dtype=np.int64),
         )
 
     def _layout(self, pixels: np.ndarray) -> np.ndarray:
-        """[C, crop, crop] RGB from the graph -> the manifest's colour order and layout."""
+        """[C, H, W] RGB from the graph -> the manifest's colour order and layout."""
         if self.spec.color_mode == "BGR":
             pixels = pixels[::-1]
         if self.spec.layout == "NHWC":

@@ -37,17 +37,20 @@ from app.errors import ImageTooLarge, InvalidImage, UnsupportedImageFormat
 from app.preprocess.decode_budget import DecodeBudget
 from app.preprocess.decode_estimate import decode_peak_bytes
 from app.preprocess.downscale import SIXTEEN_BIT_MODES, downscale, reduction_factor
+from app.preprocess.geometry import crop_box, limiting_sides, resized_size
 from app.preprocess.gpu_jpeg import GpuDecodeFailed, GpuJpegDecoder
 
 logger = logging.getLogger(__name__)
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
 
-_RESAMPLE = {
+RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
     "bilinear": Image.Resampling.BILINEAR,
     "bicubic": Image.Resampling.BICUBIC,
     "lanczos": Image.Resampling.LANCZOS,
+    "box": Image.Resampling.BOX,
+    "hamming": Image.Resampling.HAMMING,
 }
 # Modes that convert to RGB/L correctly. 32-bit integer ("I") and float ("F") pixels have no
 # known range, so they are refused rather than clipped.
@@ -191,7 +194,7 @@ class ImageDecoder:
                 data,
                 header_size=header_size,
                 mode=self._mode,
-                factor=reduction_factor(image.size, self.spec.resize_short_side),
+                factor=reduction_factor(*limiting_sides(self.spec, image.size)),
                 spec=self.spec,
             )
         except Exception:  # a damaged header field the estimate reads (TIFF tags...)
@@ -241,7 +244,8 @@ class ImageDecoder:
         if not self.jpeg_draft or image.format != "JPEG":
             return
         width, height = image.size
-        ratio = self.spec.resize_short_side / min(width, height)
+        source, target = limiting_sides(self.spec, image.size)
+        ratio = target / source
         if ratio < 0.5:
             # Pillow keeps the decoded size >= the requested size in both axes.
             image.draft(None, (math.ceil(width * ratio), math.ceil(height * ratio)))
@@ -250,7 +254,7 @@ class ImageDecoder:
         try:
             image.load()
             orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
-            factor = reduction_factor(image.size, self.spec.resize_short_side)
+            factor = reduction_factor(*limiting_sides(self.spec, image.size))
             pixels = downscale(image, self._mode, factor)
             width, height = image.size
             if orientation in _ORIENTATION:
@@ -264,19 +268,13 @@ class ImageDecoder:
 
     def _resize_crop(self, image: Image.Image, extent: tuple[float, float]) -> Image.Image:
         """Resize the region (0, 0, *extent) of ``image`` (the whole image before reduction:
-        a reduced image's last row and column may stand for fewer source pixels) so that its
-        short side is the spec's, then crop the centre."""
-        width, height = image.size if extent == image.size else extent
-        short, long = min(width, height), max(width, height)
-        new_short = self.spec.resize_short_side
-        new_long = int(new_short * long / short)
-        size = (new_short, new_long) if width <= height else (new_long, new_short)
-        resample = _RESAMPLE[self.spec.interpolation]
+        a reduced image's last row and column may stand for fewer source pixels) as the spec
+        says (``app.preprocess.geometry``), then crop the centre."""
+        size = resized_size(self.spec, image.size if extent == image.size else extent)
+        resample = RESAMPLE[self.spec.interpolation]
         image = image.resize(size, resample, box=(0.0, 0.0, *extent))
-        crop = self.spec.crop_size
-        left = int(round((size[0] - crop) / 2.0))
-        top = int(round((size[1] - crop) / 2.0))
-        return image.crop((left, top, left + crop, top + crop))
+        box = crop_box(self.spec, size)
+        return image if box == (0, 0, *size) else image.crop(box)
 
     def _to_array(self, image: Image.Image) -> np.ndarray:
         pixels = np.asarray(image, dtype=np.float32)
@@ -284,6 +282,8 @@ class ImageDecoder:
             pixels = pixels[:, :, None]
         if self.spec.color_mode == "BGR":
             pixels = pixels[:, :, ::-1]
+        if self.spec.rescale_factor != 1.0:
+            pixels = pixels * np.float32(self.spec.rescale_factor)
         pixels = (pixels - self._mean) / self._std
         if self.spec.layout == "NCHW":
             pixels = pixels.transpose(2, 0, 1)

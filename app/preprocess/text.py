@@ -6,6 +6,7 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from tokenizers import Tokenizer
@@ -47,31 +48,47 @@ def clean_text(text: str, max_chars: int) -> str:
 
 
 class TextTokenizer:
-    """Tokenise single texts (before batching) and pad them together (when batching)."""
+    """Tokenise single texts (before batching) and pad them together (when batching).
+
+    ``prompt`` is prepended to every text before tokenising (sentence-transformers' prompts);
+    ``padding`` is ``longest`` (a batch padded to the smallest length bucket that fits it) or
+    ``max_length`` (every batch padded to ``max_length``, for graphs without a mask);
+    ``pad_token_id`` overrides the tokenizer file's own padding id.
+    """
 
     def __init__(
-        self, tokenizer_path: Path, max_length: int, length_buckets: Sequence[int] = ()
+        self,
+        tokenizer_path: Path,
+        max_length: int,
+        length_buckets: Sequence[int] = (),
+        *,
+        padding: Literal["longest", "max_length"] = "longest",
+        pad_token_id: int | None = None,
+        prompt: str = "",
     ) -> None:
         self._tokenizer = Tokenizer.from_file(str(tokenizer_path))
         # Padding happens per batch in pad(); the file's own padding id is kept for it.
-        padding = self._tokenizer.padding
-        pad_token_id = self._tokenizer.token_to_id("[PAD]")
-        if padding:
-            self.pad_id = int(padding["pad_id"])
+        file_padding = self._tokenizer.padding
+        pad_token = self._tokenizer.token_to_id("[PAD]")
+        if pad_token_id is not None:
+            self.pad_id = pad_token_id
+        elif file_padding:
+            self.pad_id = int(file_padding["pad_id"])
         else:
-            self.pad_id = pad_token_id if pad_token_id is not None else 0
+            self.pad_id = pad_token if pad_token is not None else 0
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(max_length=max_length)
         self.max_length = max_length
+        self.prompt = prompt
         # Padded lengths come from a small fixed set, so ONNX Runtime sees few input shapes
         # and its memory arena stays flat under varied traffic.
-        self.length_buckets = sorted(
-            {b for b in length_buckets if 0 < b < max_length} | {max_length}
-        )
+        buckets = {b for b in length_buckets if 0 < b < max_length} if padding == "longest" else ()
+        self.length_buckets = sorted(set(buckets) | {max_length})
 
     def encode(self, text: str) -> np.ndarray:
-        """Token ids of one (already cleaned) text, truncated to ``max_length``."""
-        ids = np.asarray(self._tokenizer.encode(text).ids, dtype=np.int64)
+        """Token ids of one (already cleaned) text, its prompt first, truncated to
+        ``max_length``."""
+        ids = np.asarray(self._tokenizer.encode(self.prompt + text).ids, dtype=np.int64)
         if ids.size == 0:
             # An empty sequence would be all padding: pooled over nothing, NaN downstream.
             raise InvalidText("text has no tokens the model can read")

@@ -8,6 +8,7 @@ to produce the same tensor. No JPEG draft mode, no shortcuts: full decode, then 
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,8 @@ _RESAMPLE = {
     "bilinear": Image.Resampling.BILINEAR,
     "bicubic": Image.Resampling.BICUBIC,
     "lanczos": Image.Resampling.LANCZOS,
+    "box": Image.Resampling.BOX,
+    "hamming": Image.Resampling.HAMMING,
 }
 
 # The default bundle's image preprocessing (EfficientNet-Lite0 as trained by its authors).
@@ -46,21 +49,36 @@ def reference_image_tensor(source: bytes | str | Path, spec: ImagePreprocess) ->
         image = image.convert("L" if spec.color_mode == "L" else "RGB")
 
     width, height = image.size
-    short, long = min(width, height), max(width, height)
-    new_short, new_long = spec.resize_short_side, int(spec.resize_short_side * long / short)
-    size = (new_short, new_long) if width <= height else (new_long, new_short)
+    if spec.resize == "exact":
+        assert spec.resize_height is not None
+        assert spec.resize_width is not None
+        size = (spec.resize_width, spec.resize_height)
+    else:
+        short, long = min(width, height), max(width, height)
+        new_short = (
+            spec.resize_short_side
+            if spec.resize_short_side is not None
+            else math.floor(float(spec.crop_size or 0) / float(spec.crop_pct or 1.0))
+        )
+        exact_long = new_short * long / short
+        new_long = int(exact_long) if spec.long_side_rounding == "floor" else round(exact_long)
+        size = (new_short, new_long) if width <= height else (new_long, new_short)
     image = image.resize(size, _RESAMPLE[spec.interpolation])
 
-    crop = spec.crop_size
-    left = int(round((size[0] - crop) / 2.0))
-    top = int(round((size[1] - crop) / 2.0))
-    image = image.crop((left, top, left + crop, top + crop))
+    if spec.crop_size is not None:
+        crop = spec.crop_size
+        if spec.crop_offset_rounding == "floor":
+            left, top = (size[0] - crop) // 2, (size[1] - crop) // 2
+        else:
+            left, top = int(round((size[0] - crop) / 2.0)), int(round((size[1] - crop) / 2.0))
+        image = image.crop((left, top, left + crop, top + crop))
 
     pixels = np.asarray(image, dtype=np.float32)
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
     if spec.color_mode == "BGR":
         pixels = pixels[:, :, ::-1]
+    pixels = pixels * np.float32(spec.rescale_factor)
     mean = np.asarray(spec.mean, dtype=np.float32)
     std = np.asarray(spec.std, dtype=np.float32)
     pixels = (pixels - mean) / std

@@ -26,7 +26,7 @@ def test_valid_bundle_loads(tiny_bundle: Path) -> None:
 @pytest.mark.parametrize(
     ("path", "value", "field"),
     [
-        (("schema_version",), 2, "schema_version"),
+        (("schema_version",), 3, "schema_version"),
         (("labels",), ["only-one"], "labels"),
         (("labels",), ["a", "a", "b"], "labels"),
         (("image_encoder", "sha256"), "abc", "image_encoder.sha256"),
@@ -138,3 +138,58 @@ def test_a_multiclass_bundle_has_no_thresholds(tiny_bundle: Path) -> None:
     write_manifest(tiny_bundle, manifest)
     with pytest.raises(BundleError, match="apply to task 'multilabel' only"):
         load_bundle(tiny_bundle)
+
+
+@pytest.mark.parametrize(
+    ("section", "fields", "named"),
+    [
+        ("preprocess", {"crop_offset_rounding": "floor"}, "preprocess.crop_offset_rounding"),
+        ("preprocess", {"rescale_factor": 0.5, "mean": [0.0] * 3}, "preprocess.rescale_factor"),
+        ("preprocess", {"interpolation": "box"}, "preprocess.interpolation"),
+        (
+            "preprocess",
+            {"resize": "exact", "resize_height": 32, "resize_width": 32, "resize_short_side": None},
+            "preprocess.resize, preprocess.resize_height, preprocess.resize_width",
+        ),
+        ("text", {"padding": "max_length"}, "padding"),
+        ("text", {"prompt": "query: "}, "prompt"),
+    ],
+)
+def test_version_2_fields_need_schema_version_2(
+    tiny_bundle: Path, section: str, fields: dict[str, Any], named: str
+) -> None:
+    manifest = _manifest(tiny_bundle)
+    target = (
+        manifest["image_encoder"]["preprocess"]
+        if section == "preprocess"
+        else manifest["text_encoder"]
+    )
+    target |= fields
+    write_manifest(tiny_bundle, manifest)
+    with pytest.raises(BundleError) as caught:
+        load_bundle(tiny_bundle)
+    assert caught.value.field == ("image_encoder" if section == "preprocess" else "text_encoder")
+    assert f"{named} need(s) schema_version 2" in str(caught.value)
+    manifest["schema_version"] = 2
+    write_manifest(tiny_bundle, manifest)
+    loaded = load_bundle(tiny_bundle).manifest
+    assert loaded.schema_version == 2
+    changed = (
+        loaded.image_encoder.preprocess.version_2_fields()
+        if section == "preprocess"
+        else loaded.text_encoder.version_2_fields()
+    )
+    assert (
+        ", ".join(f"preprocess.{name}" if section == "preprocess" else name for name in changed)
+        == named
+    )
+
+
+def test_a_version_1_manifest_reads_as_before(tiny_bundle: Path) -> None:
+    preprocess = load_bundle(tiny_bundle).manifest.image_encoder.preprocess
+    assert preprocess.version_2_fields() == []
+    assert (preprocess.resize, preprocess.short_side) == (
+        "short_side",
+        preprocess.resize_short_side,
+    )
+    assert preprocess.output_size == (preprocess.crop_size, preprocess.crop_size)

@@ -48,3 +48,28 @@ def test_tokenize_truncates_and_pads(tiny_bundle_dir: Path) -> None:
     assert batch.input_ids.dtype == np.int64
     assert batch.input_ids.tolist() == [[2, 6, 0, 0], long.tolist()]
     assert batch.attention_mask.tolist() == [[1, 1, 0, 0], [1, 1, 1, 1]]
+
+
+def test_fixed_padding_pads_every_batch_to_max_length(tiny_bundle_dir: Path) -> None:
+    tokenizer = TextTokenizer(
+        tiny_bundle_dir / "tokenizer.json",
+        max_length=6,
+        length_buckets=(2, 4),
+        padding="max_length",
+        pad_token_id=5,
+    )
+    batch = tokenizer.pad([tokenizer.encode("a cat")])
+    assert batch.input_ids.tolist() == [[2, 6, 5, 5, 5, 5]]
+    assert batch.attention_mask.tolist() == [[1, 1, 0, 0, 0, 0]]
+    bucketed = TextTokenizer(
+        tiny_bundle_dir / "tokenizer.json", max_length=6, length_buckets=(2, 4)
+    )
+    assert bucketed.pad([bucketed.encode("a cat")]).input_ids.tolist() == [[2, 6]]
+
+
+def test_the_prompt_comes_first_and_counts_towards_max_length(tiny_bundle_dir: Path) -> None:
+    plain = TextTokenizer(tiny_bundle_dir / "tokenizer.json", max_length=4)
+    prompted = TextTokenizer(tiny_bundle_dir / "tokenizer.json", max_length=4, prompt="the ")
+    the = plain.encode("the").tolist()
+    assert prompted.encode("a cat").tolist() == the + plain.encode("a cat").tolist()
+    assert len(prompted.encode("a small red cat photo")) == 4
