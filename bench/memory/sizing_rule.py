@@ -44,9 +44,9 @@ TEXT_CACHE_ENTRY_BYTES = 4096
 BODY_COPIES = 4
 CUDA_HOST_BYTES = 2 * 2**30
 MARGIN = 1.10
-_CROP = EFFICIENTNET_LITE_PREPROCESS.crop_size
+_ROWS, _COLUMNS = EFFICIENTNET_LITE_PREPROCESS.output_size
 TEXT_MAX_LENGTH = 128  # the default bundle's text encoder (minilm_export.MAX_LENGTH in its recipe)
-QUEUED_ITEM_BYTES = 3 * _CROP * _CROP * 4 + 2 * TEXT_MAX_LENGTH * 8
+QUEUED_ITEM_BYTES = 3 * _ROWS * _COLUMNS * 4 + 2 * TEXT_MAX_LENGTH * 8
 
 
 def worst_case_terms(
