@@ -6,12 +6,14 @@ schemas of the fields used (from KServe's API types, serving.kserve.io v1alpha1 
 and the runtime's containers, which are core Kubernetes containers, are validated strictly
 inside a Pod by kubernetes-validate. The other tests tie the files to the code: every
 FUSIONSERVE_* name and value goes through ``Settings``, the port is the one KServe routes to,
-the probes and the scrape path are requested from a running app, and the model format's
-version is the bundle schema's.
+the probes and the scrape path are requested from a running app, the runtime's model format
+versions are the bundle schema versions the loader reads, and the InferenceService's is the
+default bundle's.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -19,7 +21,7 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from app.bundle.manifest import SCHEMA_VERSION
+from app.bundle.manifest import MANIFEST_FILENAME, SUPPORTED_SCHEMA_VERSIONS
 from app.oip.http_routes import LIVE, READY
 from bench.memory.sizing_rule import needed_limit_bytes
 from tests.support.deploy_files import (
@@ -178,13 +180,14 @@ def test_runtime_containers_are_valid_kubernetes(runtime: Manifest) -> None:
 def test_runtime_speaks_v2_for_fusionserve_bundles(runtime: Manifest, service: Manifest) -> None:
     spec = runtime["spec"]
     assert spec["protocolVersions"] == ["v2"]
-    (model_format,) = spec["supportedModelFormats"]
-    assert model_format["name"] == "fusionserve"
-    assert model_format["version"] == str(SCHEMA_VERSION)
+    formats = spec["supportedModelFormats"]
+    assert {f["name"] for f in formats} == {"fusionserve"}
+    assert sorted(f["version"] for f in formats) == [str(v) for v in SUPPORTED_SCHEMA_VERSIONS]
+    default_manifest = json.loads((ROOT / "models" / "default" / MANIFEST_FILENAME).read_text())
     model = service["spec"]["predictor"]["model"]
     assert model["modelFormat"] == {
-        "name": model_format["name"],
-        "version": model_format["version"],
+        "name": "fusionserve",
+        "version": str(default_manifest["schema_version"]),
     }
     assert model["runtime"] == runtime["metadata"]["name"]
     assert model["protocolVersion"] in spec["protocolVersions"]
