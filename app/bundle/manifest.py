@@ -22,6 +22,7 @@ from pydantic import (
 
 MANIFEST_FILENAME = "manifest.json"
 SCHEMA_VERSION = 2  # the version the tools write
+SUPPORTED_SCHEMA_VERSIONS = (1, 2)  # the versions the loader reads
 # Separates the labels of one multilabel item in a dataset's label column.
 LABEL_SEPARATOR = "|"
 
@@ -243,21 +244,20 @@ class FusionHead(FileRef):
         return present is not None
 
 
-class Manifest(_Strict):
-    """A bundle's manifest. Version 2 adds fields to the encoders' preprocessing (exact and
-    ``crop_pct`` resizes, rounding conventions, rescaling, fixed padding, pad id, prompt);
-    every version 1 manifest reads as before, and a version 1 manifest that sets a version 2
-    field is refused, naming it."""
+class EncodersManifest(_Strict):
+    """The encoders of a bundle and how inputs reach them: all a *base bundle* has (what
+    ``fusionserve export-encoders`` writes, for ``train-head --base-bundle``), and the part of
+    every servable bundle that a head is trained on. Version 2 adds fields to the encoders'
+    preprocessing (exact and ``crop_pct`` resizes, rounding conventions, rescaling, fixed
+    padding, pad id, prompt); every version 1 manifest reads as before, and a version 1
+    manifest that sets a version 2 field is refused, naming it."""
 
     schema_version: Literal[1, 2]
     name: str = Field(min_length=1, max_length=128)
     version: str = Field(min_length=1, max_length=64)
     description: str = ""
-    task: Task = "multiclass"
-    labels: list[str] = Field(min_length=2)
     image_encoder: ImageEncoder
     text_encoder: TextEncoder
-    fusion_head: FusionHead
     model_card: RelPath | None = None
 
     @field_validator("image_encoder")
@@ -271,6 +271,26 @@ class Manifest(_Strict):
     def _check_text_version(cls, encoder: TextEncoder, info: ValidationInfo) -> TextEncoder:
         _require_version_2(info, "", encoder.version_2_fields())
         return encoder
+
+    def encoder_files(self) -> dict[str, FileRef]:
+        """The encoders' files (models and tokenizer), keyed by their manifest field path."""
+        return {
+            "image_encoder": self.image_encoder,
+            "text_encoder": self.text_encoder,
+            "text_encoder.tokenizer": self.text_encoder.tokenizer,
+        }
+
+    def files(self) -> dict[str, FileRef]:
+        """Every file the bundle needs, keyed by its manifest field path."""
+        return self.encoder_files()
+
+
+class Manifest(EncodersManifest):
+    """A servable bundle's manifest: the encoders, the fusion head and its labels."""
+
+    task: Task = "multiclass"
+    labels: list[str] = Field(min_length=2)
+    fusion_head: FusionHead
 
     @field_validator("labels")
     @classmethod
@@ -311,12 +331,7 @@ class Manifest(_Strict):
 
     def files(self) -> dict[str, FileRef]:
         """Every file the bundle needs, keyed by its manifest field path."""
-        return {
-            "image_encoder": self.image_encoder,
-            "text_encoder": self.text_encoder,
-            "text_encoder.tokenizer": self.text_encoder.tokenizer,
-            "fusion_head": self.fusion_head,
-        }
+        return self.encoder_files() | {"fusion_head": self.fusion_head}
 
 
 def _require_version_2(info: ValidationInfo, prefix: str, fields: list[str]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from app.bundle.manifest import Manifest
+from app.bundle.manifest import EncodersManifest, Manifest
 from app.errors import BundleError
 
 Dim = int | str | None
@@ -51,10 +51,10 @@ def _check_inputs_covered(field: str, session: GraphSession, provided: set[str])
         raise BundleError(field, f"graph needs inputs the manifest does not name: {missing}")
 
 
-def check_signatures(
-    manifest: Manifest, image: GraphSession, text: GraphSession, head: GraphSession
+def check_encoder_signatures(
+    manifest: EncodersManifest, image: GraphSession, text: GraphSession
 ) -> None:
-    """Raise ``BundleError`` naming the manifest field whose graph disagrees with it."""
+    """Raise ``BundleError`` naming the manifest field whose encoder graph disagrees with it."""
     spec = manifest.image_encoder
     (rows, columns), channels = spec.preprocess.output_size, spec.preprocess.channels
     pixel_shape: list[Dim] = (
@@ -93,6 +93,13 @@ def check_signatures(
         "output",
     )
 
+
+def check_signatures(
+    manifest: Manifest, image: GraphSession, text: GraphSession, head: GraphSession
+) -> None:
+    """Raise ``BundleError`` naming the manifest field whose graph disagrees with it."""
+    check_encoder_signatures(manifest, image, text)
+    spec, tspec = manifest.image_encoder, manifest.text_encoder
     hspec = manifest.fusion_head
     head_inputs = _shapes(head.get_inputs())
     _check_tensor(

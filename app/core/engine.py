@@ -8,25 +8,22 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import onnxruntime as ort
 from PIL import Image
 
 from app.bundle import Bundle, load_bundle
 from app.bundle.manifest import Manifest
 from app.bundle.signature import check_signatures
 from app.config.settings import Settings
-from app.core.bound_session import BoundSession
 from app.core.classification import ClassifyInput
-from app.core.pipeline import Pipeline, PreparedItem, Session
+from app.core.encoder_pipeline import PreparedItem
+from app.core.encoders import bound, open_encoders
+from app.core.pipeline import Pipeline
 from app.core.request_policy import RequestPolicy
 from app.core.runtime import CUDA, active_providers, create_session, requested_providers
 from app.core.text_cache import TextEmbeddingCache
 from app.errors import StartupError
 from app.preprocess.decode_budget import DecodeBudget
 from app.preprocess.geometry import target_side
-from app.preprocess.gpu_decoder_choice import gpu_decoder
-from app.preprocess.image import ImageDecoder
-from app.preprocess.text import TextTokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +39,11 @@ class Engine:
     pipeline: Pipeline
     providers: dict[str, list[str]]
     policy: RequestPolicy
+
+    @property
+    def max_text_chars(self) -> int:
+        """The longest text (after cleaning) a request may send."""
+        return self.policy.max_text_chars
 
     @property
     def on_cuda(self) -> bool:
@@ -66,41 +68,17 @@ def build_engine(settings: Settings) -> Engine:
     bundle = load_bundle(settings.bundle_path, verify_hashes=settings.verify_bundle_hashes)
     manifest = bundle.manifest
     providers = requested_providers(settings)
-    image = create_session(bundle.path(manifest.image_encoder.file), settings, providers)
-    text = create_session(bundle.path(manifest.text_encoder.file), settings, providers)
+    parts = open_encoders(bundle, settings, providers)
     head = create_session(bundle.path(manifest.fusion_head.file), settings, providers)
-    check_signatures(manifest, image, text, head)
-    active = {
-        "image_encoder": active_providers(image),
-        "text_encoder": active_providers(text),
-        "fusion_head": active_providers(head),
-    }
-    decoder = ImageDecoder(
-        manifest.image_encoder.preprocess,
-        max_pixels=settings.max_image_pixels,
-        min_side=settings.min_image_side,
-        max_aspect_ratio=settings.max_image_aspect_ratio,
-        jpeg_draft=settings.jpeg_draft,
-        gpu=gpu_decoder(
-            settings, manifest.image_encoder.preprocess, CUDA in active["image_encoder"]
-        ),
-    )
-    text_spec = manifest.text_encoder
-    tokenizer = TextTokenizer(
-        bundle.path(text_spec.tokenizer.file),
-        text_spec.max_length,
-        settings.text_length_buckets,
-        padding=text_spec.padding,
-        pad_token_id=text_spec.pad_token_id,
-        prompt=text_spec.prompt,
-    )
+    check_signatures(manifest, parts.image, parts.text, head)
+    active = parts.providers | {"fusion_head": active_providers(head)}
     pipeline = Pipeline(
         manifest,
-        _bound(image, settings),
-        _bound(text, settings),
-        _bound(head, settings),
-        decoder,
-        tokenizer,
+        bound(parts.image, settings),
+        bound(parts.text, settings),
+        bound(head, settings),
+        parts.decoder,
+        parts.tokenizer,
         TextEmbeddingCache(settings.text_cache_size),
     )
     logger.info(
@@ -113,15 +91,6 @@ def build_engine(settings: Settings) -> Engine:
     )
     policy = RequestPolicy(manifest.fusion_head, settings.max_text_chars)
     return Engine(bundle=bundle, pipeline=pipeline, providers=active, policy=policy)
-
-
-def _bound(session: ort.InferenceSession, settings: Settings) -> Session:
-    """``session`` as the pipeline runs it: through IO binding (``settings.io_binding``)."""
-    on_cuda = CUDA in active_providers(session)
-    if settings.io_binding == "on" or (settings.io_binding == "auto" and on_cuda):
-        return BoundSession.on_active_device(session, settings.cuda_device_id)
-    plain: Session = session
-    return plain
 
 
 def _warmup_image(size: int) -> bytes:

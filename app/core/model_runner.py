@@ -18,10 +18,11 @@ from app.config.settings import Settings
 from app.core.admission import Admission, AdmissionLimits, ItemPace
 from app.core.batching import Batcher
 from app.core.classification import ClassifiedItem, ClassifyInput, Timings
+from app.core.encoder_pipeline import PreparedItem
 from app.core.engine import Engine
 from app.core.lifecycle import Lifecycle
 from app.core.observer import NullObserver, ServiceObserver
-from app.core.pipeline import ItemResult, PreparedItem
+from app.core.pipeline import ItemResult
 from app.errors import DeadlineExceeded, InvalidRequest, MemoryBusy, Overloaded, RequestError
 from app.memory.memory_budget import MemoryBudget, RoomWanted
 from app.preprocess.decode_budget import DecodeBudget, TooLate

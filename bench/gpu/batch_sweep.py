@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from app.config.settings import Settings
+from app.core.encoder_pipeline import PreparedItem
 from app.core.engine import build_engine
-from app.core.pipeline import PreparedItem
 from bench.gpu.plan import DEPLOYED_MAX_BATCH_SIZE, SWEEP_FRACTION, Plan
 from bench.harness.payloads import build_requests
 from bench.harness.statistics import median

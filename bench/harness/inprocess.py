@@ -25,8 +25,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from app.config.settings import Settings
+from app.core.encoder_pipeline import PreparedItem
 from app.core.engine import Engine, build_engine, warm_up
-from app.core.pipeline import PreparedItem
 from bench.harness.payloads import RequestSet, build_requests
 from bench.harness.statistics import mean, median
 

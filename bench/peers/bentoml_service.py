@@ -23,7 +23,7 @@ from typing import Any
 import bentoml
 import numpy as np
 
-from app.core.pipeline import PreparedItem
+from app.core.encoder_pipeline import PreparedItem
 from bench.peers.common import CLASSIFY_PATH, load_engine, response_body
 
 # FusionServe's per-request deadline is 10 s; the batcher's latency budget is set the same.

@@ -19,7 +19,7 @@ import litserve as ls
 import numpy as np
 from starlette.requests import Request
 
-from app.core.pipeline import PreparedItem
+from app.core.encoder_pipeline import PreparedItem
 from bench.peers.common import CLASSIFY_PATH, load_engine, response_body
 
 

@@ -28,7 +28,7 @@ import ray  # noqa: E402  (after the environment it reads at import)
 from ray import serve  # noqa: E402
 from starlette.requests import Request  # noqa: E402
 
-from app.core.pipeline import PreparedItem  # noqa: E402
+from app.core.encoder_pipeline import PreparedItem  # noqa: E402
 from bench.peers.common import CLASSIFY_PATH, load_engine, response_body  # noqa: E402
 
 MAX_ONGOING_REQUESTS = 128

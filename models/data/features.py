@@ -26,13 +26,16 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, NoReturn, TypeVar
+from typing import Literal, NoReturn, Protocol, TypeVar
 
 import numpy as np
 from tqdm import tqdm
 
+from app.bundle import EncoderBundle
 from app.bundle.loader import sha256_file
 from app.config.settings import Settings
+from app.core.encoder_pipeline import EncoderPipeline
+from app.core.encoders import Encoders, build_encoders
 from app.core.engine import Engine, build_engine
 from app.errors import RequestError
 from app.preprocess.text import clean_text
@@ -68,14 +71,36 @@ class Features:
 def load_engine(bundle_dir: Path, threads: int = 0, device: Device = "cpu") -> Engine:
     """The bundle as the service loads it (hashes and signatures checked), on CPU unless
     ``device`` says otherwise (the service's own ``device`` setting)."""
-    settings = Settings(
+    return build_engine(_tool_settings(bundle_dir, threads, device))
+
+
+def load_encoders(bundle_dir: Path, threads: int = 0, device: Device = "cpu") -> Encoders:
+    """A base bundle's encoders (or a servable bundle's), as the service loads them."""
+    return build_encoders(_tool_settings(bundle_dir, threads, device))
+
+
+def _tool_settings(bundle_dir: Path, threads: int, device: Device) -> Settings:
+    return Settings(
         bundle_path=bundle_dir,
         device=device,
         intra_op_threads=threads,
         text_cache_size=0,
         exit_on_startup_failure=False,
     )
-    return build_engine(settings)
+
+
+class EncoderSource(Protocol):
+    """What features are computed with: a servable bundle's ``Engine`` or a base bundle's
+    ``Encoders``."""
+
+    @property
+    def bundle(self) -> EncoderBundle: ...
+
+    @property
+    def pipeline(self) -> EncoderPipeline: ...
+
+    @property
+    def max_text_chars(self) -> int: ...
 
 
 class RowCache:
@@ -123,7 +148,7 @@ class FeatureExtractor:
 
     def __init__(
         self,
-        engine: Engine,
+        engine: EncoderSource,
         cache_dir: Path | None = DEFAULT_CACHE_DIR,
         *,
         progress: bool = True,
@@ -134,11 +159,14 @@ class FeatureExtractor:
         image_spec, text_spec = manifest.image_encoder, manifest.text_encoder
         preprocess = json.dumps(image_spec.preprocess.model_dump(mode="json"), sort_keys=True)
         image_key = _digest(image_spec.sha256, image_spec.output, preprocess)
+        # Version 2's text fields (prompt, padding, pad id) change the rows: keyed when set.
+        text_options = {name: getattr(text_spec, name) for name in text_spec.version_2_fields()}
         text_key = _digest(
             text_spec.sha256,
             text_spec.tokenizer.sha256,
             str(text_spec.max_length),
             text_spec.output,
+            *([json.dumps(text_options, sort_keys=True)] if text_options else []),
         )
         self._images = RowCache(None if cache_dir is None else cache_dir / f"image-{image_key}")
         self._texts = RowCache(None if cache_dir is None else cache_dir / f"text-{text_key}")
@@ -167,7 +195,7 @@ class FeatureExtractor:
 
     def _clean_text(self, text: str, where: str) -> str:
         try:
-            return clean_text(text, self.engine.policy.max_text_chars)
+            return clean_text(text, self.engine.max_text_chars)
         except RequestError as exc:
             raise FeatureError(f"{where}: {exc.message}") from None
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from app.bundle.loader import sha256_file
-from app.bundle.manifest import MANIFEST_FILENAME, Manifest
+from app.bundle.manifest import MANIFEST_FILENAME, EncodersManifest, Manifest
 from models.data.features import load_engine
 from models.evaluation.classification_metrics import calibrated_probabilities
 from models.export.bundle_files import OutputError as OutputError
@@ -42,9 +42,9 @@ TOLERANCE = 1e-5
 CHECK_ROWS = 1000  # validation rows (each in three presence patterns) the checks run on
 
 
-def copy_encoders(base: Manifest, base_dir: Path, target: Path) -> list[str]:
+def copy_encoders(base: EncodersManifest, base_dir: Path, target: Path) -> list[str]:
     """Bring the base bundle's encoder and tokenizer files; return their relative paths."""
-    files = [base.image_encoder.file, base.text_encoder.file, base.text_encoder.tokenizer.file]
+    files = [ref.file for ref in base.encoder_files().values()]
     reserved = {HEAD_FILE, MODEL_CARD_FILE, REPORT_FILE, MANIFEST_FILENAME}
     for name in files:
         if name in reserved:
@@ -108,7 +108,7 @@ def manifest_dict(
     ``thresholds`` (one per label), a multilabel bundle."""
     task = {} if thresholds is None else {"task": "multilabel"}
     manifest = {
-        "schema_version": 1,
+        "schema_version": base_raw["schema_version"],
         "name": name,
         "version": version,
         "description": description,

@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from app.bundle.manifest import MANIFEST_FILENAME
-from app.core.engine import Engine
+from app.core.encoders import Encoders
 from app.errors import StartupError
 from models.data.dataset import TASKS, Dataset, DatasetError, Example, load_dataset
-from models.data.features import DEFAULT_CACHE_DIR, FeatureError, FeatureExtractor, load_engine
+from models.data.features import DEFAULT_CACHE_DIR, FeatureError, FeatureExtractor, load_encoders
 from models.reporting import head_card
 from models.training import head_bundle, training_report
 from models.training.fusion_head import STRATEGIES
@@ -171,7 +171,7 @@ class Prepared:
 
     dataset: Dataset
     splits: TrainingSplits
-    engine: Engine
+    engine: Encoders
     train: FeatureSet
     val: FeatureSet
 
@@ -184,7 +184,7 @@ def prepare(args: argparse.Namespace) -> Prepared:
         f"dataset {dataset.path}: {len(dataset.labels)} labels, {len(splits.train)} train, "
         f"{len(splits.val)} val ({splits.val_source}), {splits.unused_test} test rows unused"
     )
-    engine = load_engine(args.base_bundle)
+    engine = load_encoders(args.base_bundle)
     cache = None if args.no_cache else args.cache_dir
     extractor = FeatureExtractor(engine, cache, progress=not args.no_progress)
     train = _features(extractor, dataset, splits.train)

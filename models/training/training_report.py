@@ -17,9 +17,9 @@ import onnx
 import onnxruntime
 import torch
 
-from app.core.engine import Engine
 from app.core.pipeline import sigmoid
 from models.data.dataset import Dataset
+from models.data.features import EncoderSource
 from models.evaluation.classification_metrics import (
     calibrated_probabilities,
     expected_calibration_error,
@@ -128,7 +128,7 @@ def build(
     args: argparse.Namespace,
     dataset: Dataset,
     splits: TrainingSplits,
-    engine: Engine,
+    engine: EncoderSource,
     results: Sequence[TrainedHead],
     winner: TrainedHead,
     val: FeatureSet,

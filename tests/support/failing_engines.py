@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from app.config.settings import Settings
+from app.core.encoder_pipeline import PreparedItem
 from app.core.engine import Engine, build_engine
-from app.core.pipeline import ItemResult, PreparedItem
+from app.core.pipeline import ItemResult
 from app.preprocess.decode_budget import DecodeBudget
 
 

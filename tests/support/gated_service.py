@@ -11,9 +11,10 @@ import httpx
 from fastapi import FastAPI
 
 from app.config.settings import Settings
+from app.core.encoder_pipeline import PreparedItem
 from app.core.engine import Engine, build_engine
 from app.core.model_runner import ModelRunner
-from app.core.pipeline import ItemResult, PreparedItem
+from app.core.pipeline import ItemResult
 from app.core.serving_core import ServingCore
 from tests.support.images import encode_image, photo
 

@@ -297,3 +297,14 @@ def make_tiny_multilabel_bundle(
         temperature=temperature,
         thresholds=list(thresholds or TAG_THRESHOLDS),
     )
+
+
+def make_tiny_base_bundle(root: Path, seed: int = 0) -> Path:
+    """The tiny bundle's encoders alone: a base bundle, as ``export-encoders`` writes one."""
+    make_tiny_bundle(root, seed)
+    manifest = manifest_dict(root)
+    for key in ("labels", "fusion_head"):
+        del manifest[key]
+    (root / "head.onnx").unlink()
+    write_manifest(root, manifest)
+    return root

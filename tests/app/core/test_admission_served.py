@@ -14,8 +14,9 @@ import httpx
 import numpy as np
 
 from app.config.settings import Settings
+from app.core.encoder_pipeline import PreparedItem
 from app.core.engine import Engine, build_engine
-from app.core.pipeline import ItemResult, PreparedItem
+from app.core.pipeline import ItemResult
 from app.main import create_app
 from tests.support.app_setup import make_settings
 from tests.support.gated_service import numbered_form

@@ -13,8 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.core.bound_session import BoundSession
+from app.core.encoder_pipeline import PreparedItem
 from app.core.engine import Engine, build_engine
-from app.core.pipeline import PreparedItem
 from app.main import create_app
 from tests.support.app_setup import make_settings, wait_ready
 from tests.support.images import encode_image, photo

@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from app.core.encoder_pipeline import Session
 from app.core.engine import Engine, build_engine
-from app.core.pipeline import Session, softmax
+from app.core.pipeline import softmax
 from app.errors import ExplainUnsupported
 from app.main import create_app
 from tests.support.app_setup import make_settings, wait_ready

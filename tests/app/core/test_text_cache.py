@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from app.config.settings import Settings
+from app.core.encoder_pipeline import PreparedItem
 from app.core.engine import build_engine
-from app.core.pipeline import PreparedItem
 from app.core.text_cache import TextEmbeddingCache
 from app.preprocess.text import TextTokenizer
 

@@ -21,8 +21,8 @@ from starlette.types import Receive, Scope, Send
 
 from app.asgi.request_id import RequestIdMiddleware
 from app.config.settings import Settings
+from app.core.encoder_pipeline import PreparedItem
 from app.core.engine import Engine, build_engine
-from app.core.pipeline import PreparedItem
 from app.main import create_app
 from app.observability.logging_setup import HANDLER_NAME, setup_logging
 from app.preprocess.decode_budget import DecodeBudget

@@ -12,8 +12,8 @@ import pytest
 from fastapi import FastAPI
 
 from app.config.settings import Settings
+from app.core.encoder_pipeline import PreparedItem
 from app.core.engine import Engine, build_engine
-from app.core.pipeline import PreparedItem
 from app.main import create_app
 from app.preprocess.decode_budget import DecodeBudget
 from tests.support.app_setup import make_settings

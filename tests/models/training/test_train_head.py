@@ -20,7 +20,7 @@ from models.training.head_bundle import link_or_copy
 from models.training.splits import TrainingDataError
 from tests.support.app_setup import make_settings, wait_ready
 from tests.support.synthetic_dataset import write_dataset
-from tests.support.tiny_bundle import LABELS, make_tiny_bundle
+from tests.support.tiny_bundle import LABELS, make_tiny_base_bundle, make_tiny_bundle
 from tests.support.train_head_runs import Trained, run_train_head, train_bundle, train_head_args
 
 SPLITS = {"train": 60, "val": 30, "test": 15}
@@ -163,6 +163,27 @@ def test_same_seed_same_bytes_other_seed_other_bytes(trained: Trained, tmp_path:
         runs[seed] = (out / "fusion_head.onnx").read_bytes()
     assert runs["0"] == head
     assert runs["1"] != head
+
+
+def test_a_base_bundle_trains_the_same_head_as_a_servable_one(
+    trained: Trained, tmp_path: Path
+) -> None:
+    """What ``export-encoders`` writes (encoders, no head, no labels) is a base bundle like
+    any other: the same encoders give the same head, byte for byte, and a servable bundle."""
+    winner = trained.report["winner"]
+    base = make_tiny_base_bundle(tmp_path / "encoders")
+    heads = {}
+    for name, source in (("full", trained.base), ("base", base)):
+        out = tmp_path / name
+        code, stdout = run_train_head(
+            *train_head_args(trained.dataset, source, out, "--no-cache"), "--strategies", winner
+        )
+        assert code == 0, stdout
+        heads[name] = (out / "fusion_head.onnx").read_bytes()
+    assert heads["base"] == heads["full"]
+    manifest = json.loads((tmp_path / "base" / "manifest.json").read_text())
+    assert manifest["labels"] == sorted(LABELS)
+    assert load_engine(tmp_path / "base", threads=1).bundle.manifest.labels == sorted(LABELS)
 
 
 def test_refuses_to_overwrite_without_force(
