@@ -189,3 +189,18 @@ def test_model_card_is_the_evaluation_of_the_shipped_head(default_bundle: Path) 
         assert f"]({figure})" in card
         with Image.open(default_bundle / figure) as image:
             assert image.size[0] > 300
+
+
+def test_a_version_1_manifest_is_written_without_version_2_fields(default_bundle: Path) -> None:
+    """The recipe writes schema version 1, so its preprocessing names version 1 fields only
+    (a reader of version 1 knows no others)."""
+    raw = json.loads((default_bundle / "manifest.json").read_text())
+    manifest = load_bundle(default_bundle).manifest
+    assert raw["schema_version"] == 1
+    written = set(raw["image_encoder"]["preprocess"]) | set(raw["text_encoder"])
+    version_2 = {
+        "resize", "crop_pct", "resize_height", "resize_width", "long_side_rounding",
+        "crop_offset_rounding", "rescale_factor", "padding", "pad_token_id", "prompt",
+    }  # fmt: skip
+    assert not written & version_2
+    assert manifest.image_encoder.preprocess.output_size == (224, 224)

@@ -136,7 +136,7 @@ def manifest_dict(out_dir: Path) -> dict[str, Any]:
             "input": image_export.INPUT_NAME,
             "output": image_export.FEATURES_NAME,
             "embedding_dim": image_export.FEATURES_DIM,
-            "preprocess": EFFICIENTNET_LITE_PREPROCESS.model_dump(mode="json"),
+            "preprocess": EFFICIENTNET_LITE_PREPROCESS.model_dump(mode="json", exclude_unset=True),
         },
         "text_encoder": {
             "file": TEXT_ENCODER_FILE,
