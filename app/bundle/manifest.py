@@ -42,6 +42,9 @@ def _check_relative(value: str) -> str:
 
 
 Sha256 = Annotated[str, AfterValidator(_check_sha256)]
+# How close (cosine) a golden input's embedding must come to the one stored with the bundle.
+MinCosine = Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)]
+DEFAULT_MIN_COSINE = 0.9999
 # A decision threshold: strictly inside (0, 1), so every label can be predicted and none always is.
 Threshold = Annotated[float, Field(gt=0.0, lt=1.0, allow_inf_nan=False)]
 RelPath = Annotated[str, AfterValidator(_check_relative)]
@@ -244,13 +247,24 @@ class FusionHead(FileRef):
         return present is not None
 
 
+class GoldenInputs(FileRef):
+    """The bundle's golden inputs: a few images and texts with the embeddings the encoders
+    gave them where the bundle was exported (``golden.json``, read by
+    ``app.bundle.golden_inputs``). The service embeds them again when it loads the bundle and
+    refuses it if any embedding's cosine to the stored one is under ``min_cosine``: a
+    different ONNX Runtime, Pillow or libjpeg build would otherwise change answers silently."""
+
+    min_cosine: MinCosine = DEFAULT_MIN_COSINE
+
+
 class EncodersManifest(_Strict):
     """The encoders of a bundle and how inputs reach them: all a *base bundle* has (what
     ``fusionserve export-encoders`` writes, for ``train-head --base-bundle``), and the part of
     every servable bundle that a head is trained on. Version 2 adds fields to the encoders'
     preprocessing (exact and ``crop_pct`` resizes, rounding conventions, rescaling, fixed
-    padding, pad id, prompt); every version 1 manifest reads as before, and a version 1
-    manifest that sets a version 2 field is refused, naming it."""
+    padding, pad id, prompt) and the golden inputs checked at load (``golden``); every version
+    1 manifest reads as before, and a version 1 manifest that sets a version 2 field is
+    refused, naming it."""
 
     schema_version: Literal[1, 2]
     name: str = Field(min_length=1, max_length=128)
@@ -259,6 +273,7 @@ class EncodersManifest(_Strict):
     image_encoder: ImageEncoder
     text_encoder: TextEncoder
     model_card: RelPath | None = None
+    golden: GoldenInputs | None = None
 
     @field_validator("image_encoder")
     @classmethod
@@ -272,13 +287,25 @@ class EncodersManifest(_Strict):
         _require_version_2(info, "", encoder.version_2_fields())
         return encoder
 
+    @field_validator("golden")
+    @classmethod
+    def _check_golden_version(
+        cls, golden: GoldenInputs | None, info: ValidationInfo
+    ) -> GoldenInputs | None:
+        _require_version_2(info, "", [] if golden is None else ["golden"])
+        return golden
+
     def encoder_files(self) -> dict[str, FileRef]:
-        """The encoders' files (models and tokenizer), keyed by their manifest field path."""
-        return {
+        """The encoders' files (models, tokenizer and golden inputs, if any), keyed by their
+        manifest field path: what a bundle trained on these encoders carries over."""
+        files: dict[str, FileRef] = {
             "image_encoder": self.image_encoder,
             "text_encoder": self.text_encoder,
             "text_encoder.tokenizer": self.text_encoder.tokenizer,
         }
+        if self.golden is not None:
+            files["golden"] = self.golden
+        return files
 
     def files(self) -> dict[str, FileRef]:
         """Every file the bundle needs, keyed by its manifest field path."""

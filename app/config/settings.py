@@ -40,6 +40,15 @@ class Settings(BaseSettings):
             "reload; a mismatch fails the load."
         ),
     )
+    verify_golden_inputs: bool = Field(
+        default=True,
+        description=(
+            "Embed a bundle's golden inputs (manifest `golden`, schema version 2) at start-up "
+            "and on reload and fail the load if any embedding's cosine to the one stored with "
+            "the bundle is under its `min_cosine`: the bundle would answer differently here "
+            "than where it was exported. Turn off only to serve such a bundle knowingly."
+        ),
+    )
     model_repository: Path | None = Field(
         default=None,
         description=(

@@ -35,6 +35,7 @@ GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
             "bundle_path",
             "bundles",
             "verify_bundle_hashes",
+            "verify_golden_inputs",
             "warmup",
             "exit_on_startup_failure",
             "reload_enabled",

@@ -4,7 +4,8 @@
 the decoder and tokenizer its preprocessing describes: the part of loading a servable bundle
 (``app.core.engine.build_engine``) that a base bundle (encoders, no head) has too.
 ``build_encoders`` gives the tools that only embed (``train-head``'s features,
-``export-encoders``' parity checks) exactly what the service computes.
+``export-encoders``' parity checks) exactly what the service computes, golden inputs checked
+(``app.core.golden_check``) as the service checks them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from app.bundle.signature import check_encoder_signatures
 from app.config.settings import Settings
 from app.core.bound_session import BoundSession
 from app.core.encoder_pipeline import EncoderPipeline, Session
+from app.core.golden_check import check_golden_inputs
 from app.core.runtime import (
     CUDA,
     Providers,
@@ -94,7 +96,8 @@ class Encoders:
 
 
 def build_encoders(settings: Settings) -> Encoders:
-    """Load and validate the (base or servable) bundle's encoders; raises ``StartupError``."""
+    """Load and validate the (base or servable) bundle's encoders and check its golden
+    inputs, as the service does; raises ``StartupError``."""
     started = time.perf_counter()
     bundle = load_encoder_bundle(settings.bundle_path, verify_hashes=settings.verify_bundle_hashes)
     parts = open_encoders(bundle, settings, requested_providers(settings))
@@ -106,6 +109,8 @@ def build_encoders(settings: Settings) -> Encoders:
         parts.tokenizer,
         TextEmbeddingCache(settings.text_cache_size),
     )
+    if settings.verify_golden_inputs:
+        check_golden_inputs(bundle, pipeline, parts.providers)
     logger.info(
         "loaded the encoders of %s %s from %s in %.2fs; providers %s",
         bundle.manifest.name,

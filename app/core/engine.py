@@ -17,6 +17,7 @@ from app.config.settings import Settings
 from app.core.classification import ClassifyInput
 from app.core.encoder_pipeline import PreparedItem
 from app.core.encoders import bound, open_encoders
+from app.core.golden_check import check_golden_inputs
 from app.core.pipeline import Pipeline
 from app.core.request_policy import RequestPolicy
 from app.core.runtime import CUDA, active_providers, create_session, requested_providers
@@ -63,7 +64,8 @@ class Engine:
 
 
 def build_engine(settings: Settings) -> Engine:
-    """Load and validate the bundle and create its sessions; raises ``StartupError``."""
+    """Load and validate the bundle, create its sessions and check its golden inputs;
+    raises ``StartupError``."""
     started = time.perf_counter()
     bundle = load_bundle(settings.bundle_path, verify_hashes=settings.verify_bundle_hashes)
     manifest = bundle.manifest
@@ -81,6 +83,8 @@ def build_engine(settings: Settings) -> Engine:
         parts.tokenizer,
         TextEmbeddingCache(settings.text_cache_size),
     )
+    if settings.verify_golden_inputs:
+        check_golden_inputs(bundle, pipeline, active)
     logger.info(
         "loaded bundle %s %s from %s in %.2fs; providers %s",
         manifest.name,

@@ -42,7 +42,13 @@ from models.data.dataset import DatasetError, Example, load_dataset
 from models.data.features import DEVICES, FeatureError, load_engine
 from models.evaluation.bundle_comparison import compare, held_out_rows
 from models.export.bundle_files import OutputError, link_or_copy, staged_bundle
-from models.export.derived_bundle import COMPONENTS, derived_manifest, file_info, tool_versions
+from models.export.derived_bundle import (
+    COMPONENTS,
+    derived_manifest,
+    embed_golden_again,
+    file_info,
+    tool_versions,
+)
 from models.precision import float16_conversion, kernel_precision
 from models.precision.float16_conversion import Fp16Error
 from models.reporting.fp16_card import render_card
@@ -185,6 +191,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         report["versions"] = tool_versions()
         (staging / MODEL_CARD_FILE).write_text(render_card(report), encoding="utf-8")
         converted = load_engine(staging, device=args.device)  # as the service loads it
+        if embed_golden_again(source, staging, converted, raw):
+            converted = load_engine(staging, device=args.device)  # golden inputs checked
         warm_up(converted, 8)
         report["device"] = {"requested": args.device, "providers": converted.providers}
         report["kernels"] = {

@@ -44,7 +44,12 @@ from models.data.dataset import DatasetError, load_dataset
 from models.data.features import FeatureError, load_engine
 from models.evaluation.bundle_comparison import compare
 from models.export.bundle_files import OutputError, link_or_copy, staged_bundle
-from models.export.derived_bundle import derived_manifest, file_info, tool_versions
+from models.export.derived_bundle import (
+    derived_manifest,
+    embed_golden_again,
+    file_info,
+    tool_versions,
+)
 from models.quantization import calibration
 from models.quantization import encoder_quantization as quantize
 from models.reporting.quantize_card import render_card
@@ -243,6 +248,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         report["versions"] = tool_versions()
         (staging / MODEL_CARD_FILE).write_text(render_card(report), encoding="utf-8")
         quantized = load_engine(staging)  # as the service loads it: hashes, signatures
+        if embed_golden_again(job.source, staging, quantized, manifest):
+            quantized = load_engine(staging)  # its golden inputs checked as the service will
         warm_up(quantized, 8)
         report["check"] = (
             compare(

@@ -43,7 +43,8 @@ CHECK_ROWS = 1000  # validation rows (each in three presence patterns) the check
 
 
 def copy_encoders(base: EncodersManifest, base_dir: Path, target: Path) -> list[str]:
-    """Bring the base bundle's encoder and tokenizer files; return their relative paths."""
+    """Bring the base bundle's encoder, tokenizer and golden inputs files; return their
+    relative paths."""
     files = [ref.file for ref in base.encoder_files().values()]
     reserved = {HEAD_FILE, MODEL_CARD_FILE, REPORT_FILE, MANIFEST_FILENAME}
     for name in files:
@@ -104,8 +105,8 @@ def manifest_dict(
     temperature: float,
     thresholds: Sequence[float] | None = None,
 ) -> dict[str, Any]:
-    """The new manifest: the base's encoder sections as they are, a new head and labels; with
-    ``thresholds`` (one per label), a multilabel bundle."""
+    """The new manifest: the base's encoder sections (and golden inputs) as they are, a new
+    head and labels; with ``thresholds`` (one per label), a multilabel bundle."""
     task = {} if thresholds is None else {"task": "multilabel"}
     manifest = {
         "schema_version": base_raw["schema_version"],
@@ -131,6 +132,8 @@ def manifest_dict(
     }
     if thresholds is not None:
         manifest["fusion_head"]["thresholds"] = [float(t) for t in thresholds]
+    if "golden" in base_raw:  # the encoders' golden inputs, copied with them (copy_encoders)
+        manifest["golden"] = base_raw["golden"]
     Manifest.model_validate(manifest)  # the service's own schema, before anything is written
     return manifest
 

@@ -13,6 +13,9 @@ from onnx import TensorProto, helper, numpy_helper
 from tokenizers import Tokenizer, models, pre_tokenizers
 
 from app.bundle.loader import sha256_file
+from app.bundle.manifest import DEFAULT_MIN_COSINE
+from app.config.settings import Settings
+from app.core.encoders import build_encoders
 
 LABELS = ["cat", "dog", "bird"]
 WORDS = ["a", "the", "small", "big", "cat", "dog", "bird", "red", "blue", "photo", "of"]
@@ -297,6 +300,24 @@ def make_tiny_multilabel_bundle(
         temperature=temperature,
         thresholds=list(thresholds or TAG_THRESHOLDS),
     )
+
+
+def add_golden(root: Path, *, min_cosine: float = DEFAULT_MIN_COSINE) -> dict[str, Any]:
+    """Give the bundle at ``root`` (servable or base) golden inputs, as the export tool does:
+    the default golden inputs embedded by its encoders (``build_encoders``), ``golden.json``
+    written and the manifest rewritten at schema version 2 with the ``golden`` entry, which
+    is returned."""
+    # Imported here: the toolkit's writer is for the tests that ask for golden inputs.
+    from models.encoders.golden_writer import golden_images, golden_texts, write_golden
+
+    settings = Settings(
+        bundle_path=root, device="cpu", intra_op_threads=1, verify_golden_inputs=False
+    )
+    pipeline = build_encoders(settings).pipeline
+    entry = write_golden(root, pipeline, golden_images(), golden_texts(), min_cosine)
+    manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+    write_manifest(root, manifest | {"schema_version": 2, "golden": entry})
+    return entry
 
 
 def make_tiny_base_bundle(root: Path, seed: int = 0) -> Path:

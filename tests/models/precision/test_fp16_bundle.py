@@ -29,7 +29,7 @@ from models.precision import fp16_bundle
 from tests.support.app_setup import make_settings, wait_ready
 from tests.support.images import encode_image, photo
 from tests.support.synthetic_dataset import write_dataset
-from tests.support.tiny_bundle import make_tiny_bundle_with_head, write_manifest
+from tests.support.tiny_bundle import add_golden, make_tiny_bundle_with_head, write_manifest
 
 SPLITS = {"train": 8, "val": 24, "test": 12}
 MODELS = ("image.onnx", "text.onnx", "head.onnx")
@@ -236,6 +236,22 @@ def test_a_model_without_float32_weights_is_kept_as_it_is(tmp_path: Path) -> Non
     report = json.loads((tmp_path / "out" / fp16_bundle.REPORT_FILE).read_text())
     assert set(report["kernels"]) == {"image_encoder", "text_encoder"}
     assert report["check"] is None
+
+
+def test_golden_inputs_are_embedded_again_by_the_float16_models(tmp_path: Path) -> None:
+    source = tmp_path / "fp32"
+    make_tiny_bundle_with_head(source)
+    add_golden(source)
+    out = tmp_path / "fp16"
+    code, stdout = _convert(str(source), "--out", str(out), "--device", "cpu")
+    assert code == 0, stdout
+    golden = load_bundle(out).manifest.golden  # verifies its sha256
+    assert golden is not None
+    assert golden.min_cosine == 0.9999
+    source_golden = json.loads((source / "golden.json").read_text())
+    out_golden = json.loads((out / golden.file).read_text())
+    assert [i["name"] for i in out_golden["images"]] == [i["name"] for i in source_golden["images"]]
+    assert out_golden["images"] != source_golden["images"]  # float16 embeddings
 
 
 def test_keep_op_leaves_those_nodes_in_float32(converted: Converted, tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from models.quantization import calibration, quantize_bundle
 from tests.support.app_setup import make_settings, wait_ready
 from tests.support.images import encode_image, photo
 from tests.support.synthetic_dataset import write_dataset
-from tests.support.tiny_bundle import make_tiny_bundle_with_head
+from tests.support.tiny_bundle import add_golden, make_tiny_bundle_with_head
 
 SPLITS = {"train": 48, "val": 24, "test": 12}
 
@@ -192,6 +192,24 @@ def test_dynamic_only_needs_no_data_and_mode_none_keeps_the_encoder(
     report = json.loads((out / quantize_bundle.REPORT_FILE).read_text())
     assert report["check"] is None
     assert report["calibration"] is None
+
+
+def test_golden_inputs_are_embedded_again_by_the_quantised_encoders(tmp_path: Path) -> None:
+    source = tmp_path / "fp32"
+    make_tiny_bundle_with_head(source)
+    entry = add_golden(source, min_cosine=0.995)
+    out = tmp_path / "int8"
+    code, stdout = _quantize(str(source), str(out), "--image-mode", "none")
+    assert code == 0, stdout
+    golden = load_bundle(out).manifest.golden  # verifies its sha256
+    assert golden is not None
+    assert golden.min_cosine == entry["min_cosine"]
+    source_golden = json.loads((source / "golden.json").read_text())
+    out_golden = json.loads((out / golden.file).read_text())
+    assert [t["text"] for t in out_golden["texts"]] == [t["text"] for t in source_golden["texts"]]
+    assert out_golden["images"] == source_golden["images"]  # the image encoder was kept
+    assert out_golden["texts"] != source_golden["texts"]  # the text encoder is int8
+    assert load_engine(out).bundle.manifest.golden == golden  # and they check
 
 
 def test_cli_missing_source_exits_2_with_one_line(

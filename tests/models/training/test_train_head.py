@@ -20,7 +20,12 @@ from models.training.head_bundle import link_or_copy
 from models.training.splits import TrainingDataError
 from tests.support.app_setup import make_settings, wait_ready
 from tests.support.synthetic_dataset import write_dataset
-from tests.support.tiny_bundle import LABELS, make_tiny_base_bundle, make_tiny_bundle
+from tests.support.tiny_bundle import (
+    LABELS,
+    add_golden,
+    make_tiny_base_bundle,
+    make_tiny_bundle,
+)
 from tests.support.train_head_runs import Trained, run_train_head, train_bundle, train_head_args
 
 SPLITS = {"train": 60, "val": 30, "test": 15}
@@ -184,6 +189,28 @@ def test_a_base_bundle_trains_the_same_head_as_a_servable_one(
     manifest = json.loads((tmp_path / "base" / "manifest.json").read_text())
     assert manifest["labels"] == sorted(LABELS)
     assert load_engine(tmp_path / "base", threads=1).bundle.manifest.labels == sorted(LABELS)
+
+
+def test_a_base_bundle_with_golden_inputs_gives_them_to_the_trained_bundle(
+    trained: Trained, tmp_path: Path
+) -> None:
+    """The golden inputs belong to the encoders: train-head carries them (file, hash,
+    tolerance) into the servable bundle, which checks them when it loads."""
+    base = make_tiny_base_bundle(tmp_path / "encoders")
+    entry = add_golden(base, min_cosine=0.999)
+    out = tmp_path / "trained"
+    code, stdout = run_train_head(
+        *train_head_args(trained.dataset, base, out, "--no-cache"),
+        "--strategies", trained.report["winner"],
+    )  # fmt: skip
+    assert code == 0, stdout
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["schema_version"] == 2
+    assert manifest["golden"] == entry
+    assert (out / "golden.json").read_bytes() == (base / "golden.json").read_bytes()
+    served = load_engine(out, threads=1).bundle.manifest
+    assert served.golden is not None
+    assert served.golden.min_cosine == 0.999
 
 
 def test_refuses_to_overwrite_without_force(

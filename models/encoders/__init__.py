@@ -1,0 +1,1 @@
+"""Bringing your own encoders: checkpoints to a base bundle, with preprocessing parity proven."""
