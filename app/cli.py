@@ -98,6 +98,10 @@ def _build_default_bundle(args: argparse.Namespace) -> int:
 # process: torch (train-head), scikit-learn and matplotlib (evaluate) and onnx (the
 # quantisation tools) stay out of CLI and server processes.
 PASS_THROUGH = {
+    "export-encoders": (
+        "models.encoders.export_encoders",
+        "export local image and text checkpoints to a base bundle, parity with them checked",
+    ),
     "train-head": (
         "models.training.train_head",
         "train a fusion head on a labelled dataset and write a new bundle",

@@ -18,10 +18,11 @@ class OutputError(ValueError):
     """The output directory cannot be written (it exists and ``--force`` was not given...)."""
 
 
-def check_output(out: Path, base_bundle: Path, force: bool, label: str = "--out") -> None:
+def check_output(out: Path, base_bundle: Path | None, force: bool, label: str = "--out") -> None:
     """Fail early, before any work, if ``out`` cannot receive the bundle (errors name the
-    output as ``label``: the option or argument the user gave it with)."""
-    if out.resolve() == base_bundle.resolve():
+    output as ``label``: the option or argument the user gave it with). ``base_bundle``: the
+    bundle the new one derives from, if any."""
+    if base_bundle is not None and out.resolve() == base_bundle.resolve():
         raise OutputError(f"{label} {out} is the base bundle; write the new bundle elsewhere")
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise OutputError(f"{label} {out} exists and is not a directory")
@@ -31,7 +32,7 @@ def check_output(out: Path, base_bundle: Path, force: bool, label: str = "--out"
 
 @contextmanager
 def staged_bundle(
-    out: Path, base_bundle: Path, force: bool, label: str = "--out"
+    out: Path, base_bundle: Path | None, force: bool, label: str = "--out"
 ) -> Iterator[Path]:
     """Yield an empty staging directory; on success it replaces ``out``, else it is removed."""
     check_output(out, base_bundle, force, label)
