@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +29,11 @@ from tests.support.app_setup import make_settings, wait_ready
 from tests.support.images import encode_image, photo
 from tests.support.synthetic_dataset import write_dataset
 from tests.support.tiny_image_checkpoints import IMAGE_FAMILIES
-from tests.support.tiny_text_checkpoints import write_tiny_sentence_transformer
+from tests.support.tiny_text_checkpoints import (
+    write_tiny_clip,
+    write_tiny_sentence_transformer,
+    write_tiny_siglip,
+)
 from tests.support.train_head_runs import train_bundle
 
 
@@ -181,3 +187,68 @@ def test_fp16_graphs_keep_a_float32_interface_and_their_own_targets(
         "the weights are float16"
     )
     assert np.isfinite(report["graphs"]["image_encoder"]["min_cosine"])
+
+
+def _text_kinds() -> dict[str, Callable[[Path], Path]]:
+    kinds: dict[str, Callable[[Path], Path]] = {
+        f"st-{mode}": functools.partial(write_tiny_sentence_transformer, pooling=mode)
+        for mode in ("cls", "lasttoken", "max", "mean_sqrt_len_tokens", "weightedmean")
+    }
+    kinds["clip-text"] = write_tiny_clip
+    kinds["siglip-text"] = write_tiny_siglip
+    return kinds
+
+
+@pytest.mark.parametrize("family", sorted(IMAGE_FAMILIES))
+def test_every_image_family_exports_with_parity(
+    family: str, checkpoints: tuple[Path, Path], tmp_path: Path
+) -> None:
+    _, text = checkpoints
+    image = load_hf_image_source(IMAGE_FAMILIES[family](tmp_path / family))
+    report = export_encoders(
+        image, load_text_source(text), tmp_path / "out", ExportOptions(family, large_inputs=False)
+    )
+    summary = report["parity"]["image_encoder"]["summary"]
+    assert summary["exact"]["met"] is True
+    assert summary["exact"]["inputs"] >= 10
+    assert load_encoder_bundle(tmp_path / "out").manifest.image_encoder.embedding_dim > 0
+
+
+@pytest.mark.parametrize("kind", sorted(_text_kinds()))
+def test_every_text_kind_exports_with_parity(
+    kind: str, checkpoints: tuple[Path, Path], tmp_path: Path
+) -> None:
+    image, _ = checkpoints
+    text = load_text_source(_text_kinds()[kind](tmp_path / kind))
+    report = export_encoders(
+        load_hf_image_source(image), text, tmp_path / "out", ExportOptions(kind, large_inputs=False)
+    )
+    summary = report["parity"]["text_encoder"]["summary"]
+    assert summary["exact"]["met"] is True
+    assert summary["exact"]["inputs"] >= 9
+    manifest = load_encoder_bundle(tmp_path / "out").manifest.text_encoder
+    assert (manifest.padding == "max_length") == (kind == "siglip-text")
+    assert (manifest.attention_mask is None) == (kind == "siglip-text")
+
+
+def test_clip_and_siglip_towers_train_and_serve(tmp_path: Path) -> None:
+    """A contrastive pair's towers (a SigLIP image tower, a CLIP text tower) through export,
+    train-head and HTTP."""
+    out = tmp_path / "encoders"
+    export_encoders(
+        load_hf_image_source(IMAGE_FAMILIES["siglip"](tmp_path / "siglip")),
+        load_text_source(write_tiny_clip(tmp_path / "clip")),
+        out,
+        ExportOptions("towers", large_inputs=False),
+    )
+    dataset = write_dataset(tmp_path / "data", {"train": 36, "val": 18})
+    trained = train_bundle(out, dataset, tmp_path / "served", "--strategies", "mean", "--no-cache")
+    with TestClient(create_app(make_settings(trained.out))) as client:
+        wait_ready(client)
+        response = client.post(
+            "/classify",
+            files={"image": ("p.jpg", encode_image(photo(64, 90), "JPEG"), "image/jpeg")},
+            data={"text": "a small red cat"},
+        )
+    assert response.status_code == 200, response.text
+    assert response.json()["label"] in load_bundle(trained.out).manifest.labels
