@@ -127,8 +127,12 @@ def _parity(
     staging: Path, image: ImageSource, text: TextSource, options: ExportOptions
 ) -> dict[str, Any]:
     encoders = _load(staging)
+    decoder = encoders.pipeline.decoder
     images = parity_images(
-        image.preprocess, min_side=encoders.pipeline.decoder.min_side, large=options.large_inputs
+        image.preprocess,
+        min_side=decoder.min_side,
+        max_pixels=decoder.max_pixels,
+        large=options.large_inputs,
     )
     texts = parity_texts(text.max_length)
     image_rows = encoder_parity.image_parity(encoders, image, images)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -105,10 +106,11 @@ def _sample_photos() -> list[ParityImage]:
 
 
 def parity_images(
-    spec: ImagePreprocess, *, min_side: int = 1, large: bool = True
+    spec: ImagePreprocess, *, min_side: int = 1, max_pixels: int | None = None, large: bool = True
 ) -> list[ParityImage]:
     """The image corpus for an encoder whose preprocessing is ``spec``, served with the
-    smallest accepted side ``min_side``."""
+    smallest accepted side ``min_side`` and at most ``max_pixels`` pixels (``large``: the
+    images the service decodes at reduced scale, one of them near ``max_pixels``)."""
     t = _target_side(spec)
     small_w, small_h = max(9, min_side + 3), max(7, min_side)
     odd_w, odd_h = int(t * 1.7) + 3, int(t * 1.1) + 1
@@ -158,7 +160,23 @@ def parity_images(
                 "reduced band by band before the exact resize",
             ),
         ]
+        if max_pixels is not None:
+            images.append(_near_pixel_limit(max_pixels))
     return images
+
+
+def _near_pixel_limit(max_pixels: int) -> ParityImage:
+    """A 4:3 JPEG of about 90% of ``max_pixels``, upscaled from a small photo-like field (the
+    pixels are cheap to make; the decode is what is near the limit)."""
+    height = math.isqrt(int(max_pixels * 0.9 * 3 / 4))
+    width = height * 4 // 3
+    image = _rgb(400, 300, 15).resize((width, height), Image.Resampling.BICUBIC)
+    return ParityImage(
+        f"near the pixel limit ({width}x{height}) JPEG",
+        _encode(image, "JPEG", quality=85),
+        "reduced",
+        f"{width * height / 1e6:.1f} megapixels, decoded at reduced scale",
+    )
 
 
 def _departures(width: int, height: int) -> list[ParityImage]:
