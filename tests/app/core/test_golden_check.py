@@ -172,3 +172,24 @@ def test_cosines() -> None:
     result = cosines(a, e)
     np.testing.assert_allclose(result[[0, 1, 2, 4]], [0.0, 1.0, 0.0, 1.0])
     assert np.isnan(result[3])
+
+
+def test_a_reload_whose_golden_inputs_drift_fails_and_the_old_version_serves_on(
+    golden_bundle: Path,
+) -> None:
+    """Golden inputs are checked on every load: a reload that drifts is refused like any
+    failed reload, the version already loaded answering as before."""
+    with TestClient(create_app(make_settings(golden_bundle))) as client:
+        wait_ready(client)
+        name = client.get("/v1/models").json()["models"][0]["name"]
+        files = classify_files(encode_image(photo(40, 40)), "a small cat")
+        before = client.post("/classify", files=files)
+        _tamper(golden_bundle, "texts", 0)
+        failed = client.post(f"/v1/models/{name}/reload")
+        after = client.post("/classify", files=files)
+    assert failed.status_code == 500
+    error = failed.json()["error"]
+    assert error["code"] == "reload_failed"
+    assert "golden.texts.0" in error["message"]
+    assert after.status_code == 200
+    assert after.json()["predictions"] == before.json()["predictions"]
