@@ -278,10 +278,10 @@ def _processor(directory: Path) -> Any:
     from transformers import AutoImageProcessor
     from transformers.image_processing_backends import PilBackend
 
+    # Typed differently across transformers 5 releases (unannotated in some): called as Any.
+    auto: Any = AutoImageProcessor
     try:
-        processor = AutoImageProcessor.from_pretrained(  # type: ignore[no-untyped-call]
-            directory, backend="pil", local_files_only=True
-        )
+        processor = auto.from_pretrained(directory, backend="pil", local_files_only=True)
     except Exception as exc:
         raise SourceError(f"{directory / PREPROCESSOR_FILE}: no image processor: {exc}") from exc
     if not isinstance(processor, PilBackend):
