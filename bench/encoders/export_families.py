@@ -30,14 +30,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.encoders.export_families_doc import DOC, RESULTS, committed_sections, row, table
 from bench.harness.generated_docs import write_sections
-from bench.harness.paths import REPO_ROOT, RESULTS_DIR
+from bench.harness.paths import REPO_ROOT
 from models.encoders.encoder_sources import ImageSource, TextSource
 from models.encoders.export_encoders import PARITY_FILE, ExportOptions, export_encoders
-
-RESULTS = RESULTS_DIR / "export-encoders.json"
-DOC = REPO_ROOT / "docs" / "bring-your-own-encoders.md"
-SECTION = "export-families"
 
 
 def _text_kinds() -> dict[str, Callable[[Path], TextSource]]:
@@ -125,55 +122,6 @@ def _real(root: Path) -> dict[str, Any]:
     }
 
 
-def _row(name: str, entry: dict[str, Any]) -> str:
-    parity = entry["parity"]
-
-    def cell(kind: str) -> str:
-        found = parity.get(kind)
-        if found is None or found["min_cosine"] is None:
-            return "-"
-        return f"{found['min_cosine']:.6f} ({found['worst_input']})"
-
-    return (
-        f"| {name} | {cell('exact')} | {cell('reduced')} | {cell('departure')} | "
-        f"{entry['onnx_vs_torch_min_cosine']:.7f} | {entry['export_seconds']:.1f} | "
-        f"{entry['graph_bytes'] / 1e6:.2f} |"
-    )
-
-
-def table(results: dict[str, Any]) -> str:
-    """The results as a markdown table: one row per encoder."""
-    lines = [
-        "| encoder | exact: min cosine (input) | reduced | departures | ONNX vs torch | "
-        "export s | graph MB |",
-        "| --- | --- | --- | --- | ---: | ---: | ---: |",
-    ]
-    for group in ("image", "text"):
-        for name, entry in results[group].items():
-            lines.append(_row(f"{group}: {name}", entry))
-    for name, entry in results.get("real", {}).items():
-        if isinstance(entry, dict):
-            lines.append(_row(name, entry))
-    return "\n".join(lines)
-
-
-def doc_section(results: dict[str, Any]) -> str:
-    """The docs' generated section: how the figures were made, then the table."""
-    return (
-        f"Recorded command: `{results['command']}` on {results['machine']['cpus']} cores. "
-        "Tiny checkpoints are randomly initialised (hidden sizes 16-32, 32-pixel inputs), "
-        "which makes them far more sensitive to pixel differences than trained models; each "
-        "image family is exported with a tiny sentence-transformers text encoder, each text "
-        "kind with a tiny ViT. Cosines are the worst over each kind of input, with that input.\n\n"
-        + table(results)
-    )
-
-
-def committed_sections(results: Path = RESULTS) -> dict[str, str]:
-    """The generated section of the docs page, from the committed results."""
-    return {SECTION: doc_section(json.loads(results.read_text(encoding="utf-8")))}
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", default=None, help="families or kinds to run")
@@ -197,12 +145,12 @@ def main(argv: list[str] | None = None) -> int:
                 results["image"][name] = _run(
                     name, image, st_mean, "image_encoder", Path(tmp) / name
                 )
-                print(_row(f"image: {name}", results["image"][name]), flush=True)
+                print(row(f"image: {name}", results["image"][name]), flush=True)
         for name, text in texts.items():
             if args.only is None or name in args.only:
                 key = name.replace(" ", "-").replace(",", "")
                 results["text"][name] = _run(key, vit, text, "text_encoder", Path(tmp) / key)
-                print(_row(f"text: {name}", results["text"][name]), flush=True)
+                print(row(f"text: {name}", results["text"][name]), flush=True)
         if not args.skip_real:
             results["real"] = _real(Path(tmp) / "real")
     args.out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")

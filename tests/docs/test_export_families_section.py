@@ -3,7 +3,7 @@ of ``python -m bench.encoders.export_families``; a stale section fails here."""
 
 from __future__ import annotations
 
-from bench.encoders import export_families
+from bench.encoders import export_families_doc as export_families
 from bench.harness.generated_docs import section_body
 from tests.support.repo_paths import ROOT
 
