@@ -64,7 +64,11 @@ def numpy_pool(mode: str, hidden: np.ndarray, attention_mask: np.ndarray) -> np.
         summed = (hidden * mask).sum(axis=1)
         pooled = summed / (count if mode == "mean" else np.sqrt(count))
     elif mode == "weightedmean":
-        weights = np.arange(1, hidden.shape[1] + 1, dtype=hidden.dtype)[None, :, None] * mask
+        # Positions count from each row's first real token (left padding), as in
+        # sentence-transformers >= 6.3.
+        first = np.argmax(attention_mask > 0, axis=1).astype(hidden.dtype)[:, None, None]
+        positions = np.arange(1, hidden.shape[1] + 1, dtype=hidden.dtype)[None, :, None] - first
+        weights = positions * mask
         pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
     else:
         raise ValueError(f"unknown pooling mode {mode!r}")

@@ -110,7 +110,9 @@ class MeanPooling(TextPooling):
 
 
 class WeightedMeanPooling(TextPooling):
-    """The mean over the real tokens weighted by position (1, 2, ... from the first position)."""
+    """The mean over the real tokens weighted by position: 1, 2, ... from the first real token
+    (sentence-transformers >= 6.3; earlier releases counted from the first position, which
+    differs for left-padded batches only: the service pads on the right)."""
 
     mode = "weightedmean"
 
@@ -118,7 +120,10 @@ class WeightedMeanPooling(TextPooling):
         self, hidden: torch.Tensor, attention_mask: torch.Tensor, input_ids: torch.Tensor
     ) -> torch.Tensor:
         mask = _float_mask(attention_mask, hidden)
-        weights = torch.cumsum(torch.ones_like(mask), dim=1) * mask
+        # The first real token's position (left padding); int32: ORT's ArgMax has no int64.
+        first = torch.argmax(attention_mask.to(torch.int32), dim=1).to(hidden.dtype)
+        positions = torch.cumsum(torch.ones_like(mask), dim=1) - first.reshape(-1, 1, 1)
+        weights = positions * mask
         summed = (hidden * weights).sum(dim=1)
         return summed / weights.sum(dim=1).clamp(min=MEAN_DENOMINATOR_FLOOR)
 
