@@ -134,20 +134,25 @@ def _export(
         )
 
 
-def _check(
-    path: Path,
-    module: torch.nn.Module,
-    batches: list[list[np.ndarray]],
-    names: list[str],
-    outputs: list[str],
-    precision: Precision,
-) -> tuple[float, float]:
+@dataclass(frozen=True)
+class _WrittenGraph:
+    """A graph written to ``path`` from ``module``, and the tensors it is checked on."""
+
+    path: Path
+    module: torch.nn.Module
+    batches: list[list[np.ndarray]]
+    names: list[str]
+    outputs: list[str]
+
+
+def _check(graph: _WrittenGraph, precision: Precision) -> tuple[float, float]:
     """The worst row cosine and absolute difference over every output and batch."""
+    path, outputs = graph.path, graph.outputs
     session = cpu_session(path)
     worst_cosine, worst_diff = 1.0, 0.0
-    for feeds in batches:
-        expected = _torch_outputs(module, feeds)
-        actual = session.run(outputs, dict(zip(names, feeds, strict=True)))
+    for feeds in graph.batches:
+        expected = _torch_outputs(graph.module, feeds)
+        actual = session.run(outputs, dict(zip(graph.names, feeds, strict=True)))
         for ours, theirs in zip(actual, expected, strict=True):
             cosines = row_cosines(np.asarray(ours), theirs)
             worst_cosine = min(worst_cosine, float(cosines.min()))
@@ -160,16 +165,10 @@ def _check(
     return worst_cosine, worst_diff
 
 
-def _finish(
-    path: Path,
-    module: torch.nn.Module,
-    batches: list[list[np.ndarray]],
-    names: list[str],
-    outputs: list[str],
-    precision: Precision,
-    started: float,
-) -> GraphCheck:
-    _check(path, module, batches, names, outputs, "fp32")
+def _finish(graph: _WrittenGraph, precision: Precision, started: float) -> GraphCheck:
+    """Check the fp32 graph, convert it to fp16 if asked and check that too."""
+    path = graph.path
+    _check(graph, "fp32")
     if precision == "fp16":
         fp32 = path.with_name(path.name + ".fp32")
         path.rename(fp32)
@@ -178,7 +177,7 @@ def _finish(
                 fp32.rename(path)
         finally:
             fp32.unlink(missing_ok=True)
-    cosine, diff = _check(path, module, batches, names, outputs, precision)
+    cosine, diff = _check(graph, precision)
     return GraphCheck(
         cosine, diff, CHECK_BATCHES, time.perf_counter() - started, path.stat().st_size
     )
@@ -191,7 +190,8 @@ def export_image_graph(source: ImageSource, path: Path, precision: Precision) ->
     names = [source.input_name]
     outputs = [source.output_name, *source.extra_outputs]
     _export(source.module, batches[1], path, names, outputs, {names[0]: {0: "batch"}})
-    return _finish(path, source.module, batches, names, outputs, precision, started)
+    graph = _WrittenGraph(path, source.module, batches, names, outputs)
+    return _finish(graph, precision, started)
 
 
 def export_text_graph(source: TextSource, path: Path, precision: Precision) -> GraphCheck:
@@ -204,4 +204,4 @@ def export_text_graph(source: TextSource, path: Path, precision: Precision) -> G
     axes = {name: {0: "batch", 1: "sequence"} for name in names}
     outputs = [source.output_name]
     _export(source.module, batches[1], path, names, outputs, axes)
-    return _finish(path, source.module, batches, names, outputs, precision, started)
+    return _finish(_WrittenGraph(path, source.module, batches, names, outputs), precision, started)
