@@ -1,5 +1,5 @@
-"""``fusionserve`` command line: serve, predict, build-default-bundle, train-head, evaluate,
-quantize-bundle, settings-doc."""
+"""``fusionserve`` command line: serve, predict, score, build-default-bundle, train-head,
+evaluate, quantize-bundle, settings-doc."""
 
 from __future__ import annotations
 
@@ -76,6 +76,78 @@ def _predict(args: argparse.Namespace) -> int:
     response = classify_response(answer, engine.bundle.manifest, args.top_k)
     print(response.model_dump_json(indent=2))
     return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    # pyarrow is the `score` extra's: the server never needs it.
+    if importlib.util.find_spec("pyarrow") is None:
+        print("fusionserve score needs pyarrow: pip install 'fusionserve[score]'", file=sys.stderr)
+        return 2
+    from app.scoring.score_answers import AnswerColumns
+    from app.scoring.score_input import Columns
+    from app.scoring.score_job import ScoreOptions, run_score
+    from app.workers.worker_pool import available_cores
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    options = ScoreOptions(
+        input=args.input,
+        output=args.output,
+        columns=Columns(image=args.image_column, text=args.text_column, id=args.id_column),
+        answer=AnswerColumns(top_k=args.top_k, all_probabilities=args.all_probabilities),
+        shard_rows=args.shard_rows,
+        limit=args.limit,
+        max_error_rate=args.max_error_rate,
+        workers=args.workers or available_cores(),
+        force=args.force,
+        progress_every_s=args.progress_every,
+    )
+    summary = run_score(options, _settings(args))
+    print(summary.line())
+    return 0
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
+    return number
+
+
+def _add_score(commands: Any) -> None:
+    score = commands.add_parser(
+        "score", help="score a CSV, JSON Lines or Parquet table into a Parquet dataset"
+    )
+    score.add_argument("--bundle", type=Path)
+    score.add_argument("--device", choices=["auto", "cuda", "cpu"])
+    score.add_argument("--input", type=Path, required=True, help=".csv, .jsonl or .parquet")
+    score.add_argument("--output", type=Path, required=True, help="the dataset's directory")
+    score.add_argument(
+        "--image-column", default="image", help="image paths, relative to the input's folder"
+    )
+    score.add_argument("--text-column", default="text")
+    score.add_argument(
+        "--id-column", default="id", help="absent from the input: the row number is the id"
+    )
+    ranking = score.add_mutually_exclusive_group()
+    ranking.add_argument("--top-k", type=_positive, default=5, help="ranked labels kept")
+    ranking.add_argument(
+        "--all-probabilities",
+        action="store_true",
+        help="every label's probability, in the manifest's order, instead of top_k",
+    )
+    score.add_argument("--limit", type=_positive, help="score the first N rows only")
+    score.add_argument("--shard-rows", type=_positive, default=1000)
+    score.add_argument("--max-error-rate", type=float, default=0.1)
+    score.add_argument(
+        "--workers", type=_positive, help="decoding threads (default: the cores available)"
+    )
+    score.add_argument(
+        "--progress-every", type=float, default=10.0, help="seconds between progress lines"
+    )
+    score.add_argument(
+        "--force", action="store_true", help="start over, deleting the output's earlier job"
+    )
+    score.set_defaults(handler=_score)
 
 
 def _run_models_module(module: str, arguments: list[str]) -> int:
@@ -170,6 +242,8 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--bundle", type=Path)
     predict.add_argument("--device", choices=["auto", "cuda", "cpu"])
     predict.set_defaults(handler=_predict)
+
+    _add_score(commands)
 
     build = commands.add_parser(
         "build-default-bundle", help="export the default encoders and write the bundle manifest"

@@ -118,7 +118,7 @@ APP_LAYERS = (
     ("app.observability", "app.workers"),
     ("app.asgi",),
     ("app.rest", "app.oip", "app.oip_grpc"),
-    ("app.main", "app.server", "app.cli", "app.__main__"),
+    ("app.main", "app.server", "app.cli", "app.__main__", "app.scoring"),
 )
 
 

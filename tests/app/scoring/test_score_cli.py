@@ -1,0 +1,69 @@
+"""``fusionserve score`` on the command line: its summary, its exit codes (1 when the job
+stops, 2 without pyarrow), and pyarrow kept out of the server's and the CLI's imports."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app import cli
+from tests.support.repo_paths import ROOT
+from tests.support.score_tables import write_images, write_table
+
+
+def _arguments(bundle: Path, table: Path, output: Path) -> list[str]:
+    return ["score", "--bundle", str(bundle), "--device", "cpu", "--input", str(table)] + [
+        "--output",
+        str(output),
+        "--workers",
+        "1",
+    ]
+
+
+def test_score_prints_a_summary(
+    optional_bundle_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    images = write_images(tmp_path, 2)
+    rows = [{"image": images[0], "text": "a cat"}, {"image": "images/nowhere.png", "text": "x"}]
+    table = write_table(tmp_path / "in.jsonl", rows)
+    code = cli.main([*_arguments(optional_bundle_dir, table, tmp_path / "out"), "--top-k", "2"])
+    assert code == 0
+    assert "scored 2 rows: 1 ok, 1 error" in capsys.readouterr().out
+
+
+def test_too_many_errors_exit_1(
+    optional_bundle_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [{"image": "images/nowhere.png", "text": "x"}] * 25
+    table = write_table(tmp_path / "in.csv", rows)
+    code = cli.main([*_arguments(optional_bundle_dir, table, tmp_path / "out")])
+    assert code == 1
+    assert "--max-error-rate" in capsys.readouterr().err
+
+
+def test_without_pyarrow_score_exits_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "pyarrow" else real(name)
+    )
+    code = cli.main(_arguments(tmp_path, tmp_path / "in.csv", tmp_path / "out"))
+    assert code == 2
+    assert "pip install 'fusionserve[score]'" in capsys.readouterr().err
+
+
+def test_the_server_and_the_cli_do_not_import_pyarrow() -> None:
+    script = (
+        "import sys, app.cli, app.main, app.server\n"
+        "app.main.create_app\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'pyarrow'))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert result.stdout.strip() == "[]"
