@@ -100,6 +100,7 @@ def _score(args: argparse.Namespace) -> int:
         workers=args.workers or available_cores(),
         force=args.force,
         progress_every_s=args.progress_every,
+        write_deadline_s=args.write_deadline,
     )
     summary = run_score(options, _settings(args))
     print(summary.line())
@@ -143,6 +144,12 @@ def _add_score(commands: Any) -> None:
     )
     score.add_argument(
         "--progress-every", type=float, default=10.0, help="seconds between progress lines"
+    )
+    score.add_argument(
+        "--write-deadline",
+        type=float,
+        default=300.0,
+        help="seconds one shard's Parquet write may take before the job stops",
     )
     score.add_argument(
         "--force", action="store_true", help="start over, deleting the output's earlier job"

@@ -13,7 +13,8 @@ from app.core.classification import ClassifiedItem, Timings
 from app.core.pipeline import ItemResult
 from app.rest.rest_answers import classify_response
 
-STAGES = ("read", "validate", "decode", "tokenise", "model")
+# "prepare": a row whose reading, decoding and tokenising outlasted its deadline.
+STAGES = ("read", "validate", "decode", "tokenise", "prepare", "model")
 _NO_TIME = Timings(0.0, 0.0)
 
 

@@ -1,9 +1,12 @@
 """A scoring job from start to end: the engine built from the settings, the job recorded in
 (or matched against) the output's ``job.json``, the committed shards skipped and the others
-scored and committed one at a time, stopping once too many rows failed."""
+scored and committed in order, stopping once too many rows failed. Three stages overlap:
+the rows ahead are read and prepared in the thread pool (``RowScorer``), the model runs on
+this thread, and the shard scored last is written in a thread of its own (``ShardWriter``)."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -11,20 +14,21 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
 from app.bundle.loader import Bundle, sha256_file
 from app.config.settings import Settings
 from app.core.engine import build_engine
 from app.scoring.score_answers import AnswerColumns
 from app.scoring.score_errors import ErrorRateExceeded, JobMismatch
 from app.scoring.score_input import Columns, InputRow, fingerprint, read_rows, total_rows
-from app.scoring.score_output import ScoreOutput, output_schema
+from app.scoring.score_output import ScoreOutput, ShardCounts, output_schema
 from app.scoring.score_progress import Progress, ScoreSummary
-from app.scoring.score_rows import RowLimits, RowScorer
+from app.scoring.score_rows import RowLimits, RowScorer, window_rows
+from app.scoring.score_writer import ShardWriter
 
 # The error rate is judged once at least these many rows were scored in this run.
 MIN_ROWS_FOR_ERROR_RATE = 20
+# The longest wait for one shard's Parquet file to be written, fsynced and committed.
+WRITE_DEADLINE_S = 300.0  # the default of --write-deadline
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,7 @@ class ScoreOptions:
     workers: int = 1
     force: bool = False
     progress_every_s: float = 10.0
+    write_deadline_s: float = WRITE_DEADLINE_S  # how long one shard's write may take
 
     def recorded(self) -> dict[str, Any]:
         """The options that decide the output; a resumed run must be given the same."""
@@ -63,24 +68,29 @@ def run_score(options: ScoreOptions, settings: Settings) -> ScoreSummary:
     schema = output_schema(options.answer.all_probabilities)
     limits = RowLimits(
         max_batch_size=settings.max_batch_size,
-        window=2 * options.workers + settings.max_batch_size,
+        window=window_rows(settings.max_batch_size, options.workers),
         max_image_bytes=settings.max_image_bytes,
+        prepare_timeout_s=settings.request_timeout_s,
     )
     total = total_rows(options.input)
     if options.limit is not None:
         total = options.limit if total is None else min(total, options.limit)
     progress = Progress(total, options.progress_every_s)
+
+    def committed_one(counts: ShardCounts) -> None:
+        progress.advance(counts.ok, counts.error)
+        _check_error_rate(progress, options.max_error_rate)
+
     try:
-        with ThreadPoolExecutor(options.workers, thread_name_prefix="score") as pool:
+        with (
+            ThreadPoolExecutor(options.workers, thread_name_prefix="score") as pool,
+            ShardWriter(output, schema, committed_one, options.write_deadline_s) as writer,
+        ):
             scorer = RowScorer(engine, options.input.parent, options.answer, limits, pool)
-            for index, rows in enumerate(_shards(options)):
-                if index in committed:
-                    progress.skip(len(rows))
-                    continue
-                table = pa.Table.from_pylist(scorer.score(rows), schema=schema)
-                counts = output.write_shard(index, table)
-                progress.advance(counts.ok, counts.error)
-                _check_error_rate(progress, options.max_error_rate)
+            to_score = _uncommitted(_shards(options), committed, progress)
+            with contextlib.closing(scorer.score_shards(to_score)) as scored:
+                for index, records in scored:
+                    writer.submit(index, records)
     finally:
         progress.close()
     return progress.summary()
@@ -146,6 +156,18 @@ def _shards(options: ScoreOptions) -> Iterator[list[InputRow]]:
         rows = itertools.islice(rows, options.limit)
     while shard := list(itertools.islice(rows, options.shard_rows)):
         yield shard
+
+
+def _uncommitted(
+    shards: Iterator[list[InputRow]], committed: dict[int, ShardCounts], progress: Progress
+) -> Iterator[tuple[int, list[InputRow]]]:
+    """The shards still to score, with their indices; the committed ones are counted as
+    skipped as the input reaches them."""
+    for index, rows in enumerate(shards):
+        if index in committed:
+            progress.skip(len(rows))
+            continue
+        yield index, rows
 
 
 def _check_error_rate(progress: Progress, max_error_rate: float) -> None:

@@ -1,21 +1,25 @@
-"""One shard of a scoring job: each row's image file read, the request policy applied, the
-image decoded and the text tokenised in a thread pool (a bounded window of rows in flight),
-then the accepted rows run through the model in batches of ``max_batch_size``. Any failure
-is that row's error row, with the stage and the code the service would answer."""
+"""The rows of a scoring job, shard after shard: each row's image file read, the request
+policy applied, the image decoded and the text tokenised in a thread pool, a bounded window of
+rows ahead of the model that runs on across shard boundaries (the next shard is read and
+prepared while this one's last batches run and while it is written); the accepted rows of a
+shard run through the model in batches of ``max_batch_size`` (a batch never mixes shards, so
+a shard's answers do not depend on where a run started). Any failure is that row's error row,
+with the stage and the code the service would answer."""
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from app.core.classification import ClassifyInput
 from app.core.encoder_pipeline import PreparedItem
 from app.core.engine import Engine
-from app.errors import InferenceFailed, PayloadTooLarge, RequestError
+from app.errors import DeadlineExceeded, InferenceFailed, PayloadTooLarge, RequestError
 from app.scoring.score_answers import AnswerColumns, RowError, answer_record, error_record
 from app.scoring.score_input import InputRow
 
@@ -26,12 +30,34 @@ INTERNAL_ERROR = "internal_error"
 
 @dataclass(frozen=True)
 class RowLimits:
-    """What a shard's work may hold: ``max_batch_size`` rows per model call, ``window`` rows
-    being prepared at once, image files up to ``max_image_bytes``."""
+    """What the work in flight may hold: ``max_batch_size`` rows per model call, ``window``
+    rows being prepared or waiting for the model at once, image files up to
+    ``max_image_bytes``; and how long the model's side waits for a row's preparation
+    (``prepare_timeout_s``) before that row fails with ``deadline_exceeded``."""
 
     max_batch_size: int
     window: int
     max_image_bytes: int
+    prepare_timeout_s: float
+
+
+def window_rows(max_batch_size: int, workers: int) -> int:
+    """Rows kept in preparation ahead of the model: the batch being run, the next one, and
+    one per preparing thread, as the in-process limit's harness keeps (enough that the model
+    never waits for a decode while the cores are shared; a bounded number of decoded images
+    in memory)."""
+    return 2 * max_batch_size + workers
+
+
+@dataclass
+class _Shard:
+    """A shard being scored: its rows, the records found so far, the accepted rows waiting
+    for a full batch."""
+
+    index: int
+    rows: Sequence[InputRow]
+    records: list[dict[str, Any] | None]
+    batch: list[tuple[int, PreparedItem]] = field(default_factory=list)
 
 
 class RowScorer:
@@ -51,32 +77,59 @@ class RowScorer:
         self.limits = limits
         self.pool = pool
 
-    def score(self, rows: Sequence[InputRow]) -> list[dict[str, Any]]:
-        """One output record per row, in the rows' order."""
-        records: list[dict[str, Any] | None] = [None] * len(rows)
-        pending: deque[tuple[int, Future[PreparedItem | RowError]]] = deque()
-        batch: list[tuple[int, PreparedItem]] = []
+    def score_shards(
+        self, shards: Iterable[tuple[int, Sequence[InputRow]]]
+    ) -> Generator[tuple[int, list[dict[str, Any]]], None, None]:
+        """Each shard's index and records (one per row, in the rows' order) as soon as its
+        last batch has run. ``shards`` is read lazily, a row at a time as the window frees a
+        place, so while the caller handles a shard the rows after it are being prepared.
+        Closing the iterator cancels the preparations not yet started."""
+        pending: deque[tuple[_Shard, int, Future[PreparedItem | RowError]]] = deque()
+        try:
+            for shard, position in _positions(shards):
+                future = self.pool.submit(self._prepare, shard.rows[position])
+                pending.append((shard, position, future))
+                if len(pending) >= self.limits.window and (done := self._take(pending)):
+                    yield done
+            while pending:
+                if done := self._take(pending):
+                    yield done
+        finally:
+            for _, _, future in pending:
+                future.cancel()
 
-        def take_one() -> None:
-            position, future = pending.popleft()
-            outcome = future.result()
-            if isinstance(outcome, RowError):
-                records[position] = error_record(rows[position].id, outcome)
-                return
-            batch.append((position, outcome))
-            if len(batch) >= self.limits.max_batch_size:
-                self._run(batch, rows, records)
-                batch.clear()
+    def _take(
+        self, pending: deque[tuple[_Shard, int, Future[PreparedItem | RowError]]]
+    ) -> tuple[int, list[dict[str, Any]]] | None:
+        """Hand the oldest row to its shard's batch (or record its error); a full batch runs.
+        Returns the shard's index and records when that row was its last."""
+        shard, position, future = pending.popleft()
+        outcome = self._outcome(future)
+        if isinstance(outcome, RowError):
+            shard.records[position] = error_record(shard.rows[position].id, outcome)
+        else:
+            shard.batch.append((position, outcome))
+            if len(shard.batch) >= self.limits.max_batch_size:
+                self._run(shard.batch, shard.rows, shard.records)
+                shard.batch.clear()
+        if position < len(shard.rows) - 1:
+            return None
+        if shard.batch:
+            self._run(shard.batch, shard.rows, shard.records)
+            shard.batch.clear()
+        return shard.index, [record for record in shard.records if record is not None]
 
-        for position, row in enumerate(rows):
-            pending.append((position, self.pool.submit(self._prepare, row)))
-            if len(pending) >= self.limits.window:
-                take_one()
-        while pending:
-            take_one()
-        if batch:
-            self._run(batch, rows, records)
-        return [record for record in records if record is not None]
+    def _outcome(self, future: Future[PreparedItem | RowError]) -> PreparedItem | RowError:
+        """The row's preparation, waited for at most ``prepare_timeout_s``."""
+        try:
+            return future.result(timeout=self.limits.prepare_timeout_s)
+        except FutureTimeout:
+            future.cancel()
+            return RowError(
+                "prepare",
+                DeadlineExceeded.code,
+                f"reading, decoding and tokenising took over {self.limits.prepare_timeout_s} s",
+            )
 
     def _prepare(self, row: InputRow) -> PreparedItem | RowError:
         """The row read, checked, decoded and tokenised, or the error of the stage that
@@ -143,6 +196,16 @@ class RowScorer:
             records[position] = answer_record(
                 rows[position].id, result, item.missing, manifest, self.columns
             )
+
+
+def _positions(
+    shards: Iterable[tuple[int, Sequence[InputRow]]],
+) -> Iterator[tuple[_Shard, int]]:
+    """Every row of every non-empty shard, as its shard and its position in it."""
+    for index, rows in shards:
+        shard = _Shard(index, rows, [None] * len(rows))
+        for position in range(len(rows)):
+            yield shard, position
 
 
 def _model_error(exc: Exception) -> RowError:
