@@ -38,10 +38,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.harness.generated_docs import write_sections
 from bench.harness.paths import REPO_ROOT, output_dir
 from bench.harness.payloads import RequestSet, build_requests
 from bench.harness.servers import COMMON_ENV
 from bench.harness.session import bench_lock, logger, machine_info, rotated
+from bench.scoring import score_doc
 from bench.scoring.score_summary import parse_score_line, summarize, table
 
 BUNDLE = REPO_ROOT / "models" / "default"
@@ -223,6 +225,9 @@ def main() -> None:
     path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print(table(summary))
     log(f"wrote {path}")
+    if path.resolve() == score_doc.RESULTS.resolve():
+        changed = write_sections(score_doc.DOC, score_doc.committed_sections())
+        log(f"{score_doc.DOC.name}: rewrote {changed or 'nothing'}")
 
 
 if __name__ == "__main__":
