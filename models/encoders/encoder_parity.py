@@ -16,9 +16,9 @@ input and >= ``REDUCED_MIN_COSINE`` for images the service decodes at reduced sc
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -37,6 +37,7 @@ from models.export.export_support import ExportError
 EXACT_MIN_COSINE: dict[Precision, float] = {"fp32": 0.9999, "fp16": 0.999}
 REDUCED_MIN_COSINE: dict[Precision, float] = {"fp32": 0.98, "fp16": 0.98}
 _BATCH = 8
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -67,11 +68,10 @@ def reference_image(data: bytes) -> Image.Image:
         return opened.convert("RGB")
 
 
-def _batched_reference(
-    reference: Any, inputs: Sequence[Any]
-) -> np.ndarray:  # reference: ImageReference | TextReference
+def _in_batches(embed: Callable[[Sequence[T]], np.ndarray], inputs: Sequence[T]) -> np.ndarray:
+    """``embed`` over ``inputs`` in batches of ``_BATCH``, as one float32 array."""
     parts = [
-        np.asarray(reference(inputs[i : i + _BATCH]), dtype=np.float32)
+        np.asarray(embed(inputs[i : i + _BATCH]), dtype=np.float32)
         for i in range(0, len(inputs), _BATCH)
     ]
     return np.concatenate(parts)
@@ -108,13 +108,11 @@ def image_parity(
             rows[image.name] = ParityRow(image.name, image.kind, None, str(exc), image.note)
     accepted = [image for image in images if image.name in served]
     if accepted:
-        pixels = np.stack([served[image.name] for image in accepted])
-        ours = np.concatenate(
-            [pipeline.encode_images(pixels[i : i + _BATCH]) for i in range(0, len(pixels), _BATCH)]
+        ours = _in_batches(
+            lambda chunk: pipeline.encode_images(np.stack(chunk)),
+            [served[image.name] for image in accepted],
         )
-        theirs = _batched_reference(
-            source.reference, [reference_image(image.data) for image in accepted]
-        )
+        theirs = _in_batches(source.reference, [reference_image(image.data) for image in accepted])
         for image, cosine in zip(accepted, row_cosines(ours, theirs), strict=True):
             kind = kinds[image.name]
             note = image.note or ("decoded at reduced scale" if kind != image.kind else "")
@@ -141,10 +139,8 @@ def text_parity(
         ids = [tokens[text.name] for text in accepted]
         # One text at a time and in a padded batch: padding must not change an embedding.
         alone = np.concatenate([pipeline.encode_texts([one]) for one in ids])
-        together = np.concatenate(
-            [pipeline.encode_texts(ids[i : i + _BATCH]) for i in range(0, len(ids), _BATCH)]
-        )
-        theirs = _batched_reference(source.reference, [text.text for text in accepted])
+        together = _in_batches(pipeline.encode_texts, ids)
+        theirs = _in_batches(source.reference, [text.text for text in accepted])
         cosines = np.minimum(row_cosines(alone, theirs), row_cosines(together, theirs))
         for text, cosine in zip(accepted, cosines, strict=True):
             rows[text.name] = ParityRow(text.name, text.kind, float(cosine), None, text.note)
