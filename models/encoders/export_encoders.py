@@ -124,9 +124,8 @@ def _load(staging: Path) -> Encoders:
 
 
 def _parity(
-    staging: Path, image: ImageSource, text: TextSource, options: ExportOptions
+    encoders: Encoders, image: ImageSource, text: TextSource, options: ExportOptions
 ) -> dict[str, Any]:
-    encoders = _load(staging)
     decoder = encoders.pipeline.decoder
     images = parity_images(
         image.preprocess,
@@ -151,10 +150,9 @@ def _parity(
     }
 
 
-def _golden(staging: Path, manifest: dict[str, Any]) -> None:
+def _golden(staging: Path, manifest: dict[str, Any], encoders: Encoders) -> None:
     from models.encoders.golden_writer import golden_images, golden_texts, write_golden
 
-    encoders = _load(staging)
     manifest["golden"] = write_golden(staging, encoders.pipeline, golden_images(), golden_texts())
     _write_manifest(staging, manifest)
     _load(staging)  # the load-time check passes on the machine that wrote it
@@ -175,7 +173,8 @@ def export_encoders(
         (staging / TOKENIZER_FILE).write_text(text.tokenizer_json, encoding="utf-8")
         manifest = _manifest(staging, image, text, options)
         _write_manifest(staging, manifest)
-        parity = _parity(staging, image, text, options)
+        encoders = _load(staging)  # as the service loads them: parity and golden inputs
+        parity = _parity(encoders, image, text, options)
         report: dict[str, Any] = {
             "bundle": {"name": options.name, "version": options.version},
             "precision": options.precision,
@@ -191,7 +190,7 @@ def export_encoders(
         }
         for encoder in ("image_encoder", "text_encoder"):
             encoder_parity.check_summary(encoder, parity[encoder]["summary"])
-        _golden(staging, manifest)
+        _golden(staging, manifest, encoders)
         report["seconds"] = round(time.perf_counter() - started, 1)
         (staging / PARITY_FILE).write_text(json.dumps(report, indent=2, ensure_ascii=False))
     return report
