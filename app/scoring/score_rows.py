@@ -110,14 +110,17 @@ class RowScorer:
         else:
             shard.batch.append((position, outcome))
             if len(shard.batch) >= self.limits.max_batch_size:
-                self._run(shard.batch, shard.rows, shard.records)
-                shard.batch.clear()
+                self._flush(shard)
         if position < len(shard.rows) - 1:
             return None
         if shard.batch:
-            self._run(shard.batch, shard.rows, shard.records)
-            shard.batch.clear()
+            self._flush(shard)
         return shard.index, [record for record in shard.records if record is not None]
+
+    def _flush(self, shard: _Shard) -> None:
+        """Run the shard's waiting rows as one batch."""
+        self._run(shard.batch, shard.rows, shard.records)
+        shard.batch.clear()
 
     def _outcome(self, future: Future[PreparedItem | RowError]) -> PreparedItem | RowError:
         """The row's preparation, waited for at most ``prepare_timeout_s``."""
