@@ -3,8 +3,9 @@ policy applied, the image decoded and the text tokenised in a thread pool, a bou
 rows ahead of the model that runs on across shard boundaries (the next shard is read and
 prepared while this one's last batches run and while it is written); the accepted rows of a
 shard run through the model in batches of ``max_batch_size`` (a batch never mixes shards, so
-a shard's answers do not depend on where a run started). Any failure is that row's error row,
-with the stage and the code the service would answer."""
+a shard's answers do not depend on where a run started). Both steps are
+``app.scoring.score_steps``'s: any failure is that row's error row, with the stage and the code
+the service would answer."""
 
 from __future__ import annotations
 
@@ -16,16 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.core.classification import ClassifyInput
 from app.core.encoder_pipeline import PreparedItem
 from app.core.engine import Engine
-from app.errors import DeadlineExceeded, InferenceFailed, PayloadTooLarge, RequestError
-from app.scoring.score_answers import AnswerColumns, RowError, answer_record, error_record
+from app.errors import DeadlineExceeded
+from app.scoring.score_answers import AnswerColumns, RowError, error_record
 from app.scoring.score_input import InputRow
-
-IMAGE_NOT_FOUND = "image_not_found"
-IMAGE_UNREADABLE = "image_unreadable"
-INTERNAL_ERROR = "internal_error"
+from app.scoring.score_steps import prepare_row, score_items
 
 
 @dataclass(frozen=True)
@@ -135,45 +132,7 @@ class RowScorer:
             )
 
     def _prepare(self, row: InputRow) -> PreparedItem | RowError:
-        """The row read, checked, decoded and tokenised, or the error of the stage that
-        failed."""
-        stage = "read"
-        try:
-            image = None if row.image is None else self._read_image(row.image)
-            if isinstance(image, RowError):
-                return image
-            stage = "validate"
-            item = self.engine.policy.check(ClassifyInput(image, row.text))
-            pipeline = self.engine.pipeline
-            stage = "decode"
-            decoded = None if item.image is None else pipeline.prepare(item.image, None)
-            stage = "tokenise"
-            tokenised = None if item.text is None else pipeline.prepare(None, item.text)
-        except RequestError as exc:
-            return RowError(stage, exc.code, exc.message)
-        except Exception as exc:  # a broken row must not end the job: it is recorded
-            return RowError(stage, INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
-        return PreparedItem(
-            pixels=None if decoded is None else decoded.pixels,
-            text=item.text,
-            token_ids=None if tokenised is None else tokenised.token_ids,
-        )
-
-    def _read_image(self, relative: str) -> bytes | RowError:
-        path = self.base / relative
-        try:
-            size = path.stat().st_size
-            if size > self.limits.max_image_bytes:
-                return RowError(
-                    "read",
-                    PayloadTooLarge.code,
-                    f"image file is over {self.limits.max_image_bytes} bytes",
-                )
-            return path.read_bytes()
-        except FileNotFoundError:
-            return RowError("read", IMAGE_NOT_FOUND, f"no image file at {relative}")
-        except OSError as exc:
-            return RowError("read", IMAGE_UNREADABLE, f"cannot read {relative}: {exc.strerror}")
+        return prepare_row(self.engine, self.base, row, self.limits.max_image_bytes)
 
     def _run(
         self,
@@ -181,24 +140,11 @@ class RowScorer:
         rows: Sequence[InputRow],
         records: list[dict[str, Any] | None],
     ) -> None:
-        """Run one batch; if it fails, each of its items alone (as the service's batcher)."""
-        manifest = self.engine.bundle.manifest
-        items = [item for _, item in batch]
-        try:
-            results = self.engine.pipeline.run_items(items)
-        except Exception as exc:
-            if len(batch) > 1:
-                for one in batch:
-                    self._run([one], rows, records)
-                return
-            position = batch[0][0]
-            error = _model_error(exc)
-            records[position] = error_record(rows[position].id, error)
-            return
-        for (position, item), result in zip(batch, results, strict=True):
-            records[position] = answer_record(
-                rows[position].id, result, item.missing, manifest, self.columns
-            )
+        """Run one batch and record its rows' answers."""
+        ids = [rows[position].id for position, _ in batch]
+        found = score_items(self.engine, self.columns, ids, [item for _, item in batch])
+        for (position, _), record in zip(batch, found, strict=True):
+            records[position] = record
 
 
 def _positions(
@@ -209,9 +155,3 @@ def _positions(
         shard = _Shard(index, rows, [None] * len(rows))
         for position in range(len(rows)):
             yield shard, position
-
-
-def _model_error(exc: Exception) -> RowError:
-    if isinstance(exc, RequestError):
-        return RowError("model", exc.code, exc.message)
-    return RowError("model", InferenceFailed.code, f"the model failed: {type(exc).__name__}")
