@@ -83,6 +83,12 @@ def _score(args: argparse.Namespace) -> int:
     if importlib.util.find_spec("pyarrow") is None:
         print("fusionserve score needs pyarrow: pip install 'fusionserve[score]'", file=sys.stderr)
         return 2
+    if args.engine == "ray" and importlib.util.find_spec("ray") is None:
+        print(
+            "fusionserve score --engine ray needs Ray: pip install 'fusionserve[ray]'",
+            file=sys.stderr,
+        )
+        return 2
     from app.scoring.score_answers import AnswerColumns
     from app.scoring.score_input import Columns
     from app.scoring.score_job import ScoreOptions, run_score
@@ -97,12 +103,25 @@ def _score(args: argparse.Namespace) -> int:
         shard_rows=args.shard_rows,
         limit=args.limit,
         max_error_rate=args.max_error_rate,
-        workers=args.workers or available_cores(),
+        # Ray: the threads of each preparing actor (one CPU each); local: of the process.
+        workers=args.workers or (1 if args.engine == "ray" else available_cores()),
         force=args.force,
         progress_every_s=args.progress_every,
         write_deadline_s=args.write_deadline,
     )
-    summary = run_score(options, _settings(args))
+    if args.engine == "ray":
+        from app.scoring.ray_job import RayOptions, run_ray_score
+
+        cluster = RayOptions(
+            address=args.ray_address,
+            prepare_actors=args.ray_prepare_actors,
+            model_actors=args.ray_model_actors,
+            model_cpus=args.ray_model_cpus,
+            **({"round_rows": args.ray_round_rows} if args.ray_round_rows else {}),
+        )
+        summary = run_ray_score(options, _settings(args), cluster)
+    else:
+        summary = run_score(options, _settings(args))
     print(summary.line())
     return 0
 
@@ -140,7 +159,10 @@ def _add_score(commands: Any) -> None:
     score.add_argument("--shard-rows", type=_positive, default=1000)
     score.add_argument("--max-error-rate", type=float, default=0.1)
     score.add_argument(
-        "--workers", type=_positive, help="decoding threads (default: the cores available)"
+        "--workers",
+        type=_positive,
+        help="decoding threads (default: the cores available; with --engine ray, per "
+        "preparing actor, default 1)",
     )
     score.add_argument(
         "--progress-every", type=float, default=10.0, help="seconds between progress lines"
@@ -154,7 +176,40 @@ def _add_score(commands: Any) -> None:
     score.add_argument(
         "--force", action="store_true", help="start over, deleting the output's earlier job"
     )
+    _add_ray_options(score)
     score.set_defaults(handler=_score)
+
+
+def _add_ray_options(score: Any) -> None:
+    score.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="local: this process; ray: Ray Data on a cluster (the fusionserve[ray] extra)",
+    )
+    ray = score.add_argument_group("--engine ray")
+    ray.add_argument(
+        "--ray-address",
+        help="the cluster to join (default: RAY_ADDRESS, else a cluster on this machine)",
+    )
+    ray.add_argument(
+        "--ray-prepare-actors",
+        type=_positive,
+        help="actors reading, decoding and tokenising (default: the cluster's CPUs less the "
+        "model actors')",
+    )
+    ray.add_argument("--ray-model-actors", type=_positive, default=1, help="model actors")
+    ray.add_argument(
+        "--ray-model-cpus",
+        type=_positive,
+        default=1,
+        help="CPUs (ONNX Runtime threads) per model actor",
+    )
+    ray.add_argument(
+        "--ray-round-rows",
+        type=_positive,
+        help="rows sent to the cluster per round, in whole shards (default 50000)",
+    )
 
 
 def _run_models_module(module: str, arguments: list[str]) -> int:

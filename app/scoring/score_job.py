@@ -63,7 +63,7 @@ def run_score(options: ScoreOptions, settings: Settings) -> ScoreSummary:
     that differs from the one recorded, too many failed rows) and ``StartupError``."""
     engine = build_engine(settings)
     output = ScoreOutput(options.output)
-    _claim(output, describe_job(engine.bundle, options), options.force)
+    claim_output(output, describe_job(engine.bundle, options), options.force)
     committed = output.committed_shards()
     schema = output_schema(options.answer.all_probabilities)
     limits = RowLimits(
@@ -72,14 +72,11 @@ def run_score(options: ScoreOptions, settings: Settings) -> ScoreSummary:
         max_image_bytes=settings.max_image_bytes,
         prepare_timeout_s=settings.request_timeout_s,
     )
-    total = total_rows(options.input)
-    if options.limit is not None:
-        total = options.limit if total is None else min(total, options.limit)
-    progress = Progress(total, options.progress_every_s)
+    progress = job_progress(options)
 
     def committed_one(counts: ShardCounts) -> None:
         progress.advance(counts.ok, counts.error)
-        _check_error_rate(progress, options.max_error_rate)
+        check_error_rate(progress, options.max_error_rate)
 
     try:
         with (
@@ -87,13 +84,21 @@ def run_score(options: ScoreOptions, settings: Settings) -> ScoreSummary:
             ShardWriter(output, schema, committed_one, options.write_deadline_s) as writer,
         ):
             scorer = RowScorer(engine, options.input.parent, options.answer, limits, pool)
-            to_score = _uncommitted(_shards(options), committed, progress)
+            to_score = uncommitted_shards(input_shards(options), committed, progress)
             with contextlib.closing(scorer.score_shards(to_score)) as scored:
                 for index, records in scored:
                     writer.submit(index, records)
     finally:
         progress.close()
     return progress.summary()
+
+
+def job_progress(options: ScoreOptions) -> Progress:
+    """The job's progress reporter, told the rows to score where the input says (Parquet)."""
+    total = total_rows(options.input)
+    if options.limit is not None:
+        total = options.limit if total is None else min(total, options.limit)
+    return Progress(total, options.progress_every_s)
 
 
 def describe_job(bundle: Bundle, options: ScoreOptions) -> dict[str, Any]:
@@ -115,7 +120,7 @@ def describe_job(bundle: Bundle, options: ScoreOptions) -> dict[str, Any]:
     }
 
 
-def _claim(output: ScoreOutput, job: dict[str, Any], force: bool) -> None:
+def claim_output(output: ScoreOutput, job: dict[str, Any], force: bool) -> None:
     """Make the output directory this job's: resume a matching job, start over with
     ``force``, refuse otherwise."""
     recorded = output.read_job()
@@ -150,7 +155,7 @@ def _differences(recorded: dict[str, Any], job: dict[str, Any]) -> list[str]:
     return found
 
 
-def _shards(options: ScoreOptions) -> Iterator[list[InputRow]]:
+def input_shards(options: ScoreOptions) -> Iterator[list[InputRow]]:
     rows: Iterator[InputRow] = read_rows(options.input, options.columns)
     if options.limit is not None:
         rows = itertools.islice(rows, options.limit)
@@ -158,7 +163,7 @@ def _shards(options: ScoreOptions) -> Iterator[list[InputRow]]:
         yield shard
 
 
-def _uncommitted(
+def uncommitted_shards(
     shards: Iterator[list[InputRow]], committed: dict[int, ShardCounts], progress: Progress
 ) -> Iterator[tuple[int, list[InputRow]]]:
     """The shards still to score, with their indices; the committed ones are counted as
@@ -170,7 +175,7 @@ def _uncommitted(
         yield index, rows
 
 
-def _check_error_rate(progress: Progress, max_error_rate: float) -> None:
+def check_error_rate(progress: Progress, max_error_rate: float) -> None:
     rows = progress.ok + progress.error
     if rows >= MIN_ROWS_FOR_ERROR_RATE and progress.error / rows > max_error_rate:
         raise ErrorRateExceeded(

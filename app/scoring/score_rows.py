@@ -12,17 +12,15 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from app.core.encoder_pipeline import PreparedItem
 from app.core.engine import Engine
-from app.errors import DeadlineExceeded
 from app.scoring.score_answers import AnswerColumns, RowError, error_record
 from app.scoring.score_input import InputRow
-from app.scoring.score_steps import prepare_row, score_items
+from app.scoring.score_steps import prepare_row, prepared_within, score_items
 
 
 @dataclass(frozen=True)
@@ -101,7 +99,7 @@ class RowScorer:
         """Hand the oldest row to its shard's batch (or record its error); a full batch runs.
         Returns the shard's index and records when that row was its last."""
         shard, position, future = pending.popleft()
-        outcome = self._outcome(future)
+        outcome = prepared_within(future, self.limits.prepare_timeout_s)
         if isinstance(outcome, RowError):
             shard.records[position] = error_record(shard.rows[position].id, outcome)
         else:
@@ -118,18 +116,6 @@ class RowScorer:
         """Run the shard's waiting rows as one batch."""
         self._run(shard.batch, shard.rows, shard.records)
         shard.batch.clear()
-
-    def _outcome(self, future: Future[PreparedItem | RowError]) -> PreparedItem | RowError:
-        """The row's preparation, waited for at most ``prepare_timeout_s``."""
-        try:
-            return future.result(timeout=self.limits.prepare_timeout_s)
-        except FutureTimeout:
-            future.cancel()
-            return RowError(
-                "prepare",
-                DeadlineExceeded.code,
-                f"reading, decoding and tokenising took over {self.limits.prepare_timeout_s} s",
-            )
 
     def _prepare(self, row: InputRow) -> PreparedItem | RowError:
         return prepare_row(self.engine, self.base, row, self.limits.max_image_bytes)

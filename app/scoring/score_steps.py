@@ -9,13 +9,15 @@ code the service would answer."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
 
 from app.core.classification import ClassifyInput
 from app.core.encoder_pipeline import PreparedItem
 from app.core.engine import Engine
-from app.errors import InferenceFailed, PayloadTooLarge, RequestError
+from app.errors import DeadlineExceeded, InferenceFailed, PayloadTooLarge, RequestError
 from app.scoring.score_answers import AnswerColumns, RowError, answer_record, error_record
 from app.scoring.score_input import InputRow
 
@@ -50,6 +52,22 @@ def prepare_row(
         text=item.text,
         token_ids=None if tokenised is None else tokenised.token_ids,
     )
+
+
+def prepared_within(
+    future: Future[PreparedItem | RowError], timeout_s: float
+) -> PreparedItem | RowError:
+    """A row's preparation under way in a thread, waited for at most ``timeout_s``; a row
+    that takes longer fails with ``deadline_exceeded`` (its thread is left to finish)."""
+    try:
+        return future.result(timeout=timeout_s)
+    except FutureTimeout:
+        future.cancel()
+        return RowError(
+            "prepare",
+            DeadlineExceeded.code,
+            f"reading, decoding and tokenising took over {timeout_s} s",
+        )
 
 
 def read_image(base: Path, relative: str, max_image_bytes: int) -> bytes | RowError:

@@ -1,8 +1,8 @@
 """The writing stage of a scoring job: each scored shard built into a Parquet table and
 committed (``ScoreOutput.write_shard``) in a thread of its own, while the job scores the next
 shard. At most one shard is being written at a time, so at most one scored shard waits in
-memory; each commit's counts go to a callback (progress, the error rate) in shard order, on
-the caller's thread."""
+memory; each commit's counts go to a callback (progress, the error rate) in the order the shards
+were submitted, on the caller's thread."""
 
 from __future__ import annotations
 
@@ -57,9 +57,15 @@ class ShardWriter:
             self._thread.shutdown(wait=False, cancel_futures=True)
 
     def submit(self, index: int, records: list[dict[str, Any]]) -> None:
-        """Write and commit shard ``index`` once the shard before it is committed."""
+        """Write and commit shard ``index`` (its records in order) once the shard before it
+        is committed."""
         self.finish()
         self._writing = (index, self._thread.submit(self._write, index, records))
+
+    def submit_table(self, index: int, table: pa.Table) -> None:
+        """``submit`` for a shard already built as a table of the output's columns."""
+        self.finish()
+        self._writing = (index, self._thread.submit(self.output.write_shard, index, table))
 
     def finish(self) -> None:
         """Wait for the shard being written (if any) and report its counts."""

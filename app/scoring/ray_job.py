@@ -1,0 +1,238 @@
+"""``fusionserve score --engine ray``: the same job as the local engine (the same ``job.json``,
+shards, parts, markers and resume, so a job may be resumed by either engine) with preparation
+and the model as Ray Data stages on actor pools across a cluster.
+
+The driver reads the input as the local engine does and cuts it into the same shards; the
+uncommitted ones go to Ray in rounds of about ``round_rows`` rows (a round is a dataset of
+small blocks: ``PrepareStage`` on a pool of CPU actors, then ``ModelStage`` in batches of the
+bundle's size on a pool of model actors, with a GPU each where the bundle runs on CUDA). Ray
+does not keep the rows' order and retries the work of lost nodes, so the driver files each
+answered row under its shard and position (a row answered twice counts once) and commits a
+shard, in order of its position, as soon as all its rows are in. The bundle, the input file
+and the images must be at the same paths on every node (shared storage)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import ray
+import ray.data
+
+from app.bundle.loader import load_bundle
+from app.config.settings import Settings
+from app.scoring.ray_stages import INPUT_SCHEMA, ModelStage, PrepareConfig, PrepareStage
+from app.scoring.score_errors import ScoreError
+from app.scoring.score_input import InputRow
+from app.scoring.score_job import (
+    ScoreOptions,
+    check_error_rate,
+    claim_output,
+    describe_job,
+    input_shards,
+    job_progress,
+    uncommitted_shards,
+)
+from app.scoring.score_output import ScoreOutput, ShardCounts, output_schema
+from app.scoring.score_progress import ScoreSummary
+from app.scoring.score_writer import ShardWriter
+
+ROUND_ROWS = 50_000  # the default of --ray-round-rows
+BLOCK_ROWS = 32  # input rows per block: one preparing call
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """How the job uses the cluster: where it is (None: ``RAY_ADDRESS``, else a local
+    cluster started for the job), the preparing actors (None: the cluster's CPUs less the
+    model actors'), the model actors and the CPUs (ONNX Runtime threads) each takes, and the
+    rows sent to the cluster per round."""
+
+    address: str | None = None
+    prepare_actors: int | None = None
+    model_actors: int = 1
+    model_cpus: int = 1
+    round_rows: int = ROUND_ROWS
+    block_rows: int = BLOCK_ROWS
+
+
+def run_ray_score(options: ScoreOptions, settings: Settings, cluster: RayOptions) -> ScoreSummary:
+    """Score the input into the output directory on a Ray cluster; raises what ``run_score``
+    raises."""
+    bundle = load_bundle(settings.bundle_path, verify_hashes=settings.verify_bundle_hashes)
+    output = ScoreOutput(options.output)
+    claim_output(output, describe_job(bundle, options), options.force)
+    committed = output.committed_shards()
+    progress = job_progress(options)
+
+    def committed_one(counts: ShardCounts) -> None:
+        progress.advance(counts.ok, counts.error)
+        check_error_rate(progress, options.max_error_rate)
+
+    schema = output_schema(options.answer.all_probabilities)
+    started = _connect(cluster.address)
+    _quiet_ray_data()
+    try:
+        stages = _Stages(options, settings, cluster)
+        with ShardWriter(output, schema, committed_one, options.write_deadline_s) as writer:
+            to_score = uncommitted_shards(input_shards(options), committed, progress)
+            for shards in _rounds(to_score, cluster.round_rows):
+                for index, table in _score_round(stages, shards):
+                    writer.submit_table(index, table.select(schema.names).cast(schema))
+    finally:
+        progress.close()
+        if started:
+            ray.shutdown()
+    return progress.summary()
+
+
+@dataclass
+class _Stages:
+    """The dataset plan of a round, from the job's options and the cluster's resources."""
+
+    options: ScoreOptions
+    settings: Settings
+    cluster: RayOptions
+    gpus: float = field(init=False)
+    prepare_actors: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
+        on_gpu = self.settings.device == "cuda" or (
+            self.settings.device == "auto" and resources.get("GPU", 0) > 0
+        )
+        self.gpus = 1.0 if on_gpu else 0.0
+        model_cpus = self.cluster.model_actors * self.cluster.model_cpus
+        spare = int(resources.get("CPU", 1)) - model_cpus
+        self.prepare_actors = self.cluster.prepare_actors or max(1, spare)
+
+    def dataset(self, blocks: list[pa.Table]) -> ray.data.Dataset:
+        prepare = PrepareConfig(
+            settings=self.settings.model_copy(update={"device": "cpu", "intra_op_threads": 1}),
+            base=self.options.input.resolve().parent,
+            threads=self.options.workers,
+            timeout_s=self.settings.request_timeout_s,
+        )
+        model_settings = self.settings.model_copy(
+            update={"intra_op_threads": self.cluster.model_cpus}
+        )
+        actors = self.prepare_actors
+        return (
+            ray.data.from_arrow(blocks)
+            .map_batches(
+                PrepareStage,
+                fn_constructor_args=(prepare,),
+                batch_format="pyarrow",
+                batch_size=None,
+                compute=ray.data.ActorPoolStrategy(
+                    min_size=1, max_size=actors, initial_size=actors
+                ),
+                num_cpus=1,
+            )
+            .map_batches(
+                ModelStage,
+                fn_constructor_args=(model_settings, self.options.answer),
+                batch_format="pyarrow",
+                batch_size=self.settings.max_batch_size,
+                compute=ray.data.ActorPoolStrategy(size=self.cluster.model_actors),
+                num_cpus=self.cluster.model_cpus,
+                num_gpus=self.gpus,
+            )
+        )
+
+
+def _connect(address: str | None) -> bool:
+    """Join the cluster at ``address`` (or ``RAY_ADDRESS``; without either, start one on
+    this machine) unless this process is already connected; whether it connected."""
+    if ray.is_initialized():
+        return False
+    arguments: dict[str, Any] = {"address": address, "logging_level": logging.WARNING}
+    if address is None and "RAY_ADDRESS" not in os.environ:
+        arguments["include_dashboard"] = False
+    ray.init(**arguments)
+    return True
+
+
+def _quiet_ray_data() -> None:
+    """Ray Data's progress bars and per-dataset log lines off: the job reports rows."""
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+
+
+def _rounds(
+    shards: Iterable[tuple[int, list[InputRow]]], round_rows: int
+) -> Iterator[list[tuple[int, list[InputRow]]]]:
+    """Whole shards, grouped into rounds of at least ``round_rows`` rows (the last fewer)."""
+    group: list[tuple[int, list[InputRow]]] = []
+    rows = 0
+    for shard in shards:
+        group.append(shard)
+        rows += len(shard[1])
+        if rows >= round_rows:
+            yield group
+            group, rows = [], 0
+    if group:
+        yield group
+
+
+def _score_round(
+    stages: _Stages, shards: Sequence[tuple[int, list[InputRow]]]
+) -> Iterator[tuple[int, pa.Table]]:
+    """Each shard of the round, as its index and its answered rows in order, as soon as all
+    its rows are in."""
+    sizes = {index: len(rows) for index, rows in shards}
+    arrived: dict[int, list[pa.Table]] = {index: [] for index in sizes}
+    seen: dict[int, set[int]] = {index: set() for index in sizes}
+    blocks = _input_blocks(shards, stages.cluster.block_rows)
+    dataset = stages.dataset(blocks)
+    del blocks  # in the object store now
+    for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
+        assert isinstance(batch, pa.Table)  # batch_format="pyarrow"
+        for index in pc.unique(batch.column("shard")).to_pylist():
+            rows = _new_rows(batch.filter(pc.equal(batch.column("shard"), index)), seen[index])
+            arrived[index].append(rows)
+            if len(seen[index]) == sizes[index]:
+                yield index, pa.concat_tables(arrived.pop(index)).sort_by("position")
+    if arrived:
+        missing = ", ".join(str(index) for index in sorted(arrived))
+        raise ScoreError(f"the cluster returned no answer for some rows of shards {missing}")
+
+
+def _new_rows(rows: pa.Table, seen: set[int]) -> pa.Table:
+    """``rows`` without those answered before (a retried task's repeats)."""
+    keep = []
+    for position in rows.column("position").to_pylist():
+        keep.append(position not in seen)
+        seen.add(position)
+    return rows if all(keep) else rows.filter(pa.array(keep))
+
+
+def _input_blocks(shards: Sequence[tuple[int, list[InputRow]]], block_rows: int) -> list[pa.Table]:
+    """The round's rows as blocks of ``block_rows`` (never across shards)."""
+    blocks = []
+    for index, rows in shards:
+        for start in range(0, len(rows), block_rows):
+            chunk = rows[start : start + block_rows]
+            blocks.append(
+                pa.Table.from_pylist(
+                    [
+                        {
+                            "shard": index,
+                            "position": start + i,
+                            "id": row.id,
+                            "image": row.image,
+                            "text": row.text,
+                        }
+                        for i, row in enumerate(chunk)
+                    ],
+                    schema=INPUT_SCHEMA,
+                )
+            )
+    return blocks

@@ -1,0 +1,171 @@
+"""The two Ray Data stages of ``fusionserve score --engine ray``, each a callable class that an
+actor pool holds (the engine is built once per actor, in ``__init__``): ``PrepareStage`` turns
+a block of input rows into prepared rows (``prepare_row``, in threads, each row within its
+deadline), ``ModelStage`` runs a batch of prepared rows through the model (``score_items``)
+into output records. Both are the local engine's steps (``app.scoring.score_steps``); between
+them a prepared row travels as Arrow columns: its decoded pixels and token ids as ``.npy``
+bytes (dtype and shape kept, never pickled), or its error. Every row carries its shard and
+its position in the shard, because Ray does not keep the rows' order."""
+
+from __future__ import annotations
+
+import io
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from app.config.settings import Settings
+from app.core.encoder_pipeline import PreparedItem
+from app.core.engine import build_engine
+from app.scoring.score_answers import AnswerColumns, RowError, error_record
+from app.scoring.score_input import InputRow
+from app.scoring.score_output import output_schema
+from app.scoring.score_steps import prepare_row, prepared_within, score_items
+
+# Where a row belongs: its shard and its place in it (the output's order is rebuilt from them).
+PLACE_FIELDS = [
+    pa.field("shard", pa.int64(), nullable=False),
+    pa.field("position", pa.int64(), nullable=False),
+]
+INPUT_SCHEMA = pa.schema(
+    [
+        *PLACE_FIELDS,
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("image", pa.string()),
+        pa.field("text", pa.string()),
+    ]
+)
+PREPARED_SCHEMA = pa.schema(
+    [
+        *PLACE_FIELDS,
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("error_stage", pa.string()),
+        pa.field("error_code", pa.string()),
+        pa.field("error_message", pa.string()),
+        pa.field("text", pa.string()),
+        pa.field("pixels", pa.binary()),
+        pa.field("token_ids", pa.binary()),
+    ]
+)
+
+
+def placed_schema(all_probabilities: bool) -> pa.Schema:
+    """The model stage's output: the job's output columns after the row's shard and
+    position."""
+    schema = output_schema(all_probabilities)
+    return pa.schema([*PLACE_FIELDS, *schema])
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """What a preparing actor needs: the service's settings (the bundle, the limits), the
+    folder image paths are relative to, its threads, and each row's deadline."""
+
+    settings: Settings
+    base: Path
+    threads: int
+    timeout_s: float
+
+
+class PrepareStage:
+    """Input rows to prepared rows (``map_batches`` over ``INPUT_SCHEMA`` blocks)."""
+
+    def __init__(self, config: PrepareConfig) -> None:
+        self.config = config
+        self.engine = build_engine(config.settings)
+        self.pool = ThreadPoolExecutor(config.threads, thread_name_prefix="score-prepare")
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        rows = batch.to_pylist()
+        limit = self.config.settings.max_image_bytes
+        futures = [
+            self.pool.submit(
+                prepare_row,
+                self.engine,
+                self.config.base,
+                InputRow(row["position"], row["id"], row["image"], row["text"]),
+                limit,
+            )
+            for row in rows
+        ]
+        prepared = [
+            _prepared_record(row, prepared_within(future, self.config.timeout_s))
+            for row, future in zip(rows, futures, strict=True)
+        ]
+        return pa.Table.from_pylist(prepared, schema=PREPARED_SCHEMA)
+
+
+class ModelStage:
+    """Prepared rows to output records (``map_batches`` with the bundle's batch size): the
+    accepted rows run as one batch, the others keep their errors."""
+
+    def __init__(self, settings: Settings, columns: AnswerColumns) -> None:
+        self.engine = build_engine(settings)
+        self.columns = columns
+        self.schema = placed_schema(columns.all_probabilities)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        rows = batch.to_pylist()
+        records: list[dict[str, Any] | None] = [None] * len(rows)
+        accepted: list[int] = []
+        for i, row in enumerate(rows):
+            if row["error_code"] is None:
+                accepted.append(i)
+            else:
+                error = RowError(row["error_stage"], row["error_code"], row["error_message"])
+                records[i] = error_record(row["id"], error)
+        if accepted:
+            ids = [rows[i]["id"] for i in accepted]
+            items = [_prepared_item(rows[i]) for i in accepted]
+            for i, record in zip(
+                accepted, score_items(self.engine, self.columns, ids, items), strict=True
+            ):
+                records[i] = record
+        placed = [
+            {"shard": row["shard"], "position": row["position"]} | record
+            for row, record in zip(rows, records, strict=True)
+            if record is not None
+        ]
+        return pa.Table.from_pylist(placed, schema=self.schema)
+
+
+def _prepared_record(row: dict[str, Any], outcome: PreparedItem | RowError) -> dict[str, Any]:
+    record = {"shard": row["shard"], "position": row["position"], "id": row["id"]}
+    if isinstance(outcome, RowError):
+        return record | {
+            "error_stage": outcome.stage,
+            "error_code": outcome.code,
+            "error_message": outcome.message,
+        }
+    return record | {
+        "text": outcome.text,
+        "pixels": _array_bytes(outcome.pixels),
+        "token_ids": _array_bytes(outcome.token_ids),
+    }
+
+
+def _prepared_item(row: dict[str, Any]) -> PreparedItem:
+    return PreparedItem(
+        pixels=_bytes_array(row["pixels"]),
+        text=row["text"],
+        token_ids=_bytes_array(row["token_ids"]),
+    )
+
+
+def _array_bytes(array: np.ndarray | None) -> bytes | None:
+    if array is None:
+        return None
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _bytes_array(data: bytes | None) -> np.ndarray | None:
+    if data is None:
+        return None
+    array: np.ndarray = np.load(io.BytesIO(data), allow_pickle=False)
+    return array

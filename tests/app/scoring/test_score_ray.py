@@ -1,0 +1,215 @@
+"""``fusionserve score --engine ray`` on a two-node Ray cluster on this machine: the same
+output as the local engine (ids and statuses equal, probabilities within 1e-6), bad rows
+recorded with the service's codes, a node removed mid-run and the job still completing with
+every id once, and a SIGKILLed driver resumed from the committed shards."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import ray
+
+from app.scoring.ray_job import RayOptions, run_ray_score
+from app.scoring.score_answers import AnswerColumns
+from app.scoring.score_input import Columns
+from app.scoring.score_job import ScoreOptions
+from app.scoring.score_output import ScoreOutput
+from tests.support.app_setup import make_settings
+from tests.support.images import encode_image, photo
+from tests.support.ray_cluster import TwoNodes, two_node_cluster
+from tests.support.repo_paths import ROOT
+from tests.support.score_tables import run_job, write_images, write_table
+
+EXACT_COLUMNS = ("id", "status", "error_stage", "error_code", "error_message", "label", "labels")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[TwoNodes]:
+    with two_node_cluster() as nodes:
+        yield nodes
+
+
+def _rows(folder: Path, count: int) -> list[dict[str, str | None]]:
+    images = write_images(folder, 4)
+    return [
+        {"id": f"r{i}", "image": images[i % 4], "text": f"a photo number {i}"} for i in range(count)
+    ]
+
+
+def _with_bad_rows(folder: Path, rows: list[dict[str, str | None]]) -> None:
+    """A missing file, a truncated PNG, a row with neither image nor text (in three shards of
+    20 rows, under the default error rate)."""
+    truncated = encode_image(photo(seed=9))
+    (folder / "images" / "cut.png").write_bytes(truncated[: len(truncated) // 3])
+    rows[3]["image"] = "images/missing.png"
+    rows[45]["image"] = "images/cut.png"
+    rows[77]["image"] = None
+    rows[77]["text"] = None
+
+
+def _assert_same_output(found: pa.Table, expected: pa.Table) -> None:
+    assert found.num_rows == expected.num_rows
+    for name in EXACT_COLUMNS:
+        assert found.column(name).to_pylist() == expected.column(name).to_pylist(), name
+    ok = np.asarray([s == "ok" for s in expected.column("status").to_pylist()])
+    got = np.asarray(found.column("probability").to_pylist(), dtype=float)[ok]
+    want = np.asarray(expected.column("probability").to_pylist(), dtype=float)[ok]
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    for got_k, want_k in zip(
+        found.column("top_k").to_pylist(), expected.column("top_k").to_pylist(), strict=True
+    ):
+        if want_k is None:
+            assert got_k is None
+            continue
+        assert [p["label"] for p in got_k] == [p["label"] for p in want_k]
+        np.testing.assert_allclose(
+            [p["probability"] for p in got_k], [p["probability"] for p in want_k], atol=1e-6
+        )
+
+
+def _command(bundle: Path, table: Path, output: Path, address: str, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "app",
+        "score",
+        "--engine",
+        "ray",
+        "--ray-address",
+        address,
+        "--bundle",
+        str(bundle),
+        "--device",
+        "cpu",
+        "--input",
+        str(table),
+        "--output",
+        str(output),
+        "--shard-rows",
+        "25",
+        *extra,
+    ]
+
+
+def _wait_for_first_shard(job: subprocess.Popen[bytes], output: Path) -> None:
+    deadline = time.monotonic() + 120
+    while not any(output.glob("part-*.done")):
+        assert job.poll() is None, "the job ended before its first shard was committed"
+        assert time.monotonic() < deadline, "no shard committed within 120 s"
+        time.sleep(0.01)
+
+
+def test_the_ray_engine_writes_what_the_local_engine_writes(
+    cluster: TwoNodes, optional_bundle_dir: Path, tmp_path: Path
+) -> None:
+    rows = _rows(tmp_path, 90)
+    _with_bad_rows(tmp_path, rows)
+    table = write_table(tmp_path / "in.parquet", rows)
+    local_summary, local = run_job(
+        optional_bundle_dir, table, tmp_path / "local", shard_rows=20, top_k=3
+    )
+
+    options = ScoreOptions(
+        input=table,
+        output=tmp_path / "ray",
+        columns=Columns(),
+        answer=AnswerColumns(top_k=3, all_probabilities=False),
+        shard_rows=20,
+        workers=2,
+        progress_every_s=3600.0,
+    )
+    # Rounds of two shards: several datasets, a last round of one short shard.
+    summary = run_ray_score(
+        options, make_settings(optional_bundle_dir), RayOptions(round_rows=40, block_rows=7)
+    )
+    assert (summary.ok, summary.error) == (local_summary.ok, local_summary.error) == (87, 3)
+    found = ScoreOutput(tmp_path / "ray").read_results()
+    _assert_same_output(found, local)
+    errors = {
+        row["id"]: (row["error_stage"], row["error_code"])
+        for row in found.to_pylist()
+        if row["status"] == "error"
+    }
+    assert errors == {
+        "r3": ("read", "image_not_found"),
+        "r45": ("decode", local.column("error_code")[45].as_py()),
+        "r77": ("validate", local.column("error_code")[77].as_py()),
+    }
+    assert None not in (errors["r45"][1], errors["r77"][1])
+    assert sorted(p.name for p in (tmp_path / "ray").glob("part-*")) == sorted(
+        p.name for p in (tmp_path / "local").glob("part-*")
+    )
+
+
+def test_a_job_completes_when_a_node_is_removed_mid_run(
+    cluster: TwoNodes, optional_bundle_dir: Path, tmp_path: Path
+) -> None:
+    rows = _rows(tmp_path, 1500)
+    table = write_table(tmp_path / "in.csv", rows)
+    output = tmp_path / "out"
+    # Three preparing actors and a model actor take all four CPUs: both nodes hold actors.
+    job = subprocess.Popen(
+        _command(optional_bundle_dir, table, output, cluster.address, "--ray-prepare-actors", "3"),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=os.environ | {"FUSIONSERVE_INTRA_OP_THREADS": "1"},
+    )
+    try:
+        _wait_for_first_shard(job, output)
+        assert ray.available_resources().get("CPU", 0) == 0, "not every CPU held an actor"
+        cluster.remove_worker()
+        assert job.poll() is None, "the job ended before the node was removed"
+        committed_then = len(ScoreOutput(output).committed_shards())
+        stdout, stderr = job.communicate(timeout=300)
+    finally:
+        if job.poll() is None:
+            job.kill()
+        cluster.restore_worker()
+    assert job.returncode == 0, stderr.decode()
+    assert committed_then < 1500 // 25
+    assert b"scored 1500 rows: 1500 ok, 0 error" in stdout
+    result = ScoreOutput(output).read_results()
+    assert result.column("id").to_pylist() == [f"r{i}" for i in range(1500)]
+    _, local = run_job(optional_bundle_dir, table, tmp_path / "local", shard_rows=25)
+    _assert_same_output(result, local)
+
+
+def test_a_killed_driver_resumes_to_every_id_once(
+    cluster: TwoNodes, optional_bundle_dir: Path, tmp_path: Path
+) -> None:
+    rows = _rows(tmp_path, 1500)
+    table = write_table(tmp_path / "in.jsonl", rows)
+    output = tmp_path / "out"
+    command = _command(optional_bundle_dir, table, output, cluster.address)
+    with (tmp_path / "killed.err").open("wb") as stderr:
+        job = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr)
+        try:
+            _wait_for_first_shard(job, output)
+            job.send_signal(signal.SIGKILL)
+            job.wait(timeout=30)
+        finally:
+            if job.poll() is None:
+                job.kill()
+    cut_short = len(ScoreOutput(output).committed_shards())
+    assert 0 < cut_short < 1500 // 25, "the driver was not stopped part-way"
+
+    rerun = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    assert "skipped (already committed)" in rerun.stdout
+    resumed = ScoreOutput(output).read_results()
+    ids = resumed.column("id").to_pylist()
+    assert ids == [f"r{i}" for i in range(1500)]
+    _, local = run_job(optional_bundle_dir, table, tmp_path / "local", shard_rows=25)
+    _assert_same_output(resumed, local)

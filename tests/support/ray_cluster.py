@@ -1,0 +1,66 @@
+"""A two-node Ray cluster on this machine for ``fusionserve score --engine ray`` tests: two
+raylets (each its own object store and logical CPUs), loopback only, no dashboard."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+from ray.cluster_utils import Cluster
+
+# Logical CPUs per node: enough that both stages' pools fit on the head alone once the other
+# node is removed (Ray's resources are logical: more than the machine's two cores is fine).
+NODE_CPUS = 2
+OBJECT_STORE_BYTES = 100 * 2**20
+
+
+@dataclass
+class TwoNodes:
+    """The cluster, its second node (the one a test may remove) and its address."""
+
+    cluster: Cluster
+    worker: Any
+
+    @property
+    def address(self) -> str:
+        address: str = self.cluster.address
+        return address
+
+    def remove_worker(self) -> None:
+        """Take the second node away (its raylet and its processes end)."""
+        self.cluster.remove_node(self.worker)
+
+    def restore_worker(self) -> None:
+        """Put a second node back (after ``remove_worker``)."""
+        self.worker = _add_worker(self.cluster)
+        self.cluster.wait_for_nodes()
+
+
+@contextmanager
+def two_node_cluster() -> Iterator[TwoNodes]:
+    """The cluster, with this process connected to it as a driver."""
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": NODE_CPUS,
+            "object_store_memory": OBJECT_STORE_BYTES,
+            "include_dashboard": False,
+        },
+    )
+    try:
+        worker = _add_worker(cluster)
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, logging_level="WARNING", log_to_driver=False)
+        try:
+            yield TwoNodes(cluster, worker)
+        finally:
+            ray.shutdown()
+    finally:
+        cluster.shutdown()
+
+
+def _add_worker(cluster: Cluster) -> Any:
+    return cluster.add_node(num_cpus=NODE_CPUS, object_store_memory=OBJECT_STORE_BYTES)
