@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import ray
 import ray.data
+import ray.exceptions
 
 from app.bundle.loader import load_bundle
 from app.config.settings import Settings
@@ -78,12 +79,18 @@ def run_ray_score(options: ScoreOptions, settings: Settings, cluster: RayOptions
     started = _connect(cluster.address)
     _quiet_ray_data()
     try:
-        stages = _Stages(options, settings, cluster)
+        resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
+        stages = _Stages(options, settings, cluster, plan_actors(settings, cluster, resources))
         with ShardWriter(output, schema, committed_one, options.write_deadline_s) as writer:
             to_score = uncommitted_shards(input_shards(options), committed, progress)
             for shards in _rounds(to_score, cluster.round_rows):
                 for index, table in _score_round(stages, shards):
                     writer.submit_table(index, table.select(schema.names).cast(schema))
+    except ray.exceptions.ActorDiedError as exc:
+        # An actor's __init__ failed (the bundle missing on a node, no GPU driver): its
+        # error is the last line of Ray's message, after the actor's traceback.
+        cause = str(exc).strip().splitlines()[-1]
+        raise ScoreError(f"a Ray actor could not start: {cause}") from exc
     finally:
         progress.close()
         if started:
@@ -91,25 +98,42 @@ def run_ray_score(options: ScoreOptions, settings: Settings, cluster: RayOptions
     return progress.summary()
 
 
-@dataclass
+@dataclass(frozen=True)
+class ActorPlan:
+    """How many preparing actors a round starts, and the GPUs each model actor takes (1 where
+    the bundle runs on CUDA, else 0)."""
+
+    prepare_actors: int
+    model_gpus: float
+
+
+def plan_actors(
+    settings: Settings, cluster: RayOptions, resources: Mapping[str, float]
+) -> ActorPlan:
+    """The actors for a cluster with ``resources`` (``ray.cluster_resources()``): the model
+    actors on GPUs with ``--device cuda``, or ``auto`` on a cluster that has GPUs; as many
+    preparing actors as asked, else one per CPU the model actors leave. Raises
+    ``ScoreError`` for ``--device cuda`` on a cluster without GPUs (its actors would wait
+    for ever)."""
+    has_gpus = resources.get("GPU", 0) > 0
+    if settings.device == "cuda" and not has_gpus:
+        raise ScoreError("--device cuda: the Ray cluster has no GPU")
+    on_gpu = settings.device == "cuda" or (settings.device == "auto" and has_gpus)
+    spare = int(resources.get("CPU", 1)) - cluster.model_actors * cluster.model_cpus
+    return ActorPlan(
+        prepare_actors=cluster.prepare_actors or max(1, spare),
+        model_gpus=1.0 if on_gpu else 0.0,
+    )
+
+
+@dataclass(frozen=True)
 class _Stages:
-    """The dataset plan of a round, from the job's options and the cluster's resources."""
+    """The dataset plan of a round."""
 
     options: ScoreOptions
     settings: Settings
     cluster: RayOptions
-    gpus: float = field(init=False)
-    prepare_actors: int = field(init=False)
-
-    def __post_init__(self) -> None:
-        resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
-        on_gpu = self.settings.device == "cuda" or (
-            self.settings.device == "auto" and resources.get("GPU", 0) > 0
-        )
-        self.gpus = 1.0 if on_gpu else 0.0
-        model_cpus = self.cluster.model_actors * self.cluster.model_cpus
-        spare = int(resources.get("CPU", 1)) - model_cpus
-        self.prepare_actors = self.cluster.prepare_actors or max(1, spare)
+    plan: ActorPlan
 
     def dataset(self, blocks: list[pa.Table]) -> ray.data.Dataset:
         prepare = PrepareConfig(
@@ -121,7 +145,7 @@ class _Stages:
         model_settings = self.settings.model_copy(
             update={"intra_op_threads": self.cluster.model_cpus}
         )
-        actors = self.prepare_actors
+        actors = self.plan.prepare_actors
         return (
             ray.data.from_arrow(blocks)
             .map_batches(
@@ -141,7 +165,7 @@ class _Stages:
                 batch_size=self.settings.max_batch_size,
                 compute=ray.data.ActorPoolStrategy(size=self.cluster.model_actors),
                 num_cpus=self.cluster.model_cpus,
-                num_gpus=self.gpus,
+                num_gpus=self.plan.model_gpus,
             )
         )
 

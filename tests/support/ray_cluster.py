@@ -1,5 +1,7 @@
 """A two-node Ray cluster on this machine for ``fusionserve score --engine ray`` tests: two
-raylets (each its own object store and logical CPUs), loopback only, no dashboard."""
+raylets (each its own object store and logical CPUs), loopback only, no dashboard. The second
+node declares one logical GPU, so that a job with ``--device auto`` schedules its model actor
+as on a GPU node (ONNX Runtime's CPU build then runs it on the CPU provider)."""
 
 from __future__ import annotations
 
@@ -63,4 +65,4 @@ def two_node_cluster() -> Iterator[TwoNodes]:
 
 
 def _add_worker(cluster: Cluster) -> Any:
-    return cluster.add_node(num_cpus=NODE_CPUS, object_store_memory=OBJECT_STORE_BYTES)
+    return cluster.add_node(num_cpus=NODE_CPUS, num_gpus=1, object_store_memory=OBJECT_STORE_BYTES)

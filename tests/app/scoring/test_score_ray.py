@@ -6,6 +6,7 @@ every id once, and a SIGKILLed driver resumed from the committed shards."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,8 +19,9 @@ import pyarrow as pa
 import pytest
 import ray
 
-from app.scoring.ray_job import RayOptions, run_ray_score
+from app.scoring.ray_job import RayOptions, plan_actors, run_ray_score
 from app.scoring.score_answers import AnswerColumns
+from app.scoring.score_errors import ScoreError
 from app.scoring.score_input import Columns
 from app.scoring.score_job import ScoreOptions
 from app.scoring.score_output import ScoreOutput
@@ -127,10 +129,11 @@ def test_the_ray_engine_writes_what_the_local_engine_writes(
         workers=2,
         progress_every_s=3600.0,
     )
-    # Rounds of two shards: several datasets, a last round of one short shard.
-    summary = run_ray_score(
-        options, make_settings(optional_bundle_dir), RayOptions(round_rows=40, block_rows=7)
-    )
+    # Rounds of two shards: several datasets, a last round of one short shard. With --device
+    # auto the model actor asks for the second node's (logical) GPU.
+    settings = make_settings(optional_bundle_dir, device="auto")
+    assert plan_actors(settings, RayOptions(), ray.cluster_resources()).model_gpus == 1
+    summary = run_ray_score(options, settings, RayOptions(round_rows=40, block_rows=7))
     assert (summary.ok, summary.error) == (local_summary.ok, local_summary.error) == (87, 3)
     found = ScoreOutput(tmp_path / "ray").read_results()
     _assert_same_output(found, local)
@@ -148,6 +151,25 @@ def test_the_ray_engine_writes_what_the_local_engine_writes(
     assert sorted(p.name for p in (tmp_path / "ray").glob("part-*")) == sorted(
         p.name for p in (tmp_path / "local").glob("part-*")
     )
+
+
+def test_an_actor_that_cannot_start_stops_the_job_with_its_error(
+    cluster: TwoNodes, optional_bundle_dir: Path, tmp_path: Path
+) -> None:
+    bundle = Path(shutil.copytree(optional_bundle_dir, tmp_path / "bundle"))
+    (bundle / "head.onnx").write_bytes(b"not a model")  # the driver does not open models
+    table = write_table(tmp_path / "in.csv", _rows(tmp_path, 10))
+    options = ScoreOptions(
+        input=table,
+        output=tmp_path / "out",
+        columns=Columns(),
+        answer=AnswerColumns(top_k=3, all_probabilities=False),
+        progress_every_s=3600.0,
+    )
+    settings = make_settings(bundle, verify_bundle_hashes=False)
+    with pytest.raises(ScoreError, match="a Ray actor could not start: .*head.onnx"):
+        run_ray_score(options, settings, RayOptions())
+    assert ScoreOutput(tmp_path / "out").committed_shards() == {}
 
 
 def test_a_job_completes_when_a_node_is_removed_mid_run(
