@@ -69,15 +69,17 @@ def run_ray_score(options: ScoreOptions, settings: Settings, cluster: RayOptions
     output = ScoreOutput(options.output)
     claim_output(output, describe_job(bundle, options), options.force)
     committed = output.committed_shards()
+    schema = output_schema(options.answer.all_probabilities)
+    started = _connect(cluster.address)
+    _quiet_ray_data()
+    # The job's clock starts once connected (a cluster started here is not counted, as the
+    # local engine's figure leaves out its engine's load); the actors' start-up is counted.
     progress = job_progress(options)
 
     def committed_one(counts: ShardCounts) -> None:
         progress.advance(counts.ok, counts.error)
         check_error_rate(progress, options.max_error_rate)
 
-    schema = output_schema(options.answer.all_probabilities)
-    started = _connect(cluster.address)
-    _quiet_ray_data()
     try:
         resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
         stages = _Stages(options, settings, cluster, plan_actors(settings, cluster, resources))
@@ -162,7 +164,7 @@ class _Stages:
                 ModelStage,
                 fn_constructor_args=(model_settings, self.options.answer),
                 batch_format="pyarrow",
-                batch_size=self.settings.max_batch_size,
+                batch_size=None,  # a block at a time: its rows in batches of max_batch_size
                 compute=ray.data.ActorPoolStrategy(size=self.cluster.model_actors),
                 num_cpus=self.cluster.model_cpus,
                 num_gpus=self.plan.model_gpus,

@@ -100,11 +100,13 @@ class PrepareStage:
 
 
 class ModelStage:
-    """Prepared rows to output records (``map_batches`` with the bundle's batch size): the
-    accepted rows run as one batch, the others keep their errors."""
+    """Prepared rows to output records (``map_batches`` over whole blocks, so one Ray task
+    per block, not per batch): the accepted rows run in batches of ``max_batch_size``, the
+    others keep their errors."""
 
     def __init__(self, settings: Settings, columns: AnswerColumns) -> None:
         self.engine = build_engine(settings)
+        self.batch_size = settings.max_batch_size
         self.columns = columns
         self.schema = placed_schema(columns.all_probabilities)
 
@@ -118,11 +120,13 @@ class ModelStage:
             else:
                 error = RowError(row["error_stage"], row["error_code"], row["error_message"])
                 records[i] = error_record(row["id"], error)
-        if accepted:
-            ids = [rows[i]["id"] for i in accepted]
-            items = [_prepared_item(rows[i]) for i in accepted]
+        size = self.batch_size
+        for start in range(0, len(accepted), size):
+            chunk = accepted[start : start + size]
+            ids = [rows[i]["id"] for i in chunk]
+            items = [_prepared_item(rows[i]) for i in chunk]
             for i, record in zip(
-                accepted, score_items(self.engine, self.columns, ids, items), strict=True
+                chunk, score_items(self.engine, self.columns, ids, items), strict=True
             ):
                 records[i] = record
         placed = [

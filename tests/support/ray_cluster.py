@@ -5,6 +5,7 @@ as on a GPU node (ONNX Runtime's CPU build then runs it on the CPU provider)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -55,13 +56,13 @@ def two_node_cluster() -> Iterator[TwoNodes]:
     try:
         worker = _add_worker(cluster)
         cluster.wait_for_nodes()
-        ray.init(address=cluster.address, logging_level="WARNING", log_to_driver=False)
+        ray.init(address=cluster.address, logging_level=logging.WARNING, log_to_driver=False)
         try:
             yield TwoNodes(cluster, worker)
         finally:
             ray.shutdown()
     finally:
-        cluster.shutdown()
+        cluster.shutdown()  # type: ignore[no-untyped-call]
 
 
 def _add_worker(cluster: Cluster) -> Any:
