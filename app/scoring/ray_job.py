@@ -164,7 +164,9 @@ class _Stages:
                 ModelStage,
                 fn_constructor_args=(model_settings, self.options.answer),
                 batch_format="pyarrow",
-                batch_size=None,  # a block at a time: its rows in batches of max_batch_size
+                # A block's worth of rows per call (Ray needs a size for GPU actors), run in
+                # batches of max_batch_size.
+                batch_size=self.cluster.block_rows,
                 compute=ray.data.ActorPoolStrategy(size=self.cluster.model_actors),
                 num_cpus=self.cluster.model_cpus,
                 num_gpus=self.plan.model_gpus,

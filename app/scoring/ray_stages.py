@@ -100,9 +100,9 @@ class PrepareStage:
 
 
 class ModelStage:
-    """Prepared rows to output records (``map_batches`` over whole blocks, so one Ray task
-    per block, not per batch): the accepted rows run in batches of ``max_batch_size``, the
-    others keep their errors."""
+    """Prepared rows to output records (``map_batches`` a block's worth of rows at a time,
+    so one Ray task per block, not per batch): the accepted rows run in batches of
+    ``max_batch_size``, the others keep their errors."""
 
     def __init__(self, settings: Settings, columns: AnswerColumns) -> None:
         self.engine = build_engine(settings)
