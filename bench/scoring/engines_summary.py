@@ -10,6 +10,10 @@ from typing import Any
 from bench.harness.formatting import fixed
 from bench.harness.statistics import median, ratio
 
+# The sizing example the table works out: this many rows in this many hours.
+EXAMPLE_ROWS = 10_000_000
+EXAMPLE_HOURS = 8
+
 ENGINES = {
     "local": "local engine (threads of one process)",
     "ray-1node": "Ray, one node started by the job",
@@ -68,6 +72,20 @@ def table(summary: dict[str, Any]) -> str:
         f"{rates['batch_size']}); so {summary['prepare_cores_per_model_cpu']:.2f} preparing "
         "cores keep one model CPU busy",
     ]
+    lines.append("")
+    lines.append(sizing_example(rates))
     if summary["rows_in_error"]:
         lines.append(f"warning: {summary['rows_in_error']} rows failed in the engine runs")
     return "\n".join(lines)
+
+
+def sizing_example(rates: dict[str, Any]) -> str:
+    """What ``EXAMPLE_ROWS`` rows in ``EXAMPLE_HOURS`` hours need at the measured rates."""
+    needed = EXAMPLE_ROWS / (EXAMPLE_HOURS * 3600)
+    prepare = needed / rates["prepare_rows_per_s_per_core"]
+    model = needed / rates["model_rows_per_s_per_cpu"]
+    return (
+        f"e.g. {EXAMPLE_ROWS:,} rows in {EXAMPLE_HOURS} h is {needed:.0f} rows/s: "
+        f"{prepare:.1f} preparing cores and {model:.1f} model CPUs at these rates, before "
+        "Ray's own overhead (the Ray rows above against the local engine)"
+    )
