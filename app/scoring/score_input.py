@@ -77,12 +77,6 @@ def read_rows(path: Path, columns: Columns) -> Iterator[InputRow]:
     """Every row of the table at ``path``, in order, read a batch at a time."""
     number = 0
     for batch in _batches(path, columns):
-        names = set(batch.schema.names)
-        if columns.image not in names and columns.text not in names:
-            raise ScoreInputError(
-                f"{path.name} has neither an image column ({columns.image!r}) nor a text "
-                f"column ({columns.text!r})"
-            )
         ids = _values(batch, columns.id, batch.num_rows)
         images = _values(batch, columns.image, batch.num_rows)
         texts = _values(batch, columns.text, batch.num_rows)
@@ -113,6 +107,12 @@ def _batches(path: Path, columns: Columns) -> Iterator[pa.RecordBatch]:
     wanted = [columns.id, columns.image, columns.text]
     kind = input_format(path)
     try:
+        names = _column_names(path, kind)
+        if columns.image not in names and columns.text not in names:
+            raise ScoreInputError(
+                f"{path.name} has neither an image column ({columns.image!r}) nor a text "
+                f"column ({columns.text!r})"
+            )
         if kind == "parquet":
             parquet = pq.ParquetFile(path)
             present = [name for name in wanted if name in parquet.schema_arrow.names]
@@ -128,8 +128,26 @@ def _batches(path: Path, columns: Columns) -> Iterator[pa.RecordBatch]:
                 ),
             )
         else:
+            # The image and text columns are strings whatever the first block holds (a block
+            # of nulls would otherwise fix their type to null, and a later path fail).
+            strings = pa.schema([(columns.image, pa.string()), (columns.text, pa.string())])
             yield from pa_json.open_json(
-                path, read_options=pa_json.ReadOptions(block_size=BLOCK_BYTES)
+                path,
+                read_options=pa_json.ReadOptions(block_size=BLOCK_BYTES),
+                parse_options=pa_json.ParseOptions(explicit_schema=strings),
             )
     except (pa.ArrowInvalid, OSError) as exc:
         raise ScoreInputError(f"{path.name}: cannot be read as {kind}: {exc}") from exc
+
+
+def _column_names(path: Path, kind: str) -> set[str]:
+    """The table's columns: Parquet's schema, a CSV's header, the fields of a JSON Lines
+    file's first block (the readers below add the missing ones as nulls, so they cannot
+    tell)."""
+    if kind == "parquet":
+        return set(pq.ParquetFile(path).schema_arrow.names)
+    if kind == "csv":
+        csv_reader = pa_csv.open_csv(path, read_options=pa_csv.ReadOptions(block_size=BLOCK_BYTES))
+        return set(csv_reader.schema.names)
+    json_reader = pa_json.open_json(path, read_options=pa_json.ReadOptions(block_size=BLOCK_BYTES))
+    return set(json_reader.schema.names)

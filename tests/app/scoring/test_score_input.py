@@ -3,6 +3,7 @@ or the row number; empty cells are missing; the fingerprint changes with the fil
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -49,10 +50,24 @@ def test_an_unknown_format_is_refused(tmp_path: Path) -> None:
         list(read_rows(table, Columns()))
 
 
-def test_a_table_without_image_or_text_column_is_refused(tmp_path: Path) -> None:
-    table = write_table(tmp_path / "in.jsonl", [{"id": "a"}])
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
+def test_a_table_without_image_or_text_column_is_refused(tmp_path: Path, suffix: str) -> None:
+    table = write_table(tmp_path / f"in{suffix}", [{"id": "a"}])
     with pytest.raises(ScoreInputError, match="neither an image column"):
         list(read_rows(table, Columns()))
+
+
+def test_json_lines_whose_first_block_has_no_paths_or_texts_read_on(tmp_path: Path) -> None:
+    """Past the reader's first block (1 MiB here, ~20,000 rows) a path and a text still read
+    as strings; numbers as ids read too."""
+    rows = [{"id": i, "image": None, "text": None} for i in range(30_000)]
+    rows.append({"id": 30_000, "image": "a.png", "text": "a title"})
+    table = tmp_path / "in.jsonl"
+    table.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    read = list(read_rows(table, Columns()))
+    assert len(read) == 30_001
+    assert read[0] == InputRow(0, "0", None, None)
+    assert read[-1] == InputRow(30_000, "30000", "a.png", "a title")
 
 
 def test_the_fingerprint_follows_the_content(tmp_path: Path) -> None:
