@@ -1,5 +1,6 @@
 """``fusionserve score`` on the command line: its summary, its exit codes (1 when the job
-stops, 2 without pyarrow), and pyarrow kept out of the server's and the CLI's imports."""
+stops, 2 without pyarrow, or without Ray for ``--engine ray``), and pyarrow and Ray kept
+out of the server's and the CLI's imports."""
 
 from __future__ import annotations
 
@@ -57,11 +58,23 @@ def test_without_pyarrow_score_exits_2(
     assert "pip install 'fusionserve[score]'" in capsys.readouterr().err
 
 
-def test_the_server_and_the_cli_do_not_import_pyarrow() -> None:
+def test_without_ray_the_ray_engine_exits_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name)
+    )
+    arguments = [*_arguments(tmp_path, tmp_path / "in.csv", tmp_path / "out"), "--engine", "ray"]
+    assert cli.main(arguments) == 2
+    assert "pip install 'fusionserve[ray]'" in capsys.readouterr().err
+
+
+def test_the_server_and_the_cli_do_not_import_pyarrow_or_ray() -> None:
     script = (
         "import sys, app.cli, app.main, app.server\n"
         "app.main.create_app\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'pyarrow'))"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'pyarrow', 'ray'}))"
     )
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=ROOT
