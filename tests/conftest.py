@@ -61,6 +61,9 @@ def client(settings: Settings) -> Iterator[TestClient]:
 
 # Slow tests (e.g. building the container images, minutes) run only when asked for.
 RUN_SLOW_ENV = "FUSIONSERVE_RUN_SLOW"
+# Ray's switch for clusters on Windows and macOS; off, Ray uses 127.0.0.1 as every node's
+# address (ray._private.services.get_node_ip_address) on Linux too.
+LOOPBACK_RAY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -79,6 +82,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("--without-torch"):
         block_torch()
+    # Every Ray node a test starts (tests/support/ray_cluster.py), and every driver, binds to
+    # loopback: Ray reads this before its first import, and the tests' children inherit it.
+    os.environ[LOOPBACK_RAY_ENV] = "0"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -1,7 +1,9 @@
 """A two-node Ray cluster on this machine for ``fusionserve score --engine ray`` tests: two
-raylets (each its own object store and logical CPUs), loopback only, no dashboard. The second
-node declares one logical GPU, so that a job with ``--device auto`` schedules its model actor
-as on a GPU node (ONNX Runtime's CPU build then runs it on the CPU provider)."""
+raylets (each its own object store and logical CPUs), no dashboard, on loopback only
+(tests/conftest.py sets Ray's switch before Ray is imported; ``two_node_cluster`` checks
+it). The second node declares one logical GPU, so that a job with ``--device auto`` schedules
+its model actor as on a GPU node (ONNX Runtime's CPU build then runs it on the CPU
+provider)."""
 
 from __future__ import annotations
 
@@ -57,6 +59,10 @@ def two_node_cluster() -> Iterator[TwoNodes]:
         worker = _add_worker(cluster)
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, logging_level=logging.WARNING, log_to_driver=False)
+        addresses = {node["NodeManagerAddress"] for node in ray.nodes()}
+        if addresses != {"127.0.0.1"}:
+            ray.shutdown()
+            raise RuntimeError(f"the test cluster's nodes are not on loopback: {addresses}")
         try:
             yield TwoNodes(cluster, worker)
         finally:
