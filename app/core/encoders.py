@@ -55,6 +55,16 @@ def open_encoders(bundle: EncoderBundle, settings: Settings, providers: Provider
     text = create_session(bundle.path(manifest.text_encoder.file), settings, providers)
     check_encoder_signatures(manifest, image, text)
     active = {"image_encoder": active_providers(image), "text_encoder": active_providers(text)}
+    decoder, tokenizer = open_preprocessing(bundle, settings, CUDA in active["image_encoder"])
+    return EncoderParts(image, text, decoder, tokenizer, active)
+
+
+def open_preprocessing(
+    bundle: EncoderBundle, settings: Settings, on_cuda: bool = False
+) -> tuple[ImageDecoder, TextTokenizer]:
+    """The image decoder and the tokenizer ``bundle``'s preprocessing describes, under the
+    service's limits (the decoder on the GPU only ``on_cuda``, as ``settings`` allow)."""
+    manifest = bundle.manifest
     preprocess = manifest.image_encoder.preprocess
     decoder = ImageDecoder(
         preprocess,
@@ -62,7 +72,7 @@ def open_encoders(bundle: EncoderBundle, settings: Settings, providers: Provider
         min_side=settings.min_image_side,
         max_aspect_ratio=settings.max_image_aspect_ratio,
         jpeg_draft=settings.jpeg_draft,
-        gpu=gpu_decoder(settings, preprocess, CUDA in active["image_encoder"]),
+        gpu=gpu_decoder(settings, preprocess, on_cuda),
     )
     text_spec = manifest.text_encoder
     tokenizer = TextTokenizer(
@@ -73,7 +83,7 @@ def open_encoders(bundle: EncoderBundle, settings: Settings, providers: Provider
         pad_token_id=text_spec.pad_token_id,
         prompt=text_spec.prompt,
     )
-    return EncoderParts(image, text, decoder, tokenizer, active)
+    return decoder, tokenizer
 
 
 def bound(session: ort.InferenceSession, settings: Settings) -> Session:

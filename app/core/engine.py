@@ -18,6 +18,7 @@ from app.core.classification import ClassifyInput
 from app.core.encoder_pipeline import PreparedItem
 from app.core.encoders import bound, open_encoders
 from app.core.golden_check import check_golden_inputs
+from app.core.item_preparer import ItemPreparer
 from app.core.pipeline import Pipeline
 from app.core.request_policy import RequestPolicy
 from app.core.runtime import CUDA, active_providers, create_session, requested_providers
@@ -45,6 +46,11 @@ class Engine:
     def max_text_chars(self) -> int:
         """The longest text (after cleaning) a request may send."""
         return self.policy.max_text_chars
+
+    @property
+    def preparer(self) -> ItemPreparer:
+        """What prepares this engine's items: its policy, decoder and tokenizer."""
+        return ItemPreparer(self.policy, self.pipeline.decoder, self.pipeline.tokenizer)
 
     @property
     def on_cuda(self) -> bool:

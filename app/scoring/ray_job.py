@@ -139,7 +139,7 @@ class _Stages:
 
     def dataset(self, blocks: list[pa.Table]) -> ray.data.Dataset:
         prepare = PrepareConfig(
-            settings=self.settings.model_copy(update={"device": "cpu", "intra_op_threads": 1}),
+            settings=self.settings,
             base=self.options.input.resolve().parent,
             threads=self.options.workers,
             timeout_s=self.settings.request_timeout_s,

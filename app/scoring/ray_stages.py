@@ -1,11 +1,12 @@
 """The two Ray Data stages of ``fusionserve score --engine ray``, each a callable class that an
-actor pool holds (the engine is built once per actor, in ``__init__``): ``PrepareStage`` turns
-a block of input rows into prepared rows (``prepare_row``, in threads, each row within its
-deadline), ``ModelStage`` runs a batch of prepared rows through the model (``score_items``)
-into output records. Both are the local engine's steps (``app.scoring.score_steps``); between
-them a prepared row travels as Arrow columns: its decoded pixels and token ids as ``.npy``
-bytes (dtype and shape kept, never pickled), or its error. Every row carries its shard and
-its position in the shard, because Ray does not keep the rows' order."""
+actor pool holds, loaded once per actor in ``__init__``: ``PrepareStage`` turns a block of
+input rows into prepared rows (``prepare_row``, in threads, each row within its deadline; it
+loads the bundle's policy, decoder and tokenizer, no model), ``ModelStage`` runs prepared
+rows through the model (``score_items``, the whole engine loaded) into output records. Both
+are the local engine's steps (``app.scoring.score_steps``); between them a prepared row
+travels as Arrow columns: its decoded pixels and token ids as ``.npy`` bytes (dtype and shape
+kept, never pickled), or its error. Every row carries its shard and its position in the
+shard, because Ray does not keep the rows' order."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import pyarrow as pa
 from app.config.settings import Settings
 from app.core.encoder_pipeline import PreparedItem
 from app.core.engine import build_engine
+from app.core.item_preparer import build_preparer
 from app.scoring.score_answers import AnswerColumns, RowError, error_record
 from app.scoring.score_input import InputRow
 from app.scoring.score_output import output_schema
@@ -76,7 +78,7 @@ class PrepareStage:
 
     def __init__(self, config: PrepareConfig) -> None:
         self.config = config
-        self.engine = build_engine(config.settings)
+        self.preparer = build_preparer(config.settings)  # no ONNX Runtime session
         self.pool = ThreadPoolExecutor(config.threads, thread_name_prefix="score-prepare")
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -85,7 +87,7 @@ class PrepareStage:
         futures = [
             self.pool.submit(
                 prepare_row,
-                self.engine,
+                self.preparer,
                 self.config.base,
                 InputRow(row["position"], row["id"], row["image"], row["text"]),
                 limit,

@@ -67,6 +67,7 @@ class RowScorer:
         pool: ThreadPoolExecutor,
     ) -> None:
         self.engine = engine
+        self.preparer = engine.preparer
         self.base = base
         self.columns = columns
         self.limits = limits
@@ -118,7 +119,7 @@ class RowScorer:
         shard.batch.clear()
 
     def _prepare(self, row: InputRow) -> PreparedItem | RowError:
-        return prepare_row(self.engine, self.base, row, self.limits.max_image_bytes)
+        return prepare_row(self.preparer, self.base, row, self.limits.max_image_bytes)
 
     def _run(
         self,

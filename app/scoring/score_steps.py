@@ -17,6 +17,7 @@ from typing import Any
 from app.core.classification import ClassifyInput
 from app.core.encoder_pipeline import PreparedItem
 from app.core.engine import Engine
+from app.core.item_preparer import ItemPreparer
 from app.errors import DeadlineExceeded, InferenceFailed, PayloadTooLarge, RequestError
 from app.scoring.score_answers import AnswerColumns, RowError, answer_record, error_record
 from app.scoring.score_input import InputRow
@@ -27,7 +28,7 @@ INTERNAL_ERROR = "internal_error"
 
 
 def prepare_row(
-    engine: Engine, base: Path, row: InputRow, max_image_bytes: int
+    preparer: ItemPreparer, base: Path, row: InputRow, max_image_bytes: int
 ) -> PreparedItem | RowError:
     """The row read (its image relative to ``base``), checked, decoded and tokenised, or the
     error of the stage that failed."""
@@ -37,21 +38,16 @@ def prepare_row(
         if isinstance(image, RowError):
             return image
         stage = "validate"
-        item = engine.policy.check(ClassifyInput(image, row.text))
-        pipeline = engine.pipeline
+        item = preparer.policy.check(ClassifyInput(image, row.text))
         stage = "decode"
-        decoded = None if item.image is None else pipeline.prepare(item.image, None)
+        pixels = None if item.image is None else preparer.decode(item.image)
         stage = "tokenise"
-        tokenised = None if item.text is None else pipeline.prepare(None, item.text)
+        token_ids = None if item.text is None else preparer.tokenise(item.text)
     except RequestError as exc:
         return RowError(stage, exc.code, exc.message)
     except Exception as exc:  # a broken row must not end the job: it is recorded
         return RowError(stage, INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
-    return PreparedItem(
-        pixels=None if decoded is None else decoded.pixels,
-        text=item.text,
-        token_ids=None if tokenised is None else tokenised.token_ids,
-    )
+    return PreparedItem(pixels=pixels, text=item.text, token_ids=token_ids)
 
 
 def prepared_within(

@@ -28,7 +28,8 @@ def stage_rates(bundle: Path, table: Path, rows: int) -> dict[str, Any]:
     limit = settings.max_image_bytes
     inputs = list(itertools.islice(read_rows(table, Columns()), rows))
     started = time.perf_counter()
-    prepared = [prepare_row(engine, table.parent, row, limit) for row in inputs]
+    preparer = engine.preparer
+    prepared = [prepare_row(preparer, table.parent, row, limit) for row in inputs]
     prepare_s = time.perf_counter() - started
     accepted = [
         (row.id, item)
