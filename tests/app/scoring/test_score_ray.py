@@ -1,7 +1,9 @@
 """``fusionserve score --engine ray`` on a two-node Ray cluster on this machine: the same
-output as the local engine (ids and statuses equal, probabilities within 1e-6), bad rows
-recorded with the service's codes, a node removed mid-run and the job still completing with
-every id once, and a SIGKILLed driver resumed from the committed shards."""
+output as the local engine (ids and statuses equal, probabilities within 1e-6; a multilabel
+bundle's label sets too), bad rows recorded with the service's codes, a local job resumed on
+Ray, an actor that cannot start stopping the job with its error, a node removed mid-run and
+the job still completing with every id once, and a SIGKILLed driver resumed from the committed
+shards."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -30,6 +33,7 @@ from tests.support.images import encode_image, photo
 from tests.support.ray_cluster import TwoNodes, two_node_cluster
 from tests.support.repo_paths import ROOT
 from tests.support.score_tables import run_job, write_images, write_table
+from tests.support.tiny_bundle import make_tiny_multilabel_bundle
 
 EXACT_COLUMNS = ("id", "status", "error_stage", "error_code", "error_message", "label", "labels")
 
@@ -151,6 +155,53 @@ def test_the_ray_engine_writes_what_the_local_engine_writes(
     assert sorted(p.name for p in (tmp_path / "ray").glob("part-*")) == sorted(
         p.name for p in (tmp_path / "local").glob("part-*")
     )
+
+
+def _ray_options(table: Path, output: Path, **fields: Any) -> ScoreOptions:
+    answer = AnswerColumns(
+        top_k=fields.pop("top_k", 5), all_probabilities=fields.pop("all_probabilities", False)
+    )
+    return ScoreOptions(
+        input=table,
+        output=output,
+        columns=Columns(),
+        answer=answer,
+        **({"progress_every_s": 3600.0} | fields),
+    )
+
+
+def test_a_multilabel_bundle_gives_the_local_engine_s_label_sets(
+    cluster: TwoNodes, tmp_path: Path
+) -> None:
+    bundle = tmp_path / "multilabel"
+    make_tiny_multilabel_bundle(bundle)
+    table = write_table(tmp_path / "in.csv", _rows(tmp_path, 30))
+    _, local = run_job(bundle, table, tmp_path / "local", all_probabilities=True, shard_rows=10)
+    options = _ray_options(table, tmp_path / "ray", all_probabilities=True, shard_rows=10)
+    run_ray_score(options, make_settings(bundle), RayOptions())
+    found = ScoreOutput(tmp_path / "ray").read_results()
+    assert found.column("labels").to_pylist() == local.column("labels").to_pylist()
+    np.testing.assert_allclose(
+        np.asarray(found.column("probabilities").to_pylist()),
+        np.asarray(local.column("probabilities").to_pylist()),
+        atol=1e-6,
+    )
+
+
+def test_a_local_job_resumes_on_ray(
+    cluster: TwoNodes, optional_bundle_dir: Path, tmp_path: Path
+) -> None:
+    table = write_table(tmp_path / "in.parquet", _rows(tmp_path, 40))
+    output = tmp_path / "out"
+    _, local = run_job(optional_bundle_dir, table, output, shard_rows=10)
+    scored = ScoreOutput(output)
+    for index in (1, 3):  # as if the local job had been stopped before committing them
+        scored.marker(index).unlink()
+    summary = run_ray_score(
+        _ray_options(table, output, shard_rows=10), make_settings(optional_bundle_dir), RayOptions()
+    )
+    assert (summary.rows, summary.skipped) == (20, 20)
+    _assert_same_output(scored.read_results(), local)
 
 
 def test_an_actor_that_cannot_start_stops_the_job_with_its_error(
