@@ -38,12 +38,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.harness.generated_docs import write_sections
-from bench.harness.paths import REPO_ROOT, output_dir
+from bench.harness.paths import REPO_ROOT
 from bench.harness.payloads import RequestSet, build_requests
 from bench.harness.servers import COMMON_ENV
-from bench.harness.session import bench_lock, logger, machine_info, rotated
-from bench.scoring import score_doc
+from bench.harness.session import bench_lock, logger, rotated
+from bench.scoring.score_session import save_session
 from bench.scoring.score_summary import parse_score_line, summarize, table
 
 BUNDLE = REPO_ROOT / "models" / "default"
@@ -212,22 +211,7 @@ def main() -> None:
     with bench_lock(command), tempfile.TemporaryDirectory(prefix="score-bench-") as work:
         runs = measure(plan, Path(work))
     summary = summarize(runs["score"], runs["limit"])
-    results = {
-        "command": command,
-        "plan": asdict(plan),
-        "machine": machine_info(),
-        "runs": runs,
-        "summary": summary,
-    }
-    folder = output_dir(args.out, args.quick)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / RESULTS_NAME
-    path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    print(table(summary))
-    log(f"wrote {path}")
-    if path.resolve() == score_doc.RESULTS.resolve():
-        changed = write_sections(score_doc.DOC, score_doc.committed_sections())
-        log(f"{score_doc.DOC.name}: rewrote {changed or 'nothing'}")
+    save_session(RESULTS_NAME, command, plan, runs, summary, table(summary), args.out, args.quick)
 
 
 if __name__ == "__main__":
