@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,17 @@ def write_table(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
         columns = {k: pa.array([row.get(k) for row in rows], pa.string()) for k in present}
         pq.write_table(pa.table(columns), path)
     return path
+
+
+def score_command(bundle: Path, table: Path, output: Path, *options: str) -> list[str]:
+    """The ``fusionserve score`` command line (this Python, CPU) scoring ``table`` into
+    ``output`` with ``bundle``, then ``options``."""
+    return [
+        sys.executable, "-m", "app", "score",
+        "--bundle", str(bundle), "--device", "cpu",
+        "--input", str(table), "--output", str(output),
+        *options,
+    ]  # fmt: skip
 
 
 def run_job(

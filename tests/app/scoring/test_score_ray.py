@@ -11,7 +11,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +31,7 @@ from tests.support.app_setup import make_settings
 from tests.support.images import encode_image, photo
 from tests.support.ray_cluster import TwoNodes, two_node_cluster
 from tests.support.repo_paths import ROOT
-from tests.support.score_tables import run_job, write_images, write_table
+from tests.support.score_tables import run_job, score_command, write_images, write_table
 from tests.support.tiny_bundle import make_tiny_multilabel_bundle
 
 EXACT_COLUMNS = ("id", "status", "error_stage", "error_code", "error_message", "label", "labels")
@@ -83,27 +82,8 @@ def _assert_same_output(found: pa.Table, expected: pa.Table) -> None:
 
 
 def _command(bundle: Path, table: Path, output: Path, address: str, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "app",
-        "score",
-        "--engine",
-        "ray",
-        "--ray-address",
-        address,
-        "--bundle",
-        str(bundle),
-        "--device",
-        "cpu",
-        "--input",
-        str(table),
-        "--output",
-        str(output),
-        "--shard-rows",
-        "25",
-        *extra,
-    ]
+    ray_options = ["--engine", "ray", "--ray-address", address, "--shard-rows", "25"]
+    return score_command(bundle, table, output, *ray_options, *extra)
 
 
 def _wait_for_first_shard(job: subprocess.Popen[bytes], output: Path) -> None:

@@ -5,37 +5,19 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from app.scoring.score_output import ScoreOutput
 from tests.support.repo_paths import ROOT
-from tests.support.score_tables import run_job, write_images, write_table
+from tests.support.score_tables import run_job, score_command, write_images, write_table
 
 ROWS = 1500
 SHARD_ROWS = 5
 
 
 def _command(bundle: Path, table: Path, output: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "app",
-        "score",
-        "--bundle",
-        str(bundle),
-        "--device",
-        "cpu",
-        "--input",
-        str(table),
-        "--output",
-        str(output),
-        "--shard-rows",
-        str(SHARD_ROWS),
-        "--workers",
-        "2",
-    ]
+    return score_command(bundle, table, output, "--shard-rows", str(SHARD_ROWS), "--workers", "2")
 
 
 def test_a_killed_job_resumes_to_every_id_once(optional_bundle_dir: Path, tmp_path: Path) -> None:
