@@ -86,6 +86,19 @@ def _command(bundle: Path, table: Path, output: Path, address: str, *extra: str)
     return score_command(bundle, table, output, *ray_options, *extra)
 
 
+def _ray_options(table: Path, output: Path, **fields: Any) -> ScoreOptions:
+    answer = AnswerColumns(
+        top_k=fields.pop("top_k", 5), all_probabilities=fields.pop("all_probabilities", False)
+    )
+    return ScoreOptions(
+        input=table,
+        output=output,
+        columns=Columns(),
+        answer=answer,
+        **({"progress_every_s": 3600.0} | fields),
+    )
+
+
 def _wait_for_first_shard(job: subprocess.Popen[bytes], output: Path) -> None:
     deadline = time.monotonic() + 120
     while not any(output.glob("part-*.done")):
@@ -104,15 +117,7 @@ def test_the_ray_engine_writes_what_the_local_engine_writes(
         optional_bundle_dir, table, tmp_path / "local", shard_rows=20, top_k=3
     )
 
-    options = ScoreOptions(
-        input=table,
-        output=tmp_path / "ray",
-        columns=Columns(),
-        answer=AnswerColumns(top_k=3, all_probabilities=False),
-        shard_rows=20,
-        workers=2,
-        progress_every_s=3600.0,
-    )
+    options = _ray_options(table, tmp_path / "ray", top_k=3, shard_rows=20, workers=2)
     # Rounds of two shards: several datasets, a last round of one short shard. With --device
     # auto the model actor asks for the second node's (logical) GPU.
     settings = make_settings(optional_bundle_dir, device="auto")
@@ -134,19 +139,6 @@ def test_the_ray_engine_writes_what_the_local_engine_writes(
     assert None not in (errors["r45"][1], errors["r77"][1])
     assert sorted(p.name for p in (tmp_path / "ray").glob("part-*")) == sorted(
         p.name for p in (tmp_path / "local").glob("part-*")
-    )
-
-
-def _ray_options(table: Path, output: Path, **fields: Any) -> ScoreOptions:
-    answer = AnswerColumns(
-        top_k=fields.pop("top_k", 5), all_probabilities=fields.pop("all_probabilities", False)
-    )
-    return ScoreOptions(
-        input=table,
-        output=output,
-        columns=Columns(),
-        answer=answer,
-        **({"progress_every_s": 3600.0} | fields),
     )
 
 
@@ -190,13 +182,7 @@ def test_an_actor_that_cannot_start_stops_the_job_with_its_error(
     bundle = Path(shutil.copytree(optional_bundle_dir, tmp_path / "bundle"))
     (bundle / "head.onnx").write_bytes(b"not a model")  # the driver does not open models
     table = write_table(tmp_path / "in.csv", _rows(tmp_path, 10))
-    options = ScoreOptions(
-        input=table,
-        output=tmp_path / "out",
-        columns=Columns(),
-        answer=AnswerColumns(top_k=3, all_probabilities=False),
-        progress_every_s=3600.0,
-    )
+    options = _ray_options(table, tmp_path / "out")
     settings = make_settings(bundle, verify_bundle_hashes=False)
     with pytest.raises(ScoreError, match="a Ray actor could not start: .*head.onnx"):
         run_ray_score(options, settings, RayOptions())
