@@ -118,6 +118,7 @@ def _score(args: argparse.Namespace) -> int:
             model_actors=args.ray_model_actors,
             model_cpus=args.ray_model_cpus,
             **({"round_rows": args.ray_round_rows} if args.ray_round_rows else {}),
+            **({"stall_timeout_s": args.ray_stall_timeout} if args.ray_stall_timeout else {}),
         )
         summary = run_ray_score(options, _settings(args), cluster)
     else:
@@ -209,6 +210,11 @@ def _add_ray_options(score: Any) -> None:
         "--ray-round-rows",
         type=_positive,
         help="rows sent to the cluster per round, in whole shards (default 50000)",
+    )
+    ray.add_argument(
+        "--ray-stall-timeout",
+        type=float,
+        help="seconds without answered rows before the job stops (default 600)",
     )
 
 

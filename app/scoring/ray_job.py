@@ -8,8 +8,10 @@ small blocks: ``PrepareStage`` on a pool of CPU actors, then ``ModelStage`` in b
 bundle's size on a pool of model actors, with a GPU each where the bundle runs on CUDA). Ray
 does not keep the rows' order and retries the work of lost nodes, so the driver files each
 answered row under its shard and position (a row answered twice counts once) and commits a
-shard, in order of its position, as soon as all its rows are in. The bundle, the input file
-and the images must be at the same paths on every node (shared storage)."""
+shard, in order of its position, as soon as all its rows are in. A round that gives no
+answered rows for ``stall_timeout_s`` stops the job (``app.scoring.stall_watch``). The
+bundle, the input file and the images must be at the same paths on every node (shared
+storage)."""
 
 from __future__ import annotations
 
@@ -42,9 +44,14 @@ from app.scoring.score_job import (
 from app.scoring.score_output import ScoreOutput, ShardCounts, output_schema
 from app.scoring.score_progress import ScoreSummary
 from app.scoring.score_writer import ShardWriter
+from app.scoring.stall_watch import within_deadline
 
 ROUND_ROWS = 50_000  # the default of --ray-round-rows
 BLOCK_ROWS = 32  # input rows per block: one preparing call
+# The longest the driver waits for the next answered rows (the default of
+# --ray-stall-timeout): longer than any actor's start-up (loading a bundle) and any block's
+# scoring, shorter than an operator's patience with a job that cannot go on.
+STALL_TIMEOUT_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -52,7 +59,8 @@ class RayOptions:
     """How the job uses the cluster: where it is (None: ``RAY_ADDRESS``, else a local
     cluster started for the job), the preparing actors (None: the cluster's CPUs less the
     model actors'), the model actors and the CPUs (ONNX Runtime threads) each takes, and the
-    rows sent to the cluster per round."""
+    rows sent to the cluster per round, and the longest wait for answered rows before the
+    job stops (a cluster that cannot place the actors asked for would wait for ever)."""
 
     address: str | None = None
     prepare_actors: int | None = None
@@ -60,6 +68,7 @@ class RayOptions:
     model_cpus: int = 1
     round_rows: int = ROUND_ROWS
     block_rows: int = BLOCK_ROWS
+    stall_timeout_s: float = STALL_TIMEOUT_S
 
 
 def run_ray_score(options: ScoreOptions, settings: Settings, cluster: RayOptions) -> ScoreSummary:
@@ -221,7 +230,8 @@ def _score_round(
     blocks = _input_blocks(shards, stages.cluster.block_rows)
     dataset = stages.dataset(blocks)
     del blocks  # in the object store now
-    for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
+    batches = dataset.iter_batches(batch_format="pyarrow", batch_size=None)
+    for batch in within_deadline(iter(batches), stages.cluster.stall_timeout_s, _stalled):
         assert isinstance(batch, pa.Table)  # batch_format="pyarrow"
         for index in pc.unique(batch.column("shard")).to_pylist():
             rows = _new_rows(batch.filter(pc.equal(batch.column("shard"), index)), seen[index])
@@ -231,6 +241,14 @@ def _score_round(
     if arrived:
         missing = ", ".join(str(index) for index in sorted(arrived))
         raise ScoreError(f"the cluster returned no answer for some rows of shards {missing}")
+
+
+def _stalled(timeout_s: float) -> ScoreError:
+    return ScoreError(
+        f"no answered rows came back from the Ray cluster for {timeout_s:g} s "
+        "(--ray-stall-timeout): can it place the actors asked for (--ray-model-cpus, GPUs, "
+        "memory)? The shards committed before stay committed"
+    )
 
 
 def _new_rows(rows: pa.Table, seen: set[int]) -> pa.Table:
