@@ -45,13 +45,27 @@ def _model_type(directory: Path) -> tuple[Any, str]:
     return config, str(config.model_type)
 
 
+def _pretrained_kwargs(attention: str | None) -> dict[str, Any]:
+    """``from_pretrained``'s arguments: local files only, and the attention implementation
+    when one is asked for (the export needs "eager"; the reference keeps the default)."""
+    kwargs: dict[str, Any] = {"local_files_only": True}
+    if attention is not None:
+        kwargs["attn_implementation"] = attention
+    return kwargs
+
+
+def _reference_embeddings(embeds: torch.Tensor, normalize: bool) -> np.ndarray:
+    """A reference's embeddings as float32, computed in float64 and L2-normalised when
+    ``normalize``."""
+    result = embeds.double().numpy()
+    return (numpy_normalize(result) if normalize else result).astype(np.float32)
+
+
 def _load_clip(directory: Path, model_type: str, attention: str | None) -> tuple[Any, Any, Any]:
     """(the whole model, its text model, its text projection)."""
     from transformers import CLIPModel, CLIPTextModelWithProjection
 
-    kwargs: dict[str, Any] = {"local_files_only": True}
-    if attention is not None:
-        kwargs["attn_implementation"] = attention
+    kwargs = _pretrained_kwargs(attention)
     model: Any
     if model_type == "clip":
         model = CLIPModel.from_pretrained(str(directory), **kwargs)
@@ -87,8 +101,7 @@ def _clip_reference(
                 embeds = model.get_text_features(**inputs).pooler_output
             else:
                 embeds = model(**inputs).text_embeds
-        result = embeds.double().numpy()
-        return (numpy_normalize(result) if normalize else result).astype(np.float32)
+        return _reference_embeddings(embeds, normalize)
 
     return encode
 
@@ -144,9 +157,7 @@ def _load_siglip(directory: Path, model_type: str, attention: str | None) -> tup
     """(the whole model, its text model)."""
     from transformers import SiglipModel, SiglipTextModel
 
-    kwargs: dict[str, Any] = {"local_files_only": True}
-    if attention is not None:
-        kwargs["attn_implementation"] = attention
+    kwargs = _pretrained_kwargs(attention)
     model: Any
     if model_type == "siglip":
         model = SiglipModel.from_pretrained(str(directory), **kwargs)
@@ -184,8 +195,7 @@ def _siglip_reference(
                 embeds = model.get_text_features(input_ids=inputs["input_ids"]).pooler_output
             else:
                 embeds = model(input_ids=inputs["input_ids"]).pooler_output
-        result = embeds.double().numpy()
-        return (numpy_normalize(result) if normalize else result).astype(np.float32)
+        return _reference_embeddings(embeds, normalize)
 
     return encode
 
