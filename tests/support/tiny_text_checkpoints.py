@@ -32,6 +32,18 @@ HIDDEN = 32
 LAYERS = 2
 HEADS = 4
 INTERMEDIATE = 64
+# Every tiny tower's width; text towers have LAYERS layers, the vision towers one.
+_TOWER: dict[str, int] = {
+    "hidden_size": HIDDEN,
+    "intermediate_size": INTERMEDIATE,
+    "num_attention_heads": HEADS,
+}
+_TINY_VISION: dict[str, int] = {
+    **_TOWER,
+    "num_hidden_layers": 1,
+    "image_size": 32,
+    "patch_size": 16,
+}
 BERT_POSITIONS = 64
 CLIP_POSITIONS = 77
 SIGLIP_POSITIONS = 64
@@ -188,10 +200,8 @@ def write_tiny_bert(directory: Path, *, seed: int = 0) -> Path:
     wrapped.save_pretrained(str(directory))
     config = BertConfig(
         vocab_size=len(bert_vocab()),
-        hidden_size=HIDDEN,
+        **_TOWER,
         num_hidden_layers=LAYERS,
-        num_attention_heads=HEADS,
-        intermediate_size=INTERMEDIATE,
         max_position_embeddings=BERT_POSITIONS,
         initializer_range=INIT_RANGE,
         pad_token_id=0,
@@ -342,10 +352,8 @@ def write_tiny_clip(directory: Path, *, full: bool = True, legacy_eos: bool = Tr
     eot = vocab["<|endoftext|>"]
     text_config = CLIPTextConfig(
         vocab_size=len(vocab),
-        hidden_size=HIDDEN,
-        intermediate_size=INTERMEDIATE,
+        **_TOWER,
         num_hidden_layers=LAYERS,
-        num_attention_heads=HEADS,
         max_position_embeddings=CLIP_POSITIONS,
         projection_dim=PROJECTION,
         initializer_range=INIT_RANGE,
@@ -356,15 +364,7 @@ def write_tiny_clip(directory: Path, *, full: bool = True, legacy_eos: bool = Tr
     torch.manual_seed(0)
     model: nn.Module
     if full:
-        vision_config = CLIPVisionConfig(
-            hidden_size=HIDDEN,
-            intermediate_size=INTERMEDIATE,
-            num_hidden_layers=1,
-            num_attention_heads=HEADS,
-            image_size=32,
-            patch_size=16,
-            projection_dim=PROJECTION,
-        )
+        vision_config = CLIPVisionConfig(**_TINY_VISION, projection_dim=PROJECTION)
         config = CLIPConfig(
             text_config=text_config.to_dict(),
             vision_config=vision_config.to_dict(),
@@ -432,10 +432,8 @@ def write_tiny_siglip(directory: Path, *, full: bool = True) -> Path:
     tokenizer.save_pretrained(str(directory))
     text_config = SiglipTextConfig(
         vocab_size=backend.get_vocab_size(),
-        hidden_size=HIDDEN,
-        intermediate_size=INTERMEDIATE,
+        **_TOWER,
         num_hidden_layers=LAYERS,
-        num_attention_heads=HEADS,
         max_position_embeddings=SIGLIP_POSITIONS,
         projection_size=PROJECTION,
         pad_token_id=backend.token_to_id("<pad>"),
@@ -444,14 +442,7 @@ def write_tiny_siglip(directory: Path, *, full: bool = True) -> Path:
     torch.manual_seed(0)
     model: nn.Module
     if full:
-        vision_config = SiglipVisionConfig(
-            hidden_size=HIDDEN,
-            intermediate_size=INTERMEDIATE,
-            num_hidden_layers=1,
-            num_attention_heads=HEADS,
-            image_size=32,
-            patch_size=16,
-        )
+        vision_config = SiglipVisionConfig(**_TINY_VISION)
         config = SiglipConfig(
             text_config=text_config.to_dict(), vision_config=vision_config.to_dict()
         )
