@@ -14,6 +14,7 @@ import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from tokenizers import (
@@ -33,12 +34,12 @@ LAYERS = 2
 HEADS = 4
 INTERMEDIATE = 64
 # Every tiny tower's width; text towers have LAYERS layers, the vision towers one.
-_TOWER: dict[str, int] = {
+_TOWER: dict[str, Any] = {
     "hidden_size": HIDDEN,
     "intermediate_size": INTERMEDIATE,
     "num_attention_heads": HEADS,
 }
-_TINY_VISION: dict[str, int] = {
+_TINY_VISION: dict[str, Any] = {
     **_TOWER,
     "num_hidden_layers": 1,
     "image_size": 32,
