@@ -34,16 +34,12 @@ from app.scoring.score_errors import ScoreError
 from app.scoring.score_input import InputRow
 from app.scoring.score_job import (
     ScoreOptions,
-    check_error_rate,
-    claim_output,
-    describe_job,
-    input_shards,
+    claimed_output,
+    committing_writer,
     job_progress,
-    uncommitted_shards,
+    shards_to_score,
 )
-from app.scoring.score_output import ScoreOutput, ShardCounts, output_schema
 from app.scoring.score_progress import ScoreSummary
-from app.scoring.score_writer import ShardWriter
 from app.scoring.stall_watch import within_deadline
 
 ROUND_ROWS = 50_000  # the default of --ray-round-rows
@@ -75,28 +71,20 @@ def run_ray_score(options: ScoreOptions, settings: Settings, cluster: RayOptions
     """Score the input into the output directory on a Ray cluster; raises what ``run_score``
     raises."""
     bundle = load_bundle(settings.bundle_path, verify_hashes=settings.verify_bundle_hashes)
-    output = ScoreOutput(options.output)
-    claim_output(output, describe_job(bundle, options), options.force)
-    committed = output.committed_shards()
-    schema = output_schema(options.answer.all_probabilities)
+    output, committed = claimed_output(options, bundle)
     started = _connect(cluster.address)
     _quiet_ray_data()
     # The job's clock starts once connected (a cluster started here is not counted, as the
     # local engine's figure leaves out its engine's load); the actors' start-up is counted.
     progress = job_progress(options)
-
-    def committed_one(counts: ShardCounts) -> None:
-        progress.advance(counts.ok, counts.error)
-        check_error_rate(progress, options.max_error_rate)
-
     try:
         resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
         stages = _Stages(options, settings, cluster, plan_actors(settings, cluster, resources))
-        with ShardWriter(output, schema, committed_one, options.write_deadline_s) as writer:
-            to_score = uncommitted_shards(input_shards(options), committed, progress)
+        with committing_writer(output, options, progress) as writer:
+            to_score = shards_to_score(options, committed, progress)
             for shards in _rounds(to_score, cluster.round_rows):
                 for index, table in _score_round(stages, shards):
-                    writer.submit_table(index, table.select(schema.names).cast(schema))
+                    writer.submit_table(index, table)
     except ray.exceptions.ActorDiedError as exc:
         # An actor's __init__ failed (the bundle missing on a node, no GPU driver): its
         # error is the last line of Ray's message, after the actor's traceback.

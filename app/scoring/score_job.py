@@ -62,10 +62,7 @@ def run_score(options: ScoreOptions, settings: Settings) -> ScoreSummary:
     """Score the input into the output directory; raises ``ScoreError`` subclasses (a job
     that differs from the one recorded, too many failed rows) and ``StartupError``."""
     engine = build_engine(settings)
-    output = ScoreOutput(options.output)
-    claim_output(output, describe_job(engine.bundle, options), options.force)
-    committed = output.committed_shards()
-    schema = output_schema(options.answer.all_probabilities)
+    output, committed = claimed_output(options, engine.bundle)
     limits = RowLimits(
         max_batch_size=settings.max_batch_size,
         window=window_rows(settings.max_batch_size, options.workers),
@@ -73,24 +70,51 @@ def run_score(options: ScoreOptions, settings: Settings) -> ScoreSummary:
         prepare_timeout_s=settings.request_timeout_s,
     )
     progress = job_progress(options)
-
-    def committed_one(counts: ShardCounts) -> None:
-        progress.advance(counts.ok, counts.error)
-        check_error_rate(progress, options.max_error_rate)
-
     try:
         with (
             ThreadPoolExecutor(options.workers, thread_name_prefix="score") as pool,
-            ShardWriter(output, schema, committed_one, options.write_deadline_s) as writer,
+            committing_writer(output, options, progress) as writer,
         ):
             scorer = RowScorer(engine, options.input.parent, options.answer, limits, pool)
-            to_score = uncommitted_shards(input_shards(options), committed, progress)
+            to_score = shards_to_score(options, committed, progress)
             with contextlib.closing(scorer.score_shards(to_score)) as scored:
                 for index, records in scored:
                     writer.submit(index, records)
     finally:
         progress.close()
     return progress.summary()
+
+
+def claimed_output(
+    options: ScoreOptions, bundle: Bundle
+) -> tuple[ScoreOutput, dict[int, ShardCounts]]:
+    """The job's output directory, made this job's (``_claim``), and its committed
+    shards (none on a fresh start)."""
+    output = ScoreOutput(options.output)
+    _claim(output, describe_job(bundle, options), options.force)
+    return output, output.committed_shards()
+
+
+def committing_writer(
+    output: ScoreOutput, options: ScoreOptions, progress: Progress
+) -> ShardWriter:
+    """The writer of the job's shards: each commit advances ``progress`` and checks the
+    error rate (``_check_error_rate``)."""
+
+    def committed_one(counts: ShardCounts) -> None:
+        progress.advance(counts.ok, counts.error)
+        _check_error_rate(progress, options.max_error_rate)
+
+    schema = output_schema(options.answer.all_probabilities)
+    return ShardWriter(output, schema, committed_one, options.write_deadline_s)
+
+
+def shards_to_score(
+    options: ScoreOptions, committed: dict[int, ShardCounts], progress: Progress
+) -> Iterator[tuple[int, list[InputRow]]]:
+    """The input's shards not yet committed, with their indices (the others counted as
+    skipped)."""
+    return _uncommitted(_shards(options), committed, progress)
 
 
 def job_progress(options: ScoreOptions) -> Progress:
@@ -120,7 +144,7 @@ def describe_job(bundle: Bundle, options: ScoreOptions) -> dict[str, Any]:
     }
 
 
-def claim_output(output: ScoreOutput, job: dict[str, Any], force: bool) -> None:
+def _claim(output: ScoreOutput, job: dict[str, Any], force: bool) -> None:
     """Make the output directory this job's: resume a matching job, start over with
     ``force``, refuse otherwise."""
     recorded = output.read_job()
@@ -155,7 +179,7 @@ def _differences(recorded: dict[str, Any], job: dict[str, Any]) -> list[str]:
     return found
 
 
-def input_shards(options: ScoreOptions) -> Iterator[list[InputRow]]:
+def _shards(options: ScoreOptions) -> Iterator[list[InputRow]]:
     rows: Iterator[InputRow] = read_rows(options.input, options.columns)
     if options.limit is not None:
         rows = itertools.islice(rows, options.limit)
@@ -163,7 +187,7 @@ def input_shards(options: ScoreOptions) -> Iterator[list[InputRow]]:
         yield shard
 
 
-def uncommitted_shards(
+def _uncommitted(
     shards: Iterator[list[InputRow]], committed: dict[int, ShardCounts], progress: Progress
 ) -> Iterator[tuple[int, list[InputRow]]]:
     """The shards still to score, with their indices; the committed ones are counted as
@@ -175,7 +199,7 @@ def uncommitted_shards(
         yield index, rows
 
 
-def check_error_rate(progress: Progress, max_error_rate: float) -> None:
+def _check_error_rate(progress: Progress, max_error_rate: float) -> None:
     rows = progress.ok + progress.error
     if rows >= MIN_ROWS_FOR_ERROR_RATE and progress.error / rows > max_error_rate:
         raise ErrorRateExceeded(

@@ -63,9 +63,11 @@ class ShardWriter:
         self._writing = (index, self._thread.submit(self._write, index, records))
 
     def submit_table(self, index: int, table: pa.Table) -> None:
-        """``submit`` for a shard already built as a table of the output's columns."""
+        """``submit`` for a shard already built as a table holding the output's columns (in
+        its rows' order; other columns are dropped)."""
         self.finish()
-        self._writing = (index, self._thread.submit(self.output.write_shard, index, table))
+        shard = table.select(self.schema.names).cast(self.schema)
+        self._writing = (index, self._thread.submit(self.output.write_shard, index, shard))
 
     def finish(self) -> None:
         """Wait for the shard being written (if any) and report its counts."""
