@@ -9,9 +9,11 @@ requires this to be at least 90% of the measured peak):
 - what the format's decoder holds besides: progressive and multi-scan JPEGs buffer every DCT
   coefficient of the whole undrafted image (2 bytes each); an RLE-compressed BMP is decoded
   into a growing bytearray and copied to bytes before the pixels are filled in; a TIFF strip
-  or tile is decoded into a buffer of its own; a WebP is decoded by libwebp's animation
-  decoder into two canvases of its own, then copied to bytes, and those live as long as the
-  image; metadata (text chunks, ICC profiles, EXIF) lives as long as the image;
+  or tile is decoded into a buffer of its own; a small JPEG decoded whole is decoded into an
+  array first (``app.preprocess.jpeg_pixels``), held while Pillow copies it; a WebP is
+  decoded by libwebp's animation decoder into two canvases of its own, then copied to bytes,
+  and those live as long as the image; metadata (text chunks, ICC profiles, EXIF) lives as
+  long as the image;
 - the conversion to the model's mode of one band of rows (``app.preprocess.downscale``),
   the reduced (or, unreduced, full-size converted) result, the resize's two passes, the
   EXIF transposition and the final float arrays.
@@ -30,6 +32,7 @@ from PIL import TiffImagePlugin as tiff
 from app.bundle.manifest import ImagePreprocess
 from app.preprocess.downscale import ALPHA_MODES, SIXTEEN_BIT_MODES, band_rows
 from app.preprocess.geometry import resized_size
+from app.preprocess.jpeg_pixels import array_bytes
 
 FIXED_BYTES = 4 * 2**20  # decoder states, Python objects, small buffers
 SMALL_BYTES = 2**20
@@ -78,7 +81,7 @@ def _format_bytes(image: Image.Image, data: bytes, header_size: tuple[int, int])
     if image.format == "WEBP":
         return _WEBP_COPIES * width * height * 4 + len(data), 0
     if image.format == "JPEG":
-        return 0, _jpeg_coefficients(image, data, header_size)
+        return 0, _jpeg_coefficients(image, data, header_size) + array_bytes(image, header_size)
     if image.format == "BMP" and image.info.get("compression") in _RLE_COMPRESSIONS:
         return 0, math.ceil(2.25 * width * height)  # bytearray (with headroom) + bytes
     if image.format == "TIFF" and getattr(image, "tag_v2", {}).get(tiff.COMPRESSION, 1) != 1:

@@ -9,6 +9,8 @@ a decode holds about one full-size copy of the image. Both change the tensor of 
 slightly (tested against the reference within stated tolerances). Other than JPEGs with a
 short side over twice the resize target, images whose short side is under six times it
 (1536 pixels for the default bundle) are not reduced and give the reference's tensor exactly.
+Small JPEGs decoded whole skip Pillow's loader for the same pixels from the same library at
+less CPU (``app.preprocess.jpeg_pixels``).
 
 Hostile input is refused from the header, before any pixel is decoded: formats outside the
 allow-list, more pixels than ``max_pixels``, a side under ``min_side``, an aspect ratio over
@@ -39,6 +41,7 @@ from app.preprocess.decode_estimate import decode_peak_bytes
 from app.preprocess.downscale import SIXTEEN_BIT_MODES, downscale, reduction_factor
 from app.preprocess.geometry import crop_box, limiting_sides, resized_size
 from app.preprocess.gpu_jpeg import GpuDecodeFailed, GpuJpegDecoder
+from app.preprocess.jpeg_pixels import decode_whole
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +130,8 @@ class ImageDecoder:
         self._mode = "L" if spec.color_mode == "L" else "RGB"
         self._mean = np.asarray(spec.mean, dtype=np.float32)
         self._std = np.asarray(spec.std, dtype=np.float32)
+        self._mean_chw = self._mean[:, None, None]  # broadcast over an NCHW image
+        self._std_chw = self._std[:, None, None]
 
     def __call__(self, data: bytes, budget: DecodeBudget | None = None) -> np.ndarray:
         """The encoder input for ``data``: ``open``, then ``decode``."""
@@ -173,7 +178,7 @@ class ImageDecoder:
                     with self._fallback_lock:
                         self._gpu_fallbacks += 1
                     logger.debug("GPU decoding failed, decoding on the CPU: %s", exc)
-            return self._decode(image)
+            return self._decode(opened)
         finally:
             image.close()  # frees the decoded pixels (leaving a `with` block does not)
             if budget is not None:
@@ -250,13 +255,18 @@ class ImageDecoder:
             # Pillow keeps the decoded size >= the requested size in both axes.
             image.draft(None, (math.ceil(width * ratio), math.ceil(height * ratio)))
 
-    def _decode(self, image: Image.Image) -> np.ndarray:
+    def _decode(self, opened: OpenedImage) -> np.ndarray:
+        image = opened.image
         try:
-            image.load()
+            # A small JPEG decoded whole skips Pillow's loader (app.preprocess.jpeg_pixels).
+            decoded = decode_whole(image, opened.data, opened.header_size)
+            if decoded is None:
+                image.load()
+                decoded = image
             orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
-            factor = reduction_factor(*limiting_sides(self.spec, image.size))
-            pixels = downscale(image, self._mode, factor)
-            width, height = image.size
+            factor = reduction_factor(*limiting_sides(self.spec, decoded.size))
+            pixels = downscale(decoded, self._mode, factor)
+            width, height = decoded.size
             if orientation in _ORIENTATION:
                 pixels = pixels.transpose(_ORIENTATION[orientation])
                 if orientation in _SWAPS_SIDES:
@@ -277,17 +287,26 @@ class ImageDecoder:
         return image if box == (0, 0, *size) else image.crop(box)
 
     def _to_array(self, image: Image.Image) -> np.ndarray:
-        pixels = np.asarray(image, dtype=np.float32)
+        """The normalised float32 array, computed as float32 ``(pixel * rescale - mean) /
+        std`` in the spec's layout; the arithmetic writes straight into the contiguous result
+        (no float copy of the image, no transposed copy)."""
+        pixels = np.asarray(image)  # uint8, HWC (HW for "L")
         if pixels.ndim == 2:
             pixels = pixels[:, :, None]
         if self.spec.color_mode == "BGR":
             pixels = pixels[:, :, ::-1]
-        if self.spec.rescale_factor != 1.0:
-            pixels = pixels * np.float32(self.spec.rescale_factor)
-        pixels = (pixels - self._mean) / self._std
+        mean, std = self._mean, self._std
         if self.spec.layout == "NCHW":
             pixels = pixels.transpose(2, 0, 1)
-        return np.ascontiguousarray(pixels, dtype=np.float32)
+            mean, std = self._mean_chw, self._std_chw
+        out = np.empty(pixels.shape, dtype=np.float32)
+        if self.spec.rescale_factor != 1.0:
+            np.multiply(pixels, np.float32(self.spec.rescale_factor), out=out, dtype=np.float32)
+            np.subtract(out, mean, out=out)
+        else:
+            np.subtract(pixels, mean, out=out, dtype=np.float32)
+        np.divide(out, std, out=out)
+        return out
 
 
 def _undecodable(message: str) -> InvalidImage:
