@@ -239,6 +239,19 @@ class Settings(BaseSettings):
         le=16,
         description="Thread pool (per bundle) that runs the batches through the models.",
     )
+    inline_batch_max_ms: float = Field(
+        default=1.0,
+        ge=0.0,
+        le=100.0,
+        description=(
+            "A bundle whose warm-up ran a full batch (the longest text) in at most this many "
+            "milliseconds runs its batches on the event loop, not in the inference pool: for "
+            "so fast a model the hand-off to the thread and back, and the GIL the two threads "
+            "then fight over, cost more CPU than the batch. Batches run there are timed; "
+            "should they take over twice this on average, the bundle goes back to its pool. "
+            "0 runs every batch in the pool."
+        ),
+    )
 
     max_batch_size: int = Field(
         default=8,

@@ -74,6 +74,7 @@ GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
             "preprocess_threads",
             "inline_decode_max_pixels",
             "inference_threads",
+            "inline_batch_max_ms",
         ),
     ),
     (

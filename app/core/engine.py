@@ -122,12 +122,14 @@ def valid_probabilities(probabilities: np.ndarray, manifest: Manifest, rows: int
 
 @dataclass(frozen=True)
 class WarmUp:
-    """What a warm-up took (``seconds``) and what it says one item costs batched
-    (``item_s``): decoding its image, plus a full batch's run over the batch's size, timed
-    once the arenas have grown. A seed for admission, not a measure of the serving path."""
+    """What a warm-up took (``seconds``), what a full batch of the longest text took to run
+    once the arenas had grown (``batch_s``), and what it says one item costs batched
+    (``item_s``): decoding its image, plus the batch's run over the batch's size. A seed for
+    admission, not a measure of the serving path."""
 
     seconds: float
     item_s: float
+    batch_s: float
 
 
 def warm_up(engine: Engine, max_batch_size: int = 1) -> WarmUp:
@@ -154,7 +156,8 @@ def warm_up(engine: Engine, max_batch_size: int = 1) -> WarmUp:
                 f"warm-up produced invalid probabilities (shape {probabilities.shape}, NaN, "
                 "inf, values outside [0, 1] or, multiclass, rows not summing to 1)"
             )
-    item_s = decode_s + batch_seconds(engine, max_batch_size) / max_batch_size
+    batch_s = batch_seconds(engine, max_batch_size)
+    item_s = decode_s + batch_s / max_batch_size
     elapsed = time.perf_counter() - started
     logger.info(
         "warm-up passed in %.1f ms (batch sizes 1 and %d); an item costs about %.2f ms batched",
@@ -162,7 +165,7 @@ def warm_up(engine: Engine, max_batch_size: int = 1) -> WarmUp:
         max_batch_size,
         item_s * 1000,
     )
-    return WarmUp(elapsed, item_s)
+    return WarmUp(elapsed, item_s, batch_s)
 
 
 def batch_seconds(engine: Engine, size: int) -> float:

@@ -38,7 +38,10 @@ class ModelRunner:
     is the service's: nothing is admitted once it stops accepting. ``decode_memory`` is the
     process-wide budget every image decode reserves from, and ``decode_pace`` how fast
     decodes go here (both shared by every runner). ``pace`` is what admission starts from
-    (``app.core.admission``: a seed, or the pace of the runner this one replaces)."""
+    (``app.core.admission``: a seed, or the pace of the runner this one replaces).
+    ``warm_batch_s``, what the warm-up's full batch took, decides where batches run: on the
+    event loop when it is within ``inline_batch_max_ms`` (``app.core.batching``), else in
+    the inference pool."""
 
     def __init__(
         self,
@@ -50,6 +53,7 @@ class ModelRunner:
         decode_memory: MemoryBudget,
         decode_pace: DecodePace,
         pace: ItemPace | None = None,
+        warm_batch_s: float | None = None,
         tracer: Tracer | None = None,
     ) -> None:
         self.engine = engine
@@ -82,9 +86,13 @@ class ModelRunner:
         self._inference_pool = ThreadPoolExecutor(
             settings.inference_threads, thread_name_prefix="fusionserve-inference"
         )
+        inline_max_s = settings.inline_batch_max_ms / 1000.0
+        fast = warm_batch_s is not None and warm_batch_s <= inline_max_s
         self.batcher: Batcher[PreparedItem, ItemResult] = Batcher(
             self._run_batch,
             executor=self._inference_pool,
+            inline_max_s=inline_max_s if fast else 0.0,
+            inline_seed_s=warm_batch_s,
             max_batch_size=settings.max_batch_size,
             max_wait_s=settings.max_batch_wait_ms / 1000.0,
             levels=settings.priority_levels,
@@ -110,6 +118,7 @@ class ModelRunner:
             "queue_depth": self.batcher.queue_depth,
             "in_flight": self.admission.in_flight,
             "item_ms": None if self.pace.item_s is None else round(self.pace.item_s * 1000, 3),
+            "batches_inline": self.batcher.inline,
             "batches": batch.batches,
             "items": batch.items,
             "batch_sizes": dict(sorted(batch.sizes.items())),

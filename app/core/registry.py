@@ -88,10 +88,12 @@ class ModelSlot:
 
 @dataclass(frozen=True)
 class _Built:
-    """A loaded, warmed engine and the pace its runner starts from."""
+    """A loaded, warmed engine, the pace its runner starts from and what its warm-up's full
+    batch took (None without a warm-up)."""
 
     engine: Engine
     pace: ItemPace
+    batch_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -196,16 +198,16 @@ class ModelRegistry:
         if not self._settings.warmup:
             return _Built(engine, ItemPace())
         size = self._settings.max_batch_size
-        seed = warm_up(engine, size).item_s
+        warmed = warm_up(engine, size)
         if replacing is None or replacing.pace.item_s is None:
-            return _Built(engine, ItemPace(seed))
+            return _Built(engine, ItemPace(warmed.item_s), warmed.batch_s)
         scale = relative_cost(engine, replacing.engine, size)
         logger.info(
             "%s: an item costs the new version %.2fx what it costs the one it replaces",
             slot.name,
             scale,
         )
-        return _Built(engine, ItemPace.inherited(replacing.pace, scale))
+        return _Built(engine, ItemPace.inherited(replacing.pace, scale), warmed.batch_s)
 
     def _serve(self, slot: ModelSlot, built: _Built) -> _Leased | None:
         """Put a runner for the built engine in ``slot``; return the one it replaces."""
@@ -218,6 +220,7 @@ class ModelRegistry:
             decode_memory=self.decode_memory,
             decode_pace=self.decode_pace,
             pace=built.pace,
+            warm_batch_s=built.batch_s,
             tracer=self._tracer,
         )
         runner.start()

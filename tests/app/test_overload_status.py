@@ -23,7 +23,7 @@ from app.main import create_app
 from app.memory.memory_budget import MemoryBudget
 from app.preprocess.decode_pace import TIMED_BYTES
 from tests.support.app_setup import make_settings
-from tests.support.gated_service import Gate, default_runner, gated_factory, ready_client
+from tests.support.gated_service import Gate, default_runner, gated_app, ready_client
 from tests.support.grpc_requests import typed_infer_request
 from tests.support.images import encode_image, photo
 from tests.support.live_server import serving
@@ -57,7 +57,7 @@ async def test_admission_refusals_answer_the_configured_status(
     settings = make_settings(
         tiny_bundle_dir, max_in_flight=1, overload_status=status, retry_after_s=2
     )
-    app = create_app(settings, engine_factory=gated_factory(gate))  # type: ignore[arg-type]
+    app = gated_app(settings, gate)
     async for client in ready_client(app):
         gate.hold()
         held = asyncio.create_task(client.post("/classify", files=FILES, data=TEXT))
@@ -120,7 +120,7 @@ def test_grpc_overload_is_resource_exhausted_with_429(tiny_bundle_dir: Path, gat
     settings = make_settings(
         tiny_bundle_dir, grpc_port=port, max_in_flight=1, overload_status=429, retry_after_s=2
     )
-    app = create_app(settings, engine_factory=gated_factory(gate))  # type: ignore[arg-type]
+    app = gated_app(settings, gate)
     with serving(app), grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
         request = typed_infer_request("", image=IMAGE, text=b"a cat")

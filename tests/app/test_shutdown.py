@@ -15,7 +15,7 @@ from app.core.lifecycle import Lifecycle, Status
 from app.main import create_app
 from app.server import DrainingServer, uvicorn_config
 from tests.support.app_setup import make_settings
-from tests.support.gated_service import Gate, gated_factory, numbered_form, ready_client
+from tests.support.gated_service import Gate, gated_app, numbered_form, ready_client
 
 pytestmark = pytest.mark.anyio
 
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.anyio
 async def test_stop_accepting_fails_readiness_and_refuses_new_work(
     tiny_bundle_dir: Path, gate: Gate
 ) -> None:
-    app = create_app(make_settings(tiny_bundle_dir), engine_factory=gated_factory(gate))  # type: ignore[arg-type]
+    app = gated_app(make_settings(tiny_bundle_dir), gate)
     async for client in ready_client(app):
         gate.hold()
         files, data = numbered_form(0)

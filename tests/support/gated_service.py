@@ -16,7 +16,13 @@ from app.core.engine import Engine, build_engine
 from app.core.model_runner import ModelRunner
 from app.core.pipeline import ItemResult
 from app.core.serving_core import ServingCore
+from app.main import create_app
 from tests.support.images import encode_image, photo
+
+# A held model blocks the thread that runs its batch: that must be the inference pool's, never
+# the event loop's, so a gated app's batches do not run inline (app.core.batching), whatever
+# its warm-up measured.
+IN_POOL: dict[str, object] = {"inline_batch_max_ms": 0.0}
 
 TEXTS = ["a cat", "the big blue dog photo", "bird", "a small red bird of the dog", "cat cat"]
 
@@ -57,6 +63,14 @@ def gated_factory(gate: Gate) -> object:
         return engine
 
     return factory
+
+
+def gated_app(settings: Settings, gate: Gate) -> FastAPI:
+    """An app on ``settings`` whose model calls pass ``gate``, its batches in the pool."""
+    return create_app(
+        settings.model_copy(update=IN_POOL),
+        engine_factory=gated_factory(gate),  # type: ignore[arg-type]
+    )
 
 
 async def ready_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:

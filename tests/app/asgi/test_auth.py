@@ -18,7 +18,7 @@ from app.config.settings import Settings
 from app.errors import StartupError
 from app.main import create_app
 from tests.support.app_setup import make_settings, wait_ready
-from tests.support.gated_service import Gate, gated_factory, numbered_form, ready_client
+from tests.support.gated_service import Gate, gated_app, numbered_form, ready_client
 from tests.support.images import encode_image, photo
 
 KEYS = ["first-key", "second-key", "clé-trois"]
@@ -229,7 +229,7 @@ def test_unauthenticated_body_is_not_parsed(tiny_bundle_dir: Path) -> None:
 async def test_401_comes_before_overload_and_not_ready(tiny_bundle_dir: Path) -> None:
     gate = Gate.opened()
     settings = make_settings(tiny_bundle_dir, api_keys=KEYS, max_in_flight=1)
-    app = create_app(settings, engine_factory=gated_factory(gate))  # type: ignore[arg-type]
+    app = gated_app(settings, gate)
     files, data = numbered_form(0)
     async for client in ready_client(app):
         client.headers.update(_bearer(KEYS[0]))

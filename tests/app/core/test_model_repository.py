@@ -19,7 +19,7 @@ from tritonclient.utils import InferenceServerException
 
 from app.main import create_app
 from tests.support.app_setup import make_settings
-from tests.support.gated_service import Gate, gated_factory, ready_client
+from tests.support.gated_service import Gate, gated_app, ready_client
 from tests.support.images import encode_image, photo
 from tests.support.live_server import serving
 from tests.support.server_process import free_port
@@ -160,7 +160,7 @@ async def test_unload_answers_the_requests_holding_the_model_first(
     repository: Path, gate: Gate
 ) -> None:
     settings = make_settings(_served(repository), model_repository=repository)
-    app = create_app(settings, engine_factory=gated_factory(gate))  # type: ignore[arg-type]
+    app = gated_app(settings, gate)
     async for client in ready_client(app):
         assert (await client.post("/v2/repository/models/alpha/load")).status_code == 200
         gate.hold()

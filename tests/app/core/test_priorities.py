@@ -20,10 +20,9 @@ from app.config.settings import Settings
 from app.core.admission import Admission, AdmissionLimits, ItemPace
 from app.core.batching import Batcher
 from app.core.lifecycle import Lifecycle
-from app.main import create_app
 from tests.support.app_setup import make_settings
 from tests.support.fake_batching import FakeClock, FakeModel, wait_queued
-from tests.support.gated_service import Gate, gated_factory, ready_client
+from tests.support.gated_service import Gate, gated_app, ready_client
 from tests.support.grpc_requests import typed_infer_request
 from tests.support.images import encode_image, photo
 from tests.support.live_server import serving
@@ -163,7 +162,7 @@ async def test_priority_over_rest_and_oip_decides_who_is_refused(
 ) -> None:
     # max_in_flight 3 over 3 levels: ceilings of 3, 2 and 1 items.
     settings = make_settings(tiny_bundle_dir, max_in_flight=3, max_batch_wait_ms=0)
-    app = create_app(settings, engine_factory=gated_factory(gate))  # type: ignore[arg-type]
+    app = gated_app(settings, gate)
     async for client in ready_client(app):
         gate.hold()
         held = asyncio.create_task(
@@ -208,7 +207,7 @@ async def test_priority_over_rest_and_oip_decides_who_is_refused(
 def test_priority_over_grpc(tiny_bundle_dir: Path, gate: Gate) -> None:
     port = free_port()
     settings = make_settings(tiny_bundle_dir, grpc_port=port, max_in_flight=3)
-    app = create_app(settings, engine_factory=gated_factory(gate))  # type: ignore[arg-type]
+    app = gated_app(settings, gate)
 
     def request(priority: int | None) -> service_pb2.ModelInferRequest:
         message = typed_infer_request("tiny-test-bundle", image=IMAGE, text=b"a cat")

@@ -20,7 +20,7 @@ from app.core.engine import Engine, build_engine
 from app.core.serving_core import ServingCore
 from app.main import create_app
 from tests.support.app_setup import make_settings, wait_ready
-from tests.support.gated_service import Gate, gated_factory, ready_client
+from tests.support.gated_service import IN_POOL, Gate, gated_factory, ready_client
 from tests.support.images import encode_image, photo
 from tests.support.tiny_bundle import LABELS, make_named_bundle
 
@@ -228,7 +228,7 @@ def _gate_version(gate: Gate, name: str, version: str) -> Callable[[Settings], E
 async def test_reload_switches_without_dropping_a_request(two_bundles: tuple[Path, Path]) -> None:
     gate = Gate.opened()
     factory = _gate_version(gate, "beta", "1.0.0")
-    app = create_app(_settings(two_bundles), engine_factory=factory)
+    app = create_app(_settings(two_bundles, **IN_POOL), engine_factory=factory)
     async for client in ready_client(app):
         before = await _post(client, model="beta")
         old = app.state.core.registry.slot("beta").runner

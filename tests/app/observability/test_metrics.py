@@ -37,7 +37,7 @@ from app.memory.memory_budget import MemoryBudget
 from app.observability.metrics import Metrics
 from tests.support.app_setup import make_settings
 from tests.support.fake_batching import FakeClock, FakeModel
-from tests.support.gated_service import Gate, gated_factory
+from tests.support.gated_service import Gate, gated_app
 from tests.support.images import encode_image, photo
 from tests.support.tiny_bundle import LABELS
 
@@ -145,7 +145,7 @@ def _labels_of(responses: Sequence[httpx.Response]) -> list[dict[str, Any]]:
 async def test_metrics_after_real_traffic(tiny_bundle_dir: Path) -> None:
     gate = Gate.opened()
     settings = make_settings(tiny_bundle_dir, max_in_flight=2)
-    app = create_app(settings, engine_factory=gated_factory(gate))  # type: ignore[arg-type]
+    app = gated_app(settings, gate)
     async with _asgi_client(app) as client:
         async with app.router.lifespan_context(app):
             await _wait_ready(client)

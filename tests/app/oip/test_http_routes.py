@@ -24,7 +24,7 @@ from app.core.engine import Engine, build_engine
 from app.main import create_app
 from app.oip.error_bodies import reshape
 from tests.support.app_setup import answered, classify_files, make_settings, wait_ready
-from tests.support.gated_service import Gate, default_runner, gated_factory, ready_client
+from tests.support.gated_service import Gate, default_runner, gated_app, ready_client
 from tests.support.images import encode_image, photo
 from tests.support.tiny_bundle import LABELS
 
@@ -469,7 +469,7 @@ def test_failed_load_is_not_live(tiny_bundle: Path) -> None:
 @pytest.mark.anyio
 async def test_overload_is_503_with_retry_after(tiny_bundle_dir: Path, gate: Gate) -> None:
     settings = make_settings(tiny_bundle_dir, max_in_flight=2, retry_after_s=3)
-    app = create_app(settings, engine_factory=gated_factory(gate))  # type: ignore[arg-type]
+    app = gated_app(settings, gate)
     async for client in ready_client(app):
         gate.hold()
         running = asyncio.create_task(client.post(INFER, json=_json_request(IMAGES[:2], TEXTS[:2])))
@@ -486,7 +486,7 @@ async def test_overload_is_503_with_retry_after(tiny_bundle_dir: Path, gate: Gat
 @pytest.mark.anyio
 async def test_deadline_is_504(tiny_bundle_dir: Path, gate: Gate) -> None:
     settings = make_settings(tiny_bundle_dir, request_timeout_s=0.2)
-    app = create_app(settings, engine_factory=gated_factory(gate))  # type: ignore[arg-type]
+    app = gated_app(settings, gate)
     async for client in ready_client(app):
         gate.hold()
         response = await client.post(INFER, json=_json_request(IMAGES[:1], TEXTS[:1]))

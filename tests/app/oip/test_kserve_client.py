@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from tests.support.app_setup import classified_rows, classify_files
-from tests.support.gated_service import Gate, gated_factory
+from tests.support.gated_service import IN_POOL, Gate, gated_factory
 from tests.support.images import encode_image, photo
 from tests.support.kserve_sdk import b64, kserve_calls
 from tests.support.live_server import serving_with_grpc
@@ -153,6 +153,7 @@ def test_overload_refusal(optional_bundle_dir: Path, gate: Gate) -> None:
     with serving_with_grpc(
         optional_bundle_dir,
         engine_factory=gated_factory(gate),
+        **IN_POOL,
         max_in_flight=1,
         max_batch_wait_ms=0,
         retry_after_s=3,

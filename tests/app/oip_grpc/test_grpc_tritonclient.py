@@ -19,7 +19,7 @@ from tritonclient.utils import InferenceServerException
 from app import __version__
 from app.main import create_app
 from tests.support.app_setup import classified_rows, make_settings
-from tests.support.gated_service import Gate, gated_factory
+from tests.support.gated_service import IN_POOL, Gate, gated_factory
 from tests.support.grpc_requests import triton_inputs, typed_infer_request
 from tests.support.images import encode_image, photo
 from tests.support.live_server import serving, serving_with_grpc
@@ -206,6 +206,7 @@ def test_overload_and_deadlines(optional_bundle_dir: Path, gate: Gate) -> None:
         serving_with_grpc(
             optional_bundle_dir,
             engine_factory=gated_factory(gate),
+            **IN_POOL,
             max_in_flight=1,
             max_batch_wait_ms=0,
             retry_after_s=3,

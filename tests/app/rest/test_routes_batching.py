@@ -20,7 +20,7 @@ from tests.support.app_setup import make_settings
 from tests.support.gated_service import (
     Gate,
     default_runner,
-    gated_factory,
+    gated_app,
     numbered_form,
     ready_client,
 )
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.anyio
 
 
 async def test_batched_results_equal_solo_results(tiny_bundle_dir: Path, gate: Gate) -> None:
-    app = create_app(make_settings(tiny_bundle_dir), engine_factory=gated_factory(gate))  # type: ignore[arg-type]
+    app = gated_app(make_settings(tiny_bundle_dir), gate)
     async for client in ready_client(app):
         solo = []
         for i in range(5):
@@ -60,7 +60,7 @@ async def test_batched_results_equal_solo_results(tiny_bundle_dir: Path, gate: G
 
 async def test_overload_is_a_fast_503_with_retry_after(tiny_bundle_dir: Path, gate: Gate) -> None:
     settings = make_settings(tiny_bundle_dir, max_in_flight=2, max_batch_size=1, retry_after_s=3)
-    app = create_app(settings, engine_factory=gated_factory(gate))  # type: ignore[arg-type]
+    app = gated_app(settings, gate)
     async for client in ready_client(app):
         gate.hold()
         files, data = numbered_form(0)
@@ -84,7 +84,7 @@ async def test_overload_is_a_fast_503_with_retry_after(tiny_bundle_dir: Path, ga
 
 async def test_request_deadline_gives_504(tiny_bundle_dir: Path, gate: Gate) -> None:
     settings = make_settings(tiny_bundle_dir, request_timeout_s=0.2)
-    app = create_app(settings, engine_factory=gated_factory(gate))  # type: ignore[arg-type]
+    app = gated_app(settings, gate)
     async for client in ready_client(app):
         gate.open.clear()
         files, data = numbered_form(1)
@@ -127,7 +127,7 @@ async def test_request_deadline_covers_decoding(tiny_bundle_dir: Path) -> None:
 
 
 async def test_shutdown_answers_queued_requests(tiny_bundle_dir: Path, gate: Gate) -> None:
-    app = create_app(make_settings(tiny_bundle_dir), engine_factory=gated_factory(gate))  # type: ignore[arg-type]
+    app = gated_app(make_settings(tiny_bundle_dir), gate)
     files, data = numbered_form(2)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -187,7 +187,7 @@ async def _request_then_leave(
 
 
 async def test_disconnected_client_is_not_computed(tiny_bundle_dir: Path, gate: Gate) -> None:
-    app = create_app(make_settings(tiny_bundle_dir), engine_factory=gated_factory(gate))  # type: ignore[arg-type]
+    app = gated_app(make_settings(tiny_bundle_dir), gate)
     async for client in ready_client(app):
         batcher = default_runner(app).batcher
         gate.hold()
@@ -212,7 +212,7 @@ async def test_disconnected_client_is_not_computed(tiny_bundle_dir: Path, gate: 
 
 async def test_admission_limit_refuses_before_decoding(tiny_bundle_dir: Path, gate: Gate) -> None:
     settings = make_settings(tiny_bundle_dir, max_in_flight=2, retry_after_s=2)
-    app = create_app(settings, engine_factory=gated_factory(gate))  # type: ignore[arg-type]
+    app = gated_app(settings, gate)
     async for client in ready_client(app):
         gate.hold()
         files, data = numbered_form(0)
@@ -240,7 +240,7 @@ async def test_admission_limit_refuses_before_decoding(tiny_bundle_dir: Path, ga
 
 async def test_refusal_comes_before_the_body_is_parsed(tiny_bundle_dir: Path, gate: Gate) -> None:
     settings = make_settings(tiny_bundle_dir, max_in_flight=1, max_body_bytes=65536)
-    app = create_app(settings, engine_factory=gated_factory(gate))  # type: ignore[arg-type]
+    app = gated_app(settings, gate)
     async for client in ready_client(app):
         gate.hold()
         files, data = numbered_form(0)
