@@ -28,7 +28,15 @@ from bench.harness.paths import BENCH_DIR
 VENVS_DIR = BENCH_DIR / ".venvs"
 
 # The libraries app.bundle/app.preprocess/app.core.pipeline/app.core.runtime/app.core.engine import.
-SHARED = ("onnxruntime", "pillow", "numpy", "tokenizers", "pydantic", "pydantic-settings")
+SHARED = (
+    "onnxruntime",
+    "pillow",
+    "simplejpeg",
+    "numpy",
+    "tokenizers",
+    "pydantic",
+    "pydantic-settings",
+)
 
 FRAMEWORKS: dict[str, tuple[str, ...]] = {
     # LitServe parses multipart through Starlette, which needs python-multipart.

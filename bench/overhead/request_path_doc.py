@@ -27,7 +27,7 @@ PARTS = {
     "image_header": "Reading the image's header",
     "image_decode": "Decoding and preprocessing the image",
     "tokenise": "The request policy and tokenising",
-    "models": "The three models (the inference thread)",
+    "models": "The three models",
     "answer": "Building and encoding the answer",
     "http_server": "uvicorn: HTTP parsing and writing",
     "framework": "FastAPI and Starlette",
