@@ -38,6 +38,28 @@ def test_a_sample_belongs_to_its_innermost_named_part(frames: tuple[str, ...], p
     assert part_of(list(frames)) == part
 
 
+@pytest.mark.parametrize(
+    ("packaged", "flat", "part"),
+    [
+        ("app/core/batching.py", "app/batching.py", "batcher"),
+        ("app/core/admission.py", "app/admission.py", "core"),
+        ("app/core/registry.py", "app/registry.py", "core"),
+        ("app/core/model_runner.py", "app/model_runner.py", "core"),
+        ("app/memory/memory_budget.py", "app/memory_budget.py", "core"),
+        ("app/observability/metrics.py", "app/metrics.py", "metrics"),
+        ("app/core/observer.py", "app/observer.py", "metrics"),
+        ("app/rest/forms.py", "app/api/forms.py", "multipart"),
+        ("app/asgi/gate.py", "app/api/gate.py", "service_middleware"),
+    ],
+)
+def test_both_layouts_of_app_split_alike(packaged: str, flat: str, part: str) -> None:
+    # An A/B against a commit from before app/ was split into packages (ad55cdf) must not
+    # leave its core, batcher or middleware in "other" or the framework.
+    for path in (packaged, flat):
+        frames = [LOOP, HTTP, f"f (/tmp/checkout/{path}:10)"]
+        assert part_of(frames) == part, path
+
+
 def test_shares_over_every_thread_and_microseconds_per_request() -> None:
     raw = "\n".join(
         [
