@@ -7,7 +7,11 @@ posting a 64x64 JPEG and a short text for ``--duration`` seconds. The figure is 
 CPU time (user + system, its whole process tree, from /proc) over the window divided by the
 200s answered; checkouts alternate, ``--rounds`` times, and the medians are compared. With
 ``--profile``, each window is also sampled with py-spy (``bench.overhead.profile_split``):
-the CPU per request split into the work a request needs and the serving layer's parts.
+the CPU per request split into the work a request needs and the serving layer's parts. Each
+run also records the models' time per request as the batcher times it
+(``fusionserve_inference_duration_seconds`` over the window, from /metrics): where batches run
+on the event loop, py-spy does not see ONNX Runtime's frames from it, so the profile's
+"models" part misses what this figure keeps.
 
     python -m bench.overhead.request_overhead --baseline-root /tmp/fusionserve-before --profile
 
@@ -19,9 +23,12 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from app.config.settings import DEFAULT_BUNDLE_PATH
 from bench.harness import procs
@@ -64,9 +71,11 @@ def _measure(root: Path, bundle: Path, port: int, plan: Plan, log: Path) -> dict
         run(closed_loop(server.spec.base_url, requests, plan.concurrency, 3.0))  # warm-up
         members = server.track()
         cpu_before = procs.cpu_seconds(members)
+        models_before = inference_seconds(server.spec.base_url)
         recording = profile_split.record(server.pid, duration_s - 1) if plan.profile else None
         result = run(closed_loop(server.spec.base_url, requests, plan.concurrency, duration_s))
         cpu = procs.cpu_seconds(server.track()) - cpu_before
+        models_s = inference_seconds(server.spec.base_url) - models_before
         shares = profile_split.finish(recording)
         single = run(single_client(server.spec.base_url, requests, plan.single_s))
     finally:
@@ -77,6 +86,7 @@ def _measure(root: Path, bundle: Path, port: int, plan: Plan, log: Path) -> dict
         "cpu_ms_per_request": cpu_ms,
         "throughput_rps": summary["throughput_rps"],
         "statuses": summary["status_counts"],
+        "models_us_by_batcher": round(1e6 * models_s / max(summary["ok"], 1), 1),
     }
     if plan.single_s > 0:
         latency = single.summary()["latency_ms"]
@@ -85,6 +95,24 @@ def _measure(root: Path, bundle: Path, port: int, plan: Plan, log: Path) -> dict
     if shares:
         measured["split_us"] = profile_split.per_request_us(shares, cpu_ms)
     return measured
+
+
+def inference_seconds(base_url: str) -> float:
+    """Seconds the server's batches have spent in the models so far."""
+    with urllib.request.urlopen(f"{base_url}/metrics", timeout=10) as response:
+        return inference_sum(response.read().decode())
+
+
+def inference_sum(exposition: str) -> float:
+    """The sum of ``fusionserve_inference_duration_seconds`` over every bundle in a
+    Prometheus text exposition."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(exposition)
+        if family.name == "fusionserve_inference_duration_seconds"
+        for sample in family.samples
+        if sample.name.endswith("_sum")
+    )
 
 
 def _medians(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, float]]:
