@@ -120,7 +120,7 @@ def _targets(summary: dict[str, Any]) -> list[str]:
 
 
 _PIECES = {
-    "multipart_parse_us": "Parsing the multipart body (Starlette's parser, within the form limits)",
+    "multipart_parse_us": "Parsing the multipart body (the route's parser, within the form limits)",
     "image_header_us": "Reading the image's header (once per request)",
     "image_decode_us": "Decoding and preprocessing the image (resize, crop, normalise)",
     "policy_and_tokenise_us": "The request policy and tokenising the text",
@@ -151,7 +151,9 @@ def _split(results: dict[str, Any], summary: dict[str, Any]) -> list[str]:
         f"| **The work, in all** | **{split['work_us']:.1f}** |",
         f"| Server CPU per request (median above) | {total_us:.1f} |",
         "| **The serving layer**: HTTP parsing, ASGI middleware and routing, asyncio tasks and "
-        "futures, hand-offs to and from the inference thread, metrics, logging | "
+        "futures, hand-offs between threads, metrics, logging, and the work itself running "
+        "slower in a busy server than alone (the request-path profile below puts the image's "
+        "decode at about twice its time alone) | "
         f"**{total_us - split['work_us']:.1f}** |",
         "",
     ]

@@ -70,12 +70,14 @@ def _models_by_batcher(tiny: dict[str, Any]) -> list[str]:
         return []
     return [
         "The three models as the batcher times them (its `fusionserve_inference_duration_seconds` "
-        "over each window, per request): "
+        "over each window, per request; wall time): "
         f"{medians['before']['models_us_by_batcher']:.1f} us before, "
-        f"{medians['after']['models_us_by_batcher']:.1f} us after. The tiny bundle's batches now "
-        "run on the event loop (`FUSIONSERVE_INLINE_BATCH_MAX_MS`), where py-spy does not see "
-        "ONNX Runtime's frames: the table's models part misses their time, which lands in the "
-        "other parts of the loop's thread.",
+        f"{medians['after']['models_us_by_batcher']:.1f} us after. Before, a batch ran in the "
+        "inference thread, and its time was mostly that thread waiting for the GIL the event "
+        "loop held; the tiny bundle's batches now run on the event loop "
+        "(`FUSIONSERVE_INLINE_BATCH_MAX_MS`), where py-spy does not see ONNX Runtime's frames: "
+        "the table's models part misses their time, which lands in the other parts of the "
+        "loop's thread.",
         "",
     ]
 
@@ -96,7 +98,10 @@ def render(tiny: dict[str, Any], default: dict[str, Any], parsers: dict[str, Any
         "The classification routes take a lean path (`app/asgi/direct_routes.py`: past FastAPI's "
         "and Starlette's per-request layers, through the service's own ASGI middleware; the "
         "multipart body read by python-multipart's parser directly, `app/rest/multipart_body.py`; "
-        "the answer validated and encoded once). `bench.overhead.request_overhead` runs this "
+        "the answer validated and encoded once); small JPEGs are decoded whole by simplejpeg "
+        "(`app/preprocess/jpeg_pixels.py`), and a bundle as fast as the tiny one runs its "
+        "batches on the event loop (`app/core/batching.py`). `bench.overhead.request_overhead` "
+        "runs this "
         f"checkout ({_commit(tiny, 'commit')}) and the one before those changes "
         f"({_commit(tiny, 'baseline_commit')}) in turn, {len(tiny['runs']['after'])} rounds "
         "each, and compares the medians.",

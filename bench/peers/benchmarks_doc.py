@@ -42,9 +42,9 @@ REQUEST_PATH_HEAD = """### The request path, before and after issue 26
 Between the markers: `python -m bench.overhead.request_path_doc` renders it from the A/B runs
 of `bench.overhead.request_overhead` (tiny bundle with `--profile`; default bundle with
 `--default-bundle`) and `bench.overhead.multipart_parsers`; `--check` tells whether it is stale.
-These runs are on the machine the session had (2 cores, AMD EPYC), where decoding the tiny
-request's 64x64 noise JPEG costs about three times what it costs on the machine of the table
-above, so compare their ratios, not their milliseconds.
+Each A/B runs both checkouts on one machine in one session (the sessions' machines differ:
+AMD EPYC and Intel Xeon cores have both been lent), so compare their ratios, not their
+milliseconds, with other tables.
 """
 
 
