@@ -262,6 +262,7 @@ async def info(core: CoreDep, settings: SettingsDep, model: str | None = None) -
                 "preprocess_threads",
                 "inline_decode_max_pixels",
                 "inference_threads",
+                "inline_batch_max_ms",
                 "max_image_bytes",
                 "max_image_pixels",
                 "min_image_side",
