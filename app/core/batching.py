@@ -25,11 +25,12 @@ Design (after Ray Serve's and infinity's batchers, avoiding their known failure 
 - A fast model's batches run on the event loop itself (``inline_max_s`` > 0: the runner
   decides from its warm-up, ``app.core.model_runner``): where a batch costs less than the
   hand-off to the executor's thread and back, and than the GIL contention between the two
-  threads (measured on the tiny bundle: the inference thread's CPU per batch 4x its
-  uncontended cost, 17% of the server's CPU per request), running it in place is cheaper
-  and gives the same answers. The loop is yielded after each such batch. Inline batches are
-  timed (a running mean from the warm-up's time); once the mean passes twice
-  ``inline_max_s`` the batcher goes back to the executor for good.
+  threads, running it in place is cheaper and gives the same answers (tiny bundle, 64
+  clients, bench/results/request-overhead.json: in the pool a batch of 8 took ~8 ms, the
+  thread mostly waiting for the GIL the loop held; on the loop ~0.23 ms). The loop is
+  yielded after each such batch. Inline batches are timed (a running mean from the
+  warm-up's time); once the mean passes twice ``inline_max_s`` the batcher goes back to
+  the executor for good.
 - Priorities: each item has a level (0 the most urgent, ``levels`` of them). A batch takes the
   most urgent items first, in arrival order within a level; an item that has waited
   ``aging_s`` counts as most urgent, so no level starves behind a stream of urgent ones for
