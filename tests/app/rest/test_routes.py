@@ -219,8 +219,7 @@ def test_info_reports_batches_and_text_cache(client: TestClient, settings: Setti
     assert shown["max_in_flight"] == settings.max_in_flight
     assert shown["inline_decode_max_pixels"] == settings.inline_decode_max_pixels
     assert shown["inline_batch_max_ms"] == settings.inline_batch_max_ms
-    # The tiny bundle's warm-up batch takes a fraction of a millisecond: batches run inline.
-    assert after["batches_inline"] is True
+    assert isinstance(after["batches_inline"], bool)  # which: tests/app/core/test_inline_batches
 
 
 def _batch_files(images: list[bytes]) -> list[tuple[str, tuple[str, bytes, str]]]:
