@@ -46,28 +46,25 @@ def test_too_many_errors_exit_1(
     assert "--max-error-rate" in capsys.readouterr().err
 
 
-def test_without_pyarrow_score_exits_2(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("missing", "engine", "extra"),
+    [("pyarrow", [], "score"), ("ray", ["--engine", "ray"], "ray")],
+)
+def test_without_its_packages_score_exits_2(
+    missing: str,
+    engine: list[str],
+    extra: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     real = importlib.util.find_spec
     monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "pyarrow" else real(name)
+        importlib.util, "find_spec", lambda name, *a: None if name == missing else real(name)
     )
-    code = cli.main(_arguments(tmp_path, tmp_path / "in.csv", tmp_path / "out"))
-    assert code == 2
-    assert "pip install 'fusionserve[score]'" in capsys.readouterr().err
-
-
-def test_without_ray_the_ray_engine_exits_2(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    real = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name)
-    )
-    arguments = [*_arguments(tmp_path, tmp_path / "in.csv", tmp_path / "out"), "--engine", "ray"]
+    arguments = [*_arguments(tmp_path, tmp_path / "in.csv", tmp_path / "out"), *engine]
     assert cli.main(arguments) == 2
-    assert "pip install 'fusionserve[ray]'" in capsys.readouterr().err
+    assert f"pip install 'fusionserve[{extra}]'" in capsys.readouterr().err
 
 
 def test_the_server_and_the_cli_do_not_import_pyarrow_or_ray() -> None:
