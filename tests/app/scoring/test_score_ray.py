@@ -107,6 +107,16 @@ def _wait_for_first_shard(job: subprocess.Popen[bytes], output: Path) -> None:
         time.sleep(0.01)
 
 
+def _wait_for_every_cpu_held(job: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
+    """Until the cluster has no free CPU: its resource view trails the actors' start by a
+    report or two, so a first look just after the first commit may still count one free."""
+    deadline = time.monotonic() + timeout_s
+    while ray.available_resources().get("CPU", 0) != 0:
+        assert job.poll() is None, "the job ended before every CPU held an actor"
+        assert time.monotonic() < deadline, "not every CPU held an actor"
+        time.sleep(0.05)
+
+
 def test_the_ray_engine_writes_what_the_local_engine_writes(
     cluster: TwoNodes, optional_bundle_dir: Path, tmp_path: Path
 ) -> None:
@@ -196,24 +206,25 @@ def test_a_job_completes_when_a_node_is_removed_mid_run(
     table = write_table(tmp_path / "in.csv", rows)
     output = tmp_path / "out"
     # Three preparing actors and a model actor take all four CPUs: both nodes hold actors.
-    job = subprocess.Popen(
+    # Leaving the `with` closes the job's pipes and reaps it, whatever the test found.
+    with subprocess.Popen(
         _command(optional_bundle_dir, table, output, cluster.address, "--ray-prepare-actors", "3"),
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=os.environ | {"FUSIONSERVE_INTRA_OP_THREADS": "1"},
-    )
-    try:
-        _wait_for_first_shard(job, output)
-        assert ray.available_resources().get("CPU", 0) == 0, "not every CPU held an actor"
-        cluster.remove_worker()
-        assert job.poll() is None, "the job ended before the node was removed"
-        committed_then = len(ScoreOutput(output).committed_shards())
-        stdout, stderr = job.communicate(timeout=300)
-    finally:
-        if job.poll() is None:
-            job.kill()
-        cluster.restore_worker()
+    ) as job:
+        try:
+            _wait_for_first_shard(job, output)
+            _wait_for_every_cpu_held(job)
+            cluster.remove_worker()
+            assert job.poll() is None, "the job ended before the node was removed"
+            committed_then = len(ScoreOutput(output).committed_shards())
+            stdout, stderr = job.communicate(timeout=300)
+        finally:
+            if job.poll() is None:
+                job.kill()
+            cluster.restore_worker()
     assert job.returncode == 0, stderr.decode()
     assert committed_then < 1500 // 25
     assert b"scored 1500 rows: 1500 ok, 0 error" in stdout
