@@ -234,3 +234,20 @@ _PRINTABLE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 def quoted_name(name: str) -> str:
     """``name`` quoted for an error message, if it is a plain short name."""
     return f"'{name}'" if _PRINTABLE_NAME.fullmatch(name) else "(name not shown)"
+
+
+def forget_tracebacks(exc: BaseException) -> None:
+    """Drop the tracebacks of ``exc`` and of the errors it was raised from or during, once
+    nothing needs them: it was answered (and logged), or it became an item's outcome.
+
+    A traceback holds the frames it passed through, and they the request's locals (its body,
+    its image). An error that one of those frames holds, such as the thread pool's future
+    of a decode that failed, or a one-item request's outcome raised again, makes a reference
+    cycle, which only the cyclic garbage collector frees: the request's memory would outlive
+    its answer until a collection (tests/app/asgi/test_reference_cycles.py)."""
+    seen: set[int] = set()
+    pending: BaseException | None = exc
+    while pending is not None and id(pending) not in seen:
+        seen.add(id(pending))
+        pending.__traceback__ = None
+        pending = pending.__cause__ or pending.__context__

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.asgi.request_id import REQUEST_ID_HEADER, scope_request_id
-from app.errors import InvalidRequest, PayloadTooLarge, RequestError
+from app.errors import InvalidRequest, PayloadTooLarge, RequestError, forget_tracebacks
 from app.observability.request_context import current_request_id
 
 logger = logging.getLogger(__name__)
@@ -111,8 +111,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
 async def error_answer(request: Request, exc: Exception) -> Response:
     """What the handlers ``install_error_handlers`` installs answer to ``exc`` (for routes
-    that run outside Starlette's exception middleware: ``app.asgi.direct_routes``)."""
-    for exc_type, handler in _HANDLERS:
-        if isinstance(exc, exc_type):
-            return await handler(request, exc)
-    return await _unexpected_error(request, exc)
+    that run outside Starlette's exception middleware: ``app.asgi.direct_routes``). Once
+    answered (and logged), ``exc`` and the errors it was raised from lose their tracebacks
+    (``app.errors.forget_tracebacks``)."""
+    try:
+        for exc_type, handler in _HANDLERS:
+            if isinstance(exc, exc_type):
+                return await handler(request, exc)
+        return await _unexpected_error(request, exc)
+    finally:
+        forget_tracebacks(exc)

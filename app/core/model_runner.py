@@ -23,7 +23,14 @@ from app.core.engine import Engine
 from app.core.lifecycle import Lifecycle
 from app.core.observer import NullObserver, ServiceObserver
 from app.core.pipeline import ItemResult
-from app.errors import DeadlineExceeded, InvalidRequest, MemoryBusy, Overloaded, RequestError
+from app.errors import (
+    DeadlineExceeded,
+    InvalidRequest,
+    MemoryBusy,
+    Overloaded,
+    RequestError,
+    forget_tracebacks,
+)
 from app.memory.memory_budget import MemoryBudget, RoomWanted
 from app.preprocess.decode_budget import DecodeBudget, TooLate
 from app.preprocess.decode_pace import DecodePace
@@ -216,7 +223,8 @@ class ModelRunner:
     ) -> ClassifiedItem | RequestError:
         try:
             return await self._classify(item, level)
-        except RequestError as error:
+        except RequestError as error:  # the item's outcome: its traceback is not needed
+            forget_tracebacks(error)
             return error
 
     async def _classify(self, given: ClassifyInput, level: int) -> ClassifiedItem:
