@@ -11,6 +11,7 @@ the signal and die of it.
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import socket
@@ -88,6 +89,7 @@ def run_server(
     # answered or refused per request, and the warnings registry would otherwise keep every
     # distinct message a hostile client makes it print.
     warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
+    tune_collector(settings.gc_young_threshold)
     server: DrainingServer | None = None
 
     def stop() -> None:
@@ -104,6 +106,17 @@ def run_server(
     server.run(sockets=None if sockets is None else list(sockets))
     # A stop by SIGTERM/SIGINT after draining is a normal exit.
     return 1 if lifecycle.status is Status.FAILED else 0
+
+
+def tune_collector(young_threshold: int) -> None:
+    """Let ``young_threshold`` objects be allocated (net of those freed) between automatic
+    collections of the youngest generation (0: no automatic collections); the older
+    generations' thresholds stay Python's. Measured on the overhead suite's load (tiny
+    bundle, 64 clients; ``python_gc_collections_total`` counts them): at Python's 700, ~180
+    young, ~16 middle and ~1.5 full collections a second, ~46 us of CPU per request in all,
+    the full ones most of it; at 2000, about one collection a second."""
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(young_threshold, middle, old)
 
 
 def uvicorn_config(app: ASGIApp, settings: Settings) -> uvicorn.Config:

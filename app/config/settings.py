@@ -252,6 +252,18 @@ class Settings(BaseSettings):
             "0 runs every batch in the pool."
         ),
     )
+    gc_young_threshold: int = Field(
+        default=2000,
+        ge=0,
+        description=(
+            "Objects the server process may allocate (net of those freed) before Python's "
+            "cyclic garbage collector runs on its youngest generation (Python's default is "
+            "700). Requests leave no reference cycles, so under load the collections find "
+            "nothing: at 700, the objects of the requests in flight set one off every few "
+            "requests, and each run's survivors bring on full collections of the whole heap. "
+            "0 turns automatic collection off."
+        ),
+    )
 
     max_batch_size: int = Field(
         default=8,

@@ -75,6 +75,7 @@ GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
             "inline_decode_max_pixels",
             "inference_threads",
             "inline_batch_max_ms",
+            "gc_young_threshold",
         ),
     ),
     (

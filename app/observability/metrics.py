@@ -15,6 +15,7 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    GCCollector,
     Histogram,
     ProcessCollector,
     generate_latest,
@@ -150,8 +151,10 @@ class Metrics:
         build.labels(__version__).set(1)
         if pod_state is None:
             registry.register(_StateCollector(core))
-            # process_resident_memory_bytes and the rest, to compare with the memory limit.
+            # process_resident_memory_bytes and the rest, to compare with the memory limit;
+            # python_gc_collections_total and the rest (setting gc_young_threshold).
             ProcessCollector(registry=registry)
+            GCCollector(registry=registry)
 
     def render(self) -> bytes:
         """The text exposition format: this process's metrics, or the pod's."""

@@ -263,6 +263,7 @@ async def info(core: CoreDep, settings: SettingsDep, model: str | None = None) -
                 "inline_decode_max_pixels",
                 "inference_threads",
                 "inline_batch_max_ms",
+                "gc_young_threshold",
                 "max_image_bytes",
                 "max_image_pixels",
                 "min_image_side",
