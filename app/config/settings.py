@@ -530,7 +530,10 @@ class Settings(BaseSettings):
     text_cache_size: int = Field(
         default=10_000,
         ge=0,
-        description="Text embeddings kept in the LRU cache (per bundle); 0 disables it.",
+        description=(
+            "Text embeddings kept in the LRU cache (per bundle), and as many texts' token "
+            "ids; 0 disables both."
+        ),
     )
     text_length_buckets: tuple[int, ...] = Field(
         default=(16, 32, 64, 128),

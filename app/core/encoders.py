@@ -82,6 +82,7 @@ def open_preprocessing(
         padding=text_spec.padding,
         pad_token_id=text_spec.pad_token_id,
         prompt=text_spec.prompt,
+        memo_size=settings.text_cache_size,
     )
     return decoder, tokenizer
 

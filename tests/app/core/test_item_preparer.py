@@ -52,3 +52,12 @@ def test_its_policy_has_the_service_limits(tiny_bundle_dir: Path) -> None:
     preparer = build_preparer(make_settings(tiny_bundle_dir, max_text_chars=5))
     with pytest.raises(RequestError):
         preparer.policy.check(ClassifyInput(None, "far longer than five characters"))
+
+
+@pytest.mark.parametrize("size", [0, 3])
+def test_the_token_memo_is_as_large_as_the_text_cache(tiny_bundle_dir: Path, size: int) -> None:
+    preparer = build_preparer(make_settings(tiny_bundle_dir, text_cache_size=size))
+    first = preparer.tokenise("a red shirt")
+    repeated = preparer.tokenise("a red shirt")
+    np.testing.assert_array_equal(first, repeated)
+    assert (repeated is first) == (size > 0)

@@ -73,3 +73,33 @@ def test_the_prompt_comes_first_and_counts_towards_max_length(tiny_bundle_dir: P
     the = plain.encode("the").tolist()
     assert prompted.encode("a cat").tolist() == the + plain.encode("a cat").tolist()
     assert len(prompted.encode("a small red cat photo")) == 4
+
+
+def test_the_memo_shares_a_repeated_texts_ids_read_only(tiny_bundle_dir: Path) -> None:
+    plain = TextTokenizer(tiny_bundle_dir / "tokenizer.json", max_length=4)
+    memo = TextTokenizer(tiny_bundle_dir / "tokenizer.json", max_length=4, memo_size=2)
+    first = memo.encode("a cat")
+    assert memo.encode("a cat") is first
+    assert first.tolist() == plain.encode("a cat").tolist() == [2, 6]
+    assert not first.flags.writeable
+    assert not plain.encode("a cat").flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        first[0] = 0
+
+
+def test_the_memo_keeps_the_last_texts_only(tiny_bundle_dir: Path) -> None:
+    memo = TextTokenizer(tiny_bundle_dir / "tokenizer.json", max_length=4, memo_size=2)
+    cat, dog = memo.encode("a cat"), memo.encode("a dog")
+    assert memo.encode("a cat") is cat  # now the most recent
+    memo.encode("a bird")  # evicts "a dog", the least recently used
+    assert memo.encode("a cat") is cat
+    again = memo.encode("a dog")  # tokenised again
+    assert again is not dog
+    assert again.tolist() == dog.tolist()
+
+
+def test_a_text_without_tokens_is_refused_every_time(tiny_bundle_dir: Path) -> None:
+    memo = TextTokenizer(tiny_bundle_dir / "tokenizer.json", max_length=4, memo_size=2)
+    for _ in range(2):
+        with pytest.raises(InvalidText, match="no tokens"):
+            memo.encode(" ")
