@@ -61,4 +61,5 @@ def decode_whole(
     width, height = header_size
     if pixels.shape[:2] != (height, width):  # another image than the header Pillow read
         return None
-    return Image.fromarray(pixels[:, :, 0] if colorspace == "GRAY" else pixels)
+    # The array's memory as the image's (what Image.fromarray does, without its checks).
+    return Image.frombuffer(image.mode, header_size, pixels, "raw", image.mode, 0, 1)
