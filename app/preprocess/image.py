@@ -10,7 +10,8 @@ slightly (tested against the reference within stated tolerances). Other than JPE
 short side over twice the resize target, images whose short side is under six times it
 (1536 pixels for the default bundle) are not reduced and give the reference's tensor exactly.
 Small JPEGs decoded whole skip Pillow's loader for the same pixels from the same library at
-less CPU (``app.preprocess.jpeg_pixels``).
+less CPU (``app.preprocess.jpeg_pixels``), and a plain one (no metadata) skips Pillow
+altogether: its header is read without it (``app.preprocess.jpeg_header``).
 
 Hostile input is refused from the header, before any pixel is decoded: formats outside the
 allow-list, more pixels than ``max_pixels``, a side under ``min_side``, an aspect ratio over
@@ -37,11 +38,17 @@ from PIL import ExifTags, Image, UnidentifiedImageError
 from app.bundle.manifest import ImagePreprocess
 from app.errors import ImageTooLarge, InvalidImage, UnsupportedImageFormat
 from app.preprocess.decode_budget import DecodeBudget
-from app.preprocess.decode_estimate import decode_peak_bytes
+from app.preprocess.decode_estimate import decode_peak_bytes, plain_jpeg_peak_bytes
 from app.preprocess.downscale import SIXTEEN_BIT_MODES, downscale, reduction_factor
 from app.preprocess.geometry import crop_box, limiting_sides, resized_size
 from app.preprocess.gpu_jpeg import GpuDecodeFailed, GpuJpegDecoder
-from app.preprocess.jpeg_pixels import decode_whole
+from app.preprocess.jpeg_header import PlainJpeg, read_plain_jpeg
+from app.preprocess.jpeg_pixels import (
+    MAX_ARRAY_BYTES,
+    decode_pixels,
+    decode_whole,
+    pixel_array_bytes,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -88,11 +95,13 @@ _SIGNATURES = (
 @dataclass(frozen=True)
 class OpenedImage:
     """An image whose header was read and checked, no pixel decoded yet (``ImageDecoder.open``):
-    how big it is decides where it is decoded."""
+    how big it is decides where it is decoded. Opened by Pillow (``image``), or, a plain JPEG
+    that is decoded whole, read without it (``jpeg``; ``app.preprocess.jpeg_header``)."""
 
-    image: Image.Image
+    image: Image.Image | None
     data: bytes
     header_size: tuple[int, int]
+    jpeg: PlainJpeg | None = None
 
     @property
     def pixels(self) -> int:
@@ -100,8 +109,18 @@ class OpenedImage:
         width, height = self.header_size
         return width * height
 
+    @property
+    def size(self) -> tuple[int, int]:
+        """The size it will be decoded at: a drafted JPEG's reduced size."""
+        return self.header_size if self.image is None else self.image.size
+
+    @property
+    def format(self) -> str:
+        return "JPEG" if self.image is None else str(self.image.format)
+
     def close(self) -> None:
-        self.image.close()
+        if self.image is not None:
+            self.image.close()
 
 
 class ImageDecoder:
@@ -151,8 +170,24 @@ class ImageDecoder:
         request's error for an empty, unknown, hostile or damaged file."""
         if not data:
             raise InvalidImage("the image file is empty")
+        jpeg = None if self.gpu is not None else read_plain_jpeg(data)
+        if jpeg is not None and self._decodes_whole(jpeg):
+            self._check_size(jpeg.size)
+            return OpenedImage(None, data, jpeg.size, jpeg)
         image, header_size = self._open(data)
         return OpenedImage(image, data, header_size)
+
+    def _decodes_whole(self, jpeg: PlainJpeg) -> bool:
+        """Whether a plain JPEG is decoded whole without Pillow: within the pixel limit (else
+        Pillow's path refuses it, as it always has), small enough for
+        ``app.preprocess.jpeg_pixels``, and not drafted (``_maybe_draft``)."""
+        width, height = jpeg.size
+        if width * height > self.max_pixels:
+            return False
+        if pixel_array_bytes(jpeg.mode, jpeg.size) > MAX_ARRAY_BYTES:
+            return False
+        source, target = limiting_sides(self.spec, jpeg.size)
+        return not self.jpeg_draft or target / source >= 0.5
 
     def decode(self, opened: OpenedImage, budget: DecodeBudget | None = None) -> np.ndarray:
         """The encoder input for an opened image. With ``budget``, the decode's estimated
@@ -164,14 +199,14 @@ class ImageDecoder:
         needed = 0
         if budget is not None:
             try:
-                needed = self._peak_bytes(image, opened.data, opened.header_size)
+                needed = self._peak_bytes(opened)
             except BaseException:
-                image.close()
+                opened.close()
                 raise
-            budget.reserve(needed, str(image.format), image.size)
+            budget.reserve(needed, opened.format, opened.size)
         started = time.perf_counter()
         try:
-            if self.gpu is not None and image.format == "JPEG" and image.mode in ("RGB", "L"):
+            if self.gpu is not None and opened.format == "JPEG" and _gpu_decodable(image):
                 try:
                     return self.gpu.decode_jpeg(opened.data)
                 except GpuDecodeFailed as exc:
@@ -180,26 +215,33 @@ class ImageDecoder:
                     logger.debug("GPU decoding failed, decoding on the CPU: %s", exc)
             return self._decode(opened)
         finally:
-            image.close()  # frees the decoded pixels (leaving a `with` block does not)
+            opened.close()  # frees the decoded pixels (leaving a `with` block does not)
             if budget is not None:
-                budget.release(needed, str(image.format), time.perf_counter() - started)
+                budget.release(needed, opened.format, time.perf_counter() - started)
 
     def peak_bytes(self, data: bytes) -> int:
         """The estimated peak memory of decoding ``data`` (from its header)."""
-        image, header_size = self._open(data)
+        opened = self.open(data)
         try:
-            return self._peak_bytes(image, data, header_size)
+            return self._peak_bytes(opened)
         finally:
-            image.close()
+            opened.close()
 
-    def _peak_bytes(self, image: Image.Image, data: bytes, header_size: tuple[int, int]) -> int:
+    def _peak_bytes(self, opened: OpenedImage) -> int:
+        image = opened.image
+        factor = reduction_factor(*limiting_sides(self.spec, opened.size))
+        if opened.jpeg is not None:
+            return plain_jpeg_peak_bytes(
+                opened.jpeg, opened.data, mode=self._mode, factor=factor, spec=self.spec
+            )
+        assert image is not None
         try:
             return decode_peak_bytes(
                 image,
-                data,
-                header_size=header_size,
+                opened.data,
+                header_size=opened.header_size,
                 mode=self._mode,
-                factor=reduction_factor(*limiting_sides(self.spec, image.size)),
+                factor=factor,
                 spec=self.spec,
             )
         except Exception:  # a damaged header field the estimate reads (TIFF tags...)
@@ -232,7 +274,12 @@ class ImageDecoder:
         return image, header_size
 
     def _check_header(self, image: Image.Image) -> None:
-        width, height = image.size
+        self._check_size(image.size)
+        if image.mode not in _SUPPORTED_MODES:
+            raise InvalidImage(f"unsupported pixel format ({image.mode})")
+
+    def _check_size(self, size: tuple[int, int]) -> None:
+        width, height = size
         if width * height > self.max_pixels:
             raise ImageTooLarge(f"image is {width}x{height}, over {self.max_pixels} pixels")
         if min(width, height) < self.min_side:
@@ -242,8 +289,6 @@ class ImageDecoder:
                 f"image is {width}x{height}; the longer side may be at most "
                 f"{self.max_aspect_ratio:g} times the shorter"
             )
-        if image.mode not in _SUPPORTED_MODES:
-            raise InvalidImage(f"unsupported pixel format ({image.mode})")
 
     def _maybe_draft(self, image: Image.Image) -> None:
         if not self.jpeg_draft or image.format != "JPEG":
@@ -256,14 +301,36 @@ class ImageDecoder:
             image.draft(None, (math.ceil(width * ratio), math.ceil(height * ratio)))
 
     def _decode(self, opened: OpenedImage) -> np.ndarray:
-        image = opened.image
+        if opened.image is not None:
+            return self._decode_opened(opened.image, opened.data, opened.header_size)
+        assert opened.jpeg is not None
+        decoded = decode_pixels(opened.data, opened.jpeg.mode, opened.header_size)
+        if decoded is not None:
+            return self._tensor(decoded, orientation=1)  # no EXIF in a plain JPEG
+        # libjpeg reported something: Pillow decides, as for any other JPEG.
+        image, header_size = self._open(opened.data)
+        try:
+            return self._decode_opened(image, opened.data, header_size)
+        finally:
+            image.close()
+
+    def _decode_opened(
+        self, image: Image.Image, data: bytes, header_size: tuple[int, int]
+    ) -> np.ndarray:
         try:
             # A small JPEG decoded whole skips Pillow's loader (app.preprocess.jpeg_pixels).
-            decoded = decode_whole(image, opened.data, opened.header_size)
+            decoded = decode_whole(image, data, header_size)
             if decoded is None:
                 image.load()
                 decoded = image
             orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+        except Exception:  # see _undecodable
+            raise _undecodable("the image data is truncated or corrupt") from None
+        return self._tensor(decoded, orientation)
+
+    def _tensor(self, decoded: Image.Image, orientation: int) -> np.ndarray:
+        """The encoder input from the decoded image, turned upright by ``orientation``."""
+        try:
             factor = reduction_factor(*limiting_sides(self.spec, decoded.size))
             pixels = downscale(decoded, self._mode, factor)
             width, height = decoded.size
@@ -316,6 +383,11 @@ def _undecodable(message: str) -> InvalidImage:
     finds new ones), so everything but our own errors counts as a bad file."""
     logger.debug("undecodable image", exc_info=True)
     return InvalidImage(message)
+
+
+def _gpu_decodable(image: Image.Image | None) -> bool:
+    # With a GPU decoder every image is opened by Pillow (ImageDecoder.open).
+    return image is not None and image.mode in ("RGB", "L")
 
 
 def _claims_allowed_format(data: bytes) -> bool:

@@ -37,9 +37,14 @@ def array_bytes(image: Image.Image, header_size: tuple[int, int]) -> int:
     before any draft ``header_size``) into; 0 when it would hand the image to Pillow."""
     if image.format != "JPEG" or image.size != header_size or image.mode not in _COLORSPACES:
         return 0
-    width, height = header_size
-    nbytes = width * height * _COLORSPACES[image.mode][1]
+    nbytes = pixel_array_bytes(image.mode, header_size)
     return nbytes if nbytes <= MAX_ARRAY_BYTES else 0
+
+
+def pixel_array_bytes(mode: str, size: tuple[int, int]) -> int:
+    """Bytes of the decoded array of a ``mode`` ("RGB" or "L") JPEG of ``size``."""
+    width, height = size
+    return width * height * _COLORSPACES[mode][1]
 
 
 def decode_whole(
@@ -50,7 +55,13 @@ def decode_whole(
     anything (``image`` is left unloaded for Pillow to decode)."""
     if not array_bytes(image, header_size):
         return None
-    colorspace, _ = _COLORSPACES[image.mode]
+    return decode_pixels(data, image.mode, header_size)
+
+
+def decode_pixels(data: bytes, mode: str, size: tuple[int, int]) -> Image.Image | None:
+    """The JPEG ``data`` of ``size`` decoded in ``mode`` ("RGB" or "L"), or None if libjpeg
+    reported anything or decoded another size."""
+    colorspace, _ = _COLORSPACES[mode]
     try:
         pixels = simplejpeg.decode_jpeg(
             data, colorspace=colorspace, fastdct=False, fastupsample=False, strict=True
@@ -58,8 +69,8 @@ def decode_whole(
     except Exception:  # ValueError from libjpeg's errors and warnings; Pillow decides
         logger.debug("simplejpeg did not decode the JPEG; Pillow decodes it", exc_info=True)
         return None
-    width, height = header_size
-    if pixels.shape[:2] != (height, width):  # another image than the header Pillow read
+    width, height = size
+    if pixels.shape[:2] != (height, width):  # another image than the header said
         return None
     # The array's memory as the image's (what Image.fromarray does, without its checks).
-    return Image.frombuffer(image.mode, header_size, pixels, "raw", image.mode, 0, 1)
+    return Image.frombuffer(mode, size, pixels, "raw", mode, 0, 1)

@@ -85,11 +85,11 @@ def served_kind(decoder: ImageDecoder, image: ParityImage) -> Kind:
         return image.kind
     opened = decoder.open(image.data)
     try:
-        drafted = opened.image.size != opened.header_size
-        factor = reduction_factor(*limiting_sides(decoder.spec, opened.image.size))
+        drafted = opened.size != opened.header_size
+        factor = reduction_factor(*limiting_sides(decoder.spec, opened.size))
     finally:
         opened.close()
-    return "reduced" if drafted or (opened.image.format != "JPEG" and factor > 1) else "exact"
+    return "reduced" if drafted or (opened.format != "JPEG" and factor > 1) else "exact"
 
 
 def image_parity(
