@@ -36,6 +36,14 @@ def clean_text(text: str, max_chars: int) -> str:
     in descriptions, the tokenizer decides what they mean, and text is never shown back.
     """
     normalized = unicodedata.normalize("NFC", text).strip()
+    if normalized.isascii() and normalized.isprintable():
+        # Letters, digits, punctuation and spaces (no tab or newline): once stripped, visible
+        # if not empty, and no character to refuse; most descriptions, at a tenth of the cost.
+        if not normalized:
+            raise InvalidText("text must not be empty")
+        if len(normalized) > max_chars:
+            raise InvalidText(f"text is {len(normalized)} characters; the limit is {max_chars}")
+        return normalized
     if all(unicodedata.category(char) == "Cf" or char.isspace() for char in normalized):
         raise InvalidText("text must not be empty")
     if len(normalized) > max_chars:

@@ -36,6 +36,25 @@ def test_tabs_and_newlines_are_fine() -> None:
     assert clean_text("a\tred\ncat", 100) == "a\tred\ncat"
 
 
+def test_printable_ascii_is_kept_stripped_within_the_limit() -> None:
+    """The common case's short cut: every printable ASCII character is allowed; only an empty
+    (or all-space) text and the length limit refuse."""
+    rng = np.random.default_rng(7)
+    alphabet = [chr(c) for c in range(0x20, 0x7F)] + [" "] * 20
+    texts = ["", " ", "     ", "x", " x ", "~" * 10, " " + "y" * 10 + " ", "z" * 11]
+    texts += ["".join(rng.choice(alphabet, size=rng.integers(0, 16))) for _ in range(500)]
+    for text in texts:
+        kept = text.strip(" ")
+        if not kept:
+            with pytest.raises(InvalidText, match="empty"):
+                clean_text(text, 10)
+        elif len(kept) > 10:
+            with pytest.raises(InvalidText, match=f"text is {len(kept)} characters"):
+                clean_text(text, 10)
+        else:
+            assert clean_text(text, 10) == kept
+
+
 def test_tokenize_truncates_and_pads(tiny_bundle_dir: Path) -> None:
     tokenizer = TextTokenizer(tiny_bundle_dir / "tokenizer.json", max_length=4)
     short = tokenizer.encode("a cat")
