@@ -203,6 +203,11 @@ def create_app(
         version=__version__,
         summary="Image + text classification on ONNX Runtime",
         lifespan=lifespan,
+        # The service traces, measures and logs its requests itself (app.observability).
+        # FastAPI's own OpenTelemetry layer, on as soon as a global provider is configured,
+        # would add a second server span and metrics, and looks the providers up (three
+        # environment reads) on every request to find out.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.core = core

@@ -8,6 +8,7 @@ from __future__ import annotations
 import signal
 from collections.abc import Iterator
 from pathlib import Path
+from unittest.mock import patch
 
 import grpc
 import httpx
@@ -134,6 +135,25 @@ def test_tracing_off_records_nothing(tiny_bundle_dir: Path, exporter: InMemorySp
     with TestClient(app) as client:
         wait_ready(client)
         client.post("/classify", files={"image": ("i.png", IMAGE)}, data={"text": "a cat"})
+    assert exporter.get_finished_spans() == ()
+
+
+def test_a_global_provider_gets_no_spans_from_fastapi(
+    tiny_bundle_dir: Path, exporter: InMemorySpanExporter
+) -> None:
+    """FastAPI's own OpenTelemetry layer stays off when a global tracer provider is set (by
+    an agent, or OTEL_PYTHON_TRACER_PROVIDER): the service's spans are the only ones."""
+    app = create_app(make_settings(tiny_bundle_dir))
+    with (
+        patch("opentelemetry.trace.get_tracer_provider", return_value=_provider(exporter)),
+        TestClient(app) as client,
+    ):
+        wait_ready(client)
+        response = client.post(
+            "/classify", files={"image": ("i.png", IMAGE)}, data={"text": "a cat"}
+        )
+        assert response.status_code == 200
+        assert client.get("/livez").status_code == 200
     assert exporter.get_finished_spans() == ()
 
 
