@@ -74,6 +74,7 @@ class Metrics:
         """``pod_state``: in a worker process of several, where this worker's state goes
         for the pod's scrape (``app.workers.pod_metrics``)."""
         self._pod_state = pod_state
+        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self.registry = registry = CollectorRegistry(auto_describe=True)
         self.http_requests = Counter(
             "fusionserve_http_requests",
@@ -164,8 +165,19 @@ class Metrics:
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         method = method if method in HTTP_METHODS else "other"
-        self.http_requests.labels(route, method, str(status)).inc()
-        self.http_duration.labels(route).observe(seconds)
+        # The labelled children, looked up once each (prometheus_client's labels() checks
+        # and locks on every call); routes and methods are bounded sets, statuses nearly.
+        key = (route, method, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = (
+                self.http_requests.labels(route, method, str(status)),
+                self.http_duration.labels(route),
+            )
+            self._request_children[key] = children
+        count, duration = children
+        count.inc()
+        duration.observe(seconds)
 
     def observe_grpc(self, method: str, code: str, seconds: float) -> None:
         self.grpc_requests.labels(method, code).inc()
@@ -191,7 +203,8 @@ class _BundleObserver:
         self._inference = metrics.inference.labels(bundle)
         self._batch_size = metrics.batch_size.labels(bundle)
         self._top1 = metrics.top1.labels(bundle)
-        self._predictions = metrics.predictions
+        self._prediction_counts = metrics.predictions
+        self._predictions: dict[str, Counter] = {}  # by label: the bundle's labels at most
         self._unlabelled = metrics.unlabelled.labels(bundle)
         self._bundle = bundle
 
@@ -208,7 +221,11 @@ class _BundleObserver:
 
     def predicted(self, labels: Sequence[str], top_probability: float) -> None:
         for label in labels:
-            self._predictions.labels(self._bundle, label).inc()
+            counter = self._predictions.get(label)
+            if counter is None:
+                counter = self._prediction_counts.labels(self._bundle, label)
+                self._predictions[label] = counter
+            counter.inc()
         if not labels:
             self._unlabelled.inc()
         self._top1.observe(top_probability)
