@@ -18,7 +18,7 @@ from app.preprocess.image import ImageDecoder
 from app.preprocess.jpeg_header import read_plain_jpeg
 from app.preprocess.jpeg_pixels import MAX_ARRAY_BYTES
 from models.export.reference_preprocess import EFFICIENTNET_LITE_PREPROCESS
-from tests.support.images import encode_image, photo
+from tests.support.images import encode_image, encode_jpeg, photo
 
 SPEC = EFFICIENTNET_LITE_PREPROCESS  # resize to a short side of 256, crop 224
 # The tiny bundle's geometry: a large image's estimate is its loading (the coefficients), not
@@ -27,26 +27,8 @@ SMALL_SPEC = SPEC.model_copy(update={"resize_short_side": 36, "crop_size": 32})
 MAX_PIXELS = 50_000_000
 
 
-def _jpeg(
-    size: tuple[int, int] = (64, 48),
-    mode: str = "RGB",
-    subsampling: int = 2,
-    progressive: bool = False,
-    **params: object,
-) -> bytes:
-    return encode_image(
-        photo(*size).convert(mode),
-        "JPEG",
-        quality=85,
-        subsampling=subsampling,
-        progressive=progressive,
-        optimize=progressive,
-        **params,
-    )
-
-
 CORPUS = {
-    f"{w}x{h}-{mode}-{sub}-{'progressive' if progressive else 'baseline'}": _jpeg(
+    f"{w}x{h}-{mode}-{sub}-{'progressive' if progressive else 'baseline'}": encode_jpeg(
         (w, h), mode, sub, progressive
     )
     for (w, h) in [(1, 1), (64, 48), (63, 65), (300, 200), (500, 380)]
@@ -85,7 +67,7 @@ def _frame_at(data: bytes) -> int:
 
 
 def test_what_is_left_to_pillow() -> None:
-    plain = _jpeg()
+    plain = encode_jpeg()
     exif = Image.Exif()
     exif[0x0112] = 6
     icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
@@ -95,7 +77,7 @@ def test_what_is_left_to_pillow() -> None:
     two_frames = plain[: frame + 2 + frame_length] + plain[frame:]
     left = {
         "png": encode_image(photo(), "PNG"),
-        "cmyk": _jpeg(mode="CMYK"),
+        "cmyk": encode_jpeg(mode="CMYK"),
         "exif": encode_image(photo(), "JPEG", exif=exif.tobytes()),
         "icc profile": encode_image(photo(), "JPEG", icc_profile=icc),
         "comment": encode_image(photo(), "JPEG", comment=b"shot on a phone"),
@@ -135,17 +117,17 @@ def test_what_the_decoder_leaves_to_pillow() -> None:
     decoder = ImageDecoder(SPEC, max_pixels=MAX_PIXELS)
     side = int((MAX_ARRAY_BYTES / 3) ** 0.5) + 1  # its array one row over the limit
     for data in (
-        _jpeg((side, side)),  # decoded by Pillow's loader
-        _jpeg((1200, 900)),  # drafted: decoded at a reduced scale
+        encode_jpeg((side, side)),  # decoded by Pillow's loader
+        encode_jpeg((1200, 900)),  # drafted: decoded at a reduced scale
     ):
         opened = decoder.open(data)
         assert opened.image is not None
         opened.close()
     undrafted = ImageDecoder(SPEC, max_pixels=MAX_PIXELS, jpeg_draft=False)
-    opened = undrafted.open(_jpeg((500, 380)))
+    opened = undrafted.open(encode_jpeg((500, 380)))
     assert opened.image is None  # no draft to take: read without Pillow
     gpu = ImageDecoder(SPEC, max_pixels=MAX_PIXELS, gpu=GpuJpegDecoder(SPEC, PillowJpegBackend()))
-    opened = gpu.open(_jpeg())
+    opened = gpu.open(encode_jpeg())
     assert opened.image is not None  # the GPU decoder's path is Pillow's
     opened.close()
 
@@ -153,9 +135,9 @@ def test_what_the_decoder_leaves_to_pillow() -> None:
 @pytest.mark.parametrize(
     ("data", "settings", "error", "message"),
     [
-        (_jpeg((300, 200)), {"max_pixels": 50_000}, ImageTooLarge, "over 50000 pixels"),
-        (_jpeg((3, 60)), {"min_side": 4}, InvalidImage, "each side must be >= 4"),
-        (_jpeg((10, 300)), {"max_aspect_ratio": 20.0}, InvalidImage, "at most 20 times"),
+        (encode_jpeg((300, 200)), {"max_pixels": 50_000}, ImageTooLarge, "over 50000 pixels"),
+        (encode_jpeg((3, 60)), {"min_side": 4}, InvalidImage, "each side must be >= 4"),
+        (encode_jpeg((10, 300)), {"max_aspect_ratio": 20.0}, InvalidImage, "at most 20 times"),
     ],
 )
 def test_refusals_are_the_same(
@@ -170,7 +152,7 @@ def test_refusals_are_the_same(
 
 
 def test_damaged_scans_get_pillows_verdict() -> None:
-    good = _jpeg((64, 48))
+    good = encode_jpeg((64, 48))
     decoder = ImageDecoder(SPEC, max_pixels=MAX_PIXELS)
     extraneous = good[:-2] + b"\x12\x34\x56" + good[-2:]  # a libjpeg warning Pillow ignores
     assert decoder.open(extraneous).image is None

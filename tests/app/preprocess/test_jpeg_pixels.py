@@ -16,7 +16,7 @@ from app.preprocess.decode_estimate import _format_bytes
 from app.preprocess.image import ImageDecoder
 from app.preprocess.jpeg_pixels import MAX_ARRAY_BYTES, array_bytes, decode_whole
 from models.export.reference_preprocess import EFFICIENTNET_LITE_PREPROCESS
-from tests.support.images import encode_image, photo
+from tests.support.images import encode_image, encode_jpeg, photo
 
 SPEC = EFFICIENTNET_LITE_PREPROCESS
 
@@ -43,14 +43,7 @@ def whole(data: bytes) -> Image.Image | None:
 def test_pixels_are_pillows_bit_for_bit(
     size: tuple[int, int], mode: str, subsampling: int, progressive: bool
 ) -> None:
-    data = encode_image(
-        photo(*size).convert(mode),
-        "JPEG",
-        quality=85,
-        subsampling=subsampling,
-        progressive=progressive,
-        optimize=progressive,
-    )
+    data = encode_jpeg(size, mode, subsampling, progressive)
     decoded = whole(data)
     assert decoded is not None
     assert decoded.mode == mode
