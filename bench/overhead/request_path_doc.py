@@ -82,6 +82,34 @@ def _models_by_batcher(tiny: dict[str, Any]) -> list[str]:
     ]
 
 
+# A same-run ratio this far past 1 in the wrong direction is called worse; closer is within
+# what this machine's runs of the same code differ by.
+NOISE = 0.05
+# The default bundle's figures: (key in after_over_before, name, higher is better).
+DEFAULT_FIGURES = (
+    ("throughput_rps", "saturation", True),
+    ("cpu_ms_per_request", "server CPU per request", False),
+    ("single_p50_ms", "single-client p50", False),
+    ("single_p99_ms", "single-client p99", False),
+)
+
+
+def default_verdict(default: dict[str, Any]) -> str:
+    """Whether the default bundle got worse, from its same-run ratios."""
+    ratios = default["after_over_before"]
+    worse = [
+        f"{name} ({ratios[key]:.3f}x)"
+        for key, name, higher_is_better in DEFAULT_FIGURES
+        if (ratios[key] < 1 - NOISE if higher_is_better else ratios[key] > 1 + NOISE)
+    ]
+    if worse:
+        return f"worse by more than {NOISE:.0%}: {', '.join(worse)}."
+    return (
+        "where the models cost tens of milliseconds an item, the request path is a few "
+        f"percent of it, and no figure is worse by more than {NOISE:.0%}."
+    )
+
+
 def _commit(results: dict[str, Any], key: str) -> str:
     commit = results.get(key)
     return f"git commit `{commit[:12]}`" if commit else "commit not recorded"
@@ -138,8 +166,7 @@ def render(tiny: dict[str, Any], default: dict[str, Any], parsers: dict[str, Any
         f"{default_medians['after']['single_p50_ms']:.1f} against "
         f"{default_medians['before']['single_p50_ms']:.1f} ms "
         f"({_ratio(default, 'single_p50_ms')}) and p99 {_ratio(default, 'single_p99_ms')}: "
-        "where the models cost tens of milliseconds an item, the request path is a few percent "
-        "of it, and the change is within this machine's noise.",
+        f"{default_verdict(default)}",
         "",
         "Multipart parsers on the tiny bundle's request "
         f"({parsers['body_bytes']} bytes; `bench/overhead/multipart_parsers.py`, in one "

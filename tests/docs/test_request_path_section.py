@@ -6,6 +6,8 @@ A stale section fails here; ``python -m bench.overhead.request_path_doc`` rewrit
 
 from __future__ import annotations
 
+import pytest
+
 from bench.harness.generated_docs import section_body
 from bench.harness.paths import read_results
 from bench.overhead import request_path_doc
@@ -37,3 +39,20 @@ def test_each_runs_split_covers_its_whole_cpu_per_request() -> None:
             parts = sum(split[part] for part in request_path_doc.PARTS)
             assert abs(parts - 1000 * run["cpu_ms_per_request"]) < 1.0, label
             assert abs(parts - (split["work"] + split["serving_layer"])) < 1.0, label
+
+
+@pytest.mark.parametrize(
+    ("ratios", "verdict"),
+    [
+        ({}, "no figure is worse by more than 5%"),
+        ({"throughput_rps": 0.94}, "worse by more than 5%: saturation (0.940x)."),
+        ({"single_p99_ms": 1.06}, "worse by more than 5%: single-client p99 (1.060x)."),
+        ({"throughput_rps": 1.2, "cpu_ms_per_request": 0.5}, "no figure is worse"),
+    ],
+)
+def test_the_default_bundles_verdict_rests_on_its_ratios(
+    ratios: dict[str, float], verdict: str
+) -> None:
+    keys = ("throughput_rps", "cpu_ms_per_request", "single_p50_ms", "single_p99_ms")
+    default = {"after_over_before": {key: 1.0 for key in keys} | ratios}
+    assert verdict in request_path_doc.default_verdict(default)
