@@ -33,7 +33,7 @@ from app.bundle.manifest import ImagePreprocess
 from app.preprocess.downscale import ALPHA_MODES, SIXTEEN_BIT_MODES, band_rows
 from app.preprocess.geometry import resized_size
 from app.preprocess.jpeg_header import PlainJpeg
-from app.preprocess.jpeg_pixels import array_bytes, pixel_array_bytes
+from app.preprocess.jpeg_pixels import array_bytes, whole_array_bytes
 
 FIXED_BYTES = 4 * 2**20  # decoder states, Python objects, small buffers
 SMALL_BYTES = 2**20
@@ -83,7 +83,7 @@ def plain_jpeg_peak_bytes(
     held; the same sum (tested against Pillow's reading of the same files)."""
     decoded = jpeg.size[0] * jpeg.size[1] * pixel_bytes(jpeg.mode)
     coefficients = _coefficients(list(jpeg.components), jpeg.progressive, data, jpeg.size)
-    loading = coefficients + pixel_array_bytes(jpeg.mode, jpeg.size)
+    loading = coefficients + whole_array_bytes(jpeg.mode, jpeg.size)
     working = _working_bytes(jpeg.mode, jpeg.size, mode, factor, spec)
     return FIXED_BYTES + decoded + max(loading, working)
 

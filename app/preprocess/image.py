@@ -43,12 +43,7 @@ from app.preprocess.downscale import SIXTEEN_BIT_MODES, downscale, reduction_fac
 from app.preprocess.geometry import crop_box, limiting_sides, resized_size
 from app.preprocess.gpu_jpeg import GpuDecodeFailed, GpuJpegDecoder
 from app.preprocess.jpeg_header import PlainJpeg, read_plain_jpeg
-from app.preprocess.jpeg_pixels import (
-    MAX_ARRAY_BYTES,
-    decode_pixels,
-    decode_whole,
-    pixel_array_bytes,
-)
+from app.preprocess.jpeg_pixels import decode_pixels, decode_whole, whole_array_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -178,16 +173,9 @@ class ImageDecoder:
         return OpenedImage(image, data, header_size)
 
     def _decodes_whole(self, jpeg: PlainJpeg) -> bool:
-        """Whether a plain JPEG is decoded whole without Pillow: within the pixel limit (else
-        Pillow's path refuses it, as it always has), small enough for
-        ``app.preprocess.jpeg_pixels``, and not drafted (``_maybe_draft``)."""
-        width, height = jpeg.size
-        if width * height > self.max_pixels:
-            return False
-        if pixel_array_bytes(jpeg.mode, jpeg.size) > MAX_ARRAY_BYTES:
-            return False
-        source, target = limiting_sides(self.spec, jpeg.size)
-        return not self.jpeg_draft or target / source >= 0.5
+        """Whether a plain JPEG is decoded whole without Pillow: small enough for
+        ``app.preprocess.jpeg_pixels``, and not drafted."""
+        return whole_array_bytes(jpeg.mode, jpeg.size) > 0 and self._draft_ratio(jpeg.size) is None
 
     def decode(self, opened: OpenedImage, budget: DecodeBudget | None = None) -> np.ndarray:
         """The encoder input for an opened image. With ``budget``, the decode's estimated
@@ -206,7 +194,9 @@ class ImageDecoder:
             budget.reserve(needed, opened.format, opened.size)
         started = time.perf_counter()
         try:
-            if self.gpu is not None and opened.format == "JPEG" and _gpu_decodable(image):
+            # With a GPU decoder every image is opened by Pillow (``open``).
+            jpeg = image is not None and image.format == "JPEG" and image.mode in ("RGB", "L")
+            if self.gpu is not None and jpeg:
                 try:
                     return self.gpu.decode_jpeg(opened.data)
                 except GpuDecodeFailed as exc:
@@ -291,14 +281,20 @@ class ImageDecoder:
             )
 
     def _maybe_draft(self, image: Image.Image) -> None:
-        if not self.jpeg_draft or image.format != "JPEG":
-            return
-        width, height = image.size
-        source, target = limiting_sides(self.spec, image.size)
-        ratio = target / source
-        if ratio < 0.5:
+        ratio = self._draft_ratio(image.size) if image.format == "JPEG" else None
+        if ratio is not None:
+            width, height = image.size
             # Pillow keeps the decoded size >= the requested size in both axes.
             image.draft(None, (math.ceil(width * ratio), math.ceil(height * ratio)))
+
+    def _draft_ratio(self, size: tuple[int, int]) -> float | None:
+        """The scale a JPEG of ``size`` is drafted to by libjpeg's DCT scaling (under 1/2),
+        or None when it is decoded at full size."""
+        if not self.jpeg_draft:
+            return None
+        source, target = limiting_sides(self.spec, size)
+        ratio = target / source
+        return ratio if ratio < 0.5 else None
 
     def _decode(self, opened: OpenedImage) -> np.ndarray:
         if opened.image is not None:
@@ -307,19 +303,20 @@ class ImageDecoder:
         decoded = decode_pixels(opened.data, opened.jpeg.mode, opened.header_size)
         if decoded is not None:
             return self._tensor(decoded, orientation=1)  # no EXIF in a plain JPEG
-        # libjpeg reported something: Pillow decides, as for any other JPEG.
+        # libjpeg reported something: Pillow decides, as for any other JPEG (its own loader:
+        # libjpeg would only report it again).
         image, header_size = self._open(opened.data)
         try:
-            return self._decode_opened(image, opened.data, header_size)
+            return self._decode_opened(image, opened.data, header_size, whole=False)
         finally:
             image.close()
 
     def _decode_opened(
-        self, image: Image.Image, data: bytes, header_size: tuple[int, int]
+        self, image: Image.Image, data: bytes, header_size: tuple[int, int], whole: bool = True
     ) -> np.ndarray:
         try:
             # A small JPEG decoded whole skips Pillow's loader (app.preprocess.jpeg_pixels).
-            decoded = decode_whole(image, data, header_size)
+            decoded = decode_whole(image, data, header_size) if whole else None
             if decoded is None:
                 image.load()
                 decoded = image
@@ -383,11 +380,6 @@ def _undecodable(message: str) -> InvalidImage:
     finds new ones), so everything but our own errors counts as a bad file."""
     logger.debug("undecodable image", exc_info=True)
     return InvalidImage(message)
-
-
-def _gpu_decodable(image: Image.Image | None) -> bool:
-    # With a GPU decoder every image is opened by Pillow (ImageDecoder.open).
-    return image is not None and image.mode in ("RGB", "L")
 
 
 def _claims_allowed_format(data: bytes) -> bool:

@@ -37,14 +37,15 @@ def array_bytes(image: Image.Image, header_size: tuple[int, int]) -> int:
     before any draft ``header_size``) into; 0 when it would hand the image to Pillow."""
     if image.format != "JPEG" or image.size != header_size or image.mode not in _COLORSPACES:
         return 0
-    nbytes = pixel_array_bytes(image.mode, header_size)
-    return nbytes if nbytes <= MAX_ARRAY_BYTES else 0
+    return whole_array_bytes(image.mode, header_size)
 
 
-def pixel_array_bytes(mode: str, size: tuple[int, int]) -> int:
-    """Bytes of the decoded array of a ``mode`` ("RGB" or "L") JPEG of ``size``."""
+def whole_array_bytes(mode: str, size: tuple[int, int]) -> int:
+    """Bytes of the array a ``mode`` ("RGB" or "L") JPEG of ``size`` is decoded whole into;
+    0 over ``MAX_ARRAY_BYTES`` (Pillow decodes it)."""
     width, height = size
-    return width * height * _COLORSPACES[mode][1]
+    nbytes = width * height * _COLORSPACES[mode][1]
+    return nbytes if nbytes <= MAX_ARRAY_BYTES else 0
 
 
 def decode_whole(
