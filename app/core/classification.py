@@ -5,6 +5,7 @@ REST adapter (``app.rest.rest_answers``), tensors to the Open Inference Protocol
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -48,23 +49,28 @@ class ClassifiedItem:
     without_image: np.ndarray | None = None
     without_text: np.ndarray | None = None
 
-    @property
+    @functools.cached_property
     def top(self) -> int:
         """The index of the most probable label (the first of equals)."""
         return int(np.argmax(self.probabilities))
 
     def predicted(self, manifest: Manifest) -> list[int]:
-        """The indices of the labels this answer predicts: ``predicted_indices``."""
-        return predicted_indices(self.probabilities, manifest)
+        """The indices of the labels this answer predicts: ``predicted_indices``, computed
+        once per manifest (the runner's metrics and the adapter's answer both ask)."""
+        known = self.__dict__.get("_predicted")
+        if known is None or known[0] is not manifest:
+            known = (manifest, tuple(predicted_indices(self.probabilities, manifest)))
+            self.__dict__["_predicted"] = known  # frozen: a cache, as cached_property's
+        return list(known[1])
 
 
 def predicted_indices(probabilities: np.ndarray, manifest: Manifest) -> list[int]:
     """The predicted labels' indices, most probable first (stable for ties): for a multiclass
     bundle the one most probable class; for a multilabel bundle every label whose probability
     is at or above its threshold, possibly none."""
-    order = np.argsort(-probabilities, kind="stable")
     if not manifest.multilabel:
-        return [int(order[0])]
+        return [int(np.argmax(probabilities))]  # the first of equals, as the stable order's
+    order = np.argsort(-probabilities, kind="stable")
     thresholds = manifest.decision_thresholds()
     return [int(i) for i in order if probabilities[i] >= thresholds[i]]
 
