@@ -5,8 +5,11 @@ the explanation's contributions, timings in milliseconds."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+import orjson
+from pydantic import BaseModel
 
 from app.bundle.manifest import Manifest
 from app.core.classification import ClassifiedItem, Timings
@@ -27,6 +30,18 @@ def classify_response(
     """The body for ``item``, classified by ``manifest``'s bundle; every label ranked when
     ``top_k`` is None. Built as plain values and validated by the model once (a model per
     label would cost several times more)."""
+    return ClassifyResponse.model_validate(classify_values(item, manifest, top_k))
+
+
+def classify_json(item: ClassifiedItem, manifest: Manifest, top_k: int | None) -> bytes:
+    """``classify_response``'s JSON, encoded from the plain values without building the
+    model: the same bytes (tests/app/rest/test_rest_answers.py), in a third of the time."""
+    return orjson.dumps(classify_values(item, manifest, top_k), default=_model_values)
+
+
+def classify_values(item: ClassifiedItem, manifest: Manifest, top_k: int | None) -> dict[str, Any]:
+    """The fields of ``ClassifyResponse`` for ``item``, in its order, as plain values (the
+    explanation, when asked for, as its model)."""
     values: list[float] = item.probabilities.tolist()
     labels = manifest.labels
     thresholds = manifest.decision_thresholds()
@@ -38,21 +53,23 @@ def classify_response(
         else {"label": labels[i], "probability": values[i]}
         for i in ranked_indices(values, top_k)
     ]
-    return ClassifyResponse.model_validate(
-        {
-            "task": manifest.task,
-            "label": labels[top],
-            "probability": values[top],
-            "labels": [labels[i] for i in predicted],
-            "predictions": predictions,
-            "missing_modality": item.missing,
-            "explanation": explanation(
-                item, labels, top_k or max(DEFAULT_EXPLAINED, len(predicted))
-            ),
-            "bundle": {"name": manifest.name, "version": manifest.version},
-            "timing": timing(item.timings),
-        }
-    )
+    return {
+        "task": manifest.task,
+        "label": labels[top],
+        "probability": values[top],
+        "labels": [labels[i] for i in predicted],
+        "predictions": predictions,
+        "missing_modality": item.missing,
+        "explanation": explanation(item, labels, top_k or max(DEFAULT_EXPLAINED, len(predicted))),
+        "bundle": {"name": manifest.name, "version": manifest.version},
+        "timing": timing(item.timings),
+    }
+
+
+def _model_values(value: object) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def timing(timings: Timings) -> dict[str, float]:

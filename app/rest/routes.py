@@ -20,7 +20,7 @@ from app.core.serving_core import ServingCore
 from app.errors import InvalidRequest, InvalidText, RequestError
 from app.observability.request_context import current_request_id
 from app.rest.forms import form_limits, form_openapi, parse_form
-from app.rest.rest_answers import classify_response
+from app.rest.rest_answers import classify_json, classify_response
 from app.rest.rest_forms import ClassifyBatchForm, ClassifyForm
 from app.rest.rest_schemas import (
     BatchClassifyResponse,
@@ -107,7 +107,8 @@ async def classify(request: Request) -> Response:
     )
     result = await cancel_on_disconnect(request, work)
     top_k = form.top_k or settings.default_top_k
-    return json_response(classify_response(result.single(), result.manifest, top_k))
+    body = classify_json(result.single(), result.manifest, top_k)
+    return Response(body, media_type="application/json")
 
 
 @direct_post(

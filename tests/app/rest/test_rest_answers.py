@@ -9,8 +9,8 @@ import pytest
 
 from app.bundle.loader import read_manifest
 from app.core.classification import ClassifiedItem, Timings
-from app.rest.rest_answers import DEFAULT_EXPLAINED, classify_response
-from tests.support.tiny_bundle import LABELS
+from app.rest.rest_answers import DEFAULT_EXPLAINED, classify_json, classify_response
+from tests.support.tiny_bundle import LABELS, make_tiny_multilabel_bundle
 
 TIMINGS = Timings(preprocess_s=0.0012345, inference_s=0.002)
 
@@ -51,3 +51,31 @@ def test_an_explained_item_gets_each_modalitys_contribution(tiny_bundle_dir: Pat
     explained_two = classify_response(item, manifest, top_k=2).explanation
     assert explained_two is not None
     assert len(explained_two.top) == 2
+
+
+@pytest.mark.parametrize("top_k", [None, 1, 2])
+def test_the_encoded_answer_is_the_models_json(
+    tiny_bundle_dir: Path, tmp_path: Path, top_k: int | None
+) -> None:
+    """``classify_json`` skips building the model: its bytes must be the model's own JSON,
+    for every shape of answer (explained or not, a modality missing, a multilabel bundle's
+    thresholds, values JSON writes in exponent form)."""
+    make_tiny_multilabel_bundle(tmp_path)
+    manifests = [read_manifest(tiny_bundle_dir)[1], read_manifest(tmp_path)[1]]
+    for manifest in manifests:
+        n = len(manifest.labels)
+        probabilities = np.linspace(0.9, 1e-7, n, dtype=np.float32)[::-1].copy()
+        items = [
+            ClassifiedItem(probabilities, None, TIMINGS),
+            ClassifiedItem(probabilities, "image", Timings(1e-9, 123.4567891)),
+            ClassifiedItem(
+                probabilities,
+                None,
+                TIMINGS,
+                without_image=np.full(n, 1.0 / 3, np.float32),
+                without_text=np.linspace(0.0, 1.0, n, dtype=np.float32),
+            ),
+        ]
+        for item in items:
+            expected = classify_response(item, manifest, top_k).model_dump_json().encode()
+            assert classify_json(item, manifest, top_k) == expected
