@@ -103,6 +103,9 @@ def check_fields(
     parts: Sequence[tuple[str, PartValue]], once: Collection[str], repeated: Collection[str]
 ) -> None:
     """Refuse fields other than ``once`` and ``repeated``, and repeats of the ``once`` ones."""
+    singles = [name for name, _ in parts if name not in repeated]
+    if len(set(singles)) == len(singles) and all(name in once for name in singles):
+        return  # the common case, without counting
     expected = ", ".join(sorted({*once, *repeated}))
     counts = Counter(name for name, _ in parts)
     for name, count in counts.items():
