@@ -18,7 +18,7 @@ from app.asgi import metrics_route
 from app.asgi.auth import install_auth, load_api_keys
 from app.asgi.direct_routes import ServiceApp
 from app.asgi.error_responses import ErrorListener, install_error_handlers
-from app.asgi.gate import RequestGate
+from app.asgi.gate import GatedPaths, RequestGate
 from app.asgi.http_metrics import HttpMetricsMiddleware
 from app.asgi.request_id import RequestIdMiddleware
 from app.asgi.trace_requests import TraceRequests
@@ -225,19 +225,11 @@ def create_app(
     # Added innermost first: the request id is outermost, so that every answer carries it.
     app.add_middleware(
         RequestGate,
-        paths=CLASSIFY_PATHS,
-        media_type="multipart/form-data",
-        refusal=core.refusal,
-        max_body_bytes=settings.max_body_bytes,
-        body_memory=body_memory,
-        retry_after_s=settings.retry_after_s,
-        overload_status=settings.overload_status,
-        on_error=on_error,
-    )
-    app.add_middleware(  # the Open Inference Protocol's infer reads its body itself
-        RequestGate,
-        paths=is_infer_path,
-        media_type=None,
+        gated=[
+            GatedPaths(CLASSIFY_PATHS, "multipart/form-data"),
+            # The Open Inference Protocol's infer reads its body itself.
+            GatedPaths(is_infer_path, None),
+        ],
         refusal=core.refusal,
         max_body_bytes=settings.max_body_bytes,
         body_memory=body_memory,

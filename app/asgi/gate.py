@@ -11,11 +11,13 @@ It also enforces that limit for every request with a body: a declared Content-Le
 is answered 413 before a byte is read (and the connection closed), and a streamed body is
 counted as it arrives, so no handler ever buffers more than the limit.
 
-Requests to those paths must also be of the one media type their endpoints parse
-(``multipart/form-data``); any other (JSON, urlencoded, none) is answered 415 the same way.
-A gate for paths whose endpoints read the body themselves (the Open Inference Protocol's
-infer, whose body is JSON possibly followed by binary data) is given no media type, and
-matches its paths with a predicate (their model name is part of the path).
+The gated paths come in groups (``GatedPaths``), each with the one media type its endpoints
+parse: requests to the classification routes must be ``multipart/form-data``, any other
+(JSON, urlencoded, none) is answered 415 the same way. The group of paths whose endpoints
+read the body themselves (the Open Inference Protocol's infer, whose body is JSON possibly
+followed by binary data) has no media type, and matches its paths with a predicate (their
+model name is part of the path). One gate serves every group: the headers are read once and
+the body counted once.
 
 The admission check here is a fast path only: admission proper happens in ``ModelRunner`` once
 the request is parsed, so a request that passes the gate can still be refused there.
@@ -30,7 +32,8 @@ overload, so the bodies a replica holds at once never pass the budget.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
@@ -52,13 +55,25 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"the request body is over {limit} bytes")
 
 
+@dataclass(frozen=True)
+class GatedPaths:
+    """Paths (a collection, or a predicate) whose requests the gate admits, and the media
+    type their bodies must have (None: any)."""
+
+    paths: PathMatch
+    media_type: str | None
+
+    def matches(self) -> Callable[[str], bool]:
+        paths = self.paths
+        return paths if callable(paths) else frozenset(paths).__contains__
+
+
 class RequestGate:
     def __init__(
         self,
         app: ASGIApp,
         *,
-        paths: PathMatch,
-        media_type: str | None,
+        gated: Sequence[GatedPaths],
         refusal: Refusal,
         max_body_bytes: int,
         body_memory: MemoryBudget,
@@ -67,10 +82,7 @@ class RequestGate:
         on_error: ErrorListener | None = None,
     ) -> None:
         self.app = app
-        self.gated: Callable[[str], bool] = (
-            paths if callable(paths) else frozenset(paths).__contains__
-        )
-        self.media_type = media_type
+        self.gated = [(group.matches(), group.media_type) for group in gated]
         self.refusal = refusal
         self.max_body_bytes = max_body_bytes
         self.body_memory = body_memory
@@ -87,9 +99,11 @@ class RequestGate:
         if declared is not None and declared > self.max_body_bytes:
             await self._answer(_too_large(self.max_body_bytes), scope, receive, send)
             return
-        gated = scope["method"] == "POST" and self.gated(scope["path"])
+        group = self._group(scope["path"]) if scope["method"] == "POST" else None
+        gated = group is not None
         reserved = _body_bytes(headers, self.max_body_bytes) if gated else 0
-        if gated and (refusal := self._refusal(headers, reserved)) is not None:
+        refusal = None if group is None else self._refusal(headers, reserved, group[1])
+        if refusal is not None:
             discarded = await discard_body(receive, self.max_body_bytes)
             if discarded is None:
                 refusal = _too_large(self.max_body_bytes)
@@ -103,11 +117,20 @@ class RequestGate:
             if gated:
                 self.body_memory.release(reserved)
 
-    def _refusal(self, headers: Headers, body_bytes: int) -> RequestError | None:
+    def _group(self, path: str) -> tuple[Callable[[str], bool], str | None] | None:
+        """The first group of gated paths ``path`` is in, or None."""
+        for group in self.gated:
+            if group[0](path):
+                return group
+        return None
+
+    def _refusal(
+        self, headers: Headers, body_bytes: int, media_type: str | None
+    ) -> RequestError | None:
         """Why the request is refused, or None once its body's memory is reserved."""
-        if self.media_type is not None and _media_type(headers) != self.media_type:
+        if media_type is not None and _media_type(headers) != media_type:
             # The header is not quoted back: it is the client's input.
-            return UnsupportedMediaType(f"the request body must be {self.media_type}")
+            return UnsupportedMediaType(f"the request body must be {media_type}")
         refusal = self.refusal()
         if refusal is None and not self.body_memory.try_reserve(body_bytes):
             return MemoryBusy(

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from starlette.datastructures import Headers
 from tritonclient.grpc import service_pb2_grpc
 
-from app.asgi.gate import RequestGate
+from app.asgi.gate import GatedPaths, RequestGate
 from app.config.settings import Settings
 from app.errors import MemoryBusy
 from app.main import create_app
@@ -90,15 +90,14 @@ def test_a_full_body_budget_answers_429() -> None:
     budget = MemoryBudget(1000)
     gate = RequestGate(
         lambda scope, receive, send: None,  # type: ignore[arg-type,return-value]
-        paths=["/classify"],
-        media_type=None,
+        gated=[GatedPaths(["/classify"], None)],
         refusal=lambda: None,
         max_body_bytes=1000,
         body_memory=budget,
         overload_status=429,
     )
     assert budget.try_reserve(900)
-    refusal = gate._refusal(Headers({"content-length": "500"}), 500)
+    refusal = gate._refusal(Headers({"content-length": "500"}), 500, None)
     assert isinstance(refusal, MemoryBusy)
     assert refusal.status_code == 429
 

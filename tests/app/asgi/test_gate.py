@@ -12,7 +12,7 @@ from PIL import Image
 from starlette.datastructures import Headers
 from starlette.types import Message, Receive, Scope, Send
 
-from app.asgi.gate import RequestGate, _body_bytes
+from app.asgi.gate import GatedPaths, RequestGate, _body_bytes
 from app.config.settings import Settings
 from app.core.engine import Engine, build_engine
 from app.core.serving_core import ServingCore
@@ -229,8 +229,7 @@ async def test_a_refused_body_is_read_to_its_end_and_counted_for_the_trimmer() -
 
     gate = RequestGate(
         never_called,
-        paths=["/classify"],
-        media_type="multipart/form-data",
+        gated=[GatedPaths(["/classify"], "multipart/form-data")],
         refusal=lambda: Overloaded("busy"),
         max_body_bytes=MiB,
         body_memory=Counting(4 * MiB),
