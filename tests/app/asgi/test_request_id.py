@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from starlette.types import Message, Receive, Scope, Send
 
-from app.asgi.request_id import accept_request_id
+from app.asgi.request_id import RequestIdMiddleware, accept_request_id, new_request_id
 from app.main import create_app
 from tests.support.app_setup import make_settings, wait_ready
 from tests.support.failing_engines import broken_prepare, failing_run
@@ -160,3 +162,31 @@ def test_openapi_documents_the_request_id(client: TestClient) -> None:
     schemas = client.get("/openapi.json").json()["components"]["schemas"]
     assert "request_id" in schemas["ErrorDetail"]["properties"]
     assert schemas["ErrorResponse"]["properties"]["error"]["$ref"].endswith("/ErrorDetail")
+
+
+def test_generated_ids_are_128_random_bits() -> None:
+    ids = {new_request_id() for _ in range(10_000)}
+    assert len(ids) == 10_000
+    assert all(GENERATED.fullmatch(i) for i in ids)
+    # Every hex digit takes every value (a constant or a short counter would not).
+    for position in range(32):
+        assert len({i[position] for i in ids}) == 16
+
+
+def test_an_id_the_app_set_is_replaced_not_doubled() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(b"x-request-id", b"inner"), (b"content-type", b"text/plain")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b""}
+
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": [(b"x-request-id", b"r-1")]}
+    asyncio.run(RequestIdMiddleware(app, max_length=64)(scope, receive, send))
+    assert sent[0]["headers"] == [(b"content-type", b"text/plain"), (b"x-request-id", b"r-1")]
