@@ -144,11 +144,11 @@ class Admission:
             return self.lifecycle.unavailable()
         limits = self.limits
         share = limits.share(level)
-        of_level = f" for priority {level + 1}" if level > 0 else ""  # the top level: as ever
         ceiling = max(1, math.floor(limits.max_in_flight * share))
         if self.in_flight + items > ceiling:
             return self._refuse(
-                items, f"{self.in_flight} items in flight, the limit{of_level} is {ceiling}"
+                items,
+                f"{self.in_flight} items in flight, the limit{_of_level(level)} is {ceiling}",
             )
         if not self.pace.confirmed:  # a seed is not enough to refuse on: the ceiling only
             return None
@@ -158,7 +158,7 @@ class Admission:
             return self._refuse(
                 items,
                 f"the work ahead would take about {wait_s:.2f} s, over the "
-                f"{allowed_s:g} s this service lets a request{of_level} wait",
+                f"{allowed_s:g} s this service lets a request{_of_level(level)} wait",
             )
         return None
 
@@ -213,3 +213,8 @@ class Admission:
             self._window_since = now
         elif self.in_flight == 0:  # idle now, too few answers yet: keep this period's time
             self._busy_s += now - self._window_since
+
+
+def _of_level(level: int) -> str:
+    """How a refusal names a priority level (the top level, 0: not at all, as ever)."""
+    return f" for priority {level + 1}" if level > 0 else ""
