@@ -313,6 +313,17 @@ class Settings(BaseSettings):
             "request that expires in the queue is never computed."
         ),
     )
+    disconnect_watch_after_s: float = Field(
+        default=0.1,
+        ge=0.0,
+        le=60.0,
+        description=(
+            "A request whose client leaves is noticed once it has waited this long, and its "
+            "queued item is then skipped, not computed; one answered sooner is not watched "
+            "(watching costs about as much CPU as the request's route). 0: every request is "
+            "watched from the start."
+        ),
+    )
     retry_after_s: int = Field(
         default=1, ge=1, description="The least Retry-After on overload (503 or 429)."
     )

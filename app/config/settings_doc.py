@@ -87,6 +87,7 @@ GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
             "max_in_flight",
             "max_queue_wait_s",
             "request_timeout_s",
+            "disconnect_watch_after_s",
             "retry_after_s",
             "overload_status",
             "priority_levels",

@@ -105,7 +105,7 @@ async def classify(request: Request) -> Response:
     work = core.classify(
         [ClassifyInput(form.image, form.text, form.explain)], form.model, priority=form.priority
     )
-    result = await cancel_on_disconnect(request, work)
+    result = await cancel_on_disconnect(request, work, settings.disconnect_watch_after_s)
     top_k = form.top_k or settings.default_top_k
     body = classify_json(result.single(), result.manifest, top_k)
     return Response(body, media_type="application/json")
@@ -135,7 +135,7 @@ async def classify_batch(request: Request) -> Response:
         for image, text in zip(form.images, form.texts, strict=True)
     ]
     work = core.classify(items, form.model, priority=form.priority)
-    result = await cancel_on_disconnect(request, work)
+    result = await cancel_on_disconnect(request, work, settings.disconnect_watch_after_s)
     top_k = form.top_k or settings.default_top_k
     answer = BatchClassifyResponse(
         results=[
