@@ -24,6 +24,7 @@ peak is the decoded image plus the larger of the two.
 
 from __future__ import annotations
 
+import functools
 import math
 
 from PIL import Image
@@ -80,9 +81,31 @@ def plain_jpeg_peak_bytes(
 ) -> int:
     """``decode_peak_bytes`` of a plain JPEG read without Pillow
     (``app.preprocess.jpeg_header``), decoded whole into an array: no draft, no metadata
-    held; the same sum (tested against Pillow's reading of the same files)."""
-    decoded = jpeg.size[0] * jpeg.size[1] * pixel_bytes(jpeg.mode)
+    held; the same sum (tested against Pillow's reading of the same files). The header
+    alone decides it unless libjpeg's coefficient buffer depends on the scans (a large
+    baseline file): that estimate is remembered for the header's geometry."""
+    known = _plain_jpeg_header_estimate(jpeg, mode, factor, spec)
+    if known is not None:
+        return known
     coefficients = _coefficients(list(jpeg.components), jpeg.progressive, data, jpeg.size)
+    return _plain_jpeg_sum(jpeg, coefficients, mode, factor, spec)
+
+
+@functools.lru_cache(maxsize=256)
+def _plain_jpeg_header_estimate(
+    jpeg: PlainJpeg, mode: str, factor: int, spec: ImagePreprocess
+) -> int | None:
+    """``plain_jpeg_peak_bytes`` from the header alone, or None when the scans decide it."""
+    coefficients = _coefficient_bytes(list(jpeg.components), jpeg.size)
+    if coefficients >= SMALL_BYTES and not jpeg.progressive:
+        return None
+    return _plain_jpeg_sum(jpeg, coefficients, mode, factor, spec)
+
+
+def _plain_jpeg_sum(
+    jpeg: PlainJpeg, coefficients: int, mode: str, factor: int, spec: ImagePreprocess
+) -> int:
+    decoded = jpeg.size[0] * jpeg.size[1] * pixel_bytes(jpeg.mode)
     loading = coefficients + whole_array_bytes(jpeg.mode, jpeg.size)
     working = _working_bytes(jpeg.mode, jpeg.size, mode, factor, spec)
     return FIXED_BYTES + decoded + max(loading, working)
