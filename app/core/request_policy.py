@@ -4,8 +4,6 @@ may be left out, when an explanation can be given, and what a text must be. Mode
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from app.bundle.manifest import FusionHead, Modality
 from app.core.classification import ClassifyInput
 from app.errors import ExplainUnsupported, InvalidRequest, ModalityRequired
@@ -43,4 +41,5 @@ class RequestPolicy:
                 raise ExplainUnsupported("explain needs both the image and the text")
         if text is None:
             return item
-        return replace(item, text=clean_text(text, self.max_text_chars))
+        # Built directly: dataclasses.replace reads the fields anew on every call.
+        return ClassifyInput(image, clean_text(text, self.max_text_chars), item.explain)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -68,3 +69,10 @@ def test_the_text_is_cleaned_and_checked() -> None:
         OPTIONAL.check(ClassifyInput(None, "x" * 21))
     with pytest.raises(InvalidText, match="must not be empty"):
         OPTIONAL.check(ClassifyInput(IMAGE, " \u200b "))
+
+
+
+def test_the_checked_item_is_built_from_every_field_it_has() -> None:
+    # RequestPolicy.check builds the checked item field by field (the test above shows each
+    # kept): a field added to ClassifyInput must be carried there too.
+    assert [f.name for f in dataclasses.fields(ClassifyInput)] == ["image", "text", "explain"]
