@@ -34,8 +34,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
-from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -44,6 +44,26 @@ from app.errors import MemoryBusy, PayloadTooLarge, RequestError, UnsupportedMed
 from app.memory.memory_budget import MemoryBudget
 
 Refusal = Callable[[], RequestError | None]
+
+
+class HeaderLookup(Protocol):
+    """What the gate reads of a request's headers (Starlette's ``Headers`` has it too)."""
+
+    def get(self, key: str, default: str) -> str: ...
+
+
+class RawHeaders:
+    """A request's headers looked up by lowercase name, the first of repeats (as Starlette's
+    ``Headers``), indexed once for the gate's several lookups."""
+
+    def __init__(self, raw: Sequence[tuple[bytes, bytes]]) -> None:
+        self._values = {name: value for name, value in reversed(raw)}
+
+    def get(self, key: str, default: str) -> str:
+        value = self._values.get(key.encode("latin-1"))
+        return default if value is None else value.decode("latin-1")
+
+
 PathMatch = Collection[str] | Callable[[str], bool]
 
 
@@ -94,7 +114,7 @@ class RequestGate:
         if scope["type"] != "http" or scope["method"] not in _WITH_BODY:
             await self.app(scope, receive, send)
             return
-        headers = Headers(scope=scope)
+        headers = RawHeaders(scope["headers"])
         declared = _declared_length(headers)
         if declared is not None and declared > self.max_body_bytes:
             await self._answer(_too_large(self.max_body_bytes), scope, receive, send)
@@ -125,7 +145,7 @@ class RequestGate:
         return None
 
     def _refusal(
-        self, headers: Headers, body_bytes: int, media_type: str | None
+        self, headers: HeaderLookup, body_bytes: int, media_type: str | None
     ) -> RequestError | None:
         """Why the request is refused, or None once its body's memory is reserved."""
         if media_type is not None and _media_type(headers) != media_type:
@@ -153,13 +173,13 @@ class RequestGate:
 _WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 
 
-def _declared_length(headers: Headers) -> int | None:
+def _declared_length(headers: HeaderLookup) -> int | None:
     """The Content-Length, or None when there is no valid one (a chunked body)."""
     length = headers.get("content-length", "")
     return int(length) if length.isdigit() else None
 
 
-def _body_bytes(headers: Headers, limit: int) -> int:
+def _body_bytes(headers: HeaderLookup, limit: int) -> int:
     """The memory a body may take once read: its declared length, or ``limit`` when it has
     none or is compressed (decompression is bounded by the limit)."""
     declared = _declared_length(headers)
@@ -169,7 +189,7 @@ def _body_bytes(headers: Headers, limit: int) -> int:
     return min(declared, limit)
 
 
-def _media_type(headers: Headers) -> str:
+def _media_type(headers: HeaderLookup) -> str:
     content_type = headers.get("content-type", "")
     return content_type.partition(";")[0].strip().lower()
 

@@ -12,7 +12,7 @@ from PIL import Image
 from starlette.datastructures import Headers
 from starlette.types import Message, Receive, Scope, Send
 
-from app.asgi.gate import GatedPaths, RequestGate, _body_bytes
+from app.asgi.gate import GatedPaths, RawHeaders, RequestGate, _body_bytes
 from app.config.settings import Settings
 from app.core.engine import Engine, build_engine
 from app.core.serving_core import ServingCore
@@ -254,3 +254,15 @@ async def test_a_refused_body_is_read_to_its_end_and_counted_for_the_trimmer() -
     assert sent[0]["status"] == 503
     assert chunks == []  # read to its end, so the client gets the answer
     assert trims == [1500]
+
+
+def test_raw_headers_read_as_starlettes_do() -> None:
+    raw = [
+        (b"content-type", b"multipart/form-data; boundary=a"),
+        (b"x-note", b"caf\xe9"),
+        (b"content-type", b"text/plain"),
+    ]
+    ours, starlettes = RawHeaders(raw), Headers(raw=raw)
+    for name in ("content-type", "x-note", "content-length"):
+        assert ours.get(name, "none") == starlettes.get(name, "none")
+    assert ours.get("content-type", "") == "multipart/form-data; boundary=a"  # the first
