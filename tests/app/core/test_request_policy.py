@@ -71,7 +71,6 @@ def test_the_text_is_cleaned_and_checked() -> None:
         OPTIONAL.check(ClassifyInput(IMAGE, " \u200b "))
 
 
-
 def test_the_checked_item_is_built_from_every_field_it_has() -> None:
     # RequestPolicy.check builds the checked item field by field (the test above shows each
     # kept): a field added to ClassifyInput must be carried there too.
