@@ -24,7 +24,7 @@ from app.config.settings import Settings
 from app.core.classification import ClassifiedItem, ClassifyInput, Timings
 from app.core.engine import build_engine
 from app.rest.forms import form_limits, parse_form
-from app.rest.rest_answers import classify_response
+from app.rest.rest_answers import classify_json
 from app.rest.rest_forms import ClassifyForm
 from bench.harness.payloads import RequestSet
 from bench.harness.statistics import median
@@ -109,9 +109,7 @@ def measure_split(bundle: Path, requests: RequestSet, calls: int = 2000) -> dict
         "models_batch_1_us": per_call_us(lambda: pipeline.run_items(items[:1]), calls),
         "models_batch_8_per_item_us": per_call_us(lambda: pipeline.run_items(items), calls // 8)
         / 8,
-        "answer_json_us": per_call_us(
-            lambda: classify_response(answered, manifest, None).model_dump_json(), calls
-        ),
+        "answer_json_us": per_call_us(lambda: classify_json(answered, manifest, None), calls),
     }
     # The decode piece opened the image too: count the header once.
     pieces["image_decode_us"] -= pieces["image_header_us"]
