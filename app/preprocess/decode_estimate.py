@@ -97,7 +97,7 @@ def _plain_jpeg_header_estimate(
 ) -> int | None:
     """``plain_jpeg_peak_bytes`` from the header alone, or None when the scans decide it."""
     coefficients = _coefficient_bytes(list(jpeg.components), jpeg.size)
-    if coefficients >= SMALL_BYTES and not jpeg.progressive:
+    if _scans_decide(coefficients, jpeg.progressive):
         return None
     return _plain_jpeg_sum(jpeg, coefficients, mode, factor, spec)
 
@@ -172,11 +172,16 @@ def _coefficients(
     if not components:
         return 0
     coefficients = _coefficient_bytes(components, size)
-    if coefficients < SMALL_BYTES:
-        return coefficients
-    if not progressive and _first_scan_components(data) >= len(components):
+    if _scans_decide(coefficients, progressive) and _first_scan_components(data) >= len(components):
         return 0
     return coefficients
+
+
+def _scans_decide(coefficients: int, progressive: bool) -> bool:
+    """Whether the scans decide if libjpeg keeps its coefficient buffer: a baseline file's
+    buffer of ``SMALL_BYTES`` or more, kept only when its first scan lacks some components
+    (a progressive file always keeps it; a smaller one is counted without looking)."""
+    return coefficients >= SMALL_BYTES and not progressive
 
 
 def _coefficient_bytes(components: list[tuple[int, int, int, int]], size: tuple[int, int]) -> int:
