@@ -21,6 +21,8 @@ from bench.peers.peer_summary import summarize
 DOC = DOCS_DIR / "benchmarks.md"
 PLOT = DOCS_DIR / "img" / "throughput_vs_p99.png"
 ANALYSIS = Path(__file__).resolve().parent / "analysis.md"
+# Hand-written: what was measured on the request path and not taken, after its section.
+LEFT_OUT = Path(__file__).resolve().parents[1] / "overhead" / "left_out.md"
 # The generated sections other suites write into this page (bench.overhead.overhead_doc,
 # bench.overhead.request_path_doc): this renderer writes their headings and markers and keeps
 # the bodies the page has.
@@ -56,13 +58,13 @@ def kept_section(name: str) -> str:
         return ""
 
 
-def overhead_part(body: str, request_path: str = "") -> str:
+def overhead_part(body: str, request_path: str = "", left_out: str = "") -> str:
     """The overhead-bound case's heading, intro and markers around ``body``, then the request
-    path's around ``request_path``."""
+    path's around ``request_path``, then ``left_out`` (Markdown) if any."""
     return (
         f"\n{OVERHEAD_HEAD}\n<!-- begin {OVERHEAD} -->\n{body}\n<!-- end {OVERHEAD} -->\n"
         f"\n{REQUEST_PATH_HEAD}\n<!-- begin {REQUEST_PATH} -->\n{request_path}\n"
-        f"<!-- end {REQUEST_PATH} -->\n"
+        f"<!-- end {REQUEST_PATH} -->\n" + (f"\n{left_out}" if left_out else "")
     )
 
 
@@ -266,6 +268,7 @@ def render(
     plot_path: str,
     overhead: str = "",
     request_path: str = "",
+    left_out: str = "",
 ) -> str:
     s, m, plan = results["summary"], results["machine"], results["plan"]
     req = results["requests"]
@@ -403,7 +406,7 @@ python -m bench.peers.peer_benchmark --repeats 3    # builds bench/.venvs/* on f
     } min here
 python -m bench.peers.peer_benchmark --quick --repeats 1   # smoke test, into bench/results/quick/
 ```
-{overhead_part(overhead, request_path)}"""
+{overhead_part(overhead, request_path, left_out)}"""
 
 
 def page(results: dict[str, Any], analysis: str | None = None) -> str:
@@ -412,7 +415,9 @@ def page(results: dict[str, Any], analysis: str | None = None) -> str:
     if analysis is None:
         analysis = ANALYSIS.read_text() if ANALYSIS.exists() else ""
     plot_path = PLOT.relative_to(DOC.parent).as_posix()
-    return render(results, analysis, plot_path, kept_section(OVERHEAD), kept_section(REQUEST_PATH))
+    left_out = LEFT_OUT.read_text(encoding="utf-8") if LEFT_OUT.exists() else ""
+    overhead, request_path = kept_section(OVERHEAD), kept_section(REQUEST_PATH)
+    return render(results, analysis, plot_path, overhead, request_path, left_out)
 
 
 def write_docs(results: dict[str, Any]) -> None:
