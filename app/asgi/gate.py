@@ -34,7 +34,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -44,12 +43,6 @@ from app.errors import MemoryBusy, PayloadTooLarge, RequestError, UnsupportedMed
 from app.memory.memory_budget import MemoryBudget
 
 Refusal = Callable[[], RequestError | None]
-
-
-class HeaderLookup(Protocol):
-    """What the gate reads of a request's headers (Starlette's ``Headers`` has it too)."""
-
-    def get(self, key: str, default: str) -> str: ...
 
 
 class RawHeaders:
@@ -145,7 +138,7 @@ class RequestGate:
         return None
 
     def _refusal(
-        self, headers: HeaderLookup, body_bytes: int, media_type: str | None
+        self, headers: RawHeaders, body_bytes: int, media_type: str | None
     ) -> RequestError | None:
         """Why the request is refused, or None once its body's memory is reserved."""
         if media_type is not None and _media_type(headers) != media_type:
@@ -173,13 +166,13 @@ class RequestGate:
 _WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 
 
-def _declared_length(headers: HeaderLookup) -> int | None:
+def _declared_length(headers: RawHeaders) -> int | None:
     """The Content-Length, or None when there is no valid one (a chunked body)."""
     length = headers.get("content-length", "")
     return int(length) if length.isdigit() else None
 
 
-def _body_bytes(headers: HeaderLookup, limit: int) -> int:
+def _body_bytes(headers: RawHeaders, limit: int) -> int:
     """The memory a body may take once read: its declared length, or ``limit`` when it has
     none or is compressed (decompression is bounded by the limit)."""
     declared = _declared_length(headers)
@@ -189,7 +182,7 @@ def _body_bytes(headers: HeaderLookup, limit: int) -> int:
     return min(declared, limit)
 
 
-def _media_type(headers: HeaderLookup) -> str:
+def _media_type(headers: RawHeaders) -> str:
     content_type = headers.get("content-type", "")
     return content_type.partition(";")[0].strip().lower()
 

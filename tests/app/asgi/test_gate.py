@@ -200,8 +200,8 @@ async def test_bodies_over_the_body_budget_get_503_until_room_is_back(
 
 
 def test_body_reservation_is_the_declared_length_or_the_limit() -> None:
-    def scope(*headers: tuple[bytes, bytes]) -> Headers:
-        return Headers(scope={"type": "http", "headers": list(headers)})
+    def scope(*headers: tuple[bytes, bytes]) -> RawHeaders:
+        return RawHeaders(list(headers))
 
     assert _body_bytes(scope((b"content-length", b"1234")), 10_000) == 1234
     assert _body_bytes(scope(), 10_000) == 10_000  # chunked: as much as the limit
