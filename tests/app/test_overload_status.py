@@ -13,10 +13,9 @@ import grpc
 import httpx
 import pytest
 from pydantic import ValidationError
-from starlette.datastructures import Headers
 from tritonclient.grpc import service_pb2_grpc
 
-from app.asgi.gate import GatedPaths, RequestGate
+from app.asgi.gate import GatedPaths, RawHeaders, RequestGate
 from app.config.settings import Settings
 from app.errors import MemoryBusy
 from app.main import create_app
@@ -97,7 +96,7 @@ def test_a_full_body_budget_answers_429() -> None:
         overload_status=429,
     )
     assert budget.try_reserve(900)
-    refusal = gate._refusal(Headers({"content-length": "500"}), 500, None)
+    refusal = gate._refusal(RawHeaders([(b"content-length", b"500")]), 500, None)
     assert isinstance(refusal, MemoryBusy)
     assert refusal.status_code == 429
 
