@@ -103,7 +103,7 @@ def _score(args: argparse.Namespace) -> int:
         shard_rows=args.shard_rows,
         limit=args.limit,
         max_error_rate=args.max_error_rate,
-        # Ray: the threads of each preparing actor (one CPU each); local: of the process.
+        # Ray: the threads of each preparing task (one CPU each); local: of the process.
         workers=args.workers or (1 if args.engine == "ray" else available_cores()),
         force=args.force,
         progress_every_s=args.progress_every,
@@ -114,7 +114,7 @@ def _score(args: argparse.Namespace) -> int:
 
         cluster = RayOptions(
             address=args.ray_address,
-            prepare_actors=args.ray_prepare_actors,
+            prepare_tasks=args.ray_prepare_tasks,
             model_actors=args.ray_model_actors,
             model_cpus=args.ray_model_cpus,
             **({"round_rows": args.ray_round_rows} if args.ray_round_rows else {}),
@@ -163,7 +163,7 @@ def _add_score(commands: Any) -> None:
         "--workers",
         type=_positive,
         help="decoding threads (default: the cores available; with --engine ray, per "
-        "preparing actor, default 1)",
+        "preparing task, default 1)",
     )
     score.add_argument(
         "--progress-every", type=float, default=10.0, help="seconds between progress lines"
@@ -194,10 +194,12 @@ def _add_ray_options(score: Any) -> None:
         help="the cluster to join (default: RAY_ADDRESS, else a cluster on this machine)",
     )
     ray.add_argument(
-        "--ray-prepare-actors",
+        "--ray-prepare-tasks",
+        "--ray-prepare-actors",  # its name before preparation ran as tasks
         type=_positive,
-        help="actors reading, decoding and tokenising (default: the cluster's CPUs less the "
-        "model actors')",
+        dest="ray_prepare_tasks",
+        help="tasks reading, decoding and tokenising at once, one CPU each (default: the "
+        "cluster's CPUs less the model actors')",
     )
     ray.add_argument("--ray-model-actors", type=_positive, default=1, help="model actors")
     ray.add_argument(

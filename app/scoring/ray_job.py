@@ -4,7 +4,7 @@ and the model as Ray Data stages on actor pools across a cluster.
 
 The driver reads the input as the local engine does and cuts it into the same shards; the
 uncommitted ones go to Ray in rounds of about ``round_rows`` rows (a round is a dataset of
-small blocks: ``PrepareStage`` on a pool of CPU actors, then ``ModelStage`` in batches of the
+small blocks: ``prepare_block`` as tasks of one CPU each, then ``ModelStage`` in batches of the
 bundle's size on a pool of model actors, with a GPU each where the bundle runs on CUDA). Ray
 does not keep the rows' order and retries the work of lost nodes, so the driver files each
 answered row under its shard and position (a row answered twice counts once) and commits a
@@ -19,6 +19,7 @@ import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import pyarrow as pa
@@ -29,7 +30,7 @@ import ray.exceptions
 
 from app.bundle.loader import load_bundle
 from app.config.settings import Settings
-from app.scoring.ray_stages import INPUT_SCHEMA, ModelStage, PrepareConfig, PrepareStage
+from app.scoring.ray_stages import INPUT_SCHEMA, ModelStage, PrepareConfig, prepare_block
 from app.scoring.score_errors import ScoreError
 from app.scoring.score_input import InputRow
 from app.scoring.score_job import (
@@ -53,13 +54,14 @@ STALL_TIMEOUT_S = 600.0
 @dataclass(frozen=True)
 class RayOptions:
     """How the job uses the cluster: where it is (None: ``RAY_ADDRESS``, else a local
-    cluster started for the job), the preparing actors (None: the cluster's CPUs less the
-    model actors'), the model actors and the CPUs (ONNX Runtime threads) each takes, and the
-    rows sent to the cluster per round, and the longest wait for answered rows before the
-    job stops (a cluster that cannot place the actors asked for would wait for ever)."""
+    cluster started for the job), the preparing tasks run at once (None: the cluster's CPUs
+    less the model actors'), the model actors and the CPUs (ONNX Runtime threads) each
+    takes, the rows sent to the cluster per round, and the longest wait for answered rows
+    before the job stops (a cluster that cannot place the actors asked for would wait for
+    ever)."""
 
     address: str | None = None
-    prepare_actors: int | None = None
+    prepare_tasks: int | None = None
     model_actors: int = 1
     model_cpus: int = 1
     round_rows: int = ROUND_ROWS
@@ -79,7 +81,7 @@ def run_ray_score(options: ScoreOptions, settings: Settings, cluster: RayOptions
     progress = job_progress(options)
     try:
         resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
-        stages = _Stages(options, settings, cluster, plan_actors(settings, cluster, resources))
+        stages = _Stages(options, settings, cluster, plan_stages(settings, cluster, resources))
         with committing_writer(output, options, progress) as writer:
             to_score = shards_to_score(options, committed, progress)
             for shards in _rounds(to_score, cluster.round_rows):
@@ -98,20 +100,20 @@ def run_ray_score(options: ScoreOptions, settings: Settings, cluster: RayOptions
 
 
 @dataclass(frozen=True)
-class ActorPlan:
-    """How many preparing actors a round starts, and the GPUs each model actor takes (1 where
-    the bundle runs on CUDA, else 0)."""
+class StagePlan:
+    """How many preparing tasks a round runs at once, and the GPUs each model actor takes (1
+    where the bundle runs on CUDA, else 0)."""
 
-    prepare_actors: int
+    prepare_tasks: int
     model_gpus: float
 
 
-def plan_actors(
+def plan_stages(
     settings: Settings, cluster: RayOptions, resources: Mapping[str, float]
-) -> ActorPlan:
-    """The actors for a cluster with ``resources`` (``ray.cluster_resources()``): the model
+) -> StagePlan:
+    """The stages for a cluster with ``resources`` (``ray.cluster_resources()``): the model
     actors on GPUs with ``--device cuda``, or ``auto`` on a cluster that has GPUs; as many
-    preparing actors as asked, else one per CPU the model actors leave. Raises
+    preparing tasks at once as asked, else one per CPU the model actors leave. Raises
     ``ScoreError`` for ``--device cuda`` on a cluster without GPUs (its actors would wait
     for ever)."""
     has_gpus = resources.get("GPU", 0) > 0
@@ -119,8 +121,8 @@ def plan_actors(
         raise ScoreError("--device cuda: the Ray cluster has no GPU")
     on_gpu = settings.device == "cuda" or (settings.device == "auto" and has_gpus)
     spare = int(resources.get("CPU", 1)) - cluster.model_actors * cluster.model_cpus
-    return ActorPlan(
-        prepare_actors=cluster.prepare_actors or max(1, spare),
+    return StagePlan(
+        prepare_tasks=cluster.prepare_tasks or max(1, spare),
         model_gpus=1.0 if on_gpu else 0.0,
     )
 
@@ -132,7 +134,7 @@ class _Stages:
     options: ScoreOptions
     settings: Settings
     cluster: RayOptions
-    plan: ActorPlan
+    plan: StagePlan
 
     def dataset(self, blocks: list[pa.Table]) -> ray.data.Dataset:
         prepare = PrepareConfig(
@@ -144,17 +146,15 @@ class _Stages:
         model_settings = self.settings.model_copy(
             update={"intra_op_threads": self.cluster.model_cpus}
         )
-        actors = self.plan.prepare_actors
         return (
             ray.data.from_arrow(blocks)
             .map_batches(
-                PrepareStage,
-                fn_constructor_args=(prepare,),
+                partial(prepare_block, config=prepare),
                 batch_format="pyarrow",
                 batch_size=None,
-                compute=ray.data.ActorPoolStrategy(
-                    min_size=1, max_size=actors, initial_size=actors
-                ),
+                # Tasks, not actors: see app.scoring.ray_stages. No more at once than the
+                # round has blocks (Ray Data warns of a limit it cannot reach).
+                compute=ray.data.TaskPoolStrategy(size=min(self.plan.prepare_tasks, len(blocks))),
                 num_cpus=1,
             )
             .map_batches(

@@ -1,12 +1,19 @@
-"""The two Ray Data stages of ``fusionserve score --engine ray``, each a callable class that an
-actor pool holds, loaded once per actor in ``__init__``: ``PrepareStage`` turns a block of
-input rows into prepared rows (``prepare_row``, in threads, each row within its deadline; it
-loads the bundle's policy, decoder and tokenizer, no model), ``ModelStage`` runs prepared
-rows through the model (``score_items``, the whole engine loaded) into output records. Both
-are the local engine's steps (``app.scoring.score_steps``); between them a prepared row
-travels as Arrow columns: its decoded pixels and token ids as ``.npy`` bytes (dtype and shape
-kept, never pickled), or its error. Every row carries its shard and its position in the
-shard, because Ray does not keep the rows' order."""
+"""The two Ray Data stages of ``fusionserve score --engine ray``: ``prepare_block``, a Ray task
+that turns a block of input rows into prepared rows (``prepare_row``, in threads, each row
+within its deadline) with its worker process's ``PrepareStage`` (the bundle's policy, decoder
+and tokenizer, no model: loaded by the process's first such task and kept for the next), and
+``ModelStage``, a callable class that an actor pool holds (the whole engine, loaded once per
+actor in ``__init__``), that runs prepared rows through the model (``score_items``) into
+output records. Both are the local engine's steps (``app.scoring.score_steps``); between them a
+prepared row travels as Arrow columns: its decoded pixels and token ids as ``.npy`` bytes
+(dtype and shape kept, never pickled), or its error. Every row carries its shard and its
+position in the shard, because Ray does not keep the rows' order.
+
+Preparation runs as tasks, not actors: a task holds its CPU only while it runs, so when a node
+is lost the model actors Ray restarts on the nodes left get CPUs as soon as the running
+preparing tasks end. An elastic pool of preparing actors kept the CPUs it held, and Ray Data
+does not shrink a pool while one of its actors is restarting (the lost node's actor counts as
+pending), so such a job waited with no model actor until its stall timeout."""
 
 from __future__ import annotations
 
@@ -64,8 +71,9 @@ def placed_schema(all_probabilities: bool) -> pa.Schema:
 
 @dataclass(frozen=True)
 class PrepareConfig:
-    """What a preparing actor needs: the service's settings (the bundle, the limits), the
-    folder image paths are relative to, its threads, and each row's deadline."""
+    """What a preparing task needs: the service's settings (the bundle, the limits), the
+    folder image paths are relative to, the threads it prepares rows in, and each row's
+    deadline."""
 
     settings: Settings
     base: Path
@@ -74,12 +82,16 @@ class PrepareConfig:
 
 
 class PrepareStage:
-    """Input rows to prepared rows (``map_batches`` over ``INPUT_SCHEMA`` blocks)."""
+    """Input rows to prepared rows: the preparer and the threads of one worker process."""
 
     def __init__(self, config: PrepareConfig) -> None:
         self.config = config
         self.preparer = build_preparer(config.settings)  # no ONNX Runtime session
         self.pool = ThreadPoolExecutor(config.threads, thread_name_prefix="score-prepare")
+
+    def close(self) -> None:
+        """Let its threads end (a row still running finishes first)."""
+        self.pool.shutdown(wait=False)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = batch.to_pylist()
@@ -99,6 +111,23 @@ class PrepareStage:
             for row, future in zip(rows, futures, strict=True)
         ]
         return pa.Table.from_pylist(prepared, schema=PREPARED_SCHEMA)
+
+
+# The worker process's preparing stage (``prepare_block``): filled by its first task.
+_PROCESS_STAGE: dict[str, PrepareStage] = {}
+
+
+def prepare_block(batch: pa.Table, config: PrepareConfig) -> pa.Table:
+    """A preparing task (``map_batches`` over ``INPUT_SCHEMA`` blocks): ``batch``'s rows
+    prepared by this worker process's ``PrepareStage`` for ``config``, built by the first
+    task and kept for the next ones (Ray reuses a job's worker processes), built anew when a
+    task brings another config."""
+    stage = _PROCESS_STAGE.get("stage")
+    if stage is None or stage.config != config:
+        if stage is not None:
+            stage.close()
+        stage = _PROCESS_STAGE["stage"] = PrepareStage(config)
+    return stage(batch)
 
 
 class ModelStage:

@@ -10,13 +10,13 @@ default bundle, each into a fresh output folder:
 
 - ``local``: the local engine, as many preparing threads as cores;
 - ``ray-1node``: ``--engine ray`` without an address: the job starts Ray on this machine (its
-  CPUs: the cores), one model actor of one CPU, preparing actors on the CPUs left;
+  CPUs: the cores), one model actor of one CPU, preparing tasks on the CPUs left;
 - ``ray-2nodes``: ``--engine ray`` on a cluster this benchmark starts (two raylets of one
-  logical CPU each on the same cores: the model actor on one node, a preparing actor on the
+  logical CPU each on the same cores: the model actor on one node, preparing tasks on the
   other, their rows through the object stores).
 
 Each engine's rows/s is its summary line's (from the job's start to its last commit: the
-local engine's after its model loaded, Ray's after it connected, its actors' start-up
+local engine's after its model loaded, Ray's after it connected, its stages' start-up
 counted) and with start-up (rows over the child's wall time). Then, in this process, the
 stages apart on one CPU each (``bench.scoring.stage_rates``). Writes
 ``bench/results/score-engines.json`` (``--quick``: ``bench/results/quick/``) and prints the

@@ -15,6 +15,7 @@ from typing import Any
 
 import ray
 from ray.cluster_utils import Cluster
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 # Logical CPUs per node: enough that both stages' pools fit on the head alone once the other
 # node is removed (Ray's resources are logical: more than the machine's two cores is fine).
@@ -37,6 +38,18 @@ class TwoNodes:
     def remove_worker(self) -> None:
         """Take the second node away (its raylet and its processes end)."""
         self.cluster.remove_node(self.worker)
+
+    @contextmanager
+    def head_held(self) -> Iterator[None]:
+        """Every CPU of the head node held by an idle actor until the block ends: what is
+        placed meanwhile goes to the second node."""
+        head = NodeAffinitySchedulingStrategy(self.cluster.head_node.node_id, soft=False)
+        holder = ray.remote(num_cpus=NODE_CPUS)(_Holder).options(scheduling_strategy=head).remote()
+        try:
+            ray.get(holder.ready.remote(), timeout=60)
+            yield
+        finally:
+            ray.kill(holder)
 
     def restore_worker(self) -> None:
         """Put a second node back (after ``remove_worker``)."""
@@ -69,6 +82,13 @@ def two_node_cluster() -> Iterator[TwoNodes]:
             ray.shutdown()
     finally:
         cluster.shutdown()  # type: ignore[no-untyped-call]
+
+
+class _Holder:
+    """An actor that only holds its CPUs."""
+
+    def ready(self) -> bool:
+        return True
 
 
 def _add_worker(cluster: Cluster) -> Any:

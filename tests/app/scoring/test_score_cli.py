@@ -77,3 +77,9 @@ def test_the_server_and_the_cli_do_not_import_pyarrow_or_ray() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=ROOT
     )
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("flag", ["--ray-prepare-tasks", "--ray-prepare-actors"])
+def test_the_preparing_tasks_keep_their_old_flag(flag: str, tmp_path: Path) -> None:
+    arguments = [*_arguments(tmp_path, tmp_path / "in.csv", tmp_path / "out"), flag, "3"]
+    assert cli._parser().parse_args(arguments).ray_prepare_tasks == 3
