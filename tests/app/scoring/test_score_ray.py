@@ -22,7 +22,8 @@ import pyarrow as pa
 import pytest
 import ray
 
-from app.scoring.ray_job import RayOptions, plan_stages, run_ray_score
+from app.scoring.ray_job import RayOptions, RoundStages, StagePlan, plan_stages, run_ray_score
+from app.scoring.ray_stages import INPUT_SCHEMA
 from app.scoring.score_answers import AnswerColumns
 from app.scoring.score_errors import ScoreError
 from app.scoring.score_input import Columns
@@ -157,6 +158,27 @@ def test_the_ray_engine_writes_what_the_local_engine_writes(
     assert sorted(p.name for p in (tmp_path / "ray").glob("part-*")) == sorted(
         p.name for p in (tmp_path / "local").glob("part-*")
     )
+
+
+def test_preparing_is_not_fused_into_the_model_actors(
+    cluster: TwoNodes,
+    optional_bundle_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # One preparing task at a time for one model actor: the sizes at which Ray Data fuses a
+    # task stage into the next actor stage when their remote arguments agree.
+    stages = RoundStages(
+        _ray_options(tmp_path / "in.csv", tmp_path / "out"),
+        make_settings(optional_bundle_dir),
+        RayOptions(model_actors=1),
+        StagePlan(prepare_tasks=1, model_gpus=0.0),
+    )
+    row = {"shard": 0, "position": 0, "id": "r0", "image": None, "text": "a cat"}
+    stages.dataset([pa.Table.from_pylist([row], schema=INPUT_SCHEMA)]).explain()
+    physical = capsys.readouterr().out.split("Physical Plan (Optimized)")[1]
+    assert "TaskPoolMapOperator[MapBatches(prepare_block)]" in physical
+    assert "ActorPoolMapOperator[MapBatches(ModelStage)]" in physical
 
 
 def test_a_multilabel_bundle_gives_the_local_engine_s_label_sets(
