@@ -1,7 +1,7 @@
 """What turns a request into a batch item, without the models: a bundle's request policy
 (``app.core.request_policy``), its image decoder and its tokenizer. The service's engine has
 one (``Engine.preparer``); ``build_preparer`` loads one alone, for processes that only
-prepare items (the Ray engine's preparing actors, ``app.scoring.ray_stages``), so that they
+prepare items (the Ray engine's preparing tasks, ``app.scoring.ray_stages``), so that they
 hold no ONNX Runtime session."""
 
 from __future__ import annotations

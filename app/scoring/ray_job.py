@@ -1,6 +1,6 @@
 """``fusionserve score --engine ray``: the same job as the local engine (the same ``job.json``,
 shards, parts, markers and resume, so a job may be resumed by either engine) with preparation
-and the model as Ray Data stages on actor pools across a cluster.
+and the model as Ray Data stages (preparing tasks, a pool of model actors) across a cluster.
 
 The driver reads the input as the local engine does and cuts it into the same shards; the
 uncommitted ones go to Ray in rounds of about ``round_rows`` rows (a round is a dataset of
